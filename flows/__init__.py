@@ -1,0 +1,1 @@
+"""Prefect flows: ``retention_run`` (daily) wires the stages together."""

@@ -1,0 +1,95 @@
+"""Build the run summary that ops read in the Prefect UI and on the command line. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    source: str
+    as_of: str
+    status: str = "completed"
+    message: str = ""
+    accounts_in: int = 0
+    accounts_quarantined: int = 0
+    quarantine_rows: int = 0
+    quarantine_file: str = ""
+    validation_report: str = ""
+    value_classes: dict[str, int] = field(default_factory=dict)
+    churn_bands: dict[str, int] = field(default_factory=dict)
+    decisions: int = 0
+    decisions_by_action: dict[str, int] = field(default_factory=dict)
+    tasks_created: int = 0
+    tasks_already_open: int = 0
+    tasks_in_cooldown: int = 0
+    emails_queued: int = 0
+    emails_sent: int = 0
+    emails_failed: int = 0
+    email_backend: str = ""
+    ruleset_version: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def counts(series: pd.Series, order: tuple[str, ...] = ()) -> dict[str, int]:
+    found = series.value_counts().to_dict()
+    keys = [k for k in order if k in found] + sorted(k for k in found if k not in order)
+    return {str(k): int(found[k]) for k in keys}
+
+
+def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per (rule, action): how many accounts it was decided for."""
+    if decisions.empty:
+        return []
+    grouped = decisions.groupby(["action", "owner_role", "rule_id"], sort=True).size()
+    return [{"action": action, "owner": owner, "rule": rule, "accounts": int(n),
+             "new tasks (action total)": int(created.get(action, 0))}
+            for (action, owner, rule), n in grouped.items()]
+
+
+def markdown(summary: RunSummary) -> str:
+    def table(title: str, values: Mapping[str, int]) -> str:
+        if not values:
+            return f"**{title}:** none\n"
+        rows = "\n".join(f"| {k} | {v:,} |" for k, v in values.items())
+        return f"| {title} | accounts |\n|---|---:|\n{rows}\n"
+
+    lines = [
+        f"# kamflow retention run: {summary.status}",
+        "",
+        f"Snapshot `{summary.source}` as of **{summary.as_of}**, rule set `{summary.ruleset_version}`.",
+        "",
+    ]
+    if summary.message:
+        lines += [f"> {summary.message}", ""]
+    lines += [
+        "| stage | count |", "|---|---:|",
+        f"| accounts in | {summary.accounts_in:,} |",
+        f"| accounts quarantined | {summary.accounts_quarantined:,} |",
+        f"| rows in quarantine | {summary.quarantine_rows:,} |",
+        f"| decisions | {summary.decisions:,} |",
+        f"| tasks created | {summary.tasks_created:,} |",
+        f"| tasks already open (not raised again) | {summary.tasks_already_open:,} |",
+        f"| tasks in cooldown | {summary.tasks_in_cooldown:,} |",
+        f"| emails queued | {summary.emails_queued:,} |",
+        f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
+        f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",
+        "",
+        table("value class", summary.value_classes),
+        table("churn band", summary.churn_bands),
+        table("action", summary.decisions_by_action),
+        f"Quarantine: `{summary.quarantine_file or 'none'}`  ",
+        f"Validation report: `{summary.validation_report or 'none'}`",
+    ]
+    if summary.seconds:
+        lines += ["", "Seconds per stage: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in summary.seconds.items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,578 @@
+"""Deterministic, vectorised generator of sample key-account snapshots.
+
+A *snapshot* is what an operator's systems would export on one day (``as_of``): the CRM account
+master, twelve months of billing, a year of complaints and SLA incidents. The generator also
+records which accounts it made decline (``ground_truth``), so that scoring can be checked.
+
+Tables (all ``pandas.DataFrame``; see ``docs/input-files.md`` for the column contract):
+
+* ``accounts`` -- one row per key account: ``account_id`` ("KA" + 7 digits), Chinese and English
+  company names, ``industry`` (nine values, enterprise ~35 %), ``region`` (eight provinces),
+  ``account_manager`` / ``manager_email`` (about one manager per 150 accounts, at least 3, each
+  working in one region), contract dates, products held, new services adopted, employees
+  (log-normal), monthly cost to serve (2-10 % of revenue) and ``last_contact_date`` (~3 % blank).
+* ``billing`` -- twelve rows per account, the twelve calendar months before ``as_of``'s month,
+  ordered by account then month. Base monthly revenue is log-normal (median ~15,000 CNY,
+  sigma 1.1) with +/-5 % monthly noise; healthy accounts are flat or grow gently and pay in full
+  (about 4 % under-pay one month by 1-10 %).
+* ``complaints`` / ``sla_incidents`` -- events in the 365 days before ``as_of`` (dates are strictly
+  before ``as_of``), ordered by date, with sequential ids. Healthy accounts average ~0.2 complaints
+  and ~0.1 incidents a quarter; incidents breach the SLA when the outage exceeds the account's
+  restore target (2 h for government, military and finance, 4 h otherwise).
+* ``ground_truth`` -- ``account_id``, ``declining`` (0/1). Generator-only; the pipeline never reads
+  it.
+
+Exactly ``round(0.12 * accounts)`` accounts are *declining*. Each shows at least two of six
+signals: revenue falling over the last 3-4 months (to 20-60 % below its earlier level), extra
+complaints and SLA incidents (long outages, mostly breaching) in the last 90 days, arrears in the
+last 2-3 months (paid 40-80 % of billed), a contract ending within 90 days (or lapsed up to 30 days
+ago), and no contact for more than 120 days. About 3 % of healthy accounts show one signal as noise.
+
+*Bad rows* (about ``bad_share`` of the accounts, split evenly over four kinds, at least one of each
+when ``accounts >= 200`` and ``bad_share > 0``) exercise the intake validation: a negative billed
+amount, a blank ``manager_email``, an ``industry`` of ``"unknown"`` and an orphan billing row whose
+``account_id`` (``"KA9999999x"``, ``"KA9999998x"``...) is not in ``accounts``. They are drawn last,
+so the rest of the snapshot does not depend on ``bad_share``.
+
+Everything is drawn from one ``numpy.random.default_rng(seed)``: the same
+``(accounts, as_of, seed, bad_share)`` always gives identical frames. Work is done on whole arrays
+(no Python loop per account); strings are built with Arrow kernels. One million accounts take a
+few seconds to build and as many to write, with a peak of about 1.6 GB of memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+__all__ = [
+    "ACCOUNT_COLUMNS",
+    "BILLING_COLUMNS",
+    "COMPLAINT_CATEGORIES",
+    "COMPLAINT_COLUMNS",
+    "GROUND_TRUTH_COLUMNS",
+    "INDUSTRIES",
+    "REGIONS",
+    "SLA_COLUMNS",
+    "TABLES",
+    "generate_snapshot",
+    "make_snapshot",
+    "write_snapshot",
+]
+
+TABLES = ("accounts", "billing", "complaints", "sla_incidents", "ground_truth")
+
+ACCOUNT_COLUMNS = (
+    "account_id", "name_zh", "name_en", "industry", "region", "account_manager",
+    "manager_email", "contract_start", "contract_end", "products_held", "new_services",
+    "employees", "cost_to_serve", "last_contact_date",
+)
+BILLING_COLUMNS = ("account_id", "month", "billed", "paid")
+COMPLAINT_COLUMNS = ("complaint_id", "account_id", "opened_date", "category")
+SLA_COLUMNS = ("incident_id", "account_id", "start_date", "outage_hours", "sla_breach")
+GROUND_TRUTH_COLUMNS = ("account_id", "declining")
+
+# industry -> share of accounts, relative size of revenue
+_INDUSTRY_TABLE = (
+    ("enterprise", 0.35, 1.0),
+    ("finance", 0.12, 1.8),
+    ("government", 0.12, 1.4),
+    ("it", 0.12, 1.1),
+    ("education", 0.08, 0.7),
+    ("health", 0.08, 0.8),
+    ("tourism", 0.06, 0.6),
+    ("culture", 0.04, 0.5),
+    ("military", 0.03, 1.3),
+)
+INDUSTRIES = tuple(row[0] for row in _INDUSTRY_TABLE)
+
+# region -> share of managers, cities (zh, en)
+_REGION_TABLE = (
+    ("北京", 0.14, (("北京", "Beijing"),)),
+    ("上海", 0.14, (("上海", "Shanghai"),)),
+    ("广东", 0.18, (("广州", "Guangzhou"), ("深圳", "Shenzhen"), ("佛山", "Foshan"),
+                    ("东莞", "Dongguan"))),
+    ("江苏", 0.14, (("南京", "Nanjing"), ("苏州", "Suzhou"), ("无锡", "Wuxi"))),
+    ("浙江", 0.13, (("杭州", "Hangzhou"), ("宁波", "Ningbo"), ("温州", "Wenzhou"))),
+    ("四川", 0.10, (("成都", "Chengdu"), ("绵阳", "Mianyang"))),
+    ("湖北", 0.09, (("武汉", "Wuhan"), ("宜昌", "Yichang"))),
+    ("陕西", 0.08, (("西安", "Xi'an"), ("宝鸡", "Baoji"))),
+)
+REGIONS = tuple(row[0] for row in _REGION_TABLE)
+
+COMPLAINT_CATEGORIES = ("network", "billing", "service", "price", "coverage", "other")
+_COMPLAINT_P_BASE = (0.25, 0.20, 0.20, 0.10, 0.10, 0.15)
+_COMPLAINT_P_DECLINE = (0.35, 0.10, 0.20, 0.20, 0.10, 0.05)
+
+# syllables of trade names (zh, pinyin)
+_TRADE_SYLLABLES = (
+    ("华", "Hua"), ("信", "Xin"), ("中", "Zhong"), ("恒", "Heng"), ("达", "Da"), ("宏", "Hong"),
+    ("远", "Yuan"), ("泰", "Tai"), ("安", "An"), ("联", "Lian"), ("通", "Tong"), ("明", "Ming"),
+    ("瑞", "Rui"), ("丰", "Feng"), ("盛", "Sheng"), ("鼎", "Ding"), ("海", "Hai"), ("天", "Tian"),
+    ("金", "Jin"), ("嘉", "Jia"), ("和", "He"), ("兴", "Xing"), ("隆", "Long"), ("博", "Bo"),
+    ("创", "Chuang"), ("科", "Ke"), ("光", "Guang"), ("星", "Xing"), ("云", "Yun"), ("龙", "Long"),
+    ("凯", "Kai"), ("正", "Zheng"), ("德", "De"), ("永", "Yong"), ("富", "Fu"), ("新", "Xin"),
+    ("宇", "Yu"), ("东", "Dong"), ("方", "Fang"), ("汇", "Hui"),
+)
+
+# (industry, zh suffix, en suffix, name uses a trade name)
+_NAME_SUFFIXES = (
+    ("government", "市人民政府", "Municipal People's Government", False),
+    ("government", "市公安局", "Municipal Public Security Bureau", False),
+    ("government", "市税务局", "Municipal Tax Service", False),
+    ("government", "市交通运输局", "Municipal Transport Bureau", False),
+    ("government", "市卫生健康委员会", "Municipal Health Commission", False),
+    ("government", "区人民政府", "District People's Government", True),
+    ("government", "区政务服务中心", "District Government Service Center", True),
+    ("military", "警备区", "Garrison Command", False),
+    ("military", "军分区", "Military Sub-district", False),
+    ("military", "武警支队", "Armed Police Detachment", False),
+    ("military", "军工科技有限公司", "Defence Technology Co., Ltd.", True),
+    ("military", "国防装备研究所", "Defence Equipment Research Institute", True),
+    ("finance", "银行", "Bank", True),
+    ("finance", "农村商业银行", "Rural Commercial Bank", False),
+    ("finance", "证券股份有限公司", "Securities Co., Ltd.", True),
+    ("finance", "保险股份有限公司", "Insurance Co., Ltd.", True),
+    ("finance", "基金管理有限公司", "Fund Management Co., Ltd.", True),
+    ("tourism", "国际旅行社有限公司", "International Travel Service Co., Ltd.", True),
+    ("tourism", "大酒店", "Grand Hotel", True),
+    ("tourism", "旅游集团有限公司", "Tourism Group Co., Ltd.", True),
+    ("tourism", "度假村", "Resort", True),
+    ("enterprise", "实业有限公司", "Industrial Co., Ltd.", True),
+    ("enterprise", "集团股份有限公司", "Group Co., Ltd.", True),
+    ("enterprise", "制造有限公司", "Manufacturing Co., Ltd.", True),
+    ("enterprise", "物流有限公司", "Logistics Co., Ltd.", True),
+    ("enterprise", "贸易有限公司", "Trading Co., Ltd.", True),
+    ("enterprise", "能源有限公司", "Energy Co., Ltd.", True),
+    ("it", "科技有限公司", "Technology Co., Ltd.", True),
+    ("it", "信息技术有限公司", "Information Technology Co., Ltd.", True),
+    ("it", "网络科技有限公司", "Network Technology Co., Ltd.", True),
+    ("it", "软件股份有限公司", "Software Co., Ltd.", True),
+    ("it", "数据服务有限公司", "Data Services Co., Ltd.", True),
+    ("education", "大学", "University", True),
+    ("education", "职业技术学院", "Vocational and Technical College", True),
+    ("education", "实验中学", "Experimental Middle School", True),
+    ("education", "外国语学校", "Foreign Languages School", True),
+    ("culture", "文化传媒有限公司", "Culture Media Co., Ltd.", True),
+    ("culture", "出版社", "Publishing House", True),
+    ("culture", "广播电视台", "Radio and Television Station", False),
+    ("culture", "博物馆", "Museum", False),
+    ("health", "医院", "Hospital", True),
+    ("health", "市人民医院", "Municipal People's Hospital", False),
+    ("health", "市中医院", "Municipal Hospital of Traditional Chinese Medicine", False),
+    ("health", "医药集团有限公司", "Pharmaceutical Group Co., Ltd.", True),
+    ("health", "妇幼保健院", "Maternal and Child Health Hospital", True),
+)
+
+_SURNAMES = (
+    ("王", "wang"), ("李", "li"), ("张", "zhang"), ("刘", "liu"), ("陈", "chen"), ("杨", "yang"),
+    ("黄", "huang"), ("赵", "zhao"), ("吴", "wu"), ("周", "zhou"), ("徐", "xu"), ("孙", "sun"),
+    ("马", "ma"), ("朱", "zhu"), ("胡", "hu"), ("郭", "guo"), ("何", "he"), ("高", "gao"),
+    ("林", "lin"), ("罗", "luo"), ("郑", "zheng"), ("梁", "liang"), ("谢", "xie"), ("宋", "song"),
+    ("唐", "tang"), ("许", "xu"), ("韩", "han"), ("冯", "feng"), ("邓", "deng"), ("曹", "cao"),
+    ("彭", "peng"), ("曾", "zeng"), ("肖", "xiao"), ("田", "tian"), ("董", "dong"), ("袁", "yuan"),
+    ("潘", "pan"), ("于", "yu"), ("蒋", "jiang"), ("蔡", "cai"),
+)
+_GIVEN_CHARS = (
+    ("芳", "fang"), ("伟", "wei"), ("娜", "na"), ("敏", "min"), ("静", "jing"), ("丽", "li"),
+    ("强", "qiang"), ("磊", "lei"), ("军", "jun"), ("洋", "yang"), ("勇", "yong"), ("艳", "yan"),
+    ("杰", "jie"), ("娟", "juan"), ("涛", "tao"), ("明", "ming"), ("超", "chao"), ("秀", "xiu"),
+    ("霞", "xia"), ("平", "ping"), ("刚", "gang"), ("桂", "gui"), ("英", "ying"), ("华", "hua"),
+    ("玲", "ling"), ("辉", "hui"), ("鹏", "peng"), ("婷", "ting"), ("雪", "xue"), ("琳", "lin"),
+    ("宇", "yu"), ("浩", "hao"), ("欣", "xin"), ("晨", "chen"), ("佳", "jia"), ("倩", "qian"),
+    ("颖", "ying"), ("峰", "feng"), ("建", "jian"), ("国", "guo"),
+)
+
+EMAIL_DOMAIN = "operator.example"
+MAX_ACCOUNTS = 9_999_999  # account_id has 7 digits
+
+DECLINING_SHARE = 0.12
+ACCOUNTS_PER_MANAGER = 150
+
+# probability that a declining account shows each signal (at least two are forced)
+_SIGNALS = ("revenue", "complaints", "sla", "arrears", "contract_end", "no_contact")
+_SIGNAL_P = np.array([0.80, 0.60, 0.45, 0.50, 0.35, 0.50])
+_HEALTHY_NOISE_SHARE = 0.03  # healthy accounts that show exactly one signal
+
+_STR = pd.StringDtype(storage="pyarrow", na_value=np.nan)  # pandas' default "str" dtype
+
+
+# --------------------------------------------------------------------------- string helpers
+def _decode(codes: np.ndarray, values) -> pa.Array:
+    """values[codes] as an Arrow string array, without building Python strings per row."""
+    if not isinstance(values, pa.Array):
+        values = pa.array(list(values), pa.string())
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.asarray(codes, dtype=np.int32)), values).dictionary_decode()
+
+
+def _join(*parts) -> pa.Array:
+    """Element-wise concatenation of Arrow string arrays / Python str scalars."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    """prefix + zero-padded numbers, e.g. KA0000001."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.asarray(numbers, dtype=np.int64)), pa.string()),
+                          width, "0")
+    return _join(prefix, digits)
+
+
+def _str_series(arr: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(arr, dtype=_STR)
+
+
+def _dates(as_of: np.datetime64, days_offset: np.ndarray, missing=None) -> np.ndarray:
+    """as_of + days_offset as datetime64[s]; NaT where ``missing`` is True."""
+    out = (as_of + np.asarray(days_offset, dtype=np.int64).astype("timedelta64[D]"))
+    out = out.astype("datetime64[s]")
+    if missing is not None:
+        out[missing] = np.datetime64("NaT")
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+def make_snapshot(
+    accounts: int,
+    as_of: dt.date,
+    seed: int = 7,
+    bad_share: float = 0.005,
+) -> dict[str, pd.DataFrame]:
+    """Build a sample snapshot in memory.
+
+    Returns frames keyed ``accounts``, ``billing``, ``complaints``, ``sla_incidents``,
+    ``ground_truth``. Date columns are ``datetime64[s]`` (midnight, ``NaT`` when missing),
+    text columns pandas' ``str`` dtype (``NaN`` when missing), counts ``int64``, amounts
+    ``float64`` rounded to 2 decimals (outage hours to 1). Pure: same arguments, same frames.
+    """
+    n = _check_args(accounts, as_of, seed, bad_share)
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.date()
+    rng = np.random.default_rng(seed)
+    day0 = np.datetime64(as_of, "D")
+    idx = np.arange(n)
+
+    # --- managers: about one per 150 accounts, at least 3, each in one region
+    m = max(3, round(n / ACCOUNTS_PER_MANAGER))
+    n_given = len(_GIVEN_CHARS)
+    names_per_surname = n_given + n_given * n_given
+    space = len(_SURNAMES) * names_per_surname
+    pick = rng.choice(space, size=m, replace=m > space)
+    sur, rest = np.divmod(pick, names_per_surname)
+    two = rest >= n_given
+    g1 = np.where(two, (rest - n_given) // n_given, rest)
+    g2 = np.where(two, (rest - n_given) % n_given, n_given)  # n_given -> "" (no second char)
+    given_zh = [c for c, _ in _GIVEN_CHARS] + [""]
+    given_py = [p for _, p in _GIVEN_CHARS] + [""]
+    mgr_name = _join(_decode(sur, [c for c, _ in _SURNAMES]), _decode(g1, given_zh),
+                     _decode(g2, given_zh))
+    mgr_email = _join(_decode(sur, [p for _, p in _SURNAMES]), ".", _decode(g1, given_py),
+                      _decode(g2, given_py), ".",
+                      pc.cast(pa.array(np.arange(1, m + 1)), pa.string()), "@" + EMAIL_DOMAIN)
+    region_p = np.array([r[1] for r in _REGION_TABLE])
+    mgr_region = rng.choice(len(REGIONS), size=m, p=region_p / region_p.sum())
+    k = min(m, len(REGIONS))
+    mgr_region[:k] = rng.permutation(len(REGIONS))[:k]  # small portfolios still span regions
+    mgr_load = rng.gamma(4.0, 0.25, size=m)  # portfolio sizes vary around the mean
+    acct_mgr = rng.choice(m, size=n, p=mgr_load / mgr_load.sum())
+    k = min(m, n)
+    acct_mgr[rng.permutation(n)[:k]] = np.arange(k)  # every manager has an account (if n >= m)
+    region = mgr_region[acct_mgr]
+
+    # --- industry, size
+    ind_p = np.array([r[1] for r in _INDUSTRY_TABLE])
+    industry = rng.choice(len(INDUSTRIES), size=n, p=ind_p / ind_p.sum())
+    ind_factor = np.array([r[2] for r in _INDUSTRY_TABLE])
+    ind_factor = ind_factor / np.exp(np.sum(ind_p * np.log(ind_factor)))  # keep median ~15,000
+    z = rng.standard_normal(n)
+    base = 15_000.0 * ind_factor[industry] * np.exp(1.1 * z)
+
+    # --- names
+    city_zh, city_en, city_off, city_cnt = [], [], [], []
+    for _, _, cities in _REGION_TABLE:
+        city_off.append(len(city_zh))
+        city_cnt.append(len(cities))
+        city_zh += [c for c, _ in cities]
+        city_en += [e for _, e in cities]
+    city_off, city_cnt = np.array(city_off), np.array(city_cnt)
+    city = city_off[region] + (rng.random(n) * city_cnt[region]).astype(np.int64)
+
+    suf_ind = np.array([INDUSTRIES.index(s[0]) for s in _NAME_SUFFIXES])
+    suf_trade = np.array([s[3] for s in _NAME_SUFFIXES])
+    order = np.argsort(suf_ind, kind="stable")
+    suf_off = np.searchsorted(suf_ind[order], np.arange(len(INDUSTRIES)))
+    suf_cnt = np.bincount(suf_ind, minlength=len(INDUSTRIES))
+    suffix = order[suf_off[industry] + (rng.random(n) * suf_cnt[industry]).astype(np.int64)]
+
+    s = len(_TRADE_SYLLABLES)
+    trade_zh = [a + b for a, _ in _TRADE_SYLLABLES for b, _ in _TRADE_SYLLABLES] + [""]
+    trade_en = [a + b.lower() + " " for _, a in _TRADE_SYLLABLES for _, b in _TRADE_SYLLABLES]
+    trade_en.append("")
+    trade = rng.integers(0, s * s, size=n)
+    trade = np.where(suf_trade[suffix], trade, s * s)
+    name_zh = _join(_decode(city, city_zh), _decode(trade, trade_zh),
+                    _decode(suffix, [x[1] for x in _NAME_SUFFIXES]))
+    name_en = _join(_decode(city, city_en), " ", _decode(trade, trade_en),
+                    _decode(suffix, [x[2] for x in _NAME_SUFFIXES]))
+    name_en = pc.if_else(pa.array(rng.random(n) < 0.08), pa.scalar(None, pa.string()), name_en)
+
+    # --- who declines, and with which signals
+    declining = np.zeros(n, dtype=bool)
+    declining[rng.permutation(n)[: round(DECLINING_SHARE * n)]] = True
+    n_sig = len(_SIGNALS)
+    sig = np.zeros((n, n_sig), dtype=bool)
+    dec_idx = np.flatnonzero(declining)
+    dsig = rng.random((dec_idx.size, n_sig)) < _SIGNAL_P
+    few = dsig.sum(axis=1) < 2
+    dsig[few, 0] = True  # revenue falls ...
+    dsig[few, rng.integers(1, n_sig, size=dec_idx.size)[few]] = True  # ... plus one other sign
+    sig[dec_idx] = dsig
+    healthy_idx = np.flatnonzero(~declining)
+    noisy = healthy_idx[rng.random(healthy_idx.size) < _HEALTHY_NOISE_SHARE]
+    sig[noisy, rng.integers(0, n_sig, size=noisy.size)] = True
+    s_rev, s_cmp, s_sla, s_arr, s_end, s_contact = (sig[:, j] for j in range(n_sig))
+
+    # --- billing: 12 calendar months before as_of's month
+    t = np.arange(12)
+    growth = np.clip(rng.normal(0.003, 0.003, size=n), -0.002, None)
+    billed = base[:, None] * (1.0 + growth[:, None]) ** t[None, :]
+    billed *= rng.uniform(0.95, 1.05, size=(n, 12))
+    drop = rng.uniform(0.2, 0.6, size=n)
+    drop_months = rng.integers(3, 5, size=n)
+    pos = t[None, :] - (12 - drop_months)[:, None]  # 0 = first falling month
+    fall = np.where(pos >= 0, 1.0 - drop[:, None] * np.minimum(1.0, (pos + 1) / 2.0), 1.0)
+    billed = np.where(s_rev[:, None], billed * fall, billed)
+    del fall, pos
+    billed = np.round(billed, 2)
+
+    pay = np.ones((n, 12))
+    arrear_months = rng.integers(2, 4, size=n)
+    arrear_frac = rng.uniform(0.4, 0.8, size=(n, 12))
+    in_arrears = s_arr[:, None] & (t[None, :] >= (12 - arrear_months)[:, None])
+    pay = np.where(in_arrears, arrear_frac, pay)
+    del arrear_frac, in_arrears
+    late = np.flatnonzero((rng.random(n) < 0.04) & ~s_arr)  # small healthy under-payments
+    pay[late, rng.integers(0, 12, size=late.size)] = rng.uniform(0.9, 0.99, size=late.size)
+    paid = np.round(billed * pay, 2)
+    del pay
+
+    # --- account master numbers and dates
+    contract_start = _dates(day0, -rng.integers(365, 12 * 365 + 1, size=n))
+    end_days = np.where(s_end, rng.integers(-30, 91, size=n),
+                        rng.integers(-30, 3 * 365 + 1, size=n))
+    contract_end = _dates(day0, end_days)
+    p_geo = np.clip(0.45 - 0.08 * z, 0.15, 0.75)
+    products_held = np.minimum(rng.geometric(p_geo), 12).astype(np.int64)
+    new_services = np.minimum(rng.poisson(np.where(declining, 0.5, 0.9)), 5).astype(np.int64)
+    employees = np.maximum(
+        1, np.round(np.exp(np.log(250.0) + 0.7 * z + rng.standard_normal(n)))).astype(np.int64)
+    cost_to_serve = np.round(np.maximum(
+        0.0, base * rng.uniform(0.02, 0.10, size=n) * (1.0 + rng.normal(0.0, 0.1, size=n))), 2)
+    contact_ago = np.where(s_contact, rng.integers(121, 541, size=n),
+                           1 + np.floor(rng.exponential(30.0, size=n)).astype(np.int64))
+    never = rng.random(n) < 0.03
+    last_contact = _dates(day0, -np.minimum(contact_ago, 730), missing=never)
+
+    # --- complaints and SLA incidents
+    cmp_acct, cmp_days, cmp_cat = _events(
+        rng, n, 0.8, np.flatnonzero(s_cmp), 1.5,
+        lambda size, extra: np.where(
+            extra,
+            rng.choice(len(COMPLAINT_CATEGORIES), size=size, p=_COMPLAINT_P_DECLINE),
+            rng.choice(len(COMPLAINT_CATEGORIES), size=size, p=_COMPLAINT_P_BASE)))
+    sla_acct, sla_days, sla_hours = _events(
+        rng, n, 0.4, np.flatnonzero(s_sla), 1.0,
+        lambda size, extra: np.where(
+            extra, rng.lognormal(np.log(9.0), 0.6, size=size),
+            rng.lognormal(np.log(1.0), 0.8, size=size)))
+    sla_hours = np.maximum(0.1, np.round(sla_hours, 1))
+    strict = np.isin(industry, [INDUSTRIES.index(x) for x in ("government", "military", "finance")])
+    restore_target = np.where(strict, 2.0, 4.0)
+    sla_breach = (sla_hours > restore_target[sla_acct]).astype(np.int64)
+
+    # --- bad rows, drawn last so that the good data does not depend on bad_share
+    n_bad = round(bad_share * n / 4) if bad_share > 0 else 0
+    if bad_share > 0 and n >= 200:
+        n_bad = max(1, n_bad)
+    bad = rng.choice(n, size=3 * n_bad, replace=False)
+    neg_acct, blank_email, unknown_ind = bad[:n_bad], bad[n_bad:2 * n_bad], bad[2 * n_bad:]
+    neg_month = rng.integers(0, 12, size=n_bad)
+    billed[neg_acct, neg_month] = -billed[neg_acct, neg_month]
+    orphan_month = rng.integers(0, 12, size=n_bad)
+    orphan_billed = np.round(15_000.0 * np.exp(1.1 * rng.standard_normal(n_bad)), 2)
+
+    # --- frames
+    account_id = _ids("KA", idx + 1, 7)
+    email = _decode(acct_mgr, mgr_email)
+    blank = np.zeros(n, dtype=bool)
+    blank[blank_email] = True
+    email = pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), email)
+    industry_names = list(INDUSTRIES) + ["unknown"]
+    industry_code = industry.copy()
+    industry_code[unknown_ind] = len(INDUSTRIES)
+
+    accounts_df = pd.DataFrame({
+        "account_id": _str_series(account_id),
+        "name_zh": _str_series(name_zh),
+        "name_en": _str_series(name_en),
+        "industry": _str_series(_decode(industry_code, industry_names)),
+        "region": _str_series(_decode(region, REGIONS)),
+        "account_manager": _str_series(_decode(acct_mgr, mgr_name)),
+        "manager_email": _str_series(email),
+        "contract_start": contract_start,
+        "contract_end": contract_end,
+        "products_held": products_held,
+        "new_services": new_services,
+        "employees": employees,
+        "cost_to_serve": cost_to_serve,
+        "last_contact_date": last_contact,
+    })
+
+    month_labels = np.datetime_as_string(
+        np.datetime64(as_of, "M") - np.arange(12, 0, -1).astype("timedelta64[M]"), unit="M")
+    bill_ids = _decode(np.repeat(idx, 12), account_id)  # 12 rows per account
+    bill_months = _decode(np.tile(t, n), month_labels.tolist())
+    if n_bad:
+        orphan_ids = _ids("KA", MAX_ACCOUNTS - np.arange(n_bad), 7)
+        bill_ids = pa.chunked_array([bill_ids, _join(orphan_ids, "x")])
+        bill_months = pa.chunked_array([bill_months, _decode(orphan_month, month_labels.tolist())])
+        billed_flat = np.concatenate([billed.ravel(), orphan_billed])
+        paid_flat = np.concatenate([paid.ravel(), orphan_billed])
+    else:
+        billed_flat, paid_flat = billed.ravel(), paid.ravel()
+    del billed, paid
+    billing_df = pd.DataFrame({
+        "account_id": _str_series(bill_ids),
+        "month": _str_series(bill_months),
+        "billed": billed_flat,
+        "paid": paid_flat,
+    })
+
+    complaints_df = pd.DataFrame({
+        "complaint_id": _str_series(_ids("C", np.arange(1, cmp_acct.size + 1),
+                                         max(8, len(str(cmp_acct.size))))),
+        "account_id": _str_series(_take(account_id, cmp_acct)),
+        "opened_date": _dates(day0, -cmp_days),
+        "category": _str_series(_decode(cmp_cat, COMPLAINT_CATEGORIES)),
+    })
+    sla_df = pd.DataFrame({
+        "incident_id": _str_series(_ids("I", np.arange(1, sla_acct.size + 1),
+                                        max(8, len(str(sla_acct.size))))),
+        "account_id": _str_series(_take(account_id, sla_acct)),
+        "start_date": _dates(day0, -sla_days),
+        "outage_hours": sla_hours,
+        "sla_breach": sla_breach,
+    })
+    truth_df = pd.DataFrame({
+        "account_id": _str_series(account_id),
+        "declining": declining.astype(np.int64),
+    })
+    return {
+        "accounts": accounts_df,
+        "billing": billing_df,
+        "complaints": complaints_df,
+        "sla_incidents": sla_df,
+        "ground_truth": truth_df,
+    }
+
+
+def write_snapshot(frames: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int]:
+    """Write each frame to ``out_dir/<name>.csv`` and return ``{name: data rows written}``.
+
+    UTF-8, header row, no index, ``\\n`` line ends, dates as ``YYYY-MM-DD``, missing values as
+    empty fields, fields quoted only when they contain a comma, quote or line break. ``out_dir``
+    is created if needed; each file is written to a temporary name and then renamed into place,
+    so a reader never sees half a file.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for name, frame in frames.items():
+        if not name or Path(name).name != name or name.startswith("."):
+            raise ValueError(f"table name must be a plain file stem, got {name!r}")
+        target = out_dir / f"{name}.csv"
+        tmp = out_dir / f".{name}.csv.tmp"
+        try:
+            _write_csv(frame, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        counts[name] = len(frame)
+    return counts
+
+
+def generate_snapshot(
+    out_dir: Path | str,
+    accounts: int,
+    as_of: dt.date,
+    seed: int = 7,
+    bad_share: float = 0.005,
+) -> dict[str, int]:
+    """``make_snapshot`` then ``write_snapshot``; returns ``{table name: rows written}``."""
+    return write_snapshot(make_snapshot(accounts, as_of, seed=seed, bad_share=bad_share),
+                          Path(out_dir))
+
+
+# --------------------------------------------------------------------------- internals
+def _check_args(accounts, as_of, seed, bad_share) -> int:
+    if isinstance(accounts, bool) or not isinstance(accounts, (int, np.integer)):
+        raise TypeError(f"accounts must be an int, got {type(accounts).__name__}")
+    if not 1 <= accounts <= MAX_ACCOUNTS:
+        raise ValueError(f"accounts must be between 1 and {MAX_ACCOUNTS}, got {accounts}")
+    if not isinstance(as_of, dt.date):
+        raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not 0.0 <= float(bad_share) <= 1.0:
+        raise ValueError(f"bad_share must be between 0 and 1, got {bad_share}")
+    return int(accounts)
+
+
+def _take(values: pa.Array, positions: np.ndarray) -> pa.Array:
+    return pc.take(values, pa.array(np.asarray(positions, dtype=np.int64)))
+
+
+def _events(rng, n, base_rate, signal_idx, extra_mean, draw):
+    """Events over the last 365 days (Poisson base_rate a year for every account) plus, for
+    signal_idx, 1 + Poisson(extra_mean) more in the last 90 days. Returns (account positions,
+    days before as_of, draw(size, is_extra)), ordered by date then account."""
+    base_n = rng.poisson(base_rate, size=n)
+    extra_n = 1 + rng.poisson(extra_mean, size=signal_idx.size)
+    acct = np.concatenate([np.repeat(np.arange(n), base_n), np.repeat(signal_idx, extra_n)])
+    n_base = int(base_n.sum())
+    extra = np.zeros(acct.size, dtype=bool)
+    extra[n_base:] = True
+    days = np.concatenate([rng.integers(1, 366, size=n_base),
+                           rng.integers(1, 91, size=acct.size - n_base)])
+    values = draw(acct.size, extra)
+    order = np.lexsort((acct, -days))  # oldest first, then by account
+    return acct[order], days[order], values[order]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow([str(c) for c in frame.columns])
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for i, field in enumerate(table.schema):
+            if pa.types.is_timestamp(field.type):
+                table = table.set_column(
+                    i, field.name, pc.cast(table.column(i), pa.date32(), safe=False))
+        with pa.OSFile(str(path), "wb") as sink:
+            sink.write(header.getvalue().encode("utf-8"))
+            pacsv.write_csv(table, sink, pacsv.WriteOptions(
+                include_header=False, quoting_style="none", batch_size=65_536))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # a value needs quoting (comma, quote, line break) or a column Arrow cannot convert:
+        # let pandas write the file (slower; same layout except that whole floats keep ".0")
+        frame.to_csv(path, index=False, encoding="utf-8", date_format="%Y-%m-%d", na_rep="",
+                     lineterminator="\n")

@@ -1,0 +1,59 @@
+"""Where kamflow keeps its state, and the environment it sets up for Prefect.
+
+Everything lives under ``$KAMFLOW_HOME`` (default ``~/.kamflow``): the SQLite task store,
+the email outbox, quarantined rows and run reports. ``PREFECT_HOME`` defaults to a folder
+inside it so a demo leaves nothing elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONF_DIR = REPO_ROOT / "conf"
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("KAMFLOW_DATABASE_URL") or f"sqlite:///{self.home / 'kamflow.db'}"
+
+
+def kamflow_home() -> Path:
+    return Path(os.environ.get("KAMFLOW_HOME") or Path.home() / ".kamflow").expanduser().resolve()
+
+
+def paths() -> Paths:
+    home = kamflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return Paths(home)
+
+
+def configure_prefect_env() -> None:
+    """Set Prefect's environment before ``prefect`` is imported: telemetry off, home inside ours."""
+    home = kamflow_home()
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    # Prefect creates only the last level of its home; without the parents its server cannot
+    # open its database and the ephemeral server start times out.
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # An ephemeral server takes 12-14 s to start cold on 2 cores; Prefect's default is 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -1,0 +1,147 @@
+"""kamflow's email edge: one small interface, three real backends and a recording fake.
+
+Every backend implements `EmailBackend`: `send(email: Email) -> str` returns the provider's id for
+the message and raises `SendError` (with `permanent` telling whether a retry can help).
+
+- `FileOutbox` (`file`, the default): writes each email as an RFC 5322 `.eml` file named after its
+  idempotency key, atomically. Nothing leaves the machine.
+- `SmtpBackend` (`smtp`): sends through an SMTP relay, optionally with STARTTLS and login.
+- `SendGridBackend` (`sendgrid`): the official `sendgrid` client against the v3 mail-send API,
+  with the timeout and the retries (429/5xx/timeouts, `Retry-After`) that the client lacks.
+- `notifications.testing.RecordingBackend`: a fake that records and fails on request, for tests.
+
+`backend_from_env` picks one from the environment:
+
+    KAMFLOW_EMAIL_BACKEND   file (default) | smtp | sendgrid
+    KAMFLOW_EMAIL_FROM      sender address (default kamflow@operator.example), see sender_from_env
+    KAMFLOW_SMTP_HOST       default 127.0.0.1
+    KAMFLOW_SMTP_PORT       default 25
+    KAMFLOW_SMTP_USER, KAMFLOW_SMTP_PASSWORD   login (both or neither)
+    KAMFLOW_SMTP_STARTTLS   1 to upgrade the connection with STARTTLS
+    SENDGRID_API_KEY        required for sendgrid (never logged)
+    KAMFLOW_SENDGRID_HOST   default https://api.sendgrid.com
+    KAMFLOW_SENDGRID_TIMEOUT   seconds, default 10
+
+`render_task_digest` renders the "your new retention tasks" email (English or Simplified Chinese).
+
+This package is a leaf: it imports no other kamflow package, and it is the only one that imports
+`sendgrid` or `smtplib`. `sendgrid` itself is imported only when a SendGrid backend is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from notifications.backend import EmailBackend
+from notifications.message import Email, SendError, to_email_message
+from notifications.outbox import FileOutbox
+from notifications.render import SUPPORTED_LANGUAGES, render_task_digest
+from notifications.sendgrid_backend import SendGridBackend
+from notifications.smtp import SmtpBackend
+
+__all__ = [
+    "BACKEND_NAMES",
+    "DEFAULT_SENDER",
+    "SUPPORTED_LANGUAGES",
+    "Email",
+    "EmailBackend",
+    "FileOutbox",
+    "SendError",
+    "SendGridBackend",
+    "SmtpBackend",
+    "backend_from_env",
+    "render_task_digest",
+    "sender_from_env",
+    "to_email_message",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("file", "smtp", "sendgrid")
+DEFAULT_SENDER = "kamflow@operator.example"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+_N = TypeVar("_N", int, float)
+
+
+def backend_from_env(outbox_dir: Path, env: Mapping[str, str] = os.environ) -> EmailBackend:
+    """The backend named by `KAMFLOW_EMAIL_BACKEND` in `env`, configured from `env`.
+
+    Raises `ValueError` naming the allowed values for an unknown backend, and naming the variable
+    for a missing `SENDGRID_API_KEY` or a malformed number.
+    """
+    name = (env.get("KAMFLOW_EMAIL_BACKEND") or "file").strip().lower()
+    if name == "file":
+        logger.info("email backend: file outbox in %s", outbox_dir)
+        return FileOutbox(Path(outbox_dir))
+    if name == "smtp":
+        host = _get(env, "KAMFLOW_SMTP_HOST") or "127.0.0.1"
+        port = _number(env, "KAMFLOW_SMTP_PORT", 25, int)
+        username = _get(env, "KAMFLOW_SMTP_USER")
+        password = env.get("KAMFLOW_SMTP_PASSWORD") or None  # not stripped: may hold spaces
+        if (username is None) != (password is None):
+            raise ValueError(
+                "KAMFLOW_EMAIL_BACKEND=smtp: set both KAMFLOW_SMTP_USER and "
+                "KAMFLOW_SMTP_PASSWORD, or neither"
+            )
+        starttls = _flag(env, "KAMFLOW_SMTP_STARTTLS")
+        logger.info(
+            "email backend: smtp %s:%s (starttls=%s, login=%s)",
+            host,
+            port,
+            starttls,
+            username is not None,
+        )
+        return SmtpBackend(host, port, username, password, starttls=starttls)
+    if name == "sendgrid":
+        api_key = _get(env, "SENDGRID_API_KEY")
+        if api_key is None:
+            raise ValueError(
+                "KAMFLOW_EMAIL_BACKEND=sendgrid needs the SendGrid API key in the "
+                "SENDGRID_API_KEY environment variable, which is not set"
+            )
+        host = _get(env, "KAMFLOW_SENDGRID_HOST") or "https://api.sendgrid.com"
+        timeout = _number(env, "KAMFLOW_SENDGRID_TIMEOUT", 10.0, float)
+        logger.info("email backend: sendgrid at %s (timeout %s s)", host, timeout)
+        return SendGridBackend(api_key, host=host, timeout=timeout)
+    raise ValueError(
+        f"unknown KAMFLOW_EMAIL_BACKEND {name!r}: use one of {', '.join(BACKEND_NAMES)}"
+    )
+
+
+def sender_from_env(env: Mapping[str, str] = os.environ) -> str:
+    """The From address: `KAMFLOW_EMAIL_FROM`, default `kamflow@operator.example`."""
+    return _get(env, "KAMFLOW_EMAIL_FROM") or DEFAULT_SENDER
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:
+    value = _get(env, name)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false), got {value!r}")

@@ -1,0 +1,10 @@
+"""Rules: the retention policy as readable YAML (this folder), compiled to durable-rules.
+
+``load_ruleset`` reads and checks a rule set; ``decide`` applies it to scored accounts and
+returns one decision per (account, action) with the rule id and why it matched.
+"""
+
+from rules.decide import DECISION_COLUMNS, decide
+from rules.language import RULES_DIR, RuleSet, load_ruleset
+
+__all__ = ["DECISION_COLUMNS", "RULES_DIR", "RuleSet", "decide", "load_ruleset"]

@@ -1,0 +1,480 @@
+"""The rule language: YAML files in ``rules/`` that a key-account manager can read.
+
+A rule set is a directory with ``actions.yaml`` (what can be done, by whom, how fast) and any
+number of rule files (``*.yaml``) each holding ``rules:``, a list of named rules::
+
+    - id: escalate-valuable-critical
+      description: {en: ..., zh: ...}
+      when:
+        all:
+          - value_class: {in: [high, secondary]}
+          - churn_band: critical            # shorthand for {eq: critical}
+      then:
+        - action: escalate_to_key_account
+          due_in_days: 1                     # optional overrides of the action's defaults
+      suppresses: [care-call-medium-risk]    # optional
+
+Conditions: ``all`` / ``any`` (lists), ``not`` (one condition), or a leaf ``field: {op: value}``
+with op one of eq, ne, lt, lte, gt, gte, in, not_in, between. Loading checks everything and reports
+each problem with file, line and rule id (see docs/rules.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kamflow.errors import ConfigError
+
+RULES_DIR = Path(__file__).resolve().parent
+
+# The fields of a scored account that rules may test, and their kind.
+CATEGORIES: dict[str, tuple[str, ...] | None] = {
+    "value_class": ("high", "secondary", "potential", "low"),
+    "churn_band": ("low", "medium", "high", "critical"),
+    "lifecycle_stage": ("identification", "development", "stable", "decline"),
+    "segment": ("leadership", "cost", "price_performance", "maintain", "other"),
+    "industry": ("government", "military", "finance", "tourism", "enterprise", "it",
+                 "education", "culture", "health"),
+    "region": None,  # any text
+}
+NUMBERS = ("churn_risk", "current_value", "potential_value", "avg_monthly_billed",
+           "revenue_trend", "arrears", "arrears_ratio", "products_held", "new_services",
+           "employees", "tenure_months", "days_to_contract_end", "days_since_contact",
+           "complaints_90d", "sla_breaches_90d", "outage_hours_90d")
+FIELDS = (*CATEGORIES, *NUMBERS)
+OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between")
+RULE_KEYS = ("id", "description", "when", "then", "suppresses")
+ACTION_KEYS = ("title", "owner", "priority", "due_in_days", "cooldown_days")
+OVERRIDE_KEYS = ("action", "priority", "due_in_days", "cooldown_days")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # all | any | not
+    children: tuple[Condition, ...]
+
+
+Condition = Leaf | Node
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    title_en: str
+    title_zh: str
+    owner: str
+    priority: int
+    due_in_days: float
+    cooldown_days: float
+
+
+@dataclass(frozen=True)
+class Consequence:
+    action: str
+    priority: int
+    due_in_days: float
+    cooldown_days: float
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description_en: str
+    description_zh: str
+    when: Condition
+    then: tuple[Consequence, ...]
+    suppresses: tuple[str, ...]
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    actions: Mapping[str, ActionSpec]
+    owners: tuple[str, ...]
+    version: str
+    directory: str
+
+    def rule(self, rule_id: str) -> Rule:
+        return next(r for r in self.rules if r.id == rule_id)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        used: dict[str, None] = {}
+        for rule in self.rules:
+            for leaf in leaves(rule.when):
+                used[leaf.field] = None
+        return tuple(used)
+
+
+@dataclass
+class _Problems:
+    items: list[str] = field(default_factory=list)
+
+    def add(self, file: str, line: int, rule_id: str | None, message: str) -> None:
+        who = f", rule {rule_id!r}" if rule_id else ""
+        self.items.append(f"{file}:{line}{who}: {message}")
+
+
+def leaves(condition: Condition) -> list[Leaf]:
+    if isinstance(condition, Leaf):
+        return [condition]
+    return [leaf for child in condition.children for leaf in leaves(child)]
+
+
+def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
+    """Read and check a rule set directory; raise ConfigError listing every problem."""
+    directory = Path(directory)
+    problems = _Problems()
+    actions_path = directory / "actions.yaml"
+    if not actions_path.exists():
+        raise ConfigError(f"rule set {directory}: actions.yaml is missing (it lists the actions "
+                          "rules may take and their owners)")
+    rule_files = sorted(p for p in directory.glob("*.yaml") if p.name != "actions.yaml")
+    if not rule_files:
+        raise ConfigError(f"rule set {directory}: no rule files (*.yaml besides actions.yaml)")
+    hasher = hashlib.sha256()
+    for path in [actions_path, *rule_files]:
+        hasher.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    actions, owners = _load_actions(actions_path, problems)
+    rules: list[Rule] = []
+    for path in rule_files:
+        rules += _load_rule_file(path, actions, problems)
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in seen:
+            first = seen[rule.id]
+            problems.add(rule.file, rule.line, rule.id,
+                         f"duplicate rule id (first defined at {first.file}:{first.line})")
+        seen.setdefault(rule.id, rule)
+    for rule in rules:
+        for target in rule.suppresses:
+            if target not in seen:
+                problems.add(rule.file, rule.line, rule.id,
+                             f"suppresses unknown rule {target!r}")
+    if problems.items:
+        raise ConfigError(f"rule set {directory} has {len(problems.items)} problem(s):\n  "
+                          + "\n  ".join(problems.items))
+    return RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
+
+
+def _compose(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.add(path.name, mark.line + 1 if mark else 1, None,
+                     f"not valid YAML: {getattr(exc, 'problem', exc)}")
+        return None, None
+    return data, node
+
+
+def _item_lines(node: yaml.Node | None, key: str) -> list[int]:
+    """Line numbers (1-based) of the items of the top-level list under ``key``."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key_node, value_node in node.value:
+        if key_node.value == key and isinstance(value_node, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value_node.value]
+    return []
+
+
+def _mapping_lines(node: yaml.Node | None, key: str) -> dict[str, int]:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    for key_node, value_node in node.value:
+        if key_node.value == key and isinstance(value_node, yaml.MappingNode):
+            return {k.value: k.start_mark.line + 1 for k, _ in value_node.value}
+    return {}
+
+
+def _load_actions(path: Path,
+                  problems: _Problems) -> tuple[dict[str, ActionSpec], tuple[str, ...]]:
+    data, node = _compose(path, problems)
+    if data is None:
+        return {}, ()
+    if not isinstance(data, Mapping) or not isinstance(data.get("actions"), Mapping):
+        problems.add(path.name, 1, None, "must have an 'actions:' mapping")
+        return {}, ()
+    owners = tuple(data.get("owners") or ())
+    if not owners:
+        problems.add(path.name, 1, None, "must list the owner roles under 'owners:'")
+    lines = _mapping_lines(node, "actions")
+    actions = {}
+    for name, spec in data["actions"].items():
+        line = lines.get(name, 1)
+        if not isinstance(spec, Mapping):
+            problems.add(path.name, line, None, f"action {name!r} must be a mapping")
+            continue
+        for key in sorted(set(spec) - set(ACTION_KEYS)):
+            problems.add(path.name, line, None,
+                         f"action {name!r}: unknown field {key!r}; allowed: "
+                         + ", ".join(ACTION_KEYS))
+        missing = [k for k in ACTION_KEYS if k not in spec]
+        if missing:
+            problems.add(path.name, line, None, f"action {name!r}: missing {', '.join(missing)}")
+            continue
+        if spec["owner"] not in owners:
+            problems.add(path.name, line, None,
+                         f"action {name!r}: unknown owner role {spec['owner']!r}; "
+                         f"known: {', '.join(owners)}")
+        title = spec["title"] if isinstance(spec["title"], Mapping) else {"en": spec["title"]}
+        if not _positive_numbers(spec, ("priority", "due_in_days", "cooldown_days")):
+            problems.add(path.name, line, None,
+                         f"action {name!r}: priority, due_in_days and cooldown_days must be "
+                         "non-negative numbers")
+            continue
+        actions[name] = ActionSpec(name, str(title.get("en", name)),
+                                   str(title.get("zh", title.get("en", name))), spec["owner"],
+                                   int(spec["priority"]), float(spec["due_in_days"]),
+                                   float(spec["cooldown_days"]))
+    return actions, owners
+
+
+def _positive_numbers(spec: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    return all(isinstance(spec.get(k), int | float) and not isinstance(spec.get(k), bool)
+               and spec[k] >= 0 for k in keys if k in spec)
+
+
+def _load_rule_file(path: Path, actions: Mapping[str, ActionSpec],
+                    problems: _Problems) -> list[Rule]:
+    data, node = _compose(path, problems)
+    if data is None:
+        return []
+    if not isinstance(data, Mapping) or not isinstance(data.get("rules"), list):
+        problems.add(path.name, 1, None, "must have a 'rules:' list")
+        return []
+    lines = _item_lines(node, "rules")
+    rules = []
+    for index, raw in enumerate(data["rules"]):
+        line = lines[index] if index < len(lines) else 1
+        rule = _parse_rule(raw, path.name, line, actions, problems)
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def _parse_rule(raw: Any, file: str, line: int, actions: Mapping[str, ActionSpec],
+                problems: _Problems) -> Rule | None:
+    if not isinstance(raw, Mapping):
+        problems.add(file, line, None, "a rule must be a mapping with id, when and then")
+        return None
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not rule_id.strip():
+        problems.add(file, line, None, "rule has no 'id'")
+        return None
+    before = len(problems.items)
+    for key in sorted(set(raw) - set(RULE_KEYS)):
+        problems.add(file, line, rule_id, f"unknown field {key!r}; allowed: {', '.join(RULE_KEYS)}")
+    description = raw.get("description") or {}
+    if isinstance(description, str):
+        description = {"en": description}
+    if not isinstance(description, Mapping) or not description.get("en"):
+        problems.add(file, line, rule_id, "needs a description (at least 'en')")
+        description = {}
+    if "when" not in raw:
+        problems.add(file, line, rule_id, "has no 'when' condition")
+        return None
+    when = _parse_condition(raw["when"], file, line, rule_id, problems)
+    if when is not None:
+        for contradiction in _contradictions(when):
+            problems.add(file, line, rule_id, f"condition can never be true: {contradiction}")
+    then = _parse_then(raw.get("then"), file, line, rule_id, actions, problems)
+    suppresses = raw.get("suppresses") or []
+    if isinstance(suppresses, str):
+        suppresses = [suppresses]
+    if not isinstance(suppresses, list) or not all(isinstance(s, str) for s in suppresses):
+        problems.add(file, line, rule_id, "'suppresses' must be a list of rule ids")
+        suppresses = []
+    if rule_id in suppresses:
+        problems.add(file, line, rule_id, "a rule cannot suppress itself")
+    if len(problems.items) > before or when is None:
+        return None
+    return Rule(rule_id, str(description.get("en", "")),
+                str(description.get("zh", description.get("en", ""))), when, tuple(then),
+                tuple(suppresses), file, line)
+
+
+def _parse_then(raw: Any, file: str, line: int, rule_id: str,
+                actions: Mapping[str, ActionSpec], problems: _Problems) -> list[Consequence]:
+    if isinstance(raw, str | Mapping):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        problems.add(file, line, rule_id, "'then' must list at least one action")
+        return []
+    out = []
+    for item in raw:
+        item = {"action": item} if isinstance(item, str) else item
+        if not isinstance(item, Mapping):
+            problems.add(file, line, rule_id, f"'then' item {item!r} must name an action")
+            continue
+        for key in sorted(set(item) - set(OVERRIDE_KEYS)):
+            problems.add(file, line, rule_id, f"unknown field {key!r} in 'then'; allowed: "
+                         + ", ".join(OVERRIDE_KEYS))
+        name = item.get("action")
+        if name not in actions:
+            problems.add(file, line, rule_id, f"unknown action {name!r}; known: "
+                         + ", ".join(sorted(actions)))
+            continue
+        if not _positive_numbers(item, ("priority", "due_in_days", "cooldown_days")):
+            problems.add(file, line, rule_id, "priority, due_in_days and cooldown_days must be "
+                         "non-negative numbers")
+            continue
+        spec = actions[name]
+        out.append(Consequence(name, int(item.get("priority", spec.priority)),
+                               float(item.get("due_in_days", spec.due_in_days)),
+                               float(item.get("cooldown_days", spec.cooldown_days))))
+    return out
+
+
+def _parse_condition(raw: Any, file: str, line: int, rule_id: str,
+                     problems: _Problems) -> Condition | None:
+    def bad(message: str) -> None:
+        problems.add(file, line, rule_id, message)
+
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        bad(f"a condition must be a single 'field: {{op: value}}', 'all', 'any' or 'not', "
+            f"not {raw!r}")
+        return None
+    (key, body), = raw.items()
+    if key in ("all", "any"):
+        if not isinstance(body, list) or not body:
+            bad(f"'{key}' needs a non-empty list of conditions")
+            return None
+        children = [_parse_condition(c, file, line, rule_id, problems) for c in body]
+        if any(c is None for c in children):
+            return None
+        return Node(key, tuple(c for c in children if c is not None))
+    if key == "not":
+        child = _parse_condition(body, file, line, rule_id, problems)
+        return None if child is None else Node("not", (child,))
+    if key not in FIELDS:
+        bad(f"unknown field {key!r}; known fields: {', '.join(FIELDS)}")
+        return None
+    if not isinstance(body, Mapping):
+        body = {"eq": body}
+    if len(body) != 1:
+        bad(f"field {key!r}: give exactly one operator, not {dict(body)!r}")
+        return None
+    (op, value), = body.items()
+    if op not in OPERATORS:
+        bad(f"field {key!r}: unknown operator {op!r}; known: {', '.join(OPERATORS)}")
+        return None
+    return _check_leaf(Leaf(key, op, value), bad)
+
+
+def _check_leaf(leaf: Leaf, bad: Any) -> Leaf | None:
+    values = leaf.value if leaf.op in ("in", "not_in", "between") else [leaf.value]
+    if leaf.op in ("in", "not_in", "between") and not isinstance(leaf.value, list):
+        bad(f"field {leaf.field!r}: '{leaf.op}' needs a list, not {leaf.value!r}")
+        return None
+    if leaf.op == "between" and len(values) != 2:
+        bad(f"field {leaf.field!r}: 'between' needs [low, high]")
+        return None
+    if leaf.field in CATEGORIES:
+        if leaf.op not in ("eq", "ne", "in", "not_in"):
+            bad(f"field {leaf.field!r} is a category: use eq, ne, in or not_in, not {leaf.op!r}")
+            return None
+        allowed = CATEGORIES[leaf.field]
+        for value in values:
+            if not isinstance(value, str):
+                bad(f"field {leaf.field!r}: {value!r} must be text")
+                return None
+            if allowed is not None and value not in allowed:
+                bad(f"field {leaf.field!r}: unknown value {value!r}; known: {', '.join(allowed)}")
+                return None
+        return Leaf(leaf.field, leaf.op, tuple(values) if leaf.op in ("in", "not_in")
+                    else leaf.value)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            bad(f"field {leaf.field!r} is a number: {value!r} is not")
+            return None
+    if leaf.op == "between":
+        low, high = values
+        if low > high:
+            bad(f"field {leaf.field!r}: between [{low}, {high}] is empty (low > high)")
+            return None
+        return Leaf(leaf.field, leaf.op, (float(low), float(high)))
+    if leaf.op in ("in", "not_in"):
+        return Leaf(leaf.field, leaf.op, tuple(float(v) for v in values))
+    return Leaf(leaf.field, leaf.op, float(leaf.value))
+
+
+def _contradictions(condition: Condition) -> list[str]:
+    """Empty intervals and clashing categories among the direct leaves of an ``all``."""
+    found = []
+    if isinstance(condition, Node):
+        for child in condition.children:
+            found += _contradictions(child)
+        if condition.kind == "all":
+            found += _clashing_leaves([c for c in condition.children if isinstance(c, Leaf)])
+    return found
+
+
+def _clashing_leaves(items: list[Leaf]) -> list[str]:
+    found = []
+    by_field: dict[str, list[Leaf]] = {}
+    for leaf in items:
+        by_field.setdefault(leaf.field, []).append(leaf)
+    for name, group in by_field.items():
+        if name in CATEGORIES:
+            allowed: set[str] | None = None
+            for leaf in group:
+                if leaf.op in ("eq", "in"):
+                    values = {leaf.value} if leaf.op == "eq" else set(leaf.value)
+                    allowed = values if allowed is None else allowed & values
+            excluded = {v for leaf in group if leaf.op in ("ne", "not_in")
+                        for v in ({leaf.value} if leaf.op == "ne" else set(leaf.value))}
+            if allowed is not None and not (allowed - excluded):
+                found.append(f"no value of {name!r} satisfies all of its conditions")
+            continue
+        bounds = _Bounds()
+        for leaf in group:
+            if leaf.op in ("gt", "gte"):
+                bounds.raise_low(leaf.value, strict=leaf.op == "gt")
+            elif leaf.op in ("lt", "lte"):
+                bounds.lower_high(leaf.value, strict=leaf.op == "lt")
+            elif leaf.op in ("between", "eq"):
+                low, high = leaf.value if leaf.op == "between" else (leaf.value, leaf.value)
+                bounds.raise_low(low, strict=False)
+                bounds.lower_high(high, strict=False)
+        if bounds.empty:
+            found.append(f"{name!r} cannot be both above {bounds.low} and below {bounds.high}")
+    return found
+
+
+@dataclass
+class _Bounds:
+    low: float = -float("inf")
+    low_strict: bool = False
+    high: float = float("inf")
+    high_strict: bool = False
+
+    def raise_low(self, value: float, strict: bool) -> None:
+        if value > self.low or (value == self.low and strict):
+            self.low, self.low_strict = value, strict
+
+    def lower_high(self, value: float, strict: bool) -> None:
+        if value < self.high or (value == self.high and strict):
+            self.high, self.high_strict = value, strict
+
+    @property
+    def empty(self) -> bool:
+        return self.low > self.high or (
+            self.low == self.high and (self.low_strict or self.high_strict))

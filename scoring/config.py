@@ -1,0 +1,142 @@
+"""Typed scoring configuration, checked key by key (see conf/scoring.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kamflow.errors import ConfigError
+
+CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "tenure_months",
+                      "payment_record", "cost_to_serve")
+POTENTIAL_INDICATORS = ("new_services", "employees", "strategic_industry")
+# Signals a churn factor may read: columns of the customer view, plus derived ones.
+CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
+                 "days_to_contract_end", "arrears_ratio", "days_since_contact")
+
+
+@dataclass(frozen=True)
+class ChurnFactor:
+    name: str
+    signal: str
+    weight: float
+    start: float
+    full: float
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    current_weights: Mapping[str, float]
+    potential_weights: Mapping[str, float]
+    strategic_industry: Mapping[str, float]
+    current_cutoff: float
+    potential_cutoff: float
+    identification_months: float
+    development_months: float
+    growth_trend: float
+    decline_trend: float
+    factors: tuple[ChurnFactor, ...]
+    band_medium: float
+    band_high: float
+    band_critical: float
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any], source: str = "scoring config") -> ScoringConfig:
+        c = _Checker(source)
+        value = c.section(doc, "value", ("current", "potential", "strategic_industry", "classes"))
+        current = c.weights(value, "value.current", CURRENT_INDICATORS)
+        potential = c.weights(value, "value.potential", POTENTIAL_INDICATORS)
+        strategic = {k: c.number(value["strategic_industry"], f"value.strategic_industry.{k}",
+                                 k, 0, 1) for k in c.mapping(value, "value.strategic_industry")}
+        classes = c.section(value, "classes", ("current_cutoff", "potential_cutoff"),
+                            prefix="value.")
+        life = c.section(doc, "lifecycle", ("identification_months", "development_months",
+                                            "growth_trend", "decline_trend"))
+        churn = c.section(doc, "churn", ("factors", "bands"))
+        factors = []
+        for name, spec in c.mapping(churn, "churn.factors").items():
+            key = f"churn.factors.{name}"
+            spec = c.section({name: spec}, name, ("signal", "weight", "start", "full"),
+                             prefix="churn.factors.")
+            if spec["signal"] not in CHURN_SIGNALS:
+                raise c.error(f"{key}.signal", f"unknown signal {spec['signal']!r}; known: "
+                              + ", ".join(CHURN_SIGNALS))
+            start = c.number(spec, f"{key}.start", "start")
+            full = c.number(spec, f"{key}.full", "full")
+            if start == full:
+                raise c.error(key, "start and full must differ")
+            factors.append(ChurnFactor(name, spec["signal"],
+                                       c.number(spec, f"{key}.weight", "weight", 0), start, full))
+        if not factors or sum(f.weight for f in factors) <= 0:
+            raise c.error("churn.factors", "at least one factor with a positive weight is needed")
+        bands = c.section(churn, "bands", ("medium", "high", "critical"), prefix="churn.")
+        medium, high, critical = (c.number(bands, f"churn.bands.{b}", b, 0, 100)
+                                  for b in ("medium", "high", "critical"))
+        if not medium < high < critical:
+            raise c.error("churn.bands", "cut-offs must rise: medium < high < critical")
+        return cls(
+            current_weights=current, potential_weights=potential, strategic_industry=strategic,
+            current_cutoff=c.number(classes, "value.classes.current_cutoff", "current_cutoff",
+                                    0, 100),
+            potential_cutoff=c.number(classes, "value.classes.potential_cutoff",
+                                      "potential_cutoff", 0, 100),
+            identification_months=c.number(life, "lifecycle.identification_months",
+                                           "identification_months", 0),
+            development_months=c.number(life, "lifecycle.development_months",
+                                        "development_months", 0),
+            growth_trend=c.number(life, "lifecycle.growth_trend", "growth_trend"),
+            decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
+            factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
+        )
+
+
+class _Checker:
+    """Small helpers that name the file and the key in every complaint."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: key {key!r}: {problem}")
+
+    def mapping(self, parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = parent.get(key.rsplit(".", 1)[-1])
+        if not isinstance(value, Mapping):
+            raise self.error(key, "must be a mapping of names to values")
+        return value
+
+    def section(self, parent: Any, key: str, allowed: tuple[str, ...],
+                prefix: str = "") -> Mapping[str, Any]:
+        if not isinstance(parent, Mapping) or not isinstance(parent.get(key), Mapping):
+            raise self.error(prefix + key, "is missing or not a mapping")
+        section = parent[key]
+        unknown = sorted(set(section) - set(allowed))
+        if unknown:
+            raise self.error(f"{prefix}{key}.{unknown[0]}",
+                             f"unknown key; allowed: {', '.join(allowed)}")
+        missing = [k for k in allowed if k not in section]
+        if missing:
+            raise self.error(f"{prefix}{key}.{missing[0]}", "is required")
+        return section
+
+    def number(self, parent: Mapping[str, Any], key: str, field: str,
+               low: float | None = None, high: float | None = None) -> float:
+        value = parent.get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, not {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(key, f"{value} is outside {low}..{high}")
+        return float(value)
+
+    def weights(self, parent: Mapping[str, Any], key: str,
+                allowed: tuple[str, ...]) -> dict[str, float]:
+        section = self.mapping(parent, key)
+        unknown = sorted(set(section) - set(allowed))
+        if unknown:
+            raise self.error(f"{key}.{unknown[0]}",
+                             f"unknown indicator; allowed: {', '.join(allowed)}")
+        weights = {k: self.number(section, f"{key}.{k}", k, 0) for k in section}
+        if sum(weights.values()) <= 0:
+            raise self.error(key, "needs at least one positive weight")
+        return weights

@@ -1,0 +1,811 @@
+"""Tests of the notifications package against real local servers (SMTP sink, HTTP stand-in for
+SendGrid): no mocks of sendgrid or smtplib."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+import notifications
+from notifications import (
+    Email,
+    EmailBackend,
+    FileOutbox,
+    SendError,
+    SendGridBackend,
+    SmtpBackend,
+    backend_from_env,
+    render_task_digest,
+    sender_from_env,
+)
+from notifications.testing import RecordingBackend
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT = Path(__file__).resolve().parents[2] / "shared/contracts/sendgrid-mail-send.openapi.json"
+API_KEY = "SG.kamflow-test-secret.do-not-log-me"
+PROJECT_PACKAGES = {"kamflow", "intake", "expectations", "scoring", "rules", "worklist", "flows"}
+
+
+def make_email(**overrides: Any) -> Email:
+    values: dict[str, Any] = {
+        "key": "outbox-42",
+        "sender": "kamflow@operator.example",
+        "to": "wang.li@operator.example",
+        "subject": "[kamflow] 1 项新的大客户维系任务：上海银行（KA0000012）",
+        "text": "王经理，您好：\n请在 2026-11-27 前回访上海银行。\n",
+        "html": "<p>王经理，您好：</p><p>请在 <b>2026-11-27</b> 前回访上海银行。</p>",
+        "categories": ("kamflow", "task_digest"),
+        "custom_args": {"owner_id": "u-7"},
+    }
+    values.update(overrides)
+    return Email(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parse_eml(data: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def body_of(message: EmailMessage, subtype: str) -> str:
+    """The decoded text/<subtype> body of `message`."""
+    part = message.get_body(preferencelist=(subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    return str(part.get_content())
+
+
+# --------------------------------------------------------------------------------------------
+# Email, SendError, the interface and the recording fake
+
+
+def test_every_backend_implements_the_interface(tmp_path: Path) -> None:
+    """FileOutbox, SmtpBackend, SendGridBackend and RecordingBackend all satisfy EmailBackend."""
+    backends: list[EmailBackend] = [
+        FileOutbox(tmp_path),
+        SmtpBackend("127.0.0.1", 25),
+        SendGridBackend(API_KEY, host="http://127.0.0.1:9"),
+        RecordingBackend(),
+    ]
+    assert [b.name for b in backends] == ["file", "smtp", "sendgrid", "recording"]
+    assert all(isinstance(b, EmailBackend) for b in backends)
+
+
+def test_email_is_immutable_including_custom_args() -> None:
+    """An Email copies its custom_args: changing the caller's dict later does not change it."""
+    args = {"owner_id": "u-7"}
+    email = make_email(custom_args=args, categories=["a", "b"])
+    args["owner_id"] = "changed"
+    assert email.custom_args == {"owner_id": "u-7"}
+    assert email.categories == ("a", "b")
+    with pytest.raises(TypeError):
+        email.custom_args["x"] = "y"  # type: ignore[index]
+    assert hash(email) == hash(make_email(custom_args={"other": "v"}, categories=("a", "b")))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"key": ""},
+        {"to": "nobody"},
+        {"subject": "a\r\nBcc: x@evil.example"},
+        {"custom_args": {"n": 1}},
+    ],
+)
+def test_email_rejects_invalid_fields(overrides: dict[str, Any]) -> None:
+    """An empty key, an address without @, a subject with CRLF or non-str args are refused."""
+    with pytest.raises((ValueError, TypeError)):
+        make_email(**overrides)
+
+
+def test_send_error_names_the_failure_and_survives_pickling() -> None:
+    """SendError's message names backend, key, recipient and status, and it pickles (Prefect)."""
+    error = SendError(
+        backend="sendgrid",
+        recipient="a@b.example",
+        key="k1",
+        status=503,
+        reason="busy",
+        permanent=False,
+    )
+    text = str(error)
+    assert all(part in text for part in ("sendgrid", "'k1'", "a@b.example", "503", "busy"))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.permanent, copy.status, copy.key, str(copy)) == (False, 503, "k1", text)
+
+
+def test_recording_backend_records_and_fails_on_request() -> None:
+    """RecordingBackend returns rec-<n>, and fail_next(n) makes exactly the next n sends fail."""
+    backend = RecordingBackend()
+    assert backend.send(make_email(key="a")) == "rec-1"
+    backend.fail_next(2, permanent=True)
+    for _ in range(2):
+        with pytest.raises(SendError) as caught:
+            backend.send(make_email(key="b"))
+        assert caught.value.permanent is True
+    assert backend.send(make_email(key="b")) == "rec-2"
+    assert [e.key for e in backend.sent] == ["a", "b"]
+    assert [e.key for e in backend.attempts] == ["a", "b", "b", "b"]
+
+
+def test_package_is_a_leaf_and_imports_sendgrid_lazily() -> None:
+    """notifications imports no other kamflow package, and `import notifications` skips sendgrid."""
+    package_dir = Path(notifications.__file__).parent
+    for source in package_dir.rglob("*.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & PROJECT_PACKAGES, f"{source.name} imports {roots & PROJECT_PACKAGES}"
+    probe = "import sys, notifications; print('sendgrid' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# FileOutbox
+
+
+def test_outbox_writes_a_parseable_eml_with_chinese_and_html(tmp_path: Path) -> None:
+    """FileOutbox writes <key>.eml: RFC 5322, Chinese subject and body intact, HTML alternative."""
+    email = make_email()
+    path = Path(FileOutbox(tmp_path).send(email))
+    assert path == tmp_path / "outbox-42.eml"
+    raw = path.read_bytes()
+    assert b"\r\n" in raw and raw.isascii()  # CRLF, 7-bit clean: any relay accepts it
+    message = parse_eml(raw)
+    assert message["Subject"] == email.subject
+    assert message["From"] == email.sender
+    assert message["To"] == email.to
+    assert message["X-Kamflow-Key"] == "outbox-42"
+    assert message["Date"] and message["Message-ID"].endswith("@operator.example>")
+    assert message.get_content_type() == "multipart/alternative"
+    assert body_of(message, "plain") == email.text
+    assert body_of(message, "html").rstrip("\n") == email.html
+
+
+def test_outbox_plain_email_is_a_single_part(tmp_path: Path) -> None:
+    """Without html the .eml is a single text/plain part."""
+    path = FileOutbox(tmp_path).send(make_email(html=None))
+    message = parse_eml(Path(path).read_bytes())
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content() == make_email().text
+
+
+def test_outbox_resend_overwrites_one_file_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    """Re-sending a key replaces its file (same Message-ID); no temporary files stay behind."""
+    outbox = FileOutbox(tmp_path / "outbox")  # created on first send
+    first = outbox.send(make_email(text="first\n"))
+    second = outbox.send(make_email(text="second\n"))
+    outbox.send(make_email(key="outbox-43"))
+    assert first == second
+    assert sorted(p.name for p in (tmp_path / "outbox").iterdir()) == [
+        "outbox-42.eml",
+        "outbox-43.eml",
+    ]
+    body = body_of(parse_eml(Path(second).read_bytes()), "plain")
+    assert body.splitlines() == ["second"]  # 7bit part: CRLF line ends on disk
+
+
+def test_outbox_failed_write_keeps_previous_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash before the rename leaves the previous file intact and no temporary file."""
+    outbox = FileOutbox(tmp_path)
+    path = Path(outbox.send(make_email(text="good\n")))
+    before = path.read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(SendError) as caught:
+        outbox.send(make_email(text="never written\n"))
+    assert caught.value.permanent is False
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["outbox-42.eml"]
+
+
+def test_outbox_keys_cannot_escape_or_collide(tmp_path: Path) -> None:
+    """Unsafe keys stay inside the directory, and keys that sanitise alike get distinct files."""
+    outbox = FileOutbox(tmp_path)
+    paths = {outbox.send(make_email(key=key)) for key in ("../evil", "a/b", "a_b", ".hidden")}
+    assert len(paths) == 4
+    assert all(Path(p).parent == tmp_path and not Path(p).name.startswith(".") for p in paths)
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP against a real aiosmtpd server
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd handler: collects messages; refuses listed recipients with a given reply."""
+
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+def test_smtp_delivers_the_message(smtp_sink: tuple[SmtpSink, int]) -> None:
+    """SmtpBackend delivers envelope, subject and both bodies and returns the Message-ID."""
+    sink, port = smtp_sink
+    email = make_email()
+    message_id = SmtpBackend("127.0.0.1", port, timeout=5).send(email)
+    [(mail_from, rcpts, content)] = sink.messages
+    assert (mail_from, rcpts) == (email.sender, [email.to])
+    message = parse_eml(content)
+    assert message["Message-ID"] == message_id
+    assert message["Subject"] == email.subject
+    assert message["X-Kamflow-Key"] == email.key
+    assert body_of(message, "plain") == email.text
+    assert "回访上海银行" in body_of(message, "html")
+    assert SmtpBackend("127.0.0.1", port).send(email) == message_id  # same key, same Message-ID
+
+
+@pytest.mark.parametrize(
+    ("reply", "permanent"),
+    [("550 5.1.1 no such user", True), ("450 4.2.1 mailbox busy, try later", False)],
+)
+def test_smtp_refused_recipient(
+    smtp_sink: tuple[SmtpSink, int], reply: str, permanent: bool
+) -> None:
+    """A 5xx recipient refusal is a permanent SendError, a 4xx one a transient one."""
+    sink, port = smtp_sink
+    sink.refuse["gone@operator.example"] = reply
+    with pytest.raises(SendError) as caught:
+        SmtpBackend("127.0.0.1", port, timeout=5).send(make_email(to="gone@operator.example"))
+    assert caught.value.permanent is permanent
+    assert caught.value.status == int(reply[:3])
+    assert "gone@operator.example" in str(caught.value)
+    assert sink.messages == []
+
+
+def test_smtp_connection_refused_is_transient() -> None:
+    """Nobody listening on the port: SendError(permanent=False) naming host and port."""
+    port = free_port()
+    with pytest.raises(SendError) as caught:
+        SmtpBackend("127.0.0.1", port, timeout=2).send(make_email())
+    assert caught.value.permanent is False
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_smtp_login(tmp_path: Path) -> None:
+    """With username/password the backend logs in; a wrong password is a permanent SendError."""
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            b"kam",
+            b"s3cret pass",
+        )
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535
+
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        SmtpBackend("127.0.0.1", port, "kam", "s3cret pass", timeout=5).send(make_email())
+        with pytest.raises(SendError) as caught:
+            SmtpBackend("127.0.0.1", port, "kam", "wrong", timeout=5).send(make_email())
+    finally:
+        controller.stop()
+    assert len(sink.messages) == 1
+    assert caught.value.permanent is True and caught.value.status == 535
+    assert "wrong" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------------
+# SendGrid against a local HTTP server speaking the v3 mail-send API
+
+
+@dataclass
+class Step:
+    """One scripted answer: status, headers, body, and how long to stall before answering."""
+
+    status: int = 202
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    stall: float = 0.0
+
+
+class FakeSendGrid:
+    """A ThreadingHTTPServer on 127.0.0.1 recording requests and answering a scripted sequence."""
+
+    def __init__(self) -> None:
+        self.script: list[Step] = []
+        self.requests: list[dict[str, Any]] = []
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                owner.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(raw)}
+                )
+                step = (
+                    owner.script.pop(0)
+                    if owner.script
+                    else Step(202, {"X-Message-Id": f"msg-{len(owner.requests)}"})
+                )
+                if step.stall:
+                    owner.release.wait(step.stall)
+                try:
+                    self.send_response(step.status)
+                    for name, value in step.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(step.body)))
+                    self.end_headers()
+                    self.wfile.write(step.body)
+                except OSError:
+                    pass  # the client gave up (timeout) and closed the connection
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def backend(self, delays: list[float], **kwargs: Any) -> SendGridBackend:
+        options: dict[str, Any] = {"timeout": 5.0, "max_retries": 3, "backoff": 0.01}
+        options.update(kwargs)
+        return SendGridBackend(API_KEY, host=self.url, sleep=delays.append, **options)
+
+
+@pytest.fixture
+def sendgrid_server() -> Iterator[FakeSendGrid]:
+    fake = FakeSendGrid()
+    fake.thread.start()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+def test_sendgrid_retries_429_and_5xx_honouring_retry_after(sendgrid_server: FakeSendGrid) -> None:
+    """429 (Retry-After: 1), then 500, then 202: returns X-Message-Id after 3 requests."""
+    sendgrid_server.script = [
+        Step(429, {"Retry-After": "1"}, b'{"errors":[{"message":"too many"}]}'),
+        Step(500, {}, b"oops"),
+        Step(202, {"X-Message-Id": "sg-msg-123"}),
+    ]
+    delays: list[float] = []
+    message_id = sendgrid_server.backend(delays).send(make_email())
+    assert message_id == "sg-msg-123"
+    assert len(sendgrid_server.requests) == 3
+    assert len(delays) == 2
+    assert delays[0] >= 1  # Retry-After honoured although the backoff would be 0.01 s
+    assert delays[1] == pytest.approx(0.02)  # exponential backoff: 0.01 * 2 ** 1
+    assert {r["json"]["custom_args"]["kamflow_key"] for r in sendgrid_server.requests} == {
+        "outbox-42"
+    }
+
+
+def test_sendgrid_400_is_permanent_without_retry(sendgrid_server: FakeSendGrid) -> None:
+    """A 400 raises a permanent SendError carrying SendGrid's message, after one request."""
+    sendgrid_server.script = [
+        Step(
+            400,
+            {},
+            b'{"errors":[{"message":"The from address does not match a verified'
+            b' Sender Identity"}]}',
+        )
+    ]
+    delays: list[float] = []
+    with pytest.raises(SendError) as caught:
+        sendgrid_server.backend(delays).send(make_email())
+    error = caught.value
+    assert (error.permanent, error.status, error.backend) == (True, 400, "sendgrid")
+    assert "verified Sender" in str(error)
+    assert len(sendgrid_server.requests) == 1 and delays == []
+
+
+def test_sendgrid_timeout_is_retried_then_transient(sendgrid_server: FakeSendGrid) -> None:
+    """A server that never answers within the timeout: retried, then SendError(permanent=False)."""
+    sendgrid_server.script = [Step(stall=5.0), Step(stall=5.0)]
+    delays: list[float] = []
+    backend = sendgrid_server.backend(delays, timeout=0.5, max_retries=1)
+    with pytest.raises(SendError) as caught:
+        backend.send(make_email())
+    assert caught.value.permanent is False
+    assert "timed out" in str(caught.value) and "2 attempts" in str(caught.value)
+    assert len(sendgrid_server.requests) == 2 and len(delays) == 1
+
+
+def test_sendgrid_persistent_5xx_gives_up_after_max_retries(sendgrid_server: FakeSendGrid) -> None:
+    """503 on every attempt: max_retries + 1 requests with doubling delays, then transient error."""
+    sendgrid_server.script = [Step(503) for _ in range(4)]
+    delays: list[float] = []
+    with pytest.raises(SendError) as caught:
+        sendgrid_server.backend(delays, max_retries=3).send(make_email())
+    assert caught.value.permanent is False and caught.value.status == 503
+    assert len(sendgrid_server.requests) == 4
+    assert delays == pytest.approx([0.01, 0.02, 0.04])
+
+
+def test_sendgrid_retry_after_beyond_max_delay_gives_up_at_once(
+    sendgrid_server: FakeSendGrid,
+) -> None:
+    """Retry-After longer than max_delay: a transient SendError now instead of a long block."""
+    sendgrid_server.script = [Step(429, {"Retry-After": "3600"})]
+    delays: list[float] = []
+    with pytest.raises(SendError) as caught:
+        sendgrid_server.backend(delays, max_delay=60).send(make_email())
+    assert caught.value.permanent is False and "3600" in str(caught.value)
+    assert len(sendgrid_server.requests) == 1 and delays == []
+
+
+def test_sendgrid_connection_refused_is_transient() -> None:
+    """Nothing listening: retried, then SendError(permanent=False)."""
+    delays: list[float] = []
+    backend = SendGridBackend(
+        API_KEY,
+        host=f"http://127.0.0.1:{free_port()}",
+        max_retries=2,
+        backoff=0.01,
+        sleep=delays.append,
+    )
+    with pytest.raises(SendError) as caught:
+        backend.send(make_email())
+    assert caught.value.permanent is False and len(delays) == 2
+
+
+def test_sendgrid_payload_and_authorization(sendgrid_server: FakeSendGrid) -> None:
+    """POST /v3/mail/send with Bearer auth, to, subject, text then html, categories, custom_args."""
+    email = make_email()
+    sendgrid_server.backend([]).send(email)
+    [request] = sendgrid_server.requests
+    assert request["path"] == "/v3/mail/send"
+    assert request["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    payload = request["json"]
+    assert payload["from"] == {"email": email.sender}
+    assert payload["personalizations"][0]["to"][0]["email"] == email.to
+    assert payload["subject"] == email.subject
+    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
+    assert [c["value"] for c in payload["content"]] == [email.text, email.html]
+    assert payload["categories"] == ["kamflow", "task_digest"]
+    assert payload["custom_args"] == {"owner_id": "u-7", "kamflow_key": "outbox-42"}
+
+
+def test_sendgrid_never_logs_the_api_key(
+    sendgrid_server: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With DEBUG logging on (the HTTP client logs headers), the API key appears in no log line."""
+    caplog.set_level(logging.DEBUG)
+    sendgrid_server.script = [Step(429, {"Retry-After": "0"}), Step(202), Step(401, {}, b"{}")]
+    backend = sendgrid_server.backend([])
+    backend.send(make_email())
+    with pytest.raises(SendError) as caught:
+        backend.send(make_email(key="outbox-43"))
+    assert "Bearer [redacted]" in caplog.text  # the client's header dump was there, redacted
+    assert API_KEY not in caplog.text
+    assert API_KEY not in str(caught.value) and API_KEY not in repr(backend)
+
+
+def _contract_validator() -> Any:
+    if not CONTRACT.is_file():
+        pytest.fail(
+            f"SendGrid mail-send contract missing: expected the OpenAPI document at {CONTRACT} "
+            "(shared/contracts/ beside the repository)"
+        )
+    jsonschema = pytest.importorskip("jsonschema")
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    document = json.loads(CONTRACT.read_text(encoding="utf-8"))
+    uri = "urn:kamflow:sendgrid-mail-send-contract"
+    registry = Registry().with_resource(uri, DRAFT202012.create_resource(document))
+    pointer = "/paths/~1v3~1mail~1send/post/requestBody/content/application~1json/schema"
+    validator_class = jsonschema.Draft202012Validator
+    return validator_class(
+        {"$ref": f"{uri}#{pointer}"},
+        registry=registry,
+        format_checker=validator_class.FORMAT_CHECKER,
+    )
+
+
+def test_sendgrid_payload_matches_the_openapi_contract(sendgrid_server: FakeSendGrid) -> None:
+    """The recorded request bodies validate against SendGrid's POST /v3/mail/send schema."""
+    validator = _contract_validator()
+    backend = sendgrid_server.backend([])
+    backend.send(make_email())
+    backend.send(make_email(key="plain", html=None, categories=(), custom_args={}))
+    for request in sendgrid_server.requests:
+        errors = [e.message for e in validator.iter_errors(request["json"])]
+        assert errors == [], errors
+    # The schema is really applied: a request without a sender is refused.
+    broken = {k: v for k, v in sendgrid_server.requests[0]["json"].items() if k != "from"}
+    assert not validator.is_valid(broken)
+
+
+# --------------------------------------------------------------------------------------------
+# The task digest
+
+
+def digest_tasks() -> list[dict[str, Any]]:
+    return [
+        {
+            "task_id": 103,
+            "account_id": "KA0000031",
+            "account_name": "杭州市政务服务中心",
+            "action": "sla_review",
+            "action_title": "SLA review",
+            "priority": 2,
+            "due_at": datetime(2026, 11, 26, 9, 0),
+            "reason": "outage_hours 14.5 > 8 in the last 30 days",
+            "rule_id": "sla_breach",
+        },
+        {
+            "task_id": 101,
+            "account_id": "KA0000012",
+            "account_name": "上海银行",
+            "action": "care_call",
+            "action_title": "Care call",
+            "priority": 1,
+            "due_at": datetime(2026, 11, 27, 18, 0),
+            "reason": "churn_risk 0.82 >= 0.7 and value_tier high",
+            "rule_id": "high_value_at_risk",
+        },
+        {
+            "task_id": 102,
+            "account_id": "KA0000020",
+            "account_name": "<script>alert(1)</script> Ltd",
+            "action": "payment_reminder",
+            "action_title": "Payment reminder",
+            "priority": 2,
+            "due_at": datetime(2026, 11, 25, 12, 30),
+            "reason": "arrears 3 months > 2",
+            "rule_id": "arrears",
+        },
+    ]
+
+
+def test_digest_en_subject_and_bodies() -> None:
+    """English digest: subject names count and first task; bodies list every task, sorted."""
+    subject, text, html = render_task_digest("Li Wang", digest_tasks(), "en")
+    assert subject == (
+        "[kamflow] 3 new retention tasks: Care call for 上海银行 (KA0000012) due 2026-11-27"
+    )
+    for body in (text, html):
+        for snippet in (
+            "上海银行",
+            "KA0000012",
+            "Care call",
+            "2026-11-27 18:00",
+            "churn_risk 0.82",
+            "high_value_at_risk",
+            "101",
+            "SLA review",
+            "2026-11-26 09:00",
+            "sla_breach",
+            "Payment reminder",
+            "2026-11-25 12:30",
+        ):
+            assert snippet in body, (snippet, body)
+    # priority 1 first, then priority 2 by due time
+    order = [text.index(account) for account in ("KA0000012", "KA0000020", "KA0000031")]
+    assert order == sorted(order)
+    assert "Hello Li Wang" in text
+
+
+def test_digest_zh_cn_subject_and_bodies() -> None:
+    """Chinese digest: Chinese wording, the same data, dates and reasons."""
+    subject, text, html = render_task_digest("王经理", digest_tasks(), "zh-CN")
+    assert subject.startswith("[kamflow] 3 项新的大客户维系任务")
+    assert all(s in subject for s in ("上海银行", "KA0000012", "Care call", "2026-11-27"))
+    for body in (text, html):
+        for snippet in (
+            "王经理",
+            "截止",
+            "原因",
+            "上海银行",
+            "Care call",
+            "2026-11-27 18:00",
+            "churn_risk 0.82",
+            "high_value_at_risk",
+        ):
+            assert snippet in body, (snippet, body)
+    assert render_task_digest("王经理", digest_tasks(), "zh_CN")[0] == subject
+
+
+def test_digest_html_escapes_customer_data() -> None:
+    """An account name with <script> is escaped in the HTML body (text keeps it verbatim)."""
+    for language in ("en", "zh-CN"):
+        _, text, html = render_task_digest("Li Wang", digest_tasks(), language)
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; Ltd" in html
+        assert "<script>alert(1)</script> Ltd" in text
+
+
+def test_digest_unknown_language_falls_back_to_english() -> None:
+    """An unsupported language renders the English templates."""
+    assert render_task_digest("Li", digest_tasks(), "fr") == render_task_digest(
+        "Li", digest_tasks(), "en"
+    )
+
+
+def test_digest_single_task_and_bad_input() -> None:
+    """One task reads "1 new retention task"; no tasks or a task missing fields is a ValueError."""
+    subject, _, _ = render_task_digest("Li", digest_tasks()[1:2])
+    assert subject.startswith("[kamflow] 1 new retention task: Care call")
+    with pytest.raises(ValueError, match="at least one task"):
+        render_task_digest("Li", [])
+    incomplete = {k: v for k, v in digest_tasks()[0].items() if k != "reason"}
+    with pytest.raises(ValueError, match="reason"):
+        render_task_digest("Li", [incomplete])
+
+
+def test_digest_can_be_sent_through_the_outbox(tmp_path: Path) -> None:
+    """A rendered digest round-trips through FileOutbox with subject and HTML intact."""
+    subject, text, html = render_task_digest("王经理", digest_tasks(), "zh-CN")
+    email = Email(
+        key="digest-u7-2026-11-25",
+        sender=sender_from_env({}),
+        to="wang@op.example",
+        subject=subject,
+        text=text,
+        html=html,
+    )
+    message = parse_eml(Path(FileOutbox(tmp_path).send(email)).read_bytes())
+    assert message["Subject"] == subject
+    assert body_of(message, "html") == html
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration from the environment
+
+
+def test_backend_from_env_defaults_to_the_file_outbox(tmp_path: Path) -> None:
+    """No KAMFLOW_EMAIL_BACKEND: a FileOutbox in the given directory."""
+    backend = backend_from_env(tmp_path, {})
+    assert isinstance(backend, FileOutbox) and backend.directory == tmp_path
+    assert isinstance(backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": " FILE "}), FileOutbox)
+
+
+def test_backend_from_env_smtp(tmp_path: Path) -> None:
+    """smtp: host, port, login and STARTTLS from the environment; defaults 127.0.0.1:25."""
+    default = backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": "smtp"})
+    assert isinstance(default, SmtpBackend)
+    assert (default.host, default.port, default.username, default.starttls) == (
+        "127.0.0.1",
+        25,
+        None,
+        False,
+    )
+    env = {
+        "KAMFLOW_EMAIL_BACKEND": "smtp",
+        "KAMFLOW_SMTP_HOST": "relay.operator.example",
+        "KAMFLOW_SMTP_PORT": "587",
+        "KAMFLOW_SMTP_USER": "kam",
+        "KAMFLOW_SMTP_PASSWORD": "pw",
+        "KAMFLOW_SMTP_STARTTLS": "1",
+    }
+    configured = backend_from_env(tmp_path, env)
+    assert isinstance(configured, SmtpBackend)
+    assert (configured.host, configured.port, configured.username, configured.starttls) == (
+        "relay.operator.example",
+        587,
+        "kam",
+        True,
+    )
+    assert "pw" not in repr(configured)
+    with pytest.raises(ValueError, match="KAMFLOW_SMTP_PORT"):
+        backend_from_env(tmp_path, {**env, "KAMFLOW_SMTP_PORT": "smtp"})
+
+
+def test_backend_from_env_sendgrid(tmp_path: Path) -> None:
+    """sendgrid: needs SENDGRID_API_KEY (clear error without it); host and timeout configurable."""
+    backend = backend_from_env(
+        tmp_path,
+        {
+            "KAMFLOW_EMAIL_BACKEND": "sendgrid",
+            "SENDGRID_API_KEY": API_KEY,
+            "KAMFLOW_SENDGRID_HOST": "http://127.0.0.1:4010",
+            "KAMFLOW_SENDGRID_TIMEOUT": "2.5",
+        },
+    )
+    assert isinstance(backend, SendGridBackend)
+    assert (backend.host, backend.timeout) == ("http://127.0.0.1:4010", 2.5)
+    default = backend_from_env(
+        tmp_path, {"KAMFLOW_EMAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": API_KEY}
+    )
+    assert isinstance(default, SendGridBackend)
+    assert (default.host, default.timeout) == ("https://api.sendgrid.com", 10.0)
+    for env in (
+        {"KAMFLOW_EMAIL_BACKEND": "sendgrid"},
+        {"KAMFLOW_EMAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": "  "},
+    ):
+        with pytest.raises(ValueError, match="SENDGRID_API_KEY"):
+            backend_from_env(tmp_path, env)
+
+
+def test_backend_from_env_unknown_name(tmp_path: Path) -> None:
+    """An unknown backend name is a ValueError listing the allowed values."""
+    with pytest.raises(ValueError, match="'mailgun'.*file, smtp, sendgrid"):
+        backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": "mailgun"})
+
+
+def test_sender_from_env() -> None:
+    """KAMFLOW_EMAIL_FROM sets the sender; the default is kamflow@operator.example."""
+    assert sender_from_env({}) == "kamflow@operator.example"
+    assert sender_from_env({"KAMFLOW_EMAIL_FROM": "kam@op.example"}) == "kam@op.example"
+
+
+def test_message_date_is_utc_and_injectable() -> None:
+    """to_email_message stamps the given time (UTC by default) as the Date header."""
+    message = notifications.to_email_message(make_email(), now=datetime(2026, 11, 25, tzinfo=UTC))
+    assert message["Date"] == "Wed, 25 Nov 2026 00:00:00 +0000"

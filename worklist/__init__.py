@@ -1,0 +1,12 @@
+"""Worklist: tasks with an owner and a deadline, stored with their emails in one transaction.
+
+``plan_tasks`` (pure) routes decisions to owners and sets deadlines; ``TaskStore`` is the only
+code that writes the database (tasks, history, and the email outbox).
+"""
+
+from worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
+from worklist.plan import Owner, OwnerDirectory, plan_tasks
+from worklist.store import RaiseResult, TaskStore
+
+__all__ = ["OPEN_STATUSES", "STATUSES", "OutboxEmail", "Owner", "OwnerDirectory", "RaiseResult",
+           "Task", "TaskEvent", "TaskStore", "plan_tasks"]

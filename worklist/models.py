@@ -1,0 +1,79 @@
+"""The task store's tables (SQLAlchemy 2): tasks, their history, and the email outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+OPEN_STATUSES = ("open", "acknowledged", "escalated")
+STATUSES = (*OPEN_STATUSES, "done", "cancelled")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    account_name: Mapped[str] = mapped_column(String(500))
+    action: Mapped[str] = mapped_column(String(64))
+    action_title: Mapped[str] = mapped_column(String(200))
+    owner_role: Mapped[str] = mapped_column(String(64))
+    owner_name: Mapped[str] = mapped_column(String(200))
+    owner_email: Mapped[str] = mapped_column(String(320), index=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    ruleset_version: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cooldown_days: Mapped[float] = mapped_column(default=0.0)
+    run_id: Mapped[str] = mapped_column(String(64))
+    # "<account>|<action>" while the task is open, NULL once closed: a unique constraint on it
+    # guarantees one open task per (account, action) on SQLite and PostgreSQL alike.
+    open_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+
+
+class TaskEvent(Base):
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    event: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutboxEmail(Base):
+    """An email written in the same transaction as the tasks it announces (transactional outbox).
+
+    ``sent_at`` stays NULL until a backend accepted it; every run drains what is unsent.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    recipient_name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(500))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    task_ids: Mapped[str] = mapped_column(Text)  # comma-separated, for the email's custom args
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    provider_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+Index("ix_outbox_unsent", OutboxEmail.sent_at)
