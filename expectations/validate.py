@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from intake.schema import TABLES
 from kamflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ class ExpectationResult:
     notes: str
 
     def describe(self) -> str:
+        """One sentence, ending in a full stop, for the operator."""
         target = f" on column {self.column!r}" if self.column else ""
+        # Table- and column-level checks (a missing column, an empty file) have no failing rows.
+        rows = f" for {self.unexpected_count} row(s)" if self.unexpected_count else ""
         sample = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
-        return (f"{self.table}.csv: {self.expectation}{target} failed for "
-                f"{self.unexpected_count} row(s){sample}: {self.notes}")
+        notes = self.notes.rstrip(". ")
+        return (f"{self.table}.csv: {self.expectation}{target} failed{rows}{sample}"
+                + (f": {notes}." if notes else "."))
 
 
 @dataclass
@@ -82,14 +87,32 @@ def load_suites(directory: Path = SUITES_DIR) -> dict[str, Suite]:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"expectation suite {path} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("expectations", []), list):
+            raise ConfigError(f"expectation suite {path} must be a JSON object with a list "
+                              "under 'expectations'")
+        if doc.get("name") not in TABLES:
+            # validate_snapshot runs a suite on the table of its name: any other name would
+            # silently never run.
+            raise ConfigError(f"expectation suite {path}: 'name' must be the table it checks, "
+                              f"one of {', '.join(TABLES)}, not {doc.get('name')!r}")
+        if doc["name"] in suites:
+            raise ConfigError(f"expectation suite {path}: a suite for table {doc['name']!r} is "
+                              f"already defined in {suites[doc['name']].path}")
         expectations = tuple(doc.get("expectations", ()))
         for index, exp in enumerate(expectations):
+            if not isinstance(exp, dict) or not isinstance(exp.get("meta", {}), dict):
+                raise ConfigError(f"expectation suite {path}, expectation #{index + 1}: must be "
+                                  "an object with type, kwargs and meta")
             severity = exp.get("meta", {}).get("severity")
             if severity not in SEVERITIES:
                 raise ConfigError(f"expectation suite {path}, expectation #{index + 1} "
                                   f"({exp.get('type')}): meta.severity must be one of "
                                   f"{', '.join(SEVERITIES)}, not {severity!r}")
-        built = _gx_suite(doc["name"], expectations)
+        try:
+            built = _gx_suite(doc["name"], expectations)
+        except Exception as exc:  # GX raises pydantic errors for missing or unknown kwargs
+            raise ConfigError(f"expectation suite {path}: Great Expectations rejected it: "
+                              f"{_first_line(exc)}; fix the type or its kwargs") from None
         if len(built.expectations) != len(expectations):
             known = {e.expectation_type for e in built.expectations}
             dropped = [e.get("type") for e in expectations if e.get("type") not in known]
@@ -109,7 +132,9 @@ def validate_snapshot(tables: dict[str, pd.DataFrame], problems: pd.DataFrame,
     """Validate every table, quarantine failing rows (and their accounts), decide go or stop."""
     suites = suites if suites is not None else load_suites()
     accounts = tables["accounts"]
-    known_ids = accounts["account_id"].dropna().unique().tolist()
+    # Without the column, its critical existence check stops the batch below.
+    known_ids = (accounts["account_id"].dropna().unique().tolist()
+                 if "account_id" in accounts else [])
     results: list[ExpectationResult] = []
     records: list[pd.DataFrame] = [_problem_records(problems)]
     for name, suite in suites.items():
@@ -124,7 +149,7 @@ def validate_snapshot(tables: dict[str, pd.DataFrame], problems: pd.DataFrame,
     critical = [r for r in results if r.severity == "critical" and not r.success]
     if critical:
         return ValidationOutcome({}, quarantine, results, len(accounts), 0, True,
-                                 [r.describe() + "." for r in critical])
+                                 [r.describe() for r in critical])
 
     held = set(quarantine["account_id"].dropna()) & set(known_ids)
     keep = accounts["account_id"].notna() & ~accounts["account_id"].isin(held)
@@ -147,7 +172,7 @@ def validate_snapshot(tables: dict[str, pd.DataFrame], problems: pd.DataFrame,
             f"{outcome.accounts_quarantined} of {outcome.accounts_in} accounts ({share:.0%}) "
             f"failed row checks, more than the allowed {policy.max_quarantine_share:.0%}: "
             "the export itself looks broken.",
-            *(r.describe() + "." for r in worst)]
+            *(r.describe() for r in worst)]
     return outcome
 
 
@@ -198,7 +223,7 @@ def _run_suite(suite: Suite, frame: pd.DataFrame,
             continue  # the column is missing; expect_column_to_exist reports it
         unexpected = result.result.get("unexpected_index_list") or []
         examples = tuple(dict.fromkeys(
-            str(item.get(column.split(",")[0])) for item in unexpected[:50]))[:3]
+            _text(item.get(column.split(",")[0])) or "(blank)" for item in unexpected[:50]))[:3]
         count = result.result.get("unexpected_count") or 0
         results.append(ExpectationResult(
             suite.table, config.type, column, meta.get("severity", "critical"),
@@ -216,6 +241,11 @@ def _run_suite(suite: Suite, frame: pd.DataFrame,
                 "reason": meta.get("notes", ""),
             }))
     return results, records
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return " ".join(lines[:3]) if lines else type(exc).__name__
 
 
 def _text(value: Any) -> str:

@@ -12,6 +12,7 @@ from kamflow.settings import configure_prefect_env
 configure_prefect_env()  # before prefect is imported: telemetry off, PREFECT_HOME in KAMFLOW_HOME
 
 import datetime as dt  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -30,6 +31,7 @@ from expectations import ValidationOutcome, validate_snapshot  # noqa: E402
 from flows.report import RunSummary, action_table, counts, markdown  # noqa: E402
 from intake import Snapshot, build_customer_view, read_snapshot  # noqa: E402
 from kamflow import config  # noqa: E402
+from kamflow.errors import KamflowError  # noqa: E402
 from kamflow.settings import Paths, paths  # noqa: E402
 from rules import RuleSet, decide, load_ruleset  # noqa: E402
 from scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig, score_accounts  # noqa: E402
@@ -38,7 +40,21 @@ from worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks  # noqa:
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
+def _returning_input_errors(fn: Any) -> Any:
+    """Bad input is an expected outcome, not a crash: hand the error back to the flow as a value
+    so the run fails with the message alone (no traceback in the logs)."""
+    @functools.wraps(fn)
+    def stage(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KamflowError as exc:
+            get_run_logger().error("%s", exc)
+            return exc
+    return stage
+
+
 @task(name="intake", **STAGE)
+@_returning_input_errors
 def intake_stage(source: str) -> Snapshot:
     snapshot = read_snapshot(source)
     logger = get_run_logger()
@@ -49,6 +65,7 @@ def intake_stage(source: str) -> Snapshot:
 
 
 @task(name="validate", **STAGE)
+@_returning_input_errors
 def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig) -> ValidationOutcome:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation)
     logger = get_run_logger()
@@ -125,11 +142,23 @@ def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: st
 @flow(name="retention_run", log_prints=False)
 def retention_run(source: str, as_of: str | None = None, rules_dir: str | None = None) -> State:
     """Validate, score and decide on one snapshot, then raise tasks and email their owners."""
-    logger = get_run_logger()
-    home = paths()
     run_id = str(flow_run.id or uuid.uuid4())
     snapshot_date = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
+    try:
+        return _retention(summary, source, snapshot_date, rules_dir)
+    except KamflowError as exc:  # bad configuration or input: fail with the message alone
+        get_run_logger().error("%s", exc)
+        summary.status = "rejected input"
+        summary.message = str(exc)
+        return Failed(message=str(exc), data=summary.as_dict())
+
+
+def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
+               rules_dir: str | None) -> State:
+    logger = get_run_logger()
+    home = paths()
+    run_id = summary.run_id
     timer = _Timer(summary)
 
     pipeline = config.load_pipeline()
@@ -140,8 +169,12 @@ def retention_run(source: str, as_of: str | None = None, rules_dir: str | None =
 
     with timer("intake"):
         snapshot = intake_stage(source)
+    if isinstance(snapshot, KamflowError):
+        raise snapshot
     with timer("validate"):
         outcome = validate_stage(snapshot, pipeline)
+    if isinstance(outcome, KamflowError):
+        raise outcome
     _write_validation(home, run_id, outcome, summary)
     if outcome.stopped:
         summary.status = "stopped by validation"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kamflow.errors import KamflowError
+from kamflow.errors import BatchRejected, KamflowError
 from kamflow.settings import configure_prefect_env, paths
 
 EPILOG = """State lives in $KAMFLOW_HOME (default ~/.kamflow): kamflow.db (tasks), outbox/ (emails
@@ -35,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kamflow: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if getattr(args, "verbose", False):
+            raise
+        print(f"kamflow: unexpected error: {exc.__class__.__name__}: {exc}. This is a bug in "
+              "kamflow, not in your input; run the command again with --verbose for the "
+              "traceback and report it.", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,23 +180,29 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     ok, message, summary = _run_flow(args.source, args.as_of, args.rules)
     _print_summary(summary)
-    if not ok:
-        raise KamflowError(message or "the retention run failed; see the log above")
+    _raise_unless(ok, message, summary)
     return 0
+
+
+def _raise_unless(ok: bool, message: str, summary: dict[str, Any]) -> None:
+    if ok:
+        return
+    if summary.get("status") == "stopped by validation":
+        raise BatchRejected(message)
+    raise KamflowError(message or "the retention run failed; see the log above")
 
 
 def _demo(args: argparse.Namespace) -> int:
     from kamflow.generate import generate_snapshot
 
     home = paths()
-    source = home / "demo"
+    source = home.home / "demo"
     as_of = dt.date.today()
     generate_snapshot(source, args.accounts, as_of, seed=args.seed)
     print(f"generated {args.accounts:,} sample accounts in {source}")
     ok, message, summary = _run_flow(source, as_of, None)
     _print_summary(summary)
-    if not ok:
-        raise KamflowError(message or "the demo run failed; see the log above")
+    _raise_unless(ok, message, summary)
     print(f"\nWhere to look:\n  emails:  {home.outbox} (.eml files, open with any mail client)\n"
           f"  tasks:   kamflow tasks list   (or --json)\n"
           f"  the UI:  prefect server start, then set PREFECT_API_URL=http://127.0.0.1:4200/api "

@@ -51,15 +51,20 @@ def load_owners(path: Path | None = None) -> OwnerDirectory:
             raise ConfigError(f"{path}: key {key!r} needs a name and an email")
         language = spec.get("language", "en")
         if language not in ("en", "zh-CN"):
-            raise ConfigError(f"{path}: key {key}.language must be en or zh-CN, not {language!r}")
+            raise ConfigError(f"{path}: key '{key}.language' must be en or zh-CN, not {language!r}")
         return Owner(str(spec["name"]), str(spec["email"]), language)
 
+    unknown = sorted(set(doc) - {"manager_language", "roles", "fallback"}, key=str)
+    if unknown:
+        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: manager_language, "
+                          "roles, fallback")
     roles = doc.get("roles") or {}
     if not isinstance(roles, Mapping):
         raise ConfigError(f"{path}: key 'roles' must map role names to owners")
     manager_language = doc.get("manager_language", "zh-CN")
     if manager_language not in ("en", "zh-CN"):
-        raise ConfigError(f"{path}: key 'manager_language' must be en or zh-CN")
+        raise ConfigError(f"{path}: key 'manager_language' must be en or zh-CN, "
+                          f"not {manager_language!r}")
     return OwnerDirectory({role: owner(spec, f"roles.{role}") for role, spec in roles.items()},
                           owner(doc.get("fallback"), "fallback"), manager_language)
 
@@ -72,7 +77,12 @@ class PipelineConfig:
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
     doc = read_yaml(path)
+    unknown = sorted(set(doc) - {"validation"}, key=str)
+    if unknown:
+        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: validation")
     validation = doc.get("validation") or {}
+    if not isinstance(validation, Mapping):
+        raise ConfigError(f"{path}: key 'validation' must be a mapping, not {validation!r}")
     share = validation.get("max_quarantine_share", 0.2)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
         raise ConfigError(f"{path}: key 'validation.max_quarantine_share' must be a number "

@@ -21,7 +21,7 @@ import pandas as pd
 from sqlalchemy import Engine, create_engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worklist.models import OPEN_STATUSES, Base, OutboxEmail, Task, TaskEvent
+from worklist.models import OPEN_STATUSES, STATUSES, Base, OutboxEmail, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,26 @@ class TaskStore:
                 run_id=run_id))
             count += 1
         return count
+
+    def set_status(self, task_id: int, status: str, now: dt.datetime, detail: str = "") -> Task:
+        """Move a task to a new status, recording the change in its history."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+        with self.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"no task with id {task_id}")
+            closing = status not in OPEN_STATUSES
+            task.status = status
+            task.closed_at = now if closing else None
+            task.open_key = None if closing else f"{task.account_id}|{task.action}"
+            session.add(TaskEvent(task_id=task_id, at=now, event=status, detail=detail))
+        return task
+
+    def history(self, task_id: int) -> list[TaskEvent]:
+        with self.session() as session:
+            return list(session.scalars(select(TaskEvent).where(
+                TaskEvent.task_id == task_id).order_by(TaskEvent.id)))
 
     # -- the outbox ------------------------------------------------------------------------
     def unsent_emails(self) -> list[OutboxEmail]:
