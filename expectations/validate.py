@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 SUITES_DIR = Path(__file__).resolve().parent
 SEVERITIES = ("critical", "row", "warning")
 ROW = "_row"
+KNOWN = "_known_account"  # derived flag for referential-integrity expectations
 QUARANTINE_COLUMNS = ["table", "row", "account_id", "column", "value", "expectation", "reason"]
 
 
@@ -133,8 +134,8 @@ def validate_snapshot(tables: dict[str, pd.DataFrame], problems: pd.DataFrame,
     suites = suites if suites is not None else load_suites()
     accounts = tables["accounts"]
     # Without the column, its critical existence check stops the batch below.
-    known_ids = (accounts["account_id"].dropna().unique().tolist()
-                 if "account_id" in accounts else [])
+    known_ids = (pd.Index(accounts["account_id"].dropna().unique())
+                 if "account_id" in accounts else pd.Index([]))
     results: list[ExpectationResult] = []
     records: list[pd.DataFrame] = [_problem_records(problems)]
     for name, suite in suites.items():
@@ -194,11 +195,17 @@ def _gx_suite(name: str, expectations: tuple[dict[str, Any], ...]) -> Any:
 
 
 def _run_suite(suite: Suite, frame: pd.DataFrame,
-               known_ids: list[str]) -> tuple[list[ExpectationResult], list[pd.DataFrame]]:
+               known_ids: pd.Index) -> tuple[list[ExpectationResult], list[pd.DataFrame]]:
     expectations = copy.deepcopy(list(suite.expectations))
     for exp in expectations:
-        if exp.get("meta", {}).get("value_set_from") == "accounts.account_id":
-            exp["kwargs"]["value_set"] = known_ids
+        column = exp["kwargs"].get("column")
+        if exp.get("meta", {}).get("value_set_from") == "accounts.account_id" and column in frame:
+            # Referential integrity. Handing GX the id list costs seconds per 100k ids (it
+            # validates and serialises the list), so membership is computed once here and GX
+            # checks the derived flag; results still name the original column and its value.
+            frame = frame.assign(**{KNOWN: frame[column].isin(known_ids)})
+            exp["kwargs"] = {**exp["kwargs"], "column": KNOWN, "value_set": [True]}
+            exp["meta"]["reports_column"] = column
     gx_suite = _gx_suite(suite.table, tuple(expectations))
     source = _context().data_sources.add_or_update_pandas(f"kamflow_{suite.table}")
     batch = source.add_dataframe_asset(suite.table).add_batch_definition_whole_dataframe(
@@ -211,7 +218,8 @@ def _run_suite(suite: Suite, frame: pd.DataFrame,
         config = result.expectation_config
         meta = config.meta or {}
         kwargs = config.kwargs
-        column = kwargs.get("column") or ",".join(kwargs.get("column_list", []))
+        column = meta.get("reports_column") or kwargs.get("column") or ",".join(
+            kwargs.get("column_list", []))
         raised = bool(result.exception_info and result.exception_info.get("raised_exception"))
         if raised and column and all(c in frame for c in column.split(",")):
             # Not a missing column (that is its own critical check): the suite itself is wrong.
@@ -222,21 +230,22 @@ def _run_suite(suite: Suite, frame: pd.DataFrame,
         if raised:
             continue  # the column is missing; expect_column_to_exist reports it
         unexpected = result.result.get("unexpected_index_list") or []
-        examples = tuple(dict.fromkeys(
-            _text(item.get(column.split(",")[0])) or "(blank)" for item in unexpected[:50]))[:3]
+        first = column.split(",")[0]
+        rows = [item[ROW] for item in unexpected]
+        values = (frame.set_index(ROW)[first].reindex(rows).to_numpy() if first in frame
+                  else [None] * len(rows))
+        examples = tuple(dict.fromkeys(_text(v) or "(blank)" for v in values[:50]))[:3]
         count = result.result.get("unexpected_count") or 0
         results.append(ExpectationResult(
             suite.table, config.type, column, meta.get("severity", "critical"),
             bool(result.success), int(count or len(unexpected)), examples, meta.get("notes", "")))
         if meta.get("severity") == "row" and unexpected:
-            rows = [item[ROW] for item in unexpected]
-            first = column.split(",")[0]
             records.append(pd.DataFrame({
                 "table": suite.table,
                 "row": rows,
                 "account_id": by_row.reindex(rows).to_numpy() if by_row is not None else None,
                 "column": column,
-                "value": [_text(item.get(first)) for item in unexpected],
+                "value": [_text(v) for v in values],
                 "expectation": config.type,
                 "reason": meta.get("notes", ""),
             }))

@@ -9,6 +9,7 @@ so validation can quarantine the row with the reason instead of guessing.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +69,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
     last_error: Exception | None = None
     for encoding in ENCODINGS:
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                                encoding=encoding, skipinitialspace=True)
+            with warnings.catch_warnings():
+                # index_col=False: without it, pandas silently turns the leading fields into an
+                # index when data rows have more fields than the header, shifting every column.
+                # Such a row is then a ParserWarning ("loss of data"), made an error here.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                                    encoding=encoding, skipinitialspace=True, index_col=False)
+        except pd.errors.ParserWarning:
+            raise InputError("not a well-formed CSV file (a row has more fields than the header "
+                             "line)", file=str(path)) from None
         except UnicodeDecodeError as exc:
             last_error = exc
             continue

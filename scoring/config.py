@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from intake.schema import INDUSTRIES
 from kamflow.errors import ConfigError
 
 CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "tenure_months",
@@ -44,11 +46,22 @@ class ScoringConfig:
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], source: str = "scoring config") -> ScoringConfig:
         c = _Checker(source)
+        if not isinstance(doc, Mapping):
+            raise c.error("(top level)", "must be a mapping of sections")
+        unknown = sorted(set(doc) - {"value", "lifecycle", "churn"}, key=str)
+        if unknown:
+            raise c.error(str(unknown[0]), "unknown key; allowed: value, lifecycle, churn")
         value = c.section(doc, "value", ("current", "potential", "strategic_industry", "classes"))
         current = c.weights(value, "value.current", CURRENT_INDICATORS)
         potential = c.weights(value, "value.potential", POTENTIAL_INDICATORS)
-        strategic = {k: c.number(value["strategic_industry"], f"value.strategic_industry.{k}",
-                                 k, 0, 1) for k in c.mapping(value, "value.strategic_industry")}
+        strategic_spec = c.mapping(value, "value.strategic_industry")
+        unknown = sorted(set(strategic_spec) - set(INDUSTRIES), key=str)
+        if unknown:
+            # A misspelt industry would silently score 0 for strategic importance.
+            raise c.error(f"value.strategic_industry.{unknown[0]}",
+                          f"unknown industry; known: {', '.join(INDUSTRIES)}")
+        strategic = {k: c.number(strategic_spec, f"value.strategic_industry.{k}", k, 0, 1)
+                     for k in strategic_spec}
         classes = c.section(value, "classes", ("current_cutoff", "potential_cutoff"),
                             prefix="value.")
         life = c.section(doc, "lifecycle", ("identification_months", "development_months",
@@ -123,7 +136,8 @@ class _Checker:
     def number(self, parent: Mapping[str, Any], key: str, field: str,
                low: float | None = None, high: float | None = None) -> float:
         value = parent.get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
             raise self.error(key, f"must be a number, not {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise self.error(key, f"{value} is outside {low}..{high}")

@@ -20,9 +20,12 @@ TOP_FACTORS = 3
 def score_accounts(view: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     scored = view.copy()
     current, potential = _value_scores(view, config)
+    # Classes (like bands below) are cut on the rounded scores the operator sees, so a shown
+    # current_value of 50.0 is never "low" against a cut-off of 50.
     scored["current_value"] = current.round(1)
     scored["potential_value"] = potential.round(1)
-    scored["value_class"] = _value_class(current, potential, config)
+    scored["value_class"] = _value_class(scored["current_value"].to_numpy(),
+                                         scored["potential_value"].to_numpy(), config)
     scored["lifecycle_stage"] = _lifecycle(view, config)
     levels = _churn_levels(view, config)
     weights = np.array([f.weight for f in config.factors])

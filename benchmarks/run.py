@@ -1,0 +1,106 @@
+"""Benchmarks: time and peak memory of kamflow's stages on generated snapshots.
+
+    python benchmarks/run.py e2e --accounts 100000 [--json] [--database-url URL]
+
+`e2e` runs the daily job's stages in process, exactly as the flow calls them (intake, validate,
+score, decide, dispatch into the task store, send to the file outbox); Prefect's own overhead
+(server start, ~1 s per sync flow run) is not included. Snapshot generation is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+AS_OF = dt.date(2026, 11, 25)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def e2e(accounts: int, database_url: str | None) -> dict:
+    import notifications
+    from expectations import validate_snapshot
+    from intake import build_customer_view, read_snapshot
+    from kamflow import config
+    from kamflow.generate import generate_snapshot
+    from rules import decide, load_ruleset
+    from scoring import score_accounts
+    from worklist import TaskStore, plan_tasks
+
+    work = Path(tempfile.mkdtemp(prefix="kamflow-bench-"))
+    generate_snapshot(work / "snapshot", accounts, AS_OF, seed=7)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(stage: str, t0: float) -> float:
+        now = time.perf_counter()
+        seconds[stage] = round(now - t0, 3)
+        return now
+
+    t = time.perf_counter()
+    snapshot = read_snapshot(work / "snapshot")
+    t = lap("intake", t)
+    outcome = validate_snapshot(snapshot.tables, snapshot.problems,
+                                config.load_pipeline().validation)
+    t = lap("validate", t)
+    view = build_customer_view(outcome.accepted, AS_OF)
+    scored = score_accounts(view, config.load_scoring())
+    t = lap("score", t)
+    ruleset = load_ruleset()
+    decisions = decide(scored, ruleset)
+    t = lap("decide", t)
+    owners = config.load_owners()
+    store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
+    now = dt.datetime.now(dt.UTC)
+    planned = plan_tasks(decisions, owners, {k: a.title_en for k, a in ruleset.actions.items()},
+                         now)
+    raised = store.raise_tasks(planned, "bench", lambda name, email, tasks: (
+        notifications.render_task_digest(name, tasks, "en")), now)
+    t = lap("dispatch", t)
+    backend = notifications.FileOutbox(work / "outbox")
+    sent = 0
+    for row in store.unsent_emails():
+        provider = backend.send(notifications.Email(
+            key=row.key, sender="kamflow@operator.example", to=row.recipient,
+            subject=row.subject, text=row.body_text, html=row.body_html))
+        store.mark_sent(row.id, backend.name, provider, now)
+        sent += 1
+    lap("send", t)
+    total = time.perf_counter() - started
+    store.dispose()
+    return {"benchmark": "e2e", "accounts": accounts, "database": store.url.split(":")[0],
+            "seconds": round(total, 3), "accounts_per_s": round(accounts / total),
+            "stage_seconds": seconds, "peak_rss_mb": round(peak_rss_mb()),
+            "decisions": len(decisions), "tasks_created": raised.created, "emails_sent": sent}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmark", choices=["e2e"])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None,
+                        help="task store URL (default: SQLite in a temp dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    result = e2e(args.accounts, args.database_url)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
