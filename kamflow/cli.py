@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import logging
 import sys
@@ -19,6 +20,12 @@ EPILOG = """State lives in $KAMFLOW_HOME (default ~/.kamflow): kamflow.db (tasks
 as .eml when no email backend is configured), quarantine/, reports/, prefect/ (PREFECT_HOME).
 Set PREFECT_API_URL to send runs to a running `prefect server start`; without it each command
 starts a temporary local Prefect server."""
+
+
+# Commands that live in their own modules: each module has ``register(commands, groups)`` that adds
+# its subcommands to ``commands`` (top level) or to ``groups["tasks"]`` / ``groups["rules"]``,
+# calling ``common(sub)`` on each leaf and setting ``handler``.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,8 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_rules_check)
 
     for sub in (gen, demo, run, listing, check):
-        sub.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+        common(sub)
+    groups = {"tasks": tasks_commands, "rules": rules_commands}
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(commands, groups)
     return parser
+
+
+def common(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options every leaf command takes."""
+    sub.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    return sub
 
 
 def _positive_int(text: str) -> int:
