@@ -21,6 +21,7 @@ class RunSummary:
     quarantine_rows: int = 0
     quarantine_file: str = ""
     validation_report: str = ""
+    value_churn_picture: str = ""
     value_classes: dict[str, int] = field(default_factory=dict)
     churn_bands: dict[str, int] = field(default_factory=dict)
     decisions: int = 0
@@ -87,9 +88,29 @@ def markdown(summary: RunSummary) -> str:
         table("churn band", summary.churn_bands),
         table("action", summary.decisions_by_action),
         f"Quarantine: `{summary.quarantine_file or 'none'}`  ",
-        f"Validation report: `{summary.validation_report or 'none'}`",
+        f"Validation report: `{summary.validation_report or 'none'}`  ",
+        f"Value class × churn band picture: `{summary.value_churn_picture or 'none'}`"
+        + (f" ([open]({_file_url(summary.value_churn_picture)}))"
+           if summary.value_churn_picture else ""),
     ]
     if summary.seconds:
         lines += ["", "Seconds per stage: " + ", ".join(
             f"{k} {v:.2f}" for k, v in summary.seconds.items())]
     return "\n".join(lines) + "\n"
+
+
+def _file_url(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).resolve().as_uri()
+
+
+def class_band_table(scored: pd.DataFrame) -> list[dict[str, Any]]:
+    """Accounts per value class (rows) and churn band (columns), for a table artifact."""
+    from scoring import CHURN_BANDS, VALUE_CLASSES
+
+    table = pd.crosstab(scored["value_class"], scored["churn_band"]).reindex(
+        index=list(VALUE_CLASSES), columns=list(CHURN_BANDS), fill_value=0)
+    return [{"value class": value_class, **{band: int(table.loc[value_class, band])
+                                            for band in CHURN_BANDS}}
+            for value_class in VALUE_CLASSES]

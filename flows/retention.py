@@ -14,6 +14,7 @@ configure_prefect_env()  # before prefect is imported: telemetry off, PREFECT_HO
 import datetime as dt  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,7 +29,8 @@ from prefect.states import Completed, Failed, State  # noqa: E402
 
 import notifications  # noqa: E402
 from expectations import ValidationOutcome, validate_snapshot  # noqa: E402
-from flows.report import RunSummary, action_table, counts, markdown  # noqa: E402
+from flows.picture import value_churn_svg  # noqa: E402
+from flows.report import RunSummary, action_table, class_band_table, counts, markdown  # noqa: E402
 from intake import Snapshot, build_customer_view, read_snapshot  # noqa: E402
 from kamflow import config  # noqa: E402
 from kamflow.errors import KamflowError  # noqa: E402
@@ -140,9 +142,18 @@ def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: st
 
 
 @flow(name="retention_run", log_prints=False)
-def retention_run(source: str, as_of: str | None = None, rules_dir: str | None = None) -> State:
-    """Validate, score and decide on one snapshot, then raise tasks and email their owners."""
+def retention_run(source: str | None = None, as_of: str | None = None,
+                  rules_dir: str | None = None) -> State:
+    """Validate, score and decide on one snapshot, then raise tasks and email their owners.
+
+    ``source`` defaults to $KAMFLOW_SOURCE (the scheduled deployment's snapshot directory).
+    """
     run_id = str(flow_run.id or uuid.uuid4())
+    source = source or os.environ.get("KAMFLOW_SOURCE", "")
+    if not source:
+        message = "no snapshot directory: pass source or set KAMFLOW_SOURCE"
+        get_run_logger().error(message)
+        return Failed(message=message)
     snapshot_date = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
     try:
@@ -186,6 +197,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         scored = score_stage(outcome.accepted, snapshot_date, scoring)
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
+    _publish_picture(home, run_id, scored, summary)
     with timer("decide"):
         decisions = decide_stage(scored, ruleset)
     summary.decisions = len(decisions)
@@ -208,6 +220,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         store.dispose()
 
     _publish(summary, action_table(decisions, raised.created_by_action))
+    _publish_kpis(home)
     logger.info("retention run finished: %d accounts, %d quarantined, %d decisions, %d new tasks, "
                 "%d emails sent", summary.accounts_in, summary.accounts_quarantined,
                 summary.decisions, summary.tasks_created, summary.emails_sent)
@@ -254,6 +267,32 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
         target = quarantine_dir / "quarantine.csv"
         outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
         summary.quarantine_file = str(target)
+
+
+def _publish_picture(home: Paths, run_id: str, scored: pd.DataFrame,
+                     summary: RunSummary) -> None:
+    """The value class × churn band heat map as an SVG file, and the same counts as a table."""
+    target = home.reports / run_id / "value-churn.svg"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(value_churn_svg(scored, f"Accounts by value class and churn band, "
+                                               f"{summary.as_of}"), encoding="utf-8")
+    summary.value_churn_picture = str(target)
+    create_table_artifact(class_band_table(scored), key="value-class-by-churn-band",
+                          description=f"Accounts per value class and churn band; picture: "
+                                      f"{target}")
+
+
+def _publish_kpis(home: Paths) -> None:
+    """Per-owner KPIs from the task store: open, overdue, handled on time or late."""
+    store = TaskStore(home.database_url)
+    try:
+        kpis = store.owner_kpis(dt.datetime.now(dt.UTC))
+    finally:
+        store.dispose()
+    if kpis:
+        create_table_artifact(kpis, key="owner-kpis",
+                              description="Per account manager and queue: open, overdue, "
+                                          "handled on time and late")
 
 
 def _publish(summary: RunSummary, actions: list[dict[str, Any]]) -> None:

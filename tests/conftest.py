@@ -62,7 +62,11 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "true"}
+           # the UI asks this URL for its API; the default assumes port 4200
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+           "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "true",
+           # schedule runs within seconds, not the default minute, so tests can see them
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",

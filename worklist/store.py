@@ -176,6 +176,27 @@ class TaskStore:
                 query = query.limit(limit)
             return list(session.scalars(query))
 
+    def owner_kpis(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """Per owner: open, overdue, handled on time and late (DOMAIN.md's per-manager KPIs)."""
+        from sqlalchemy import case, func
+
+        overdue = case((Task.status.in_(OPEN_STATUSES) & (Task.due_at < now), 1), else_=0)
+        open_ = case((Task.status.in_(OPEN_STATUSES), 1), else_=0)
+        on_time = case((Task.closed_at.is_not(None) & (Task.status == "done")
+                        & (Task.closed_at <= Task.due_at), 1), else_=0)
+        late = case((Task.closed_at.is_not(None) & (Task.status == "done")
+                     & (Task.closed_at > Task.due_at), 1), else_=0)
+        with self.session() as session:
+            rows = session.execute(
+                select(Task.owner_email, Task.owner_name, func.sum(open_), func.sum(overdue),
+                       func.sum(on_time), func.sum(late), func.count(func.distinct(
+                           Task.account_id)))
+                .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
+            return [{"owner": name, "email": email, "open": int(o or 0),
+                     "overdue": int(d or 0), "done on time": int(t or 0), "done late": int(l or 0),
+                     "accounts with tasks": int(a or 0)}
+                    for email, name, o, d, t, l, a in rows]
+
     def counts(self) -> dict[str, int]:
         with self.session() as session:
             tasks = session.scalar(select(_count()).select_from(Task)) or 0

@@ -1,0 +1,129 @@
+"""Deployments: prefect.yaml loads, `kamflow serve` schedules and runs them on a real server,
+and the Prefect UI shows a run's artifacts in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.flows import load_flow_from_entrypoint
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from kamflow.cli_ops import deployment_specs
+from kamflow.settings import REPO_ROOT
+from tests.conftest import AS_OF
+
+SPECS = deployment_specs()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_every_prefect_yaml_entrypoint_loads(spec):
+    """Each deployment's entrypoint names a real flow (no placeholder)."""
+    file, name = spec["entrypoint"].split(":")
+    assert (REPO_ROOT / file).is_file()
+    flow = load_flow_from_entrypoint(f"{REPO_ROOT / file}:{name}", use_placeholder_flow=False)
+    assert flow.fn.__name__ == name
+
+
+def test_daily_run_is_at_six_in_shanghai():
+    """The daily retention deployment runs at 06:00 Asia/Shanghai."""
+    daily = next(s for s in SPECS if s["entrypoint"].endswith(":retention_run"))
+    assert daily["schedules"] == [{"cron": "0 6 * * *", "timezone": "Asia/Shanghai"}]
+
+
+@pytest.fixture
+def served(prefect_api, snapshot_dir, tmp_path):
+    """`kamflow serve` in a subprocess against the session's Prefect server."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "KAMFLOW_HOME": str(tmp_path / "home"),
+           "KAMFLOW_SOURCE": str(snapshot_dir), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env.pop("PREFECT_HOME", None)
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "kamflow.cli", "serve"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield process, tmp_path / "serve.log"
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+def wait_for(predicate, seconds: float, what: str, log: Path):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}; serve log:\n{log.read_text()[-3000:]}")
+
+
+def test_served_deployment_is_scheduled_and_runs(served, prefect_api, tmp_path):
+    """The daily deployment gets scheduled runs (guards the SQLAlchemy pin), a manual run
+    completes with its artifacts, and the UI page of that run shows them."""
+    process, log = served
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            def scheduled():
+                return client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(
+                        name=DeploymentFilterName(any_=["retention-daily"])),
+                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+            runs = wait_for(scheduled, 90, "scheduled runs of retention-daily", log)
+            assert all(r.expected_start_time.astimezone().tzinfo for r in runs)
+            flow_run = run_deployment("retention_run/retention-daily",
+                                      parameters={"as_of": AS_OF.isoformat()}, timeout=240)
+            assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    keys = {a.key for a in artifacts}
+    assert {"retention-summary", "retention-actions", "value-class-by-churn-band",
+            "owner-kpis"} <= keys
+    ui = prefect_api.removesuffix("/api")
+    run_page = ui_dom(f"{ui}/runs/flow-run/{flow_run.id}", tmp_path / "run-page.png")
+    assert flow_run.name in run_page and "Completed" in run_page
+    summary_page = ui_dom(f"{ui}/artifacts/key/retention-summary", tmp_path / "summary.png")
+    assert "accounts quarantined" in summary_page and "tasks created" in summary_page
+    kpi_page = ui_dom(f"{ui}/artifacts/key/owner-kpis", tmp_path / "kpis.png")
+    assert "overdue" in kpi_page and "done on time" in kpi_page
+
+
+def ui_dom(url: str, screenshot: Path) -> str:
+    """The page as headless Chromium renders it (the Prefect UI is a single-page app), and a
+    screenshot of it kept beside the test's files for a person to look at."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the UI check (.ci/run installs it)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--virtual-time-budget=15000", "--window-size=1400,900",
+             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+    outputs = []
+    for action in ("--dump-dom", f"--screenshot={screenshot}"):
+        profile = tempfile.mkdtemp(prefix="kamflow-chromium-")
+        result = subprocess.run([chromium, *flags, f"--user-data-dir={profile}", action, url],
+                                capture_output=True, text=True, timeout=120)
+        shutil.rmtree(profile, ignore_errors=True)
+        outputs.append(result.stdout)
+    assert screenshot.stat().st_size > 10_000, "the screenshot is (almost) empty"
+    return outputs[0]
