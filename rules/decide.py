@@ -61,6 +61,14 @@ def decide(scored: pd.DataFrame, ruleset: RuleSet,
     missing = [f for f in fields if f not in scored]
     if missing:
         raise ValueError(f"scored accounts lack fields used by the rules: {missing}")
+    # Checked on every account, not only on each cell's representative: a missing value falls
+    # into the cell of the values above every constant and would silently share its decisions.
+    blank = scored[fields].isna()
+    if blank.to_numpy().any():
+        name = blank.columns[blank.any().to_numpy()][0]
+        account = scored.loc[blank[name], "account_id"].iloc[0]
+        raise ValueError(f"field {name!r} is missing (NaN) for account {account}; validation "
+                         "should have quarantined it")
     group = cells(scored, ruleset)
     first = pd.Series(np.arange(len(group))).groupby(group, sort=True).first().to_numpy()
     facts = _facts(scored.iloc[first][fields])

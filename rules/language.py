@@ -152,8 +152,9 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
         hasher.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     actions, owners = _load_actions(actions_path, problems)
     rules: list[Rule] = []
+    declared: set[str] = set()  # every rule id written down, including rules with problems
     for path in rule_files:
-        rules += _load_rule_file(path, actions, problems)
+        rules += _load_rule_file(path, actions, problems, declared)
     seen: dict[str, Rule] = {}
     for rule in rules:
         if rule.id in seen:
@@ -163,13 +164,24 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
         seen.setdefault(rule.id, rule)
     for rule in rules:
         for target in rule.suppresses:
-            if target not in seen:
+            if target not in declared:  # a rule with problems of its own is not "unknown"
                 problems.add(rule.file, rule.line, rule.id,
                              f"suppresses unknown rule {target!r}")
+    if not problems.items:
+        ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
+        # A rule set that passes every check above must also compile, or the run would fail.
+        from rules.engine import refused_rules
+
+        for rule_id, error in refused_rules(ruleset).items():
+            rule = ruleset.rule(rule_id)
+            problems.add(rule.file, rule.line, rule.id,
+                         f"the rules engine cannot compile this condition ({error}); most "
+                         "often it has too many all/any groups (in, not_in and between count "
+                         "as groups too): split it into simpler rules")
     if problems.items:
         raise ConfigError(f"rule set {directory} has {len(problems.items)} problem(s):\n  "
                           + "\n  ".join(problems.items))
-    return RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
+    return ruleset
 
 
 def _compose(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
@@ -252,8 +264,8 @@ def _positive_numbers(spec: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
                and spec[k] >= 0 for k in keys if k in spec)
 
 
-def _load_rule_file(path: Path, actions: Mapping[str, ActionSpec],
-                    problems: _Problems) -> list[Rule]:
+def _load_rule_file(path: Path, actions: Mapping[str, ActionSpec], problems: _Problems,
+                    declared: set[str]) -> list[Rule]:
     data, node = _compose(path, problems)
     if data is None:
         return []
@@ -264,6 +276,8 @@ def _load_rule_file(path: Path, actions: Mapping[str, ActionSpec],
     rules = []
     for index, raw in enumerate(data["rules"]):
         line = lines[index] if index < len(lines) else 1
+        if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
+            declared.add(raw["id"])
         rule = _parse_rule(raw, path.name, line, actions, problems)
         if rule is not None:
             rules.append(rule)
