@@ -87,13 +87,18 @@ def e2e(accounts: int, database_url: str | None) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["e2e"])
+    parser.add_argument("benchmark", choices=["e2e", "rules"])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--database-url", default=None,
                         help="task store URL (default: SQLite in a temp dir)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = e2e(args.accounts, args.database_url)
+    if args.benchmark == "rules":
+        from benchmarks.rules_bench import run as rules_benchmark
+
+        result = rules_benchmark(args.accounts)
+    else:
+        result = e2e(args.accounts, args.database_url)
     if args.json:
         print(json.dumps(result))
     else:

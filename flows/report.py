@@ -21,6 +21,7 @@ class RunSummary:
     quarantine_rows: int = 0
     quarantine_file: str = ""
     validation_report: str = ""
+    data_docs: str = ""  # file:// URL of the run's Great Expectations Data Docs
     value_churn_picture: str = ""
     value_classes: dict[str, int] = field(default_factory=dict)
     churn_bands: dict[str, int] = field(default_factory=dict)
@@ -50,10 +51,12 @@ def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[di
     """One row per (rule, action): how many accounts it was decided for."""
     if decisions.empty:
         return []
-    grouped = decisions.groupby(["action", "owner_role", "rule_id"], sort=True).size()
-    return [{"action": action, "owner": owner, "rule": rule, "accounts": int(n),
-             "new tasks (action total)": int(created.get(action, 0))}
-            for (action, owner, rule), n in grouped.items()]
+    grouped = decisions.groupby(["action", "owner_role", "rule_id"], sort=True)
+    return [{"action": action, "owner": owner, "rule": rule, "accounts": len(group),
+             "new tasks (action total)": int(created.get(action, 0)),
+             # why it fired, for one account: the matched conditions with that account's values
+             "example": f"{group['account_id'].iloc[0]}: {group['why'].iloc[0]}"}
+            for (action, owner, rule), group in grouped]
 
 
 def markdown(summary: RunSummary) -> str:
@@ -89,6 +92,8 @@ def markdown(summary: RunSummary) -> str:
         table("action", summary.decisions_by_action),
         f"Quarantine: `{summary.quarantine_file or 'none'}`  ",
         f"Validation report: `{summary.validation_report or 'none'}`  ",
+        f"Data Docs: `{summary.data_docs or 'none'}`"
+        + (f" ([open]({summary.data_docs}))  " if summary.data_docs else "  "),
         f"Value class × churn band picture: `{summary.value_churn_picture or 'none'}`"
         + (f" ([open]({_file_url(summary.value_churn_picture)}))"
            if summary.value_churn_picture else ""),

@@ -25,7 +25,7 @@ starts a temporary local Prefect server."""
 # Commands that live in their own modules: each module has ``register(commands, groups)`` that adds
 # its subcommands to ``commands`` (top level) or to ``groups["tasks"]`` / ``groups["rules"]``,
 # calling ``common(sub)`` on each leaf and setting ``handler``.
-EXTENSIONS: tuple[str, ...] = ("kamflow.cli_ops",)
+EXTENSIONS: tuple[str, ...] = ("kamflow.cli_ops", "kamflow.cli_rules")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

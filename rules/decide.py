@@ -1,10 +1,10 @@
 """Decide: apply a rule set to scored accounts and return one row per (account, action).
 
-Rules compare fields with constants, so accounts whose values fall in the same interval between
-the constants of every field are indistinguishable to the rules. Accounts are grouped by those
-intervals ("cells") and durable-rules decides each distinct cell once; the decisions are then
-spread back to every account of the cell. Explanations come from the same conditions evaluated on
-each account's own values. Pure: no I/O.
+A rule's outcome depends only on which of its comparisons hold, so per rule the accounts are
+grouped by that true/false pattern and durable-rules decides one representative account per
+pattern (a few hundred facts stand for millions of accounts); the verdicts are spread back to
+every account. Explanations come from the same conditions evaluated on each account's own values.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from rules import engine
-from rules.conditions import explain
-from rules.language import CATEGORIES, RuleSet, leaves
+from rules.conditions import evaluate_leaf, explain
+from rules.language import CATEGORIES, Condition, Leaf, RuleSet, leaves
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +31,85 @@ DECISION_COLUMNS = [
 ]
 
 
-def cells(scored: pd.DataFrame, ruleset: RuleSet) -> np.ndarray:
-    """Group id per account: equal ids compare identically with every constant in the rules."""
-    codes = []
-    for name in ruleset.fields:
-        constants = {leaf.value for rule in ruleset.rules for leaf in leaves(rule.when)
-                     if leaf.field == name}
-        flat = sorted({c for v in constants for c in (v if isinstance(v, tuple) else (v,))})
-        values = scored[name].to_numpy()
-        if name in CATEGORIES:
-            lookup = {value: i for i, value in enumerate(flat)}
-            codes.append(pd.Series(values).map(lookup).fillna(-1).to_numpy(dtype="int64"))
-        else:
-            edges = np.asarray(flat, dtype="float64")
-            index = np.searchsorted(edges, values, side="left")
-            exact = (index < len(edges)) & (edges[np.minimum(index, len(edges) - 1)] == values)
-            codes.append(2 * index + exact)
-    if not codes:
-        return np.zeros(len(scored), dtype="int64")
-    return pd.DataFrame(codes).T.groupby(list(range(len(codes))), sort=False).ngroup().to_numpy()
+def match_rules(scored: pd.DataFrame, ruleset: RuleSet,
+                matcher: Matcher = engine.match) -> np.ndarray:
+    """Which rules each account satisfies (rules × accounts, before suppression).
+
+    A rule's outcome depends only on which of its own comparisons hold. So, per rule, accounts
+    are grouped by that pattern of true/false comparisons, one account per pattern is asserted
+    into durable-rules, and the engine's verdict for that rule is spread to the pattern's
+    accounts. The engine decides every rule for every pattern that occurs; a few hundred facts
+    stand for millions of accounts.
+    """
+    fields = list(ruleset.fields)
+    missing = [f for f in fields if f not in scored]
+    if missing:
+        raise ValueError(f"scored accounts lack fields used by the rules: {missing}")
+    # Checked on every account, not only on the representatives: a missing value compares
+    # false everywhere and would silently share another account's decisions.
+    blank = scored[fields].isna()
+    if blank.to_numpy().any():
+        name = blank.columns[blank.any().to_numpy()][0]
+        account = scored.loc[blank[name], "account_id"].iloc[0]
+        raise ValueError(f"field {name!r} is missing (NaN) for account {account}; validation "
+                         "should have quarantined it")
+    truth: dict[Leaf, np.ndarray] = {}
+    plans = []
+    representatives: dict[int, int] = {}  # account row -> fact gid
+    every = np.arange(len(scored))
+    for rule in ruleset.rules:
+        code, size = _pattern(rule.when, scored, truth)
+        if size is None:  # too many comparisons for a direct table: number the patterns
+            _, code = np.unique(code, return_inverse=True)
+            size = int(code.max()) + 1
+        # Any account showing a pattern can stand for it: scatter row numbers by pattern code.
+        standing = np.full(size, -1, dtype="int64")
+        standing[code] = every
+        seen = np.flatnonzero(standing >= 0)
+        gids = np.full(size, -1, dtype="int64")
+        gids[seen] = [representatives.setdefault(int(row), len(representatives))
+                      for row in standing[seen]]
+        plans.append((gids, code))
+    rows = np.fromiter(representatives, dtype="int64", count=len(representatives))
+    facts = _facts(scored.iloc[rows][fields])
+    verdict = np.zeros((len(ruleset.rules), len(rows)), dtype=bool)
+    position = {rule.id: i for i, rule in enumerate(ruleset.rules)}
+    for gid, rule_id in matcher(ruleset, facts):
+        verdict[position[rule_id], gid] = True
+    matched = np.empty((len(ruleset.rules), len(scored)), dtype=bool)
+    for i, (gids, inverse) in enumerate(plans):
+        matched[i] = verdict[i, gids][inverse]
+    log.info("rules: %d accounts decided through %d representative facts; %d rule matches",
+             len(scored), len(rows), int(matched.sum()))
+    return matched
+
+
+def _pattern(condition: Condition, scored: pd.DataFrame,
+             truth: dict[Leaf, np.ndarray]) -> tuple[np.ndarray, int | None]:
+    """Per account, which of the condition's distinct comparisons hold, as one integer code
+    (bit j = comparison j), and the number of possible codes (None when it is too large for a
+    lookup table)."""
+    code = np.zeros(len(scored), dtype="int64")
+    distinct = list(dict.fromkeys(leaves(condition)))
+    for bit, leaf in enumerate(distinct):
+        if leaf not in truth:
+            truth[leaf] = _leaf_truth(leaf, scored, truth)
+        if bit < 62:
+            code |= truth[leaf].astype("int64") << bit
+    if len(distinct) > 62:  # rare: fall back to numbering whole truth rows
+        rows = np.column_stack([truth[leaf] for leaf in distinct])
+        return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1), None
+    return code, (1 << len(distinct)) if len(distinct) <= 20 else None
+
+
+def suppress(ruleset: RuleSet, matched: np.ndarray) -> np.ndarray:
+    """Drop, per account, the rules that another matching rule suppresses."""
+    position = {rule.id: i for i, rule in enumerate(ruleset.rules)}
+    final = matched.copy()
+    for i, rule in enumerate(ruleset.rules):
+        for target in rule.suppresses:
+            final[position[target]] &= ~matched[i]
+    return final
 
 
 def decide(scored: pd.DataFrame, ruleset: RuleSet,
@@ -57,32 +117,24 @@ def decide(scored: pd.DataFrame, ruleset: RuleSet,
     """Every matching rule fires (collect); suppressed rules are dropped per account."""
     if scored.empty:
         return pd.DataFrame(columns=DECISION_COLUMNS)
-    fields = list(ruleset.fields)
-    missing = [f for f in fields if f not in scored]
-    if missing:
-        raise ValueError(f"scored accounts lack fields used by the rules: {missing}")
-    # Checked on every account, not only on each cell's representative: a missing value falls
-    # into the cell of the values above every constant and would silently share its decisions.
-    blank = scored[fields].isna()
-    if blank.to_numpy().any():
-        name = blank.columns[blank.any().to_numpy()][0]
-        account = scored.loc[blank[name], "account_id"].iloc[0]
-        raise ValueError(f"field {name!r} is missing (NaN) for account {account}; validation "
-                         "should have quarantined it")
-    group = cells(scored, ruleset)
-    first = pd.Series(np.arange(len(group))).groupby(group, sort=True).first().to_numpy()
-    facts = _facts(scored.iloc[first][fields])
-    matched = np.zeros((len(ruleset.rules), len(first)), dtype=bool)
-    position = {rule.id: i for i, rule in enumerate(ruleset.rules)}
-    for gid, rule_id in matcher(ruleset, facts):
-        matched[position[rule_id], gid] = True
-    log.info("rules: %d accounts fell into %d distinct cells; %d rule matches among cells",
-             len(scored), len(first), int(matched.sum()))
-    final = matched.copy()
-    for i, rule in enumerate(ruleset.rules):
-        for target in rule.suppresses:
-            final[position[target]] &= ~matched[i]
-    return _decisions(scored, ruleset, final[:, group])
+    fires = suppress(ruleset, match_rules(scored, ruleset, matcher))
+    return _decisions(scored, ruleset, fires)
+
+
+def _leaf_truth(leaf: Leaf, scored: pd.DataFrame, cache: dict[Any, Any]) -> np.ndarray:
+    """One comparison over all accounts. Text fields are compared as integer codes (factorised
+    once per field): comparing millions of strings costs far more than the rules themselves."""
+    if leaf.field not in CATEGORIES:
+        return np.asarray(evaluate_leaf(leaf, scored), dtype=bool)
+    key = ("codes", leaf.field)
+    if key not in cache:
+        codes, uniques = pd.factorize(scored[leaf.field])
+        cache[key] = (codes, {value: i for i, value in enumerate(uniques)})
+    codes, lookup = cache[key]
+    wanted = [lookup.get(v, -2) for v in (leaf.value if isinstance(leaf.value, tuple)
+                                          else (leaf.value,))]
+    hit = codes == wanted[0] if len(wanted) == 1 else np.isin(codes, wanted)
+    return ~hit if leaf.op in ("ne", "not_in") else hit
 
 
 def _facts(representatives: pd.DataFrame) -> list[dict[str, Any]]:

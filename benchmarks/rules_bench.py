@@ -1,0 +1,139 @@
+"""Rules benchmark: kamflow's engine path against plain durable-rules and zen-engine.
+
+Same rule set (the shipped rules plus benchmarks/rules30/extra.yaml: 30 rules), same scored
+accounts, collect semantics (every matching rule), compared before suppression:
+- kamflow: `rules.decide.match_rules` (distinct threshold cells decided once by durable-rules);
+  `decide_accounts_per_s` adds suppression, explanations and the decision table;
+- durable per fact: one assert + retract per account through the same durable ruleset;
+- zen-engine: the rules as one JDM decision table (hit policy collect), best of its modes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+AS_OF = dt.date(2026, 11, 25)
+HERE = Path(__file__).resolve().parent
+
+
+def scored_accounts(accounts: int) -> pd.DataFrame:
+    from intake import build_customer_view
+    from kamflow.config import load_scoring
+    from kamflow.generate import make_snapshot
+    from scoring import score_accounts
+
+    frames = make_snapshot(accounts, AS_OF, seed=7, bad_share=0.0)
+    tables = {name: frame for name, frame in frames.items() if name != "ground_truth"}
+    tables["billing"] = tables["billing"].assign(
+        month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
+    return score_accounts(build_customer_view(tables, AS_OF), load_scoring())
+
+
+def ruleset_30() -> Any:
+    from rules import RULES_DIR, load_ruleset
+
+    work = Path(tempfile.mkdtemp(prefix="kamflow-rules30-"))
+    for path in RULES_DIR.glob("*.yaml"):
+        shutil.copy(path, work / path.name)
+    shutil.copy(HERE / "rules30" / "extra.yaml", work / "zz-extra.yaml")
+    return load_ruleset(work)
+
+
+def zen_expression(condition: Any) -> str:
+    from rules.language import Leaf
+
+    if isinstance(condition, Leaf):
+        name, op, value = condition.field, condition.op, condition.value
+
+        def lit(v: Any) -> str:
+            return f"'{v}'" if isinstance(v, str) else repr(float(v))
+        symbol = {"eq": "==", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+        if op in symbol:
+            return f"{name} {symbol[op]} {lit(value)}"
+        if op == "in":
+            return f"{name} in [{', '.join(lit(v) for v in value)}]"
+        if op == "not_in":
+            return f"not ({name} in [{', '.join(lit(v) for v in value)}])"
+        return f"({name} >= {lit(value[0])} and {name} <= {lit(value[1])})"
+    parts = [f"({zen_expression(c)})" for c in condition.children]
+    if condition.kind == "not":
+        return f"not {parts[0]}"
+    return (" and " if condition.kind == "all" else " or ").join(parts)
+
+
+def zen_decision_table(ruleset: Any) -> dict[str, Any]:
+    """One decision table: a row per rule, its condition as a full expression, collect."""
+    rules = [{"_id": f"r{i}", "c0": zen_expression(rule.when), "o0": f'"{rule.id}"'}
+             for i, rule in enumerate(ruleset.rules)]
+    return {"nodes": [
+        {"id": "in", "type": "inputNode", "name": "accounts", "position": {"x": 0, "y": 0}},
+        {"id": "table", "type": "decisionTableNode", "name": "retention",
+         "position": {"x": 200, "y": 0},
+         "content": {"hitPolicy": "collect", "rules": rules,
+                     "inputs": [{"id": "c0", "name": "condition"}],
+                     "outputs": [{"id": "o0", "name": "rule", "field": "rule"}]}},
+        {"id": "out", "type": "outputNode", "name": "out", "position": {"x": 400, "y": 0}}],
+        "edges": [{"id": "e1", "sourceId": "in", "targetId": "table", "type": "edge"},
+                  {"id": "e2", "sourceId": "table", "targetId": "out", "type": "edge"}]}
+
+
+def run(accounts: int) -> dict[str, Any]:
+    import json
+
+    import zen
+
+    from rules import decide, engine
+    from rules.decide import match_rules
+
+    scored = scored_accounts(accounts)
+    ruleset = ruleset_30()
+    position = {rule.id: i for i, rule in enumerate(ruleset.rules)}
+    fields = list(ruleset.fields)
+    engine.match(ruleset, [])  # register the ruleset outside the timings
+
+    started = time.perf_counter()
+    kamflow = match_rules(scored, ruleset)
+    kamflow_s = time.perf_counter() - started
+    started = time.perf_counter()
+    decisions = decide(scored, ruleset)
+    decide_s = time.perf_counter() - started
+
+    # Plain durable-rules: every account is a fact (a sample when the population is large).
+    sample = min(accounts, 100_000)
+    records = scored[fields].iloc[:sample].to_dict("records")
+    for gid, record in enumerate(records):
+        record["gid"] = gid
+    started = time.perf_counter()
+    per_fact = engine.match(ruleset, records)
+    durable_s = time.perf_counter() - started
+    durable = np.zeros((len(ruleset.rules), sample), dtype=bool)
+    for gid, rule_id in per_fact:
+        durable[position[rule_id], gid] = True
+
+    zen_engine = zen.ZenEngine()
+    decision = zen_engine.create_decision(json.dumps(zen_decision_table(ruleset)))
+    inputs = scored[fields].iloc[:sample].to_dict("records")
+    zen_matrix = np.zeros((len(ruleset.rules), sample), dtype=bool)
+    started = time.perf_counter()
+    for i, account in enumerate(inputs):
+        for hit in decision.evaluate(account)["result"]:
+            zen_matrix[position[hit["rule"]], i] = True
+    zen_s = time.perf_counter() - started
+
+    identical = bool(np.array_equal(kamflow[:, :sample], durable)
+                     and np.array_equal(durable, zen_matrix))
+    return {"benchmark": "rules", "accounts": accounts, "rules": len(ruleset.rules),
+            "accounts_per_s": round(accounts / kamflow_s),
+            "decide_accounts_per_s": round(accounts / decide_s),
+            "durable_per_fact_per_s": round(sample / durable_s),
+            "zen_engine_per_s": round(sample / zen_s),
+            "compared_accounts": sample, "identical": identical,
+            "matches": int(kamflow.sum()), "decisions": len(decisions)}
