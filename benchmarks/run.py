@@ -1,10 +1,17 @@
 """Benchmarks: time and peak memory of kamflow's stages on generated snapshots.
 
     python benchmarks/run.py e2e --accounts 100000 [--json] [--database-url URL]
+    python benchmarks/run.py validate --accounts 1000000 [--json]
+    python benchmarks/run.py dispatch --accounts 100000 [--json] [--database-url URL]
 
 `e2e` runs the daily job's stages in process, exactly as the flow calls them (intake, validate,
 score, decide, dispatch into the task store, send to the file outbox); Prefect's own overhead
 (server start, ~1 s per sync flow run) is not included. Snapshot generation is not timed.
+
+`validate` times kamflow's validation (`seconds`: derived checks, every suite, the customer
+view, quarantine) and then GX's own checkpoints on the same frames and suites
+(`gx_checkpoint_seconds`), in the same process, so kamflow's overhead over bare GX is visible.
+Reading the files is timed apart (`intake_seconds`).
 """
 
 from __future__ import annotations
@@ -84,10 +91,45 @@ def e2e(accounts: int, database_url: str | None) -> dict:
             "decisions": len(decisions), "tasks_created": raised.created, "emails_sent": sent}
 
 
+def validate(accounts: int) -> dict:
+    """kamflow's validation of a snapshot against GX's own checkpoints on the same frames."""
+    from expectations import load_suites, validate_snapshot
+    from expectations.validate import checkpoint_seconds
+    from intake import read_snapshot
+    from kamflow import config
+    from kamflow.generate import generate_snapshot
+
+    work = Path(tempfile.mkdtemp(prefix="kamflow-bench-validate-"))
+    generate_snapshot(work / "snapshot", accounts, AS_OF, seed=7)
+    policy = config.load_pipeline().validation
+    suites = load_suites()  # imports GX, untimed like the snapshot generation
+    # GX's first run in a process loads its metrics: warm it up untimed on a tiny snapshot.
+    generate_snapshot(work / "warm-up", 300, AS_OF, seed=7)
+    warm_up = read_snapshot(work / "warm-up")
+    validate_snapshot(warm_up.tables, warm_up.problems, policy, suites, as_of=AS_OF)
+    started = time.perf_counter()
+    snapshot = read_snapshot(work / "snapshot")
+    intake_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    outcome = validate_snapshot(snapshot.tables, snapshot.problems, policy, suites, as_of=AS_OF)
+    seconds = time.perf_counter() - started
+    # The same suites on the same frames (the view as kamflow built it), GX alone.
+    frames = {**snapshot.tables, "customer_view": outcome.view}
+    gx_seconds = checkpoint_seconds(frames, suites, policy, AS_OF)
+    return {"benchmark": "validate", "accounts": accounts,
+            "rows": sum(len(f) for f in snapshot.tables.values()),
+            "seconds": round(seconds, 3), "accounts_per_s": round(accounts / seconds),
+            "gx_checkpoint_seconds": round(gx_seconds, 3),
+            "overhead_ratio": round(seconds / gx_seconds, 2),
+            "intake_seconds": round(intake_seconds, 3), "peak_rss_mb": round(peak_rss_mb()),
+            "accounts_quarantined": outcome.accounts_quarantined,
+            "quarantine_rows": len(outcome.quarantine), "stopped": outcome.stopped}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["e2e", "rules"])
+    parser.add_argument("benchmark", choices=["e2e", "validate", "rules", "dispatch"])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--database-url", default=None,
                         help="task store URL (default: SQLite in a temp dir)")
@@ -97,8 +139,13 @@ def main() -> int:
         from benchmarks.rules_bench import run as rules_benchmark
 
         result = rules_benchmark(args.accounts)
+    elif args.benchmark == "dispatch":
+        from benchmarks.dispatch_bench import run as dispatch_benchmark
+
+        result = dispatch_benchmark(args.accounts, args.database_url)
     else:
-        result = e2e(args.accounts, args.database_url)
+        result = (validate(args.accounts) if args.benchmark == "validate"
+                  else e2e(args.accounts, args.database_url))
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,17 +1,21 @@
-"""Validation: Great Expectations suites (``expectations/*.json``) run on every input table.
+"""Validation: Great Expectations suites (``expectations/*.json``) run on every input table and on
+the single customer view.
 
 Each expectation carries ``meta.severity``: ``critical`` stops the batch, ``row`` quarantines the
 row and its account, ``warning`` is reported only. This package is the only one that imports
-``great_expectations``.
+``great_expectations`` (lazily: ``import expectations`` alone stays fast).
 """
 
+from expectations.report import results_markdown, results_table, results_text
 from expectations.validate import (
     ExpectationResult,
     ValidationOutcome,
     ValidationPolicy,
     load_suites,
     validate_snapshot,
+    write_data_docs,
 )
 
 __all__ = ["ExpectationResult", "ValidationOutcome", "ValidationPolicy", "load_suites",
-           "validate_snapshot"]
+           "results_markdown", "results_table", "results_text", "validate_snapshot",
+           "write_data_docs"]

@@ -20,24 +20,39 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
 
 import notifications  # noqa: E402
-from expectations import ValidationOutcome, validate_snapshot  # noqa: E402
+from expectations import (  # noqa: E402
+    ValidationOutcome,
+    results_markdown,
+    validate_snapshot,
+    write_data_docs,
+)
+from flows import delivery  # noqa: E402
 from flows.picture import value_churn_svg  # noqa: E402
 from flows.report import RunSummary, action_table, class_band_table, counts, markdown  # noqa: E402
-from intake import Snapshot, build_customer_view, read_snapshot  # noqa: E402
+from intake import Snapshot, build_customer_view, load_mapping, read_snapshot  # noqa: E402
 from kamflow import config  # noqa: E402
 from kamflow.errors import KamflowError  # noqa: E402
+from kamflow.links import LinkSigner  # noqa: E402
 from kamflow.settings import Paths, paths  # noqa: E402
 from rules import RuleSet, decide, load_ruleset  # noqa: E402
-from scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig, score_accounts  # noqa: E402
-from worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks  # noqa: E402
+from scoring import (  # noqa: E402
+    CHURN_BANDS,
+    VALUE_CLASSES,
+    Population,
+    ScoringConfig,
+    fit_population,
+    score_accounts,
+)
+from worklist import OwnerDirectory, RaiseResult, TaskStore  # noqa: E402
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -57,8 +72,9 @@ def _returning_input_errors(fn: Any) -> Any:
 
 @task(name="intake", **STAGE)
 @_returning_input_errors
-def intake_stage(source: str) -> Snapshot:
-    snapshot = read_snapshot(source)
+def intake_stage(source: str, mapping: str | None = None,
+                 as_of: dt.date | None = None) -> Snapshot:
+    snapshot = read_snapshot(source, load_mapping(mapping) if mapping else None, as_of)
     logger = get_run_logger()
     logger.info("intake: read %s", ", ".join(f"{k} {v:,} rows" for k, v in snapshot.rows().items()))
     for note in snapshot.notes:
@@ -68,8 +84,10 @@ def intake_stage(source: str) -> Snapshot:
 
 @task(name="validate", **STAGE)
 @_returning_input_errors
-def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig) -> ValidationOutcome:
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation)
+def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig,
+                   as_of: dt.date | None = None) -> ValidationOutcome:
+    outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
+                                as_of=as_of, files=snapshot.files)
     logger = get_run_logger()
     for result in outcome.results:
         if not result.success and result.severity == "warning":
@@ -79,9 +97,9 @@ def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig) -> Valid
 
 
 @task(name="score", **STAGE)
-def score_stage(tables: dict[str, pd.DataFrame], as_of: dt.date,
-                scoring: ScoringConfig) -> pd.DataFrame:
-    view = build_customer_view(tables, as_of)
+def score_stage(tables: dict[str, pd.DataFrame], as_of: dt.date, scoring: ScoringConfig,
+                view: pd.DataFrame | None = None) -> pd.DataFrame:
+    view = _customer_view(tables, as_of, view)
     scored = score_accounts(view, scoring)
     get_run_logger().info("score: %d accounts; value classes %s; churn bands %s", len(scored),
                           counts(scored["value_class"], VALUE_CLASSES),
@@ -97,20 +115,55 @@ def decide_stage(scored: pd.DataFrame, ruleset: RuleSet) -> pd.DataFrame:
     return decisions
 
 
+@task(name="score-and-decide-partition", **STAGE)
+def partition_stage(view: pd.DataFrame, scoring: ScoringConfig, population: Population,
+                    ruleset: RuleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One partition of a scaled-out run: scored against the whole population, then decided."""
+    scored = score_accounts(view, scoring, population)
+    return scored, decide(scored, ruleset)
+
+
+def _customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date,
+                   view: pd.DataFrame | None) -> pd.DataFrame:
+    """The view validation already built (and checked), or a new one from the tables."""
+    if view is None:
+        return build_customer_view(tables, as_of)
+    return view.drop(columns=["_row"], errors="ignore")
+
+
+def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date,
+                                 scoring: ScoringConfig, ruleset: RuleSet, partitions: int,
+                                 view: pd.DataFrame | None = None,
+                                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the accounts into partitions scored and decided in parallel by the flow's task
+    runner (a Dask cluster in a scaled-out deployment); the result equals the one-piece run."""
+    logger = get_run_logger()
+    view = _customer_view(tables, as_of, view)
+    population = fit_population(view, scoring)
+    bounds = np.linspace(0, len(view), partitions + 1).astype(int)
+    chunks = [view.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:],
+                                                                      strict=False) if b > a]
+    futures = partition_stage.map(chunks, unmapped(scoring), unmapped(population),
+                                  unmapped(ruleset))
+    parts = []
+    for done, future in enumerate(futures, start=1):
+        parts.append(future.result())
+        logger.info("partition %d of %d done (%d accounts)", done, len(chunks),
+                    sum(len(p[0]) for p in parts))
+    scored = pd.concat([p[0] for p in parts], ignore_index=True)
+    decisions = pd.concat([p[1] for p in parts], ignore_index=True)
+    decisions = decisions.sort_values(["account_id", "action"], kind="stable")
+    return scored, decisions.reset_index(drop=True)
+
+
 @task(name="dispatch", **STAGE)
 def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirectory,
                    store: TaskStore, run_id: str, now: dt.datetime) -> RaiseResult:
-    titles = {name: spec.title_en for name, spec in ruleset.actions.items()}
-    planned = plan_tasks(decisions, owners, titles, now)
-
-    def render(owner_name: str, owner_email: str, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
-        language = owners.language_of(owner_email)
-        if language == "zh-CN":
-            zh = {name: spec.title_zh for name, spec in ruleset.actions.items()}
-            tasks = [{**t, "action_title": zh.get(t["action"], t["action_title"])} for t in tasks]
-        return notifications.render_task_digest(owner_name, tasks, language)
-
-    result = store.raise_tasks(planned, run_id, render, now)
+    # Plan (owners, business-time deadlines from conf/calendar.yaml), then tasks + history +
+    # emails (with signed one-click links) in one transaction: flows/delivery.py.
+    titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
+    result = delivery.dispatch(decisions, titles, owners, store, run_id, now,
+                               config.load_calendar(), LinkSigner.from_env(paths().home))
     get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown, %d emails "
                           "queued", result.created, result.skipped_open, result.skipped_cooldown,
                           result.emails)
@@ -119,34 +172,23 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
 
 @task(name="send", **STAGE)
 def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: str) -> tuple[int, int]:
-    """Drain the outbox: every unsent email, this run's and any a crash left behind."""
-    logger = get_run_logger()
-    sent = failed = 0
-    for row in store.unsent_emails():
-        email = notifications.Email(
-            key=row.key, sender=sender, to=row.recipient, subject=row.subject,
-            text=row.body_text, html=row.body_html, categories=("kamflow", "retention-tasks"),
-            custom_args={"task_ids": row.task_ids[:900], "run_id": row.run_id})
-        try:
-            provider_id = backend.send(email)
-        except notifications.SendError as exc:
-            failed += 1
-            store.mark_failed(row.id, str(exc))
-            logger.warning("send: email %s to %s failed (%s); it stays in the outbox", row.key,
-                           row.recipient, exc)
-            continue
-        store.mark_sent(row.id, backend.name, provider_id, dt.datetime.now(dt.UTC))
-        sent += 1
-    logger.info("send: %d email(s) sent via %s, %d failed", sent, backend.name, failed)
-    return sent, failed
+    """Drain the outbox: every unsent email, this run's and any a crash left behind (batched
+    for SendGrid, each marked sent as soon as accepted: flows/delivery.py)."""
+    drained = delivery.drain_outbox(store, backend, sender)
+    get_run_logger().info("send: %d email(s) sent via %s, %d held by the sandbox, %d failed",
+                          drained.sent, backend.name, drained.held, drained.failed)
+    return drained.sent, drained.failed
 
 
 @flow(name="retention_run", log_prints=False)
 def retention_run(source: str | None = None, as_of: str | None = None,
-                  rules_dir: str | None = None) -> State:
+                  rules_dir: str | None = None, mapping: str | None = None,
+                  partitions: int = 1) -> State:
     """Validate, score and decide on one snapshot, then raise tasks and email their owners.
 
     ``source`` defaults to $KAMFLOW_SOURCE (the scheduled deployment's snapshot directory).
+    ``partitions`` > 1 scores and decides the accounts in that many parallel pieces (run the
+    flow with a Dask task runner to spread them over a cluster: flows/scaleout.py).
     """
     run_id = str(flow_run.id or uuid.uuid4())
     source = source or os.environ.get("KAMFLOW_SOURCE", "")
@@ -157,16 +199,31 @@ def retention_run(source: str | None = None, as_of: str | None = None,
     snapshot_date = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
     try:
-        return _retention(summary, source, snapshot_date, rules_dir)
+        state = _retention(summary, source, snapshot_date, rules_dir, mapping, partitions)
     except KamflowError as exc:  # bad configuration or input: fail with the message alone
         get_run_logger().error("%s", exc)
         summary.status = "rejected input"
         summary.message = str(exc)
-        return Failed(message=str(exc), data=summary.as_dict())
+        state = Failed(message=str(exc))
+    _save_summary(summary)
+    return state
+
+
+def summary_path(run_id: str) -> Path:
+    """Where each run's summary is kept (the CLI prints it; ops can read it later)."""
+    return paths().reports / run_id / "summary.json"
+
+
+def _save_summary(summary: RunSummary) -> None:
+    target = summary_path(summary.run_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2, default=str),
+                      encoding="utf-8")
 
 
 def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
-               rules_dir: str | None) -> State:
+               rules_dir: str | None, mapping: str | None = None,
+               partitions: int = 1) -> State:
     logger = get_run_logger()
     home = paths()
     run_id = summary.run_id
@@ -179,11 +236,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     summary.ruleset_version = ruleset.version
 
     with timer("intake"):
-        snapshot = intake_stage(source)
+        snapshot = intake_stage(source, mapping, snapshot_date)
     if isinstance(snapshot, KamflowError):
         raise snapshot
     with timer("validate"):
-        outcome = validate_stage(snapshot, pipeline)
+        outcome = validate_stage(snapshot, pipeline, snapshot_date)
     if isinstance(outcome, KamflowError):
         raise outcome
     _write_validation(home, run_id, outcome, summary)
@@ -191,15 +248,20 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.status = "stopped by validation"
         summary.message = outcome.message
         _publish(summary, [])
-        return Failed(message=outcome.message, data=summary.as_dict())
+        return Failed(message=outcome.message)
 
-    with timer("score"):
-        scored = score_stage(outcome.accepted, snapshot_date, scoring)
+    if partitions > 1:
+        with timer("score+decide"):
+            scored, decisions = score_and_decide_partitioned(
+                outcome.accepted, snapshot_date, scoring, ruleset, partitions, outcome.view)
+    else:
+        with timer("score"):
+            scored = score_stage(outcome.accepted, snapshot_date, scoring, outcome.view)
+        with timer("decide"):
+            decisions = decide_stage(scored, ruleset)
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
     _publish_picture(home, run_id, scored, summary)
-    with timer("decide"):
-        decisions = decide_stage(scored, ruleset)
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
 
@@ -228,8 +290,8 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.status = "emails pending"
         message = (f"{summary.emails_failed} email(s) could not be sent; they stay in the outbox "
                    "and the next run sends them")
-        return Failed(message=message, data=summary.as_dict())
-    return Completed(message="retention run completed", data=summary.as_dict())
+        return Failed(message=message)
+    return Completed(message="retention run completed")
 
 
 class _Timer:
@@ -267,6 +329,16 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
         target = quarantine_dir / "quarantine.csv"
         outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
         summary.quarantine_file = str(target)
+        store = TaskStore(home.database_url)  # and in the database, queryable across runs
+        try:
+            store.record_quarantine(run_id, outcome.quarantine)
+        finally:
+            store.dispose()
+    docs = write_data_docs(outcome, report_dir / "data_docs")
+    outcome.gx_run = None  # the GX results are rendered: let their memory go
+    summary.data_docs = docs.as_uri()
+    create_markdown_artifact(results_markdown(outcome, docs), key="validation-results",
+                             description="Counts per expectation; links the GX Data Docs")
 
 
 def _publish_picture(home: Paths, run_id: str, scored: pd.DataFrame,

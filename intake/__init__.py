@@ -1,10 +1,13 @@
 """Intake: read the operator's snapshot files into typed tables and join one view per account.
 
-``read_snapshot`` is the only place that touches the input files; ``build_customer_view`` is pure.
+``read_snapshot`` is the only place that touches the input files (CSV or Parquet, directly or
+through a mapping file); ``build_customer_view`` is pure.
 """
 
+from intake.mapping import SnapshotMapping, load_mapping
 from intake.reader import Snapshot, read_snapshot
 from intake.schema import TABLES, Column, Table
 from intake.view import build_customer_view
 
-__all__ = ["TABLES", "Column", "Snapshot", "Table", "build_customer_view", "read_snapshot"]
+__all__ = ["TABLES", "Column", "Snapshot", "SnapshotMapping", "Table", "build_customer_view",
+           "load_mapping", "read_snapshot"]

@@ -1,29 +1,29 @@
 """Read a snapshot directory into typed tables, recording every cell that cannot be parsed.
 
-A file that cannot be read at all (missing, empty, undecodable, broken CSV quoting) raises an
-``InputError`` naming the file and, where known, the row. A cell that does not parse (``abc`` in
-an amount column) becomes missing and is recorded in ``Snapshot.problems`` with its row and field,
-so validation can quarantine the row with the reason instead of guessing.
+Each table is ``<table>.csv`` or ``<table>.parquet`` in the snapshot directory, or wherever a
+mapping file (``intake.mapping``) says. A file that cannot be read at all (missing, empty,
+undecodable or of mixed encodings, broken CSV quoting) raises an ``InputError`` naming the file
+and, where known, the row. A cell that does not parse (``abc`` in an amount column) becomes
+missing and is recorded in ``Snapshot.problems`` with its row and field, so validation can
+quarantine the row with the reason instead of guessing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from intake.files import ROW, find_table_file, read_table_file
+from intake.mapping import PROBLEM_COLUMNS, SnapshotMapping, map_table
 from intake.schema import TABLES, Table
 from kamflow.errors import InputError
 
 log = logging.getLogger(__name__)
 
-ROW = "_row"  # the line number in the source file (header = line 1), kept for error messages
-PROBLEM_COLUMNS = ["table", "row", "account_id", "column", "value", "reason"]
-ENCODINGS = ("utf-8-sig", "gb18030")  # utf-8-sig also reads plain UTF-8; GB18030 covers GBK
 _FLAGS = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0,
           "y": 1.0, "n": 0.0, "是": 1.0, "否": 0.0}
 
@@ -34,67 +34,57 @@ class Snapshot:
     tables: dict[str, pd.DataFrame]
     problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
     notes: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # table -> the file it was read from
 
     def rows(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.tables.items()}
 
 
-def read_snapshot(source: Path | str) -> Snapshot:
+def read_snapshot(source: Path | str, mapping: SnapshotMapping | None = None,
+                  as_of: dt.date | None = None) -> Snapshot:
+    """Read every table of the snapshot in ``source`` (through ``mapping`` where it has one)."""
     source = Path(source)
     if not source.is_dir():
         raise InputError(f"snapshot directory {source} does not exist or is not a directory")
-    tables: dict[str, pd.DataFrame] = {}
+    snapshot = Snapshot(source, {})
     problems: list[pd.DataFrame] = []
-    notes: list[str] = []
     for table in TABLES.values():
-        path = source / table.file_name
-        if not path.exists():
-            if table.required:
-                raise InputError(f"required file {table.file_name} is missing from {source}",
-                                 file=str(path))
-            notes.append(f"{table.file_name} not found: treated as empty (no rows for any account)")
-            tables[table.name] = _empty(table)
+        raw, path, mapped = _raw_table(source, table, mapping, as_of, snapshot.notes)
+        if raw is None:
+            snapshot.tables[table.name] = _empty(table)
             continue
-        raw = _read_csv(path)
         frame, bad = _coerce(raw, table, path)
-        tables[table.name] = frame
-        problems.append(bad)
+        snapshot.tables[table.name] = frame
+        snapshot.files[table.name] = path.name
+        problems += [mapped, bad]
         log.info("read %s: %d rows", path.name, len(frame))
-    problem_frame = pd.concat(problems, ignore_index=True) if problems else pd.DataFrame(
-        columns=PROBLEM_COLUMNS)
-    return Snapshot(source, tables, problem_frame, notes)
+    problems = [p for p in problems if not p.empty]
+    snapshot.problems = (pd.concat(problems, ignore_index=True) if problems
+                         else pd.DataFrame(columns=PROBLEM_COLUMNS))
+    return snapshot
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    last_error: Exception | None = None
-    for encoding in ENCODINGS:
-        try:
-            with warnings.catch_warnings():
-                # index_col=False: without it, pandas silently turns the leading fields into an
-                # index when data rows have more fields than the header, shifting every column.
-                # Such a row is then a ParserWarning ("loss of data"), made an error here.
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                                    encoding=encoding, skipinitialspace=True, index_col=False)
-        except pd.errors.ParserWarning:
-            raise InputError("not a well-formed CSV file (a row has more fields than the header "
-                             "line)", file=str(path)) from None
-        except UnicodeDecodeError as exc:
-            last_error = exc
-            continue
-        except pd.errors.EmptyDataError:
-            raise InputError("the file is empty (not even a header line)", file=str(path)) from None
-        except pd.errors.ParserError as exc:
-            raise InputError(f"not a well-formed CSV file ({_first_line(exc)})",
-                             file=str(path)) from None
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame.insert(0, ROW, np.arange(2, len(frame) + 2))
-        return frame
-    raise InputError(f"cannot be decoded as UTF-8 or GB18030/GBK ({last_error})", file=str(path))
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
+def _raw_table(source: Path, table: Table, mapping: SnapshotMapping | None,
+               as_of: dt.date | None, notes: list[str]
+               ) -> tuple[pd.DataFrame | None, Path, pd.DataFrame]:
+    """The table's raw cells, the file they came from and the values a mapping could not map."""
+    no_problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
+    if mapping is not None and table.name in mapping.tables:
+        spec = mapping.tables[table.name]
+        if spec.file is None:
+            notes.append(f"the mapping says the operator has no {table.name} table: no account "
+                         f"has rows there")
+            return None, source, no_problems
+        raw, mapped = map_table(spec, table, source, as_of, mapping.path)
+        return raw, source / spec.file, mapped
+    path = find_table_file(source, table.name)
+    if path is None:
+        if table.required:
+            raise InputError(f"required file {table.file_name} (or {table.name}.parquet) is "
+                             f"missing from {source}", file=str(source / table.file_name))
+        notes.append(f"{table.file_name} not found: treated as empty (no rows for any account)")
+        return None, source, no_problems
+    return read_table_file(path), path, no_problems
 
 
 def _empty(table: Table) -> pd.DataFrame:
@@ -116,18 +106,24 @@ def _coerce(raw: pd.DataFrame, table: Table, path: Path) -> tuple[pd.DataFrame, 
     for column in table.columns:
         if column.name not in raw:
             continue  # a missing column is a critical expectation failure, reported by validation
-        text = raw[column.name].str.strip()
-        converted = _convert(text, column.kind)
+        values = raw[column.name]
+        if _is_text(values):
+            values = values.str.strip()
+            values = values.where(values != "")
+            converted = _convert(values, column.kind)
+        else:  # Parquet or mapped columns arrive typed: convert without a round trip via text
+            converted = _convert_typed(values, column.kind)
         out[column.name] = converted
-        failed = text.notna() & converted.isna()
+        failed = values.notna() & converted.isna()
         if failed.any():
+            shown = values[failed].map(str)
             problems.append(pd.DataFrame({
                 "table": table.name,
                 "row": raw.loc[failed, ROW].to_numpy(),
                 "account_id": account_ids[failed].to_numpy(),
                 "column": column.name,
-                "value": text[failed].to_numpy(),
-                "reason": f"not a valid {column.kind}" + _hint(column.kind),
+                "value": shown.to_numpy(),
+                "reason": _reasons(shown, column.kind).to_numpy(),
             }))
     bad = pd.concat(problems, ignore_index=True) if problems else pd.DataFrame(
         columns=PROBLEM_COLUMNS)
@@ -136,20 +132,55 @@ def _coerce(raw: pd.DataFrame, table: Table, path: Path) -> tuple[pd.DataFrame, 
     return out, bad
 
 
+def _is_text(values: pd.Series) -> bool:
+    if pd.api.types.is_object_dtype(values):
+        return bool(values.dropna().map(type).eq(str).all())
+    return pd.api.types.is_string_dtype(values)
+
+
+def _reasons(text: pd.Series, kind: str) -> pd.Series:
+    reason = pd.Series(f"not a valid {kind}" + _hint(kind), index=text.index, dtype="str")
+    if kind in ("int", "float"):
+        # "1234,56": a European export; say how to read it rather than only "not a number".
+        comma = text.str.fullmatch(r"-?\d+,\d{1,2}").fillna(False).astype(bool)
+        reason[comma] = (f"not a valid {kind}: it has a decimal comma; kamflow reads '.' as the "
+                         "decimal separator (a mapping file can say decimal: ',')")
+    return reason
+
+
 def _hint(kind: str) -> str:
     return {"date": " (expected YYYY-MM-DD)", "month": " (expected YYYY-MM)",
             "flag": " (expected 1/0, yes/no, true/false, 是/否)"}.get(kind, "")
 
 
 def _convert(text: pd.Series, kind: str) -> pd.Series:
+    """Parse stripped text (blank = missing) as ``kind``; what does not parse becomes missing."""
     if kind == "str":
-        return text
+        return text.astype("str")
     if kind in ("int", "float"):
         return pd.to_numeric(text, errors="coerce").astype("float64")
+    # datetime64[ns]: Great Expectations compares only ns dates vectorised (others row by row).
     if kind == "date":
-        return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").astype("datetime64[ns]")
     if kind == "month":
-        return pd.to_datetime(text, format="%Y-%m", errors="coerce")
+        return pd.to_datetime(text, format="%Y-%m", errors="coerce").astype("datetime64[ns]")
     if kind == "flag":
         return text.str.lower().map(_FLAGS).astype("float64")
     raise ValueError(f"unknown column kind {kind!r}")
+
+
+def _convert_typed(values: pd.Series, kind: str) -> pd.Series:
+    """Convert a typed column (numbers, booleans, dates, Python objects) to ``kind``."""
+    if kind == "str":
+        if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+            values = values.astype("Int64")  # Parquet ids stored as numbers: 123, not 123.0
+        return values.map(lambda v: v if pd.isna(v) else str(v)).astype("str")
+    if kind in ("int", "float", "flag"):
+        if pd.api.types.is_bool_dtype(values):
+            return values.astype("float64")
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    dates = pd.to_datetime(values, errors="coerce")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    dates = dates.dt.to_period("M").dt.to_timestamp() if kind == "month" else dates.dt.normalize()
+    return dates.astype("datetime64[ns]")

@@ -29,17 +29,19 @@ VIEW_COLUMNS = [
 
 
 def build_customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
-    accounts = tables["accounts"]
+    accounts = tables["accounts"].reset_index(drop=True)
     as_of_ts = np.datetime64(as_of, "ns")
+    # Text columns stay Series (Arrow strings): a round trip through numpy objects cost more
+    # than the rest of the view.
     view = pd.DataFrame({
-        "account_id": accounts["account_id"].to_numpy(),
-        "name_zh": accounts["name_zh"].to_numpy(),
+        "account_id": accounts["account_id"],
+        "name_zh": accounts["name_zh"],
         "name_en": _optional(accounts, "name_en", ""),
-        "industry": accounts["industry"].to_numpy(),
-        "region": accounts["region"].to_numpy(),
-        "account_manager": accounts["account_manager"].to_numpy(),
-        "manager_email": accounts["manager_email"].to_numpy(),
-        "products_held": accounts["products_held"].fillna(0).to_numpy(),
+        "industry": accounts["industry"],
+        "region": accounts["region"],
+        "account_manager": accounts["account_manager"],
+        "manager_email": accounts["manager_email"],
+        "products_held": accounts["products_held"].fillna(0),
         "new_services": _optional(accounts, "new_services", 0.0),
         "employees": _optional(accounts, "employees", 0.0),
         "cost_to_serve": _optional(accounts, "cost_to_serve", 0.0),
@@ -56,22 +58,35 @@ def build_customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date) -> pd.D
     view["days_since_contact"] = np.where(np.isnan(since),
                                           (as_of_ts - start) / np.timedelta64(1, "D"), since)
 
-    view = view.merge(_billing_features(tables["billing"], pd.Timestamp(as_of)), on="account_id",
-                      how="left")
-    view = view.merge(_recent_count(tables["complaints"], "opened_date", as_of_ts, "complaints_90d"),
-                      on="account_id", how="left")
-    view = view.merge(_sla_features(tables["sla_incidents"], as_of_ts), on="account_id", how="left")
+    # Side tables are aggregated per account and attached by position (an account absent from
+    # a side table gets zeros below: no complaints is a fact, not a missing value).
+    for features in (_billing_features(tables["billing"], pd.Timestamp(as_of)),
+                     _recent_count(tables["complaints"], "opened_date", as_of_ts,
+                                   "complaints_90d"),
+                     _sla_features(tables["sla_incidents"], as_of_ts)):
+        _attach(view, features)
     zero_when_absent = ["avg_monthly_billed", "revenue_trend", "arrears", "arrears_ratio",
                         "billing_months", "complaints_90d", "sla_breaches_90d", "outage_hours_90d"]
     view[zero_when_absent] = view[zero_when_absent].fillna(0.0)
     return view[VIEW_COLUMNS]
 
 
-def _optional(frame: pd.DataFrame, column: str, default: object) -> np.ndarray:
+def _attach(view: pd.DataFrame, features: pd.DataFrame) -> None:
+    """Add ``features`` (indexed by account_id, one row per account) to ``view``; NaN where an
+    account has no row."""
+    position = features.index.get_indexer(view["account_id"])
+    found = position >= 0
+    for column in features.columns:
+        values = np.full(len(view), np.nan)
+        values[found] = features[column].to_numpy(dtype="float64")[position[found]]
+        view[column] = values
+
+
+def _optional(frame: pd.DataFrame, column: str, default: object) -> pd.Series:
     """An optional column, with ``default`` where it is blank or the column is absent."""
     if column in frame:
-        return frame[column].fillna(default).to_numpy()
-    return np.full(len(frame), default)
+        return frame[column].fillna(default)
+    return pd.Series(np.full(len(frame), default), index=frame.index)
 
 
 def _months_back(months: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
@@ -79,50 +94,72 @@ def _months_back(months: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
     return (as_of.year * 12 + as_of.month) - (months.dt.year * 12 + months.dt.month).to_numpy()
 
 
+def _per_account(account_ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Group codes (0..n-1, -1 for a missing id) and the account id of each code."""
+    codes, uniques = pd.factorize(account_ids)
+    return codes, pd.Index(uniques, name="account_id")
+
+
+def _sums(codes: np.ndarray, columns: dict[str, np.ndarray], n: int) -> pd.DataFrame:
+    """Per-code sums of each column, skipping NaN, in one pass. pandas' groupby (on the integer
+    codes: fast) sums with compensation, so amounts round to the cent as they always did."""
+    keep = codes >= 0
+    sums = pd.DataFrame({k: v[keep] for k, v in columns.items()}).groupby(
+        codes[keep], sort=True).sum()
+    return sums.reindex(range(n), fill_value=0.0)
+
+
 def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     back = _months_back(billing["month"], as_of)
     in_year = (back >= 1) & (back <= RECENT_MONTHS + EARLIER_MONTHS)
-    frame = pd.DataFrame({
-        "account_id": billing["account_id"].to_numpy()[in_year],
-        "billed": billing["billed"].to_numpy()[in_year],
-        "paid": billing["paid"].to_numpy()[in_year],
-        "recent": back[in_year] <= RECENT_MONTHS,
-    })
-    frame["recent_billed"] = np.where(frame["recent"], frame["billed"], 0.0)
-    frame["recent_paid"] = np.where(frame["recent"], frame["paid"], 0.0)
-    frame["earlier_billed"] = np.where(frame["recent"], 0.0, frame["billed"])
-    frame["recent_n"] = frame["recent"].astype("float64")
-    grouped = frame.groupby("account_id", sort=False).agg(
-        billed=("billed", "sum"), months=("billed", "size"),
-        recent_billed=("recent_billed", "sum"), recent_paid=("recent_paid", "sum"),
-        earlier_billed=("earlier_billed", "sum"), recent_n=("recent_n", "sum"))
-    earlier_n = grouped["months"] - grouped["recent_n"]
-    recent_mean = grouped["recent_billed"] / grouped["recent_n"].where(grouped["recent_n"] > 0)
-    earlier_mean = grouped["earlier_billed"] / earlier_n.where(earlier_n > 0)
-    trend = (recent_mean / earlier_mean.where(earlier_mean > 0) - 1.0).fillna(0.0)
-    arrears = (grouped["recent_billed"] - grouped["recent_paid"]).clip(lower=0.0)
-    out = pd.DataFrame({
-        "avg_monthly_billed": (grouped["billed"] / grouped["months"]).round(2),
-        "revenue_trend": trend.round(4),
-        "arrears": arrears.round(2),
-        "arrears_ratio": (arrears / grouped["recent_billed"].where(grouped["recent_billed"] > 0))
-        .fillna(0.0).round(4),
-        "billing_months": grouped["months"].astype("float64"),
-    })
-    return out.reset_index()
+    codes, accounts = _per_account(billing["account_id"][in_year])
+    n = len(accounts)
+    billed = billing["billed"].to_numpy(dtype="float64")[in_year]
+    paid = billing["paid"].to_numpy(dtype="float64")[in_year]
+    recent = back[in_year] <= RECENT_MONTHS
+    sums = _sums(codes, {"total": billed, "recent_billed": np.where(recent, billed, 0.0),
+                         "recent_paid": np.where(recent, paid, 0.0),
+                         "earlier_billed": np.where(recent, 0.0, billed),
+                         "recent_n": recent.astype("float64")}, n)
+    total, recent_billed = sums["total"].to_numpy(), sums["recent_billed"].to_numpy()
+    recent_paid, earlier_billed = sums["recent_paid"].to_numpy(), sums["earlier_billed"].to_numpy()
+    recent_n = sums["recent_n"].to_numpy()
+    months = np.bincount(codes[codes >= 0], minlength=n).astype("float64")
+    earlier_n = months - recent_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recent_mean = recent_billed / np.where(recent_n > 0, recent_n, np.nan)
+        earlier_mean = earlier_billed / np.where(earlier_n > 0, earlier_n, np.nan)
+        trend = np.nan_to_num(recent_mean / np.where(earlier_mean > 0, earlier_mean, np.nan)
+                              - 1.0, nan=0.0)
+        arrears = np.clip(recent_billed - recent_paid, 0.0, None)
+        arrears_ratio = np.nan_to_num(
+            arrears / np.where(recent_billed > 0, recent_billed, np.nan), nan=0.0)
+    return pd.DataFrame({
+        "avg_monthly_billed": np.round(total / months, 2),
+        "revenue_trend": np.round(trend, 4),
+        "arrears": np.round(arrears, 2),
+        "arrears_ratio": np.round(arrears_ratio, 4),
+        "billing_months": months,
+    }, index=accounts)
+
+
+def _recent_mask(dates: pd.Series, as_of: np.datetime64) -> np.ndarray:
+    age = (as_of - dates.to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
+    return (age >= 0) & (age <= RECENT_DAYS)
 
 
 def _recent_count(frame: pd.DataFrame, date_column: str, as_of: np.datetime64,
                   name: str) -> pd.DataFrame:
-    age = (as_of - frame[date_column].to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
-    recent = frame.loc[(age >= 0) & (age <= RECENT_DAYS), "account_id"]
-    return recent.value_counts().rename(name).astype("float64").rename_axis("account_id") \
-        .reset_index()
+    codes, accounts = _per_account(frame["account_id"][_recent_mask(frame[date_column], as_of)])
+    counts = np.bincount(codes[codes >= 0], minlength=len(accounts)).astype("float64")
+    return pd.DataFrame({name: counts}, index=accounts)
 
 
 def _sla_features(frame: pd.DataFrame, as_of: np.datetime64) -> pd.DataFrame:
-    age = (as_of - frame["start_date"].to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
-    recent = frame.loc[(age >= 0) & (age <= RECENT_DAYS)]
-    grouped = recent.groupby("account_id", sort=False).agg(
-        sla_breaches_90d=("sla_breach", "sum"), outage_hours_90d=("outage_hours", "sum"))
-    return grouped.astype("float64").reset_index()
+    recent = _recent_mask(frame["start_date"], as_of)
+    codes, accounts = _per_account(frame["account_id"][recent])
+    n = len(accounts)
+    sums = _sums(codes, {
+        "sla_breaches_90d": frame["sla_breach"].to_numpy(dtype="float64")[recent],
+        "outage_hours_90d": frame["outage_hours"].to_numpy(dtype="float64")[recent]}, n)
+    return sums.set_axis(accounts)

@@ -25,7 +25,8 @@ starts a temporary local Prefect server."""
 # Commands that live in their own modules: each module has ``register(commands, groups)`` that adds
 # its subcommands to ``commands`` (top level) or to ``groups["tasks"]`` / ``groups["rules"]``,
 # calling ``common(sub)`` on each leaf and setting ``handler``.
-EXTENSIONS: tuple[str, ...] = ("kamflow.cli_ops", "kamflow.cli_rules")
+EXTENSIONS: tuple[str, ...] = ("kamflow.cli_ops", "kamflow.cli_rules", "kamflow.cli_tasks",
+                               "kamflow.cli_validate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="snapshot date YYYY-MM-DD (default: today)")
     run.add_argument("--rules", type=Path, default=None,
                      help="rule set directory (default: the rules/ shipped with kamflow)")
+    run.add_argument("--mapping", type=Path, default=None,
+                     help="mapping file (YAML) for an operator's own export (docs/mapping.md)")
+    run.add_argument("--partitions", type=_positive_int, default=1,
+                     help="score and decide in N parallel partitions on a Dask cluster "
+                          "(default 1: in this process)")
+    run.add_argument("--dask-address", default=None,
+                     help="scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+                          "(default with --partitions: a local cluster)")
+    run.add_argument("--dask-workers", type=_positive_int, default=2,
+                     help="worker processes of the local Dask cluster (default 2)")
     run.set_defaults(handler=_run)
 
     tasks = commands.add_parser("tasks", help="list the tasks in the task store")
@@ -149,28 +160,35 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_flow(source: Path, as_of: dt.date | None, rules: Path | None) -> tuple[bool, str,
-                                                                                  dict[str, Any]]:
+def _run_flow(source: Path, as_of: dt.date | None, rules: Path | None,
+              mapping: Path | None = None, scale: argparse.Namespace | None = None,
+              ) -> tuple[bool, str, dict[str, Any]]:
     if not source.is_dir():
         raise KamflowError(f"snapshot directory {source} does not exist")
+    if mapping and not mapping.is_file():
+        raise KamflowError(f"mapping file {mapping} does not exist")
     configure_prefect_env()
-    from flows.retention import retention_run
+    from flows.retention import retention_run, summary_path
 
-    state = retention_run(source=str(source.resolve()), as_of=as_of.isoformat() if as_of else None,
-                          rules_dir=str(rules.resolve()) if rules else None, return_state=True)
-    summary = _state_data(state)
+    flow, partitions = retention_run, 1
+    if scale is not None and (scale.partitions > 1 or scale.dask_address):
+        from flows.scaleout import retention_run_on_dask
+
+        flow = retention_run_on_dask(scale.dask_address, scale.dask_workers)
+        partitions = max(scale.partitions, 1)
+    state = flow(source=str(source.resolve()), as_of=as_of.isoformat() if as_of else None,
+                 rules_dir=str(rules.resolve()) if rules else None,
+                 mapping=str(mapping.resolve()) if mapping else None, partitions=partitions,
+                 return_state=True)
+    summary = _read_summary(summary_path(str(state.state_details.flow_run_id)))
     return state.is_completed(), state.message or "", summary
 
 
-def _state_data(state: Any) -> dict[str, Any]:
-    data = getattr(state, "data", None)
-    if isinstance(data, dict):
-        return data
+def _read_summary(path: Path) -> dict[str, Any]:
     try:
-        result = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001 - the summary is a nicety; the state says what happened
-        return {}
-    return result if isinstance(result, dict) else {}
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # the summary is a nicety; the state says what happened
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -191,10 +209,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"quarantine: {summary['quarantine_file']}")
     if summary.get("validation_report"):
         print(f"validation report: {summary['validation_report']}")
+    if summary.get("data_docs"):
+        print(f"data docs: {summary['data_docs']}")
 
 
 def _run(args: argparse.Namespace) -> int:
-    ok, message, summary = _run_flow(args.source, args.as_of, args.rules)
+    ok, message, summary = _run_flow(args.source, args.as_of, args.rules, args.mapping, args)
     _print_summary(summary)
     _raise_unless(ok, message, summary)
     return 0

@@ -29,6 +29,17 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
     serve.set_defaults(handler=_serve)
     common(serve)
 
+    setup = commands.add_parser(
+        "setup", help="create the Prefect automation that alerts ops when a run fails",
+        description="Create (or update: it is idempotent) the Prefect automation that starts "
+                    "the ops-alert deployment, which emails KAMFLOW_OPS_EMAIL, whenever a "
+                    "kamflow flow run fails or crashes. Needs PREFECT_API_URL and the "
+                    "deployments registered (kamflow serve or prefect deploy).")
+    setup.add_argument("--ui-url", default=None,
+                       help="Prefect UI address put in alert emails (default: from the API URL)")
+    setup.set_defaults(handler=_setup)
+    common(setup)
+
 
 def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     """The deployments in prefect.yaml, anchors resolved."""
@@ -79,3 +90,58 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(*build_deployments(specs))
     return 0
+
+
+AUTOMATION_NAME = "kamflow: email ops when a run fails or crashes"
+WATCHED_FLOWS = ("retention_run", "sla_watch", "daily_digest")
+
+
+def _setup(args: argparse.Namespace) -> int:
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        raise ConfigError("kamflow setup needs PREFECT_API_URL (the Prefect server to configure)")
+    configure_prefect_env()
+    automation = ensure_failure_automation(args.ui_url or api.rstrip("/").removesuffix("/api"))
+    print(f"automation {automation.name!r} ({automation.id}) is in place: failed or crashed "
+          f"runs of {', '.join(WATCHED_FLOWS)} start ops_alert/ops-alert")
+    return 0
+
+
+def ensure_failure_automation(ui_url: str) -> Any:
+    """Create the alert automation, replacing an older one of the same name (idempotent)."""
+    from prefect.automations import (
+        Automation,
+        EventTrigger,
+        Posture,
+        ResourceSpecification,
+        RunDeployment,
+    )
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name("ops_alert/ops-alert")
+        except ObjectNotFound:
+            raise ConfigError("the ops_alert/ops-alert deployment is not registered: start "
+                              "`kamflow serve` (or `prefect deploy --all`) first") from None
+        for old in client.read_automations_by_name(AUTOMATION_NAME):
+            client.delete_automation(old.id)
+    automation = Automation(
+        name=AUTOMATION_NAME,
+        description="Emails the ops address (KAMFLOW_OPS_EMAIL) through kamflow's email "
+                    "backend when a kamflow flow run fails or crashes.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match_related=ResourceSpecification({"prefect.resource.role": "flow",
+                                                 "prefect.resource.name": list(WATCHED_FLOWS)}),
+            posture=Posture.Reactive, threshold=1),
+        actions=[RunDeployment(
+            source="selected", deployment_id=deployment.id,
+            # Single-expression templates are JSON-encoded by Prefect: UUIDs must become text.
+            parameters={"flow_run_id": "{{ flow_run.id | string }}",
+                        "flow_name": "{{ flow.name | string }}",
+                        "state": "{{ flow_run.state.name | string }}",
+                        "message": "{{ (flow_run.state.message or '') | string }}",
+                        "ui_url": ui_url})])
+    return automation.create()

@@ -55,5 +55,9 @@ def configure_prefect_env() -> None:
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # The stages log through their own loggers; this sends their lines to the run's log in the
+    # Prefect UI too (quarantine counts, engine facts, outbox progress, ...).
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS",
+                          "intake,expectations,scoring,rules,worklist,notifications,flows")
     # An ephemeral server takes 12-14 s to start cold on 2 cores; Prefect's default is 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -21,8 +21,17 @@ the message and raises `SendError` (with `permanent` telling whether a retry can
     SENDGRID_API_KEY        required for sendgrid (never logged)
     KAMFLOW_SENDGRID_HOST   default https://api.sendgrid.com
     KAMFLOW_SENDGRID_TIMEOUT   seconds, default 10
+    KAMFLOW_SENDGRID_TEMPLATE_ID   a pass-through dynamic template: batch every email (optional)
+    KAMFLOW_EMAIL_SANDBOX   1 to wrap the backend in the sandbox (see notifications.sandbox)
+    KAMFLOW_EMAIL_ALLOWLIST    who a sandboxed run may email: a@x, @domain, *@*.domain, ...
+    KAMFLOW_EMAIL_SANDBOX_REDIRECT   where other emails go in the sandbox (default: held)
 
-`render_task_digest` renders the "your new retention tasks" email (English or Simplified Chinese).
+`send_all(backend, emails)` sends a list, batched where the backend can (SendGrid: up to 1,000
+personalizations per request), and returns one result per email.
+
+`render_task_digest` renders the "your new retention tasks" email (English or Simplified Chinese),
+`render_open_tasks_digest` the daily list of open tasks, `render_task_assignment` the immediate
+email for an escalated or reassigned task.
 
 This package is a leaf: it imports no other kamflow package, and it is the only one that imports
 `sendgrid` or `smtplib`. `sendgrid` itself is imported only when a SendGrid backend is built.
@@ -32,14 +41,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from notifications.backend import EmailBackend
 from notifications.message import Email, SendError, to_email_message
 from notifications.outbox import FileOutbox
-from notifications.render import SUPPORTED_LANGUAGES, render_task_digest
+from notifications.render import (
+    SUPPORTED_LANGUAGES,
+    render_open_tasks_digest,
+    render_task_assignment,
+    render_task_digest,
+)
+from notifications.sandbox import HELD, Allowlist, SandboxBackend
 from notifications.sendgrid_backend import SendGridBackend
 from notifications.smtp import SmtpBackend
 
@@ -49,12 +64,18 @@ __all__ = [
     "SUPPORTED_LANGUAGES",
     "Email",
     "EmailBackend",
+    "HELD",
+    "Allowlist",
+    "SandboxBackend",
     "FileOutbox",
     "SendError",
     "SendGridBackend",
     "SmtpBackend",
     "backend_from_env",
+    "render_open_tasks_digest",
+    "render_task_assignment",
     "render_task_digest",
+    "send_all",
     "sender_from_env",
     "to_email_message",
 ]
@@ -69,11 +90,41 @@ _N = TypeVar("_N", int, float)
 
 
 def backend_from_env(outbox_dir: Path, env: Mapping[str, str] = os.environ) -> EmailBackend:
-    """The backend named by `KAMFLOW_EMAIL_BACKEND` in `env`, configured from `env`.
+    """The backend named by `KAMFLOW_EMAIL_BACKEND` in `env`, configured from `env`, wrapped in
+    the sandbox when `KAMFLOW_EMAIL_SANDBOX` is on.
 
     Raises `ValueError` naming the allowed values for an unknown backend, and naming the variable
     for a missing `SENDGRID_API_KEY` or a malformed number.
     """
+    backend = _real_backend_from_env(outbox_dir, env)
+    if not _flag(env, "KAMFLOW_EMAIL_SANDBOX"):
+        return backend
+    allowlist = Allowlist.parse(env.get("KAMFLOW_EMAIL_ALLOWLIST"))
+    redirect = _get(env, "KAMFLOW_EMAIL_SANDBOX_REDIRECT")
+    logger.warning(
+        "email sandbox on: only %r receive email; others are %s",
+        allowlist,
+        f"redirected to {redirect}" if redirect else "held",
+    )
+    return SandboxBackend(backend, allowlist, redirect)
+
+
+def send_all(backend: EmailBackend, emails: Sequence[Email]) -> list[str | SendError]:
+    """Send `emails` through `backend`, batched when it has `send_many`; one result per email
+    (provider id or `SendError`), in order. Never raises `SendError`."""
+    batch = getattr(backend, "send_many", None)
+    if batch is not None:
+        return list(batch(list(emails)))
+    results: list[str | SendError] = []
+    for email in emails:
+        try:
+            results.append(backend.send(email))
+        except SendError as exc:
+            results.append(exc)
+    return results
+
+
+def _real_backend_from_env(outbox_dir: Path, env: Mapping[str, str]) -> EmailBackend:
     name = (env.get("KAMFLOW_EMAIL_BACKEND") or "file").strip().lower()
     if name == "file":
         logger.info("email backend: file outbox in %s", outbox_dir)
@@ -106,8 +157,10 @@ def backend_from_env(outbox_dir: Path, env: Mapping[str, str] = os.environ) -> E
             )
         host = _get(env, "KAMFLOW_SENDGRID_HOST") or "https://api.sendgrid.com"
         timeout = _number(env, "KAMFLOW_SENDGRID_TIMEOUT", 10.0, float)
-        logger.info("email backend: sendgrid at %s (timeout %s s)", host, timeout)
-        return SendGridBackend(api_key, host=host, timeout=timeout)
+        template_id = _get(env, "KAMFLOW_SENDGRID_TEMPLATE_ID")
+        logger.info("email backend: sendgrid at %s (timeout %s s, batching %s)", host, timeout,
+                    f"with template {template_id}" if template_id else "small emails")
+        return SendGridBackend(api_key, host=host, timeout=timeout, template_id=template_id)
     raise ValueError(
         f"unknown KAMFLOW_EMAIL_BACKEND {name!r}: use one of {', '.join(BACKEND_NAMES)}"
     )

@@ -14,11 +14,19 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["SUPPORTED_LANGUAGES", "TASK_FIELDS", "normalise_language", "render_task_digest"]
+__all__ = [
+    "SUPPORTED_LANGUAGES",
+    "TASK_FIELDS",
+    "normalise_language",
+    "render_open_tasks_digest",
+    "render_task_assignment",
+    "render_task_digest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,8 @@ TASK_FIELDS = (
     "reason",
     "rule_id",
 )
+# Optional per-task keys: one-click links (signed, expiring) and the state shown in digests.
+OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_level": 0}
 _ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-hans-cn": "zh-CN"}
 
 
@@ -51,28 +61,97 @@ def normalise_language(language: str | None) -> str:
 
 
 def render_task_digest(
-    owner_name: str, tasks: Sequence[Mapping[str, Any]], language: str = "en"
+    owner_name: str,
+    tasks: Sequence[Mapping[str, Any]],
+    language: str = "en",
+    timezone: str | None = None,
 ) -> tuple[str, str, str]:
     """Return `(subject, text, html)` of the email telling `owner_name` about `tasks`.
 
     Each task needs the keys in `TASK_FIELDS`; `due_at` is a datetime (or date). Tasks are listed by
     priority (1 = most urgent), then due time, then task id; the subject names their count and the
     first of them. Raises `ValueError` for an empty list or a task with missing keys.
+    A task may carry `ack_url` / `done_url` (one-click links); with `timezone` (an IANA name),
+    aware due times are shown in that zone.
     """
     if not tasks:
         raise ValueError("render_task_digest needs at least one task")
-    rows = sorted((_row(i, task) for i, task in enumerate(tasks)), key=_sort_key)
+    return _render("task_digest", owner_name, tasks, language, timezone, {})
+
+
+def render_open_tasks_digest(
+    owner_name: str,
+    tasks: Sequence[Mapping[str, Any]],
+    language: str = "en",
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, str, str]:
+    """The daily digest: every open task of `owner_name`, overdue ones marked, with links.
+
+    Tasks as for `render_task_digest`, plus optional `status` and `escalation_level`.
+    """
+    if not tasks:
+        raise ValueError("render_open_tasks_digest needs at least one task")
+    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    return _render("open_tasks", owner_name, tasks, language, timezone, {"now": moment})
+
+
+def render_task_assignment(
+    owner_name: str,
+    task: Mapping[str, Any],
+    kind: str,
+    previous_owner: str,
+    language: str = "en",
+    timezone: str | None = None,
+    note: str = "",
+) -> tuple[str, str, str]:
+    """The immediate email to a task's new owner: `kind` is `escalation` (overdue, moved up the
+    ladder from `previous_owner`) or `reassignment` (given by a person); `note` says why."""
+    if kind not in ("escalation", "reassignment"):
+        raise ValueError(f"kind must be escalation or reassignment, not {kind!r}")
+    extra = {"kind": kind, "previous_owner": previous_owner, "note": note}
+    return _render("task_assigned", owner_name, [task], language, timezone, extra)
+
+
+def _render(
+    name: str,
+    owner_name: str,
+    tasks: Sequence[Mapping[str, Any]],
+    language: str,
+    timezone: str | None,
+    extra: Mapping[str, Any],
+) -> tuple[str, str, str]:
+    rows = sorted((_row(i, task, timezone) for i, task in enumerate(tasks)), key=_sort_key)
+    if "now" in extra:
+        for row in rows:
+            row["overdue"] = _utc_naive(row["due_at"]) < extra["now"]
     lang = normalise_language(language)
     env = _environment()
-    context = {"owner_name": owner_name, "tasks": rows, "first": rows[0], "count": len(rows)}
-    subject = env.get_template(f"task_digest_subject.{lang}.txt").render(context)
-    text = env.get_template(f"task_digest.{lang}.txt").render(context)
-    html = env.get_template(f"task_digest.{lang}.html").render(context)
+    context = {
+        "owner_name": owner_name,
+        "tasks": rows,
+        "first": rows[0],
+        "count": len(rows),
+        "overdue_count": sum(1 for r in rows if r.get("overdue")),
+        "timezone": timezone or "",
+        **extra,
+    }
+    subject = env.get_template(f"{name}_subject.{lang}.txt").render(context)
+    text = env.get_template(f"{name}.{lang}.txt").render(context)
+    html = env.get_template(f"{name}.{lang}.html").render(context)
     # A subject is one header line: fold any line breaks from the data into spaces.
     return " ".join(subject.split()), text, html
 
 
-def _row(index: int, task: Mapping[str, Any]) -> dict[str, Any]:
+def _utc_naive(value: date) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)
+    if value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _row(index: int, task: Mapping[str, Any], timezone: str | None = None) -> dict[str, Any]:
     missing = [name for name in TASK_FIELDS if name not in task]
     if missing:
         raise ValueError(f"task #{index} ({task.get('task_id', '?')}) lacks {', '.join(missing)}")
@@ -80,6 +159,11 @@ def _row(index: int, task: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(due_at, date):
         raise TypeError(f"task #{index}: due_at must be a datetime, got {type(due_at).__name__}")
     row = {name: task[name] for name in TASK_FIELDS}
+    for name, default in OPTIONAL_FIELDS.items():
+        value = task.get(name)
+        row[name] = default if value is None else value
+    if timezone and isinstance(due_at, datetime) and due_at.tzinfo is not None:
+        due_at = due_at.astimezone(ZoneInfo(timezone))
     if isinstance(due_at, datetime):
         row["due"] = due_at.strftime("%Y-%m-%d %H:%M")
     else:

@@ -16,7 +16,7 @@ import http.client
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from notifications.message import Email, SendError
 if TYPE_CHECKING:
     from sendgrid.helpers.mail import Mail
 
-__all__ = ["SendGridBackend", "build_mail"]
+__all__ = ["MAX_PERSONALIZATIONS", "SendGridBackend", "batchable", "build_batch", "build_mail"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class SendGridBackend:
         sleep: Callable[[float], None] = time.sleep,
         *,
         max_delay: float = 60.0,
+        template_id: str | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("SendGridBackend needs an API key")
@@ -68,6 +69,9 @@ class SendGridBackend:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_delay = max_delay
+        # A pass-through dynamic template (d-...): lets every email join a batch, whatever its
+        # size. Without it only emails whose bodies fit the substitution budget are batched.
+        self.template_id = template_id
         self._sleep = sleep
         # The key lives only inside the client's Authorization header, never on this object.
         self._client = sendgrid.SendGridAPIClient(api_key=api_key, host=host)
@@ -83,12 +87,74 @@ class SendGridBackend:
 
     def send(self, email: Email) -> str:
         """Send `email`; return SendGrid's message id; raise `SendError` on failure."""
-        payload = build_mail(email).get()
+        try:
+            payload = build_mail(email).get()
+        except (KeyError, ValueError, TypeError) as exc:
+            # The helpers cannot even represent some addresses ("wang@@x"): no request can help.
+            raise SendError(
+                backend=self.name,
+                recipient=email.to,
+                key=email.key,
+                reason=f"cannot build the request ({type(exc).__name__}: {exc}); check the "
+                "addresses",
+                permanent=True,
+            ) from exc
         return self._post(payload, email)
 
-    def _post(self, payload: Mapping[str, Any], email: Email) -> str:
+    def send_many(self, emails: Sequence[Email]) -> list[str | SendError]:
+        """Send `emails` in as few requests as SendGrid allows; one result per email, in order:
+        SendGrid's `X-Message-Id` or the `SendError` for that email.
+
+        Emails that share sender, categories and content types go out together, up to
+        `MAX_PERSONALIZATIONS` per request, as one personalization each (own recipient, subject
+        and custom args; the bodies travel as substitutions, which SendGrid limits to
+        `SUBSTITUTION_BUDGET` bytes each). A larger email goes alone. Every request gets the
+        retry policy of `send`. A batch refused as a whole (4xx) is resent one email per
+        request, so one bad address cannot hold back the others.
+        """
+        results: list[str | SendError | None] = [None] * len(emails)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, email in enumerate(emails):
+            if self.template_id is not None or batchable(email):
+                key = (email.sender, tuple(dict.fromkeys(email.categories)), email.html is None)
+                groups.setdefault(key, []).append(index)
+            else:
+                results[index] = self._send_one(email)
+        for indexes in groups.values():
+            for chunk in _chunks(indexes, emails):
+                if len(chunk) == 1:
+                    results[chunk[0]] = self._send_one(emails[chunk[0]])
+                    continue
+                batch = [emails[i] for i in chunk]
+                try:
+                    message_id = self._post(build_batch(batch, self.template_id),
+                                            _BatchLabel.of(batch))
+                except SendError as exc:
+                    if exc.permanent:
+                        logger.warning(
+                            "SendGrid refused a batch of %d (%s); sending them one by one",
+                            len(batch),
+                            exc.reason,
+                        )
+                        for i in chunk:
+                            results[i] = self._send_one(emails[i])
+                    else:
+                        for i in chunk:
+                            results[i] = exc
+                    continue
+                for i in chunk:
+                    results[i] = message_id
+        return [r for r in results if r is not None]
+
+    def _send_one(self, email: Email) -> str | SendError:
+        try:
+            return self.send(email)
+        except SendError as exc:
+            return exc
+
+    def _post(self, payload: Mapping[str, Any], email: Email | _BatchLabel) -> str:
         # Kept apart from building the payload so a batched send (many personalizations in one
-        # request) can reuse the retry policy later.
+        # request) reuses the same retry policy.
         from python_http_client.exceptions import HTTPError
 
         attempts = self.max_retries + 1
@@ -202,6 +268,103 @@ def build_mail(email: Email) -> Mail:
     args = {**email.custom_args, KEY_ARG: email.key}
     mail.custom_arg = [CustomArg(name, value) for name, value in reversed(args.items())]
     return mail
+
+
+MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request
+# SendGrid caps the substitutions of one personalization at 10,000 bytes; keep a margin.
+SUBSTITUTION_BUDGET = 9000
+TEXT_TAG = "[%kamflow_text%]"
+HTML_TAG = "[%kamflow_html%]"
+
+
+def batchable(email: Email) -> bool:
+    """Whether `email` can travel as one personalization of a batch (its bodies fit the
+    substitution budget and contain no substitution tag)."""
+    size = len(email.text.encode("utf-8")) + len((email.html or "").encode("utf-8"))
+    size += len(TEXT_TAG) + len(HTML_TAG)
+    bodies = email.text + (email.html or "")
+    return size <= SUBSTITUTION_BUDGET and TEXT_TAG not in bodies and HTML_TAG not in bodies
+
+
+def build_batch(emails: Sequence[Email], template_id: str | None = None) -> dict[str, Any]:
+    """One v3 mail-send request for several emails that share sender, categories and content
+    types: a personalization per email (to, subject, custom args incl. `kamflow_key`).
+
+    The bodies travel as substitutions into the shared content (each email at most
+    `SUBSTITUTION_BUDGET` bytes), or, with `template_id`, as `dynamic_template_data`
+    (`subject`, `text`, `html`) of a pass-through dynamic template (no size limit of its own;
+    see docs/email-and-tasks.md for the template to create in SendGrid).
+    """
+    if not emails or len(emails) > MAX_PERSONALIZATIONS:
+        raise ValueError(f"a batch holds 1 to {MAX_PERSONALIZATIONS} emails, not {len(emails)}")
+    first = emails[0]
+    personalizations = []
+    for email in emails:
+        personalization: dict[str, Any] = {
+            "to": [{"email": email.to}],
+            "custom_args": {**email.custom_args, KEY_ARG: email.key},
+        }
+        if template_id is not None:
+            data = {"subject": email.subject, "text": email.text}
+            if email.html is not None:
+                data["html"] = email.html
+            personalization["dynamic_template_data"] = data
+        else:
+            substitutions = {TEXT_TAG: email.text}
+            if email.html is not None:
+                substitutions[HTML_TAG] = email.html
+            personalization["subject"] = email.subject
+            personalization["substitutions"] = substitutions
+        personalizations.append(personalization)
+    payload: dict[str, Any] = {
+        "from": {"email": first.sender},
+        "personalizations": personalizations,
+    }
+    if template_id is not None:
+        payload["template_id"] = template_id
+    else:
+        content = [{"type": "text/plain", "value": TEXT_TAG}]
+        if first.html is not None:
+            content.append({"type": "text/html", "value": HTML_TAG})
+        payload["subject"] = first.subject  # each personalization overrides it with its own
+        payload["content"] = content
+    categories = list(dict.fromkeys(first.categories))
+    if categories:
+        payload["categories"] = categories
+    return payload
+
+
+MAX_REQUEST_BYTES = 10_000_000  # well under SendGrid's 30 MB limit per request
+
+
+def _chunks(indexes: Sequence[int], emails: Sequence[Email]) -> list[list[int]]:
+    """Batches of at most `MAX_PERSONALIZATIONS` emails and about `MAX_REQUEST_BYTES`."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for index in indexes:
+        email = emails[index]
+        weight = len(email.text.encode("utf-8")) + len((email.html or "").encode("utf-8")) + 500
+        if current and (len(current) == MAX_PERSONALIZATIONS or size + weight > MAX_REQUEST_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += weight
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class _BatchLabel:
+    """How a batch is named in errors and logs (where a single email shows `to` and `key`)."""
+
+    def __init__(self, to: str, key: str) -> None:
+        self.to, self.key = to, key
+
+    @classmethod
+    def of(cls, batch: Sequence[Email]) -> _BatchLabel:
+        more = f" and {len(batch) - 1} more" if len(batch) > 1 else ""
+        return cls(f"{batch[0].to}{more}", f"{batch[0].key}{more}")
 
 
 def _retry_after_seconds(headers: Any) -> float | None:

@@ -5,6 +5,7 @@ value classes; churn factors with per-factor warning ramps give a 0..100 churn r
 """
 
 from scoring.config import ChurnFactor, ScoringConfig
-from scoring.score import CHURN_BANDS, VALUE_CLASSES, score_accounts
+from scoring.score import CHURN_BANDS, VALUE_CLASSES, Population, fit_population, score_accounts
 
-__all__ = ["CHURN_BANDS", "VALUE_CLASSES", "ChurnFactor", "ScoringConfig", "score_accounts"]
+__all__ = ["CHURN_BANDS", "VALUE_CLASSES", "ChurnFactor", "Population", "ScoringConfig",
+           "fit_population", "score_accounts"]

@@ -6,6 +6,9 @@ is never modified, so a retried task sees the same input.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -17,9 +20,31 @@ LIFECYCLE_STAGES = ("identification", "development", "stable", "decline")
 TOP_FACTORS = 3
 
 
-def score_accounts(view: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
+RANKED = ("avg_monthly_billed", "revenue_trend", "products_held", "tenure_months",
+          "payment_record", "cost_to_serve", "new_services", "employees")
+
+
+@dataclass(frozen=True)
+class Population:
+    """What value ranks are measured against: each ranked indicator's sorted values over the
+    whole snapshot. Scoring a chunk against the whole population gives exactly the ranks of
+    scoring everything at once, so a partitioned run equals a single-process one."""
+
+    sorted_values: Mapping[str, np.ndarray]
+
+
+def fit_population(view: pd.DataFrame, config: ScoringConfig) -> Population:
+    raw = _raw_indicators(view, config)
+    return Population({name: np.sort(values[~np.isnan(values)]) for name, values in raw.items()
+                       if name in RANKED})
+
+
+def score_accounts(view: pd.DataFrame, config: ScoringConfig,
+                   population: Population | None = None) -> pd.DataFrame:
+    """Score ``view``; value ranks are against ``population`` (default: ``view`` itself)."""
     scored = view.copy()
-    current, potential = _value_scores(view, config)
+    population = population or fit_population(view, config)
+    current, potential = _value_scores(view, config, population)
     # Classes (like bands below) are cut on the rounded scores the operator sees, so a shown
     # current_value of 50.0 is never "low" against a cut-off of 50.
     scored["current_value"] = current.round(1)
@@ -43,29 +68,42 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     return scored
 
 
-def _rank(values: pd.Series) -> np.ndarray:
-    """Percentile rank 0..1: robust to heavy tails and outliers, ties share a rank."""
-    if len(values) <= 1:
+def _rank(values: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """Percentile rank 0..1 within the population (ties share their average rank, as pandas'
+    ``rank(pct=True)``): robust to heavy tails and outliers. Missing values rank 0."""
+    n = len(population)
+    if n <= 1:
         return np.full(len(values), 0.5)
-    return values.rank(pct=True, method="average").fillna(0.0).to_numpy()
+    below = np.searchsorted(population, values, side="left")
+    at_or_below = np.searchsorted(population, values, side="right")
+    ranks = (below + at_or_below + 1) / 2.0 / n
+    return np.where(np.isnan(values), 0.0, ranks)
 
 
-def _indicators(view: pd.DataFrame, config: ScoringConfig) -> dict[str, np.ndarray]:
-    revenue = view["avg_monthly_billed"].to_numpy()
-    cost_share = np.where(revenue > 0, view["cost_to_serve"].to_numpy() / np.maximum(revenue, 1e-9),
-                          np.inf)
-    strategic = view["industry"].map(dict(config.strategic_industry)).fillna(0.0).to_numpy()
+def _raw_indicators(view: pd.DataFrame, config: ScoringConfig) -> dict[str, np.ndarray]:
+    """Each indicator oriented so that higher is more valuable (before ranking)."""
+    revenue = view["avg_monthly_billed"].to_numpy(dtype="float64")
+    cost_share = np.where(revenue > 0, view["cost_to_serve"].to_numpy(dtype="float64")
+                          / np.maximum(revenue, 1e-9), np.inf)
+    strategic = view["industry"].map(dict(config.strategic_industry)).fillna(0.0)
     return {
-        "avg_monthly_billed": _rank(view["avg_monthly_billed"]),
-        "revenue_trend": _rank(view["revenue_trend"]),
-        "products_held": _rank(view["products_held"]),
-        "tenure_months": _rank(view["tenure_months"]),
-        "payment_record": _rank(-view["arrears_ratio"]),
-        "cost_to_serve": _rank(pd.Series(-cost_share)),
-        "new_services": _rank(view["new_services"]),
-        "employees": _rank(view["employees"]),
-        "strategic_industry": strategic.astype("float64"),
+        "avg_monthly_billed": revenue,
+        "revenue_trend": view["revenue_trend"].to_numpy(dtype="float64"),
+        "products_held": view["products_held"].to_numpy(dtype="float64"),
+        "tenure_months": view["tenure_months"].to_numpy(dtype="float64"),
+        "payment_record": -view["arrears_ratio"].to_numpy(dtype="float64"),
+        "cost_to_serve": -cost_share,
+        "new_services": view["new_services"].to_numpy(dtype="float64"),
+        "employees": view["employees"].to_numpy(dtype="float64"),
+        "strategic_industry": strategic.to_numpy(dtype="float64"),
     }
+
+
+def _indicators(view: pd.DataFrame, config: ScoringConfig,
+                population: Population) -> dict[str, np.ndarray]:
+    raw = _raw_indicators(view, config)
+    return {name: _rank(values, population.sorted_values[name]) if name in RANKED else values
+            for name, values in raw.items()}
 
 
 def _weighted(indicators: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
@@ -76,8 +114,9 @@ def _weighted(indicators: dict[str, np.ndarray], weights: dict[str, float], n: i
     return 100.0 * score / total
 
 
-def _value_scores(view: pd.DataFrame, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
-    indicators = _indicators(view, config)
+def _value_scores(view: pd.DataFrame, config: ScoringConfig,
+                  population: Population) -> tuple[np.ndarray, np.ndarray]:
+    indicators = _indicators(view, config, population)
     n = len(view)
     return (_weighted(indicators, dict(config.current_weights), n),
             _weighted(indicators, dict(config.potential_weights), n))

@@ -59,7 +59,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """A real `prefect server start` on a free loopback port, for the whole test session."""
-    home = tmp_path_factory.mktemp("prefect-server")
+    yield from start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+
+
+def start_prefect_server(home: Path, database_url: str | None = None):
+    """Start `prefect server start` (its database: SQLite in ``home`` or ``database_url``),
+    yield its API URL once healthy, stop it afterwards."""
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            # the UI asks this URL for its API; the default assumes port 4200
@@ -67,6 +72,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
            "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "true",
            # schedule runs within seconds, not the default minute, so tests can see them
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",

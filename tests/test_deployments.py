@@ -54,7 +54,8 @@ def test_daily_run_is_at_six_in_shanghai():
 def served(prefect_api, snapshot_dir, tmp_path):
     """`kamflow serve` in a subprocess against the session's Prefect server."""
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "KAMFLOW_HOME": str(tmp_path / "home"),
-           "KAMFLOW_SOURCE": str(snapshot_dir), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+           "KAMFLOW_SOURCE": str(snapshot_dir), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+           "KAMFLOW_OPS_EMAIL": "ops-test@operator.example"}
     env.pop("PREFECT_HOME", None)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([sys.executable, "-m", "kamflow.cli", "serve"], env=env,
@@ -97,15 +98,16 @@ def test_served_deployment_is_scheduled_and_runs(served, prefect_api, tmp_path):
             assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
-    keys = {a.key for a in artifacts}
+    by_key = {a.key: a for a in artifacts}
     assert {"retention-summary", "retention-actions", "value-class-by-churn-band",
-            "owner-kpis"} <= keys
+            "owner-kpis"} <= set(by_key)
     ui = prefect_api.removesuffix("/api")
     run_page = ui_dom(f"{ui}/runs/flow-run/{flow_run.id}", tmp_path / "run-page.png")
     assert flow_run.name in run_page and "Completed" in run_page
-    summary_page = ui_dom(f"{ui}/artifacts/key/retention-summary", tmp_path / "summary.png")
+    summary_page = ui_dom(f"{ui}/artifacts/artifact/{by_key['retention-summary'].id}",
+                          tmp_path / "summary.png")
     assert "accounts quarantined" in summary_page and "tasks created" in summary_page
-    kpi_page = ui_dom(f"{ui}/artifacts/key/owner-kpis", tmp_path / "kpis.png")
+    kpi_page = ui_dom(f"{ui}/artifacts/artifact/{by_key['owner-kpis'].id}", tmp_path / "kpis.png")
     assert "overdue" in kpi_page and "done on time" in kpi_page
 
 
@@ -127,3 +129,70 @@ def ui_dom(url: str, screenshot: Path) -> str:
         outputs.append(result.stdout)
     assert screenshot.stat().st_size > 10_000, "the screenshot is (almost) empty"
     return outputs[0]
+
+
+def test_failed_run_alerts_ops_by_email(served, prefect_api, tmp_path):
+    """`kamflow setup` (run twice: idempotent) makes a failed run email the ops address."""
+    process, log = served
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "KAMFLOW_HOME": str(tmp_path / "home")}
+    env.pop("PREFECT_HOME", None)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            wait_for(lambda: _has_deployment(client, "ops_alert/ops-alert"), 90,
+                     "the ops-alert deployment", log)
+            for _ in range(2):
+                setup = subprocess.run([sys.executable, "-m", "kamflow.cli", "setup"], env=env,
+                                       capture_output=True, text=True, timeout=120)
+                assert setup.returncode == 0, setup.stderr
+            assert len(client.read_automations_by_name(
+                "kamflow: email ops when a run fails or crashes")) == 1
+            failed = run_deployment("retention_run/retention-daily",
+                                    parameters={"source": str(tmp_path / "no-such-snapshot")},
+                                    timeout=240)
+            assert failed.state.is_failed()
+    outbox = tmp_path / "home" / "outbox"
+    alerts = wait_for(lambda: list(outbox.glob("*.eml")) if outbox.exists() else [], 120,
+                      "the alert email", log)
+    text = alerts[0].read_text(errors="replace")
+    assert "To: ops-test@operator.example" in text and str(failed.id) in text
+
+
+def _has_deployment(client, name: str) -> bool:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def test_prefect_server_on_postgresql_runs_the_flow(tmp_path, snapshot_dir, monkeypatch):
+    """A Prefect server whose own database is PostgreSQL runs the retention flow to completion."""
+    from flows.retention import retention_run
+    from tests.conftest import start_prefect_server
+    from tests.postgres import temporary_database
+
+    monkeypatch.setenv("KAMFLOW_HOME", str(tmp_path / "home"))
+    with temporary_database() as url:
+        (tmp_path / "server").mkdir()
+        server = start_prefect_server(tmp_path / "server",
+                                      url.replace("postgresql+psycopg", "postgresql+asyncpg"))
+        api = next(server)
+        try:
+            with temporary_settings({PREFECT_API_URL: api}):
+                state = retention_run(source=str(snapshot_dir), as_of=AS_OF.isoformat(),
+                                      return_state=True)
+                with get_client(sync_client=True) as client:
+                    stored = client.read_flow_run(state.state_details.flow_run_id)
+        finally:
+            next(server, None)
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(url)
+        with engine.connect() as conn:  # the run really lives in PostgreSQL
+            runs = conn.execute(text("SELECT count(*) FROM flow_run")).scalar()
+        engine.dispose()
+    assert runs >= 1
+    assert state.is_completed(), state.message
+    assert stored.state.is_completed() and stored.flow_id

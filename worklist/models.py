@@ -39,6 +39,8 @@ class Task(Base):
     # "<account>|<action>" while the task is open, NULL once closed: a unique constraint on it
     # guarantees one open task per (account, action) on SQLite and PostgreSQL alike.
     open_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    # 0 while with the first owner; +1 for each step up the escalation ladder (sla_watch)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TaskEvent(Base):
@@ -74,6 +76,13 @@ class OutboxEmail(Base):
     provider_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # new_tasks | escalation | reassignment | daily_digest: the SendGrid category and template
+    kind: Mapped[str] = mapped_column(String(32), default="new_tasks", server_default="new_tasks")
+    # set just before a backend is called, cleared when the outcome is recorded: a row still
+    # in flight at the next drain was interrupted mid-send and may already have been delivered
+    in_flight_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                nullable=True)
 
 
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
+Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline

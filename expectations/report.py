@@ -1,0 +1,62 @@
+"""Counts per expectation, for the Prefect artifact and ``kamflow validate``. Pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from expectations.validate import ExpectationResult, ValidationOutcome
+
+_VERDICT = {"critical": "STOP", "row": "quarantined", "warning": "warning"}
+
+
+def verdict(result: ExpectationResult) -> str:
+    return "ok" if result.success else _VERDICT[result.severity]
+
+
+def results_table(outcome: ValidationOutcome) -> list[dict[str, Any]]:
+    """One row per expectation run: where, what, severity, verdict, failing rows, examples."""
+    return [{"table": r.table, "expectation": r.expectation, "column": r.column,
+             "severity": r.severity, "result": verdict(r), "failing rows": r.unexpected_count,
+             "examples": ", ".join(r.examples)} for r in outcome.results]
+
+
+def results_markdown(outcome: ValidationOutcome, data_docs: Path | None = None) -> str:
+    """Markdown: the go/stop line, the Data Docs link, failures first, then every count."""
+    failed = sum(not r.success for r in outcome.results)
+    lines = [f"# Validation: {'stopped' if outcome.stopped else 'passed'}", "",
+             f"> {outcome.message}", "",
+             f"{len(outcome.results)} expectations run, {failed} not met; "
+             f"{len(outcome.quarantine):,} quarantine record(s).", ""]
+    if data_docs is not None:
+        lines += [f"Data Docs (Great Expectations HTML): [{data_docs}]({data_docs.as_uri()})", ""]
+    lines += ["| table | expectation | column | severity | result | failing rows | examples |",
+              "|---|---|---|---|---|---:|---|"]
+    ordered = sorted(outcome.results, key=lambda r: (r.success, r.table))
+    lines += [f"| {r['table']} | {r['expectation']} | {_cell(r['column'])} | {r['severity']} | "
+              f"{r['result']} | {r['failing rows']:,} | {_cell(r['examples'])} |"
+              for r in (results_table(_sorted(outcome, ordered)))]
+    return "\n".join(lines) + "\n"
+
+
+def results_text(outcome: ValidationOutcome) -> str:
+    """The same counts as a plain-text table for the terminal, failures first."""
+    rows = results_table(_sorted(outcome, sorted(outcome.results,
+                                                 key=lambda r: (r.success, r.table))))
+    width = max([len(f"{r['table']}.{r['column']}") for r in rows] + [12])
+    lines = [f"{'result':<12} {'rows':>8}  {'table.column':<{width}}  expectation"]
+    for r in rows:
+        sample = f"  e.g. {r['examples']}" if r["examples"] and r["result"] != "ok" else ""
+        lines.append(f"{r['result']:<12} {r['failing rows']:>8,}  "
+                     f"{r['table'] + '.' + r['column']:<{width}}  {r['expectation']}{sample}")
+    return "\n".join(lines)
+
+
+def _sorted(outcome: ValidationOutcome, results: list[ExpectationResult]) -> ValidationOutcome:
+    return ValidationOutcome(outcome.accepted, outcome.quarantine, results, outcome.accounts_in,
+                             outcome.accounts_quarantined, outcome.stopped, outcome.reasons)
+
+
+def _cell(text: str) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 80 else text[:79] + "…"

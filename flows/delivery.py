@@ -1,0 +1,258 @@
+"""The work behind the edge tasks that write and send: dispatch, escalation, digests, the drain.
+
+Plain functions (no Prefect import) so the flows' tasks, the CLI and the crash tests all run the
+same code. Each writes through the task store only, in one transaction per unit of work (all new
+tasks with their emails; one escalation with its email; all of a day's digests), and email
+leaves only through `drain_outbox`.
+
+Delivery guarantees (docs/email-and-tasks.md):
+
+- a task and the email announcing it are committed together or not at all;
+- the drain marks each email (or SendGrid batch) sent right after the backend accepted it. The
+  only window for a duplicate is between the provider's acceptance and that commit: an email
+  still "in flight" at the next drain is sent again (at least once, never lost) and a warning
+  names it. The file outbox is idempotent by key, so there it is exactly once; SMTP and
+  SendGrid have no idempotency key, so there the window is one email (SMTP) or one batch
+  (SendGrid), and `kamflow_key` / `X-Kamflow-Key` let a reader spot the duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+import notifications
+from kamflow.links import LinkSigner
+from notifications.sendgrid_backend import MAX_PERSONALIZATIONS
+from worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
+from worklist.calendar import BusinessCalendar, add_business_time
+from worklist.faults import crash_point
+from worklist.models import OutboxEmail, Task
+from worklist.store import QueuedEmail
+
+__all__ = [
+    "DrainResult",
+    "EscalationResult",
+    "dispatch",
+    "drain_outbox",
+    "escalate_overdue",
+    "queue_daily_digests",
+    "reassign_task",
+    "task_view",
+]
+
+log = logging.getLogger(__name__)
+
+# (title in English, title in Chinese) per action name, from rules/actions.yaml
+Titles = Mapping[str, tuple[str, str]]
+Now = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- new tasks -------------------------------------------------------------------------------
+def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
+             run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
+             links: LinkSigner | None = None) -> RaiseResult:
+    """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
+    email per owner, all in one transaction."""
+    planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
+                         calendar)
+    timezone = calendar.timezone if calendar else None
+
+    def render(owner_name: str, owner_email: str, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
+        language = owners.language_of(owner_email)
+        tasks = _localise(tasks, titles, language)
+        if links is not None:
+            tasks = [{**t, **links.links(t["task_id"], owner_email, now)} for t in tasks]
+        return notifications.render_task_digest(owner_name, tasks, language, timezone)
+
+    return store.raise_tasks(planned, run_id, render, now)
+
+
+def _localise(tasks: list[dict[str, Any]], titles: Titles, language: str) -> list[dict[str, Any]]:
+    if language != "zh-CN":
+        return tasks
+    return [{**t, "action_title": titles.get(t["action"], (t["action_title"],) * 2)[1]}
+            for t in tasks]
+
+
+def task_view(task: Task, **changes: Any) -> dict[str, Any]:
+    """A stored task as the email templates take it."""
+    view = {"task_id": task.id, "account_id": task.account_id, "account_name": task.account_name,
+            "action": task.action, "action_title": task.action_title,
+            "priority": task.priority, "due_at": _aware(task.due_at), "reason": task.reason,
+            "rule_id": task.rule_id, "status": task.status,
+            "escalation_level": task.escalation_level}
+    view.update(changes)
+    return view
+
+
+# -- SLA escalation --------------------------------------------------------------------------
+@dataclass
+class EscalationResult:
+    overdue: int = 0
+    escalated: list[dict[str, Any]] = field(default_factory=list)
+    at_top: list[int] = field(default_factory=list)  # overdue with nobody left above
+    skipped: int = 0  # changed by someone else while sla_watch ran
+
+
+def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: BusinessCalendar,
+                     due_days: float, now: dt.datetime, titles: Titles | None = None,
+                     links: LinkSigner | None = None,
+                     emit: Callable[[dict[str, Any]], None] | None = None) -> EscalationResult:
+    """Move every overdue open task one rung up its ladder (owner -> supervisor -> ... ->
+    department head): new owner, a new deadline of ``due_days`` working days, status
+    ``escalated``, a history row and an immediate email to the new owner, committed together per
+    task; then ``emit(step)`` (the flow sends a Prefect event)."""
+    result = EscalationResult()
+    overdue = store.overdue_tasks(now)
+    result.overdue = len(overdue)
+    for task in overdue:
+        rung = owners.next_rung(task.owner_email)
+        if rung is None:
+            result.at_top.append(task.id)
+            continue
+        level = task.escalation_level + 1
+        due = add_business_time(now, due_days, calendar.with_hours(rung.working_hours))
+        language = rung.language
+        view = task_view(task, due_at=due, escalation_level=level, status="escalated")
+        view = _localise([view], titles or {}, language)[0]
+        if links is not None:
+            view.update(links.links(task.id, rung.email, now))
+        previous = f"{task.owner_name} <{task.owner_email}>"
+        subject, text, html = notifications.render_task_assignment(
+            rung.name, view, "escalation", previous, language, calendar.timezone)
+        email = QueuedEmail(f"escalation-{task.id}-{level}", rung.email, rung.name, subject, text,
+                            html, "escalation", (task.id,))
+        detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
+                  f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
+        if not store.escalate(task, rung.email, rung.name, due, now, detail, email):
+            result.skipped += 1
+            continue
+        step = {"task_id": task.id, "account_id": task.account_id, "action": task.action,
+                "level": level, "from": task.owner_email, "to": rung.email,
+                "overdue_since": _aware(task.due_at).isoformat(), "due_at": due.isoformat()}
+        result.escalated.append(step)
+        log.info("escalated task %d (%s, %s) %s", task.id, task.account_id, task.action, detail)
+        if emit is not None:
+            emit(step)
+    if result.at_top:
+        log.warning("%d overdue task(s) are already with the top of their ladder (no one left to "
+                    "escalate to): %s", len(result.at_top),
+                    ", ".join(map(str, result.at_top[:20])))
+    return result
+
+
+# -- the daily digest ------------------------------------------------------------------------
+def queue_daily_digests(store: TaskStore, owners: OwnerDirectory, calendar: BusinessCalendar,
+                        now: dt.datetime, titles: Titles | None = None,
+                        links: LinkSigner | None = None) -> int:
+    """One email per owner listing all their open tasks (overdue marked, with links), at most one
+    per owner and business day (the day in the calendar's timezone)."""
+    day = calendar.local_date(now)
+
+    def render(owner_name: str, owner_email: str, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
+        language = owners.language_of(owner_email)
+        tasks = _localise(tasks, titles or {}, language)
+        if links is not None:
+            tasks = [{**t, **links.links(t["task_id"], owner_email, now)} for t in tasks]
+        return notifications.render_open_tasks_digest(owner_name, tasks, language,
+                                                      calendar.timezone, now)
+
+    return store.queue_digests(day, render, now)
+
+
+# -- reassignment ------------------------------------------------------------------------------
+def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_email: str,
+                  actor: str, now: dt.datetime, note: str = "", to_name: str | None = None,
+                  due_at: dt.datetime | None = None, titles: Titles | None = None,
+                  timezone: str | None = None, links: LinkSigner | None = None) -> Task:
+    """Give a task to ``to_email`` and queue the email telling them (one transaction)."""
+    task = store.get_task(task_id)
+    person = owners.lookup(to_email)
+    name = to_name or (person.name if person else to_email)
+    language = person.language if person else owners.manager_language
+    view = task_view(task, **({"due_at": due_at} if due_at else {}))
+    view = _localise([view], titles or {}, language)[0]
+    if links is not None:
+        view.update(links.links(task.id, to_email, now))
+    previous = f"{task.owner_name} <{task.owner_email}>"
+    subject, text, html = notifications.render_task_assignment(
+        name, view, "reassignment", actor or previous, language, timezone, note)
+    email = QueuedEmail(f"reassign-{task_id}-{uuid.uuid4().hex[:12]}", to_email, name, subject,
+                        text, html, "reassignment", (task_id,))
+    return store.reassign(task_id, to_email, name, now, actor, note, due_at, email)
+
+
+# -- sending -----------------------------------------------------------------------------------
+@dataclass
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+    held: int = 0
+    resent_in_doubt: int = 0
+    backend: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
+    """An outbox row as the email a backend sends, tagged for SendGrid (category per kind,
+    custom args with the task ids, the run and the kind)."""
+    return notifications.Email(
+        key=row.key, sender=sender, to=row.recipient, subject=row.subject, text=row.body_text,
+        html=row.body_html or None, categories=("kamflow", row.kind.replace("_", "-")),
+        custom_args={"task_ids": row.task_ids[:900], "run_id": row.run_id[:100],
+                     "kind": row.kind})
+
+
+def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,
+                 now: Now = _utcnow, batch_size: int | None = None) -> DrainResult:
+    """Send every unsent email (this run's and any a crash left behind), marking each one sent
+    right after the backend accepted it. Batched (1,000 per request) when the backend can."""
+    result = DrainResult(backend=backend.name)
+    rows = store.unsent_emails()
+    for row in rows:
+        if row.in_flight_since is not None:
+            result.resent_in_doubt += 1
+            log.warning("email %s to %s was being sent when an earlier run stopped (%s); sending "
+                        "it again, so it may arrive twice (at-least-once)", row.key,
+                        row.recipient, row.in_flight_since)
+    size = batch_size or (MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
+    for start in range(0, len(rows), size):
+        chunk: Sequence[OutboxEmail] = rows[start:start + size]
+        emails = [outbox_email(row, sender) for row in chunk]
+        store.mark_in_flight([row.id for row in chunk], now())
+        crash_point("send.claimed")
+        outcomes = notifications.send_all(backend, emails)
+        crash_point("send.accepted")
+        accepted = [(row.id, outcome) for row, outcome in zip(chunk, outcomes, strict=True)
+                    if isinstance(outcome, str)]
+        store.mark_sent_many(accepted, backend.name, now())
+        result.sent += sum(1 for _, o in accepted if o != notifications.HELD)
+        result.held += sum(1 for _, o in accepted if o == notifications.HELD)
+        for row, outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, notifications.SendError):
+                result.failed += 1
+                result.errors.append(str(outcome))
+                store.mark_failed(row.id, str(outcome))
+                log.warning("email %s to %s failed (%s); it stays in the outbox", row.key,
+                            row.recipient, outcome)
+        crash_point("send.marked")
+        if len(rows) > size:  # a long drain shows its progress
+            log.info("outbox: %d of %d email(s) handled", start + len(chunk), len(rows))
+    log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed", result.sent,
+             backend.name, result.held, result.failed)
+    return result
+
+
+def _aware(stamp: dt.datetime) -> dt.datetime:
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)

@@ -1,0 +1,124 @@
+"""``sla_watch``: every hour, escalate overdue tasks one rung up their ladder.
+
+An open task (open, acknowledged or escalated) past its deadline moves from its owner to the
+owner's supervisor, then on up to the key-account department head (conf/owners.yaml), with a
+new deadline of ``escalation_due_days`` working days (conf/calendar.yaml). Each step is one
+transaction (task, history row, immediate email to the new owner in the outbox) followed by a
+Prefect event ``kamflow.task.escalated``; then the outbox is drained. Run it once with
+``kamflow sla-watch``; serve it hourly with ``python -m flows.sla_watch``.
+"""
+
+from __future__ import annotations
+
+from kamflow.settings import configure_prefect_env
+
+configure_prefect_env()  # before prefect is imported: telemetry off, PREFECT_HOME in KAMFLOW_HOME
+
+import datetime as dt  # noqa: E402
+import uuid  # noqa: E402
+from typing import Any  # noqa: E402
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.events import emit_event  # noqa: E402
+from prefect.states import Completed, Failed, State  # noqa: E402
+
+import notifications  # noqa: E402
+from flows.delivery import (  # noqa: E402
+    DrainResult,
+    EscalationResult,
+    drain_outbox,
+    escalate_overdue,
+)
+from kamflow import config  # noqa: E402
+from kamflow.errors import KamflowError  # noqa: E402
+from kamflow.links import LinkSigner  # noqa: E402
+from kamflow.settings import paths  # noqa: E402
+from worklist import TaskStore  # noqa: E402
+
+STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
+EVENT = "kamflow.task.escalated"
+_EVENT_NAMESPACE = uuid.UUID("6b616d66-6c6f-7700-8000-736c61776174")
+
+
+def escalation_event_id(task_id: int, level: int) -> uuid.UUID:
+    """The same escalation step always has the same event id, so a re-emitted event (after a
+    crash between commit and emit) is the same event, not a second one."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"task-{task_id}-level-{level}")
+
+
+def emit_escalation(step: dict[str, Any]) -> None:
+    """A Prefect event per escalation step: resource = the task, related = the new owner."""
+    emit_event(
+        event=EVENT,
+        resource={"prefect.resource.id": f"kamflow.task.{step['task_id']}",
+                  "prefect.resource.name": f"task {step['task_id']} {step['account_id']} "
+                                           f"{step['action']}"},
+        related=[{"prefect.resource.id": f"kamflow.owner.{step['to']}",
+                  "prefect.resource.role": "new-owner"},
+                 {"prefect.resource.id": f"kamflow.owner.{step['from']}",
+                  "prefect.resource.role": "previous-owner"}],
+        payload={k: str(v) for k, v in step.items()},
+        id=escalation_event_id(step["task_id"], step["level"]),
+    )
+
+
+@task(name="escalate", **STAGE)
+def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
+    home = paths()
+    from rules import load_ruleset
+
+    titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
+    result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
+                              config.load_escalation_due_days(), now, titles,
+                              LinkSigner.from_env(home.home), emit_escalation)
+    logger = get_run_logger()
+    logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
+                "ladder, %d changed meanwhile", result.overdue, len(result.escalated),
+                len(result.at_top), result.skipped)
+    if result.at_top:
+        logger.warning("sla_watch: overdue with no one left to escalate to (department head "
+                       "holds them): tasks %s", ", ".join(map(str, result.at_top[:50])))
+    return result
+
+
+@task(name="send", **STAGE)
+def send_stage(store: TaskStore) -> DrainResult:
+    backend = notifications.backend_from_env(paths().outbox)
+    result = drain_outbox(store, backend, notifications.sender_from_env())
+    get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
+                          result.backend, result.held, result.failed)
+    return result
+
+
+@flow(name="sla_watch", log_prints=False)
+def sla_watch(now: str | None = None) -> State:
+    """Escalate every overdue task one rung up its ladder and email the new owners."""
+    moment = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        store = TaskStore(paths().database_url)
+    except KamflowError as exc:
+        return Failed(message=str(exc))
+    try:
+        result = escalate_stage(store, moment)
+        drained = send_stage(store)
+    finally:
+        store.dispose()
+    if result.escalated:
+        create_table_artifact(result.escalated, key="sla-escalations",
+                              description="Overdue tasks escalated in this sla_watch run")
+    data = {"overdue": result.overdue, "escalated": len(result.escalated),
+            "at_top": len(result.at_top), "emails_sent": drained.sent,
+            "emails_failed": drained.failed}
+    if drained.failed:
+        return Failed(message=f"{drained.failed} email(s) could not be sent; they stay in the "
+                              "outbox and the next run sends them", data=data)
+    return Completed(message=f"{len(result.escalated)} task(s) escalated", data=data)
+
+
+if __name__ == "__main__":
+    # Hourly, a few minutes past the hour; needs PREFECT_API_URL pointing at a running server.
+    sla_watch.serve(name="sla-watch-hourly", cron="5 * * * *")

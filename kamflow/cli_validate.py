@@ -1,0 +1,100 @@
+"""``kamflow validate``: check a snapshot (and a mapping file) without running the rest.
+
+No Prefect, no task store, no email: intake and validation only, so ops can try an export or a
+new mapping before the nightly run takes it. Exit 0 when the batch would go on, 3 when it would
+stop (2 when the files cannot be read at all). The quarantine and the reports are written where a
+run writes them, under a run id starting with ``validate-``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kamflow.errors import BatchRejected, KamflowError
+from kamflow.settings import Paths, paths
+
+
+def register(commands: Any, groups: dict[str, Any]) -> None:
+    from kamflow.cli import _date, common
+
+    validate = commands.add_parser(
+        "validate", help="validate a snapshot (and mapping) without running the rest",
+        description="Read the snapshot in SOURCE (through --mapping if given), run every "
+                    "expectation suite and print the counts per expectation, where the "
+                    "quarantined rows and the reports (JSON, GX Data Docs) went. Creates no "
+                    "task and sends no email. Exit 0: the batch would go on; 3: it would be "
+                    "stopped; 2: the files cannot be read.")
+    validate.add_argument("--source", type=Path, required=True,
+                          help="snapshot directory (CSV or Parquet files)")
+    validate.add_argument("--mapping", type=Path, default=None,
+                          help="mapping file (YAML) for an operator's own export "
+                               "(docs/mapping.md)")
+    validate.add_argument("--as-of", type=_date, default=None,
+                          help="snapshot date YYYY-MM-DD (default: today)")
+    validate.add_argument("--json", action="store_true",
+                          help="print one JSON object instead of the table")
+    validate.set_defaults(handler=_validate)
+    common(validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from expectations import results_table, results_text, validate_snapshot
+    from intake import load_mapping, read_snapshot
+    from kamflow import config
+
+    if not args.source.is_dir():
+        raise KamflowError(f"snapshot directory {args.source} does not exist")
+    as_of = args.as_of or dt.date.today()
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    pipeline = config.load_pipeline()
+    snapshot = read_snapshot(args.source, mapping, as_of)
+    outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
+                                as_of=as_of, files=snapshot.files)
+    run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    written = _write_reports(paths(), run_id, outcome)
+    if args.json:
+        print(json.dumps({
+            "run_id": run_id, "stopped": outcome.stopped, "message": outcome.message,
+            "accounts_in": outcome.accounts_in,
+            "accounts_quarantined": outcome.accounts_quarantined,
+            "quarantine_rows": len(outcome.quarantine), "notes": snapshot.notes,
+            "results": results_table(outcome), **written}, ensure_ascii=False, indent=2))
+    else:
+        for note in snapshot.notes:
+            print(f"note: {note}")
+        print(results_text(outcome))
+        print(f"\n{outcome.message if not outcome.stopped else 'the batch would be STOPPED'}")
+        for name, path in written.items():
+            print(f"{name.replace('_', ' ')}: {path}")
+    if outcome.stopped:
+        raise BatchRejected(outcome.message)
+    return 0
+
+
+def _write_reports(home: Paths, run_id: str, outcome: Any) -> dict[str, str]:
+    """The same files a run keeps: quarantine.csv, validation.json/.md and the Data Docs."""
+    from expectations import results_markdown, write_data_docs
+
+    written: dict[str, str] = {}
+    if len(outcome.quarantine):
+        target = home.quarantine / run_id / "quarantine.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
+        written["quarantine_file"] = str(target)
+    reports = home.reports / run_id
+    reports.mkdir(parents=True, exist_ok=True)
+    report = reports / "validation.json"
+    report.write_text(json.dumps({
+        "stopped": outcome.stopped, "message": outcome.message,
+        "results": [r.__dict__ for r in outcome.results]}, ensure_ascii=False, indent=2,
+        default=str), encoding="utf-8")
+    written["validation_report"] = str(report)
+    docs = write_data_docs(outcome, reports / "data_docs")
+    (reports / "validation.md").write_text(results_markdown(outcome, docs), encoding="utf-8")
+    written["data_docs"] = docs.as_uri()
+    return written

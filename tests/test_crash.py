@@ -1,0 +1,199 @@
+"""Kill the process at every named step of dispatch, send, digest and escalation, rerun, and
+check that no task, escalation or email was lost or doubled (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.crash_harness import DECISIONS
+from tests.postgres import temporary_database
+from worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
+
+HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
+OWNERS = {"wang@staff.example.test", "ka@staff.example.test", "li@staff.example.test"}
+ALL = ["dispatch", "send", "digest", "send"]
+
+
+def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
+            sendgrid: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "KAMFLOW_TEST_CRASH_AT"}
+    if crash_at:
+        env["KAMFLOW_TEST_CRASH_AT"] = crash_at
+    args = [sys.executable, str(HARNESS), "--db", db, "--outbox", str(outbox)]
+    if sendgrid:
+        args += ["--sendgrid", sendgrid]
+    return subprocess.run([*args, *phases], env=env, capture_output=True, text=True, timeout=120)
+
+
+def rows(db: str, query: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(db)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(query))]
+    finally:
+        engine.dispose()
+
+
+def eml_by_recipient_and_kind(outbox: Path) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for path in outbox.glob("*.eml"):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        key = message["X-Kamflow-Key"]
+        kind = "daily_digest" if key.startswith("digest-") else (
+            "escalation" if key.startswith("escalation-") else "new_tasks")
+        counts[(message["To"], kind)] += 1
+    return counts
+
+
+def assert_exactly_once(db: str, outbox: Path) -> None:
+    """One task per decision, one 'created' per task; one new-task email and one digest per
+    owner, each sent, each written once."""
+    tasks = rows(db, "SELECT account_id, action, owner_email FROM tasks ORDER BY id")
+    assert sorted((a, b) for a, b, _ in tasks) == sorted((a, b) for a, b, _, _ in DECISIONS)
+    created = rows(db, "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'created' "
+                       "GROUP BY task_id")
+    assert len(created) == len(DECISIONS) and all(n == 1 for _, n in created)
+    outbox_rows = rows(db, "SELECT recipient, kind, sent_at, task_ids FROM outbox")
+    kinds = collections.Counter((r, k) for r, k, _, _ in outbox_rows)
+    assert kinds == {**{(o, "new_tasks"): 1 for o in OWNERS},
+                     **{(o, "daily_digest"): 1 for o in OWNERS}}
+    assert all(sent is not None for _, _, sent, _ in outbox_rows)
+    announced = sorted(int(i) for r, k, _, ids in outbox_rows if k == "new_tasks"
+                       for i in ids.split(","))
+    assert announced == sorted(i for i, _ in created)
+    assert eml_by_recipient_and_kind(outbox) == kinds
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throw-away database on the local PostgreSQL server."""
+    with temporary_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg(postgres_url: str) -> Iterator[str]:
+    """The module's PostgreSQL database, emptied (schema kept) before each test."""
+    yield postgres_url
+    rows_ = "DROP TABLE IF EXISTS task_events, outbox, tasks, alembic_version CASCADE"
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(rows_))
+        conn.execute(text("DROP TABLE IF EXISTS quarantine CASCADE"))
+    engine.dispose()
+
+
+POINTS = [p for p in CRASH_POINTS if not p.startswith("escalate.")]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_crash_at_each_step_then_rerun_sends_everything_once(point: str, tmp_path: Path) -> None:
+    """Killed at any step of dispatch/send/digest, a rerun leaves one task per decision and one
+    email per owner and digest (SQLite, file outbox)."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    crashed = harness(db, outbox, *ALL, crash_at=point)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    again = harness(db, outbox, *ALL)
+    assert again.returncode == 0, again.stderr
+    assert_exactly_once(db, outbox)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", ["dispatch.emails_written", "send.accepted",
+                                   "digest.written"])
+def test_crash_and_rerun_on_postgresql(point: str, tmp_path: Path, fresh_pg: str) -> None:
+    """The same guarantee on PostgreSQL: crash mid-transaction or mid-send, rerun, all once."""
+    outbox = tmp_path / "outbox"
+    assert harness(fresh_pg, outbox, *ALL, crash_at=point).returncode == CRASH_EXIT_CODE
+    again = harness(fresh_pg, outbox, *ALL)
+    assert again.returncode == 0, again.stderr
+    assert_exactly_once(fresh_pg, outbox)
+
+
+@pytest.mark.parametrize("point", ["escalate.written", "escalate.committed", "escalate.written#3"])
+def test_crash_during_escalation_escalates_each_task_once(point: str, tmp_path: Path) -> None:
+    """Killed while escalating, a rerun escalates every overdue task exactly one step, with one
+    history row and one email to the new owner each."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    assert harness(db, outbox, "dispatch", "send").returncode == 0
+    crashed = harness(db, outbox, "escalate", "send", crash_at=point)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert harness(db, outbox, "escalate", "send").returncode == 0
+    levels = rows(db, "SELECT escalation_level, status FROM tasks")
+    assert levels == [(1, "escalated")] * len(DECISIONS)
+    steps = rows(db, "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'escalated' "
+                     "GROUP BY task_id")
+    assert len(steps) == len(DECISIONS) and all(n == 1 for _, n in steps)
+    emails = rows(db, "SELECT key, sent_at FROM outbox WHERE kind = 'escalation'")
+    assert len(emails) == len(DECISIONS) and all(sent for _, sent in emails)
+    assert len(list(outbox.glob("escalation-*.eml"))) == len(DECISIONS)
+
+
+class RecordingSendGrid:
+    """A SendGrid stand-in on 127.0.0.1 that accepts everything and records each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.requests.append(json.loads(body))
+                self.send_response(202)
+                self.send_header("X-Message-Id", f"sg-{len(owner.requests)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def keys(self) -> collections.Counter:
+        return collections.Counter(p["custom_args"]["kamflow_key"]
+                                   for r in self.requests for p in r["personalizations"])
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[RecordingSendGrid]:
+    fake = RecordingSendGrid()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def test_sendgrid_crash_between_accept_and_mark_resends_only_that_batch(
+        tmp_path: Path, sendgrid: RecordingSendGrid) -> None:
+    """The documented at-least-once window: killed after SendGrid accepted a batch but before
+    it was marked sent, the rerun resends exactly that batch (same kamflow_key) and nothing
+    else; every email is accepted at least once and, outside that batch, exactly once."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    assert harness(db, outbox, "dispatch", "digest").returncode == 0
+    crashed = harness(db, outbox, "send", crash_at="send.accepted", sendgrid=sendgrid.url)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    first_batch = collections.Counter(sendgrid.keys())
+    assert harness(db, outbox, "send", sendgrid=sendgrid.url).returncode == 0
+    keys = sendgrid.keys()
+    all_keys = {k for (k,) in rows(db, "SELECT key FROM outbox")}
+    assert set(keys) == all_keys  # every email accepted
+    assert {k for k, n in keys.items() if n > 1} == set(first_batch)  # only the in-flight batch
+    assert all(n == 2 for k, n in keys.items() if k in first_batch)
+    assert rows(db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
+    assert len(sendgrid.requests) < len(all_keys) + 1  # batched: fewer requests than emails

@@ -1,0 +1,248 @@
+"""One-click links: signed and expiring tokens, `kamflow web` serving them, and a task closed
+from the link in its email in a real headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+import notifications
+from flows.delivery import dispatch, drain_outbox
+from kamflow.links import LinkError, LinkSigner, load_secret
+from kamflow.web import WebApp, make_server
+from tests.crash_harness import NOW, OWNERS, TITLES, decisions
+from worklist import TaskStore
+from worklist.calendar import BusinessCalendar
+
+SECRET = b"web-test-secret-0123456789abcdef"
+
+
+def test_token_round_trip_and_refusals() -> None:
+    """A token verifies to its task, action and recipient; altered, forged, expired or
+    malformed tokens raise LinkError."""
+    signer = LinkSigner(SECRET, ttl=dt.timedelta(days=7))
+    token = signer.token(42, "done", "wang@operator.example", NOW)
+    claim = signer.verify(token, NOW + dt.timedelta(days=6))
+    assert (claim.task_id, claim.action, claim.recipient) == (42, "done", "wang@operator.example")
+    version, body, signature = token.split(".")
+    other = LinkSigner(b"another-secret-0123456789abcdef").token(42, "done", "x@y.z", NOW)
+    forged_body = signer.token(43, "done", "wang@operator.example", NOW).split(".")[1]
+    for bad, why in [(f"{version}.{forged_body}.{signature}", "signature"),
+                     (other, "signature"), (token[:-2] + "xx", "signature"),
+                     ("v1.not-a-token", "not a kamflow"), ("v1.@@@.abc", "malformed")]:
+        with pytest.raises(LinkError, match=why):
+            signer.verify(bad, NOW)
+    with pytest.raises(LinkError, match="expired"):
+        signer.verify(token, NOW + dt.timedelta(days=7, seconds=1))
+
+
+def test_secret_is_generated_once_private_and_env_wins(tmp_path: Path) -> None:
+    """Without KAMFLOW_LINK_SECRET a random key is made once under KAMFLOW_HOME (mode 0600) and
+    reused; the variable, when set, is used instead."""
+    first = load_secret(tmp_path, {})
+    assert load_secret(tmp_path, {}) == first and len(first) >= 32
+    assert (tmp_path / "link-secret").stat().st_mode & 0o777 == 0o600
+    assert load_secret(tmp_path, {"KAMFLOW_LINK_SECRET": "from-the-environment-123"}) == \
+        b"from-the-environment-123"
+
+
+class Web:
+    def __init__(self, tmp: Path) -> None:
+        self.store = TaskStore(f"sqlite:///{tmp / 'k.db'}")
+        self.app = WebApp(self.store, LinkSigner(SECRET), "Asia/Shanghai")
+        self.server = make_server(self.app, "127.0.0.1", 0)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.signer = self.app.signer = LinkSigner(SECRET, self.base)  # links name the port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.store.dispose()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[Web]:
+    """`kamflow web`'s server on a free loopback port, with tasks dispatched and emailed (file
+    outbox) whose links point at it."""
+    served = Web(tmp_path)
+    dispatch(decisions(), TITLES, OWNERS, served.store, "web", NOW, BusinessCalendar(),
+             served.signer)
+    drain_outbox(served.store, notifications.FileOutbox(tmp_path / "outbox"),
+                 "kamflow@operator.example")
+    yield served
+    served.close()
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8")
+
+
+def links_in_outbox(outbox: Path) -> dict[str, str]:
+    """{href text: url} of the links in the HTML part of every email in the outbox."""
+    found: dict[str, str] = {}
+    for path in outbox.glob("*.eml"):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        html = message.get_body(("html",)).get_content()
+        for url, label in re.findall(r'<a href="([^"]+)">([^<]+)</a>', html):
+            found.setdefault(f"{message['To']} {label}", url)
+    return found
+
+
+def test_opening_a_link_changes_nothing_until_confirmed(web: Web) -> None:
+    """GET shows the task and a confirm button and changes nothing; POST marks it; a second POST
+    reports it was already so; acknowledging a done task is refused with 409."""
+    task = web.store.list_tasks()[0]
+    done = web.signer.url(task.id, "done", task.owner_email)
+    status, page = fetch(done)
+    assert status == 200 and "id='confirm'" in page and task.account_id in page
+    assert web.store.get_task(task.id).status == "open"
+    status, page = fetch(done, "POST")
+    assert status == 200 and "is now done" in page
+    assert web.store.get_task(task.id).status == "done"
+    assert fetch(done, "POST")[1].count("was already done") == 1
+    history = web.store.history(task.id)
+    assert [e.event for e in history] == ["created", "done"]
+    assert history[-1].detail == f"by {task.owner_email} (email link)"
+    status, page = fetch(web.signer.url(task.id, "ack", task.owner_email), "POST")
+    assert status == 409 and "already done" in page
+
+
+def test_forged_altered_or_expired_links_are_refused(web: Web) -> None:
+    """A link with a bad signature, another key, a changed task id or an expired time gets 403
+    and the task stays as it was."""
+    task = web.store.list_tasks()[0]
+    good = web.signer.token(task.id, "done", task.owner_email)
+    _, body, sig = good.split(".")
+    other = web.store.list_tasks()[1]
+    swapped = web.signer.token(other.id, "done", task.owner_email).split(".")[1]
+    expired = LinkSigner(SECRET, ttl=dt.timedelta(seconds=1)).token(
+        task.id, "done", task.owner_email, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    forged = LinkSigner(b"not-the-server-secret-0123456789").token(task.id, "done", "x@y.z")
+    for token in (f"v1.{swapped}.{sig}", f"v1.{body}.{sig[:-3]}abc", expired, forged):
+        for method in ("GET", "POST"):
+            status, page = fetch(f"{web.base}/t/{token}", method)
+            assert status == 403 and "data-outcome='refused'" in page, (token, method)
+    assert {t.status for t in web.store.list_tasks()} == {"open"}
+    assert fetch(f"{web.base}/nothing")[0] == 404
+    assert fetch(f"{web.base}/healthz") == (200, "ok")
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("headless Chromium is needed for this test: install the Debian package "
+                    "`chromium` (.ci/run does: apt-get install -y chromium)")
+    return path
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (loopback only)."""
+
+    def __init__(self) -> None:
+        self.profile = tempfile.mkdtemp(prefix="kamflow-chromium-")
+        self.process = subprocess.Popen(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={self.profile}", "--window-size=1000,800",
+             '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.close()
+                pytest.fail("headless Chromium did not start its DevTools endpoint")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            page = next(t for t in json.load(r) if t["type"] == "page")
+        from websockets.sync.client import connect
+
+        self.socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self.counter = 0
+        self.call("Page.enable")
+
+    def call(self, method: str, **params: object) -> dict:
+        self.counter += 1
+        ident = self.counter
+        self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=30))
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def wait_for_load(self) -> None:
+        while True:
+            message = json.loads(self.socket.recv(timeout=30))
+            if message.get("method") == "Page.loadEventFired":
+                return
+
+    def evaluate(self, expression: str) -> object:
+        return self.call("Runtime.evaluate", expression=expression,
+                         returnByValue=True)["result"].get("value")
+
+    def close(self) -> None:
+        if getattr(self, "socket", None) is not None:
+            self.socket.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def test_task_is_closed_from_the_link_in_its_email_in_a_real_browser(web: Web,
+                                                                     tmp_path: Path) -> None:
+    """Headless Chromium opens the "mark done" (标记完成) link taken from the email in the
+    outbox, shows the task, the button is clicked, the confirmation page says done, and the task
+    is done in the database with the change in its history."""
+    links = links_in_outbox(tmp_path / "outbox")
+    label, url = next((k, v) for k, v in links.items()
+                      if k.startswith("li@staff.example.test") and k.endswith("标记完成"))
+    claim = web.signer.verify(url.rsplit("/", 1)[1])
+    assert web.store.get_task(claim.task_id).status == "open"
+    browser = Browser()
+    try:
+        browser.call("Page.navigate", url=url)
+        browser.wait_for_load()
+        assert browser.evaluate("document.getElementById('result').dataset.outcome") == "confirm"
+        assert web.store.get_task(claim.task_id).status == "open"  # opening changed nothing
+        browser.evaluate("document.getElementById('confirm').click()")
+        browser.wait_for_load()
+        outcome = browser.evaluate("document.getElementById('result').dataset.outcome")
+        text = browser.evaluate("document.body.innerText")
+        shot = browser.call("Page.captureScreenshot", format="png")["data"]
+    finally:
+        browser.close()
+    import base64
+
+    (tmp_path / "confirmation.png").write_bytes(base64.b64decode(shot))
+    assert outcome == "changed" and f"Task {claim.task_id} is now done" in str(text)
+    task = web.store.get_task(claim.task_id)
+    assert task.status == "done" and task.closed_at is not None
+    assert web.store.history(claim.task_id)[-1].detail == "by li@staff.example.test (email link)"

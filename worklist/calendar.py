@@ -1,0 +1,127 @@
+"""Deadlines in business time: working hours, working days, holidays, a timezone. Pure: no I/O.
+
+A deadline of N days means N *working days' worth of working hours* after the task is raised,
+counted only inside working hours on working days. With 09:00-18:00, Monday to Friday:
+
+- raised Wednesday 10:00 with 1 day  -> due Thursday 10:00;
+- raised Friday 17:00 with 1 day     -> 1 h on Friday + 8 h on Monday -> due Monday 17:00;
+- raised Saturday 11:00 with 0.5 day -> counting starts Monday 09:00 -> due Monday 13:30.
+
+Holidays are days off even on a weekday; ``extra_workdays`` are weekend days that are worked
+(China's adjusted working days, 调休). The configuration lives in ``conf/calendar.yaml``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
+
+__all__ = ["WEEKDAYS", "BusinessCalendar", "add_business_time", "parse_hours"]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MAX_DAYS_SCANNED = 3 * 366  # a calendar with no working day left would loop forever
+
+
+def parse_hours(text: str) -> tuple[dt.time, dt.time]:
+    """``"09:00-18:00"`` -> (09:00, 18:00). Raises ValueError unless start < end."""
+    try:
+        start_text, end_text = (part.strip() for part in str(text).split("-"))
+        start, end = dt.time.fromisoformat(start_text), dt.time.fromisoformat(end_text)
+    except ValueError:
+        raise ValueError(f"working hours must look like 09:00-18:00, not {text!r}") from None
+    if start >= end:
+        raise ValueError(f"working hours {text!r}: the start must be before the end")
+    return start, end
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """When work happens. Defaults: Asia/Shanghai, Monday to Friday, 09:00-18:00, no holidays."""
+
+    timezone: str = "Asia/Shanghai"
+    workdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
+    start: dt.time = dt.time(9, 0)
+    end: dt.time = dt.time(18, 0)
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+    extra_workdays: frozenset[dt.date] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.timezone)  # raises for an unknown zone
+        if self.start >= self.end:
+            raise ValueError("working hours: the start must be before the end")
+        if not self.workdays and not self.extra_workdays:
+            raise ValueError("a business calendar needs at least one working day")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def day_length(self) -> dt.timedelta:
+        return _on(dt.date(2000, 1, 1), self.end) - _on(dt.date(2000, 1, 1), self.start)
+
+    def is_workday(self, day: dt.date) -> bool:
+        if day in self.extra_workdays:
+            return True
+        return day.weekday() in self.workdays and day not in self.holidays
+
+    def with_hours(self, hours: tuple[dt.time, dt.time] | None) -> BusinessCalendar:
+        """The same calendar with someone's own working hours (None: unchanged)."""
+        if hours is None or hours == (self.start, self.end):
+            return self
+        return replace(self, start=hours[0], end=hours[1])
+
+    def local_date(self, moment: dt.datetime) -> dt.date:
+        """The calendar date of ``moment`` (aware) in this calendar's timezone."""
+        return _aware(moment).astimezone(self.zone).date()
+
+    @classmethod
+    def build(cls, timezone: str = "Asia/Shanghai", workdays: Iterable[str] = WEEKDAYS[:5],
+              hours: str = "09:00-18:00", holidays: Iterable[dt.date] = (),
+              extra_workdays: Iterable[dt.date] = ()) -> BusinessCalendar:
+        """A calendar from configuration-style values (weekday names, ``"09:00-18:00"``)."""
+        names = [str(d).strip().lower()[:3] for d in workdays]
+        unknown = [n for n in names if n not in WEEKDAYS]
+        if unknown:
+            raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
+        start, end = parse_hours(hours)
+        return cls(timezone, frozenset(WEEKDAYS.index(n) for n in names), start, end,
+                   frozenset(holidays), frozenset(extra_workdays))
+
+
+def add_business_time(start: dt.datetime, days: float, calendar: BusinessCalendar) -> dt.datetime:
+    """``start`` plus ``days`` working days of working time, in UTC.
+
+    ``start`` must be timezone-aware (naive values are taken as UTC). ``days`` may be fractional
+    (0.5 = half a working day). ``days <= 0`` returns ``start`` unchanged.
+    """
+    start = _aware(start)
+    if days <= 0:
+        return start.astimezone(dt.UTC)
+    zone = calendar.zone
+    remaining = calendar.day_length * float(days)
+    local = start.astimezone(zone).replace(tzinfo=None)  # wall-clock arithmetic in the zone
+    day = local.date()
+    cursor = local
+    for _ in range(_MAX_DAYS_SCANNED + int(days * 2) + 10):
+        if calendar.is_workday(day):
+            opens, closes = _on(day, calendar.start), _on(day, calendar.end)
+            begin = max(cursor, opens)
+            if begin < closes:
+                available = closes - begin
+                if remaining <= available:
+                    return (begin + remaining).replace(tzinfo=zone).astimezone(dt.UTC)
+                remaining -= available
+        day += dt.timedelta(days=1)
+        cursor = _on(day, dt.time(0, 0))
+    raise ValueError("the business calendar has no working day in the next three years")
+
+
+def _on(day: dt.date, time: dt.time) -> dt.datetime:
+    return dt.datetime.combine(day, time)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
