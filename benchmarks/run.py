@@ -35,14 +35,17 @@ def peak_rss_mb() -> float:
 
 
 def e2e(accounts: int, database_url: str | None) -> dict:
+    """The retention flow's stage functions, called as the flow calls them (no Prefect)."""
     import notifications
     from expectations import validate_snapshot
+    from flows import delivery
     from intake import build_customer_view, read_snapshot
     from kamflow import config
     from kamflow.generate import generate_snapshot
+    from kamflow.links import LinkSigner
     from rules import decide, load_ruleset
     from scoring import score_accounts
-    from worklist import TaskStore, plan_tasks
+    from worklist import TaskStore
 
     work = Path(tempfile.mkdtemp(prefix="kamflow-bench-"))
     generate_snapshot(work / "snapshot", accounts, AS_OF, seed=7)
@@ -55,40 +58,35 @@ def e2e(accounts: int, database_url: str | None) -> dict:
         return now
 
     t = time.perf_counter()
-    snapshot = read_snapshot(work / "snapshot")
+    snapshot = read_snapshot(work / "snapshot", None, AS_OF)
     t = lap("intake", t)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline().validation)
+                                config.load_pipeline().validation, as_of=AS_OF)
     t = lap("validate", t)
-    view = build_customer_view(outcome.accepted, AS_OF)
+    view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
+        else build_customer_view(outcome.accepted, AS_OF)
     scored = score_accounts(view, config.load_scoring())
     t = lap("score", t)
     ruleset = load_ruleset()
     decisions = decide(scored, ruleset)
     t = lap("decide", t)
-    owners = config.load_owners()
     store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
     now = dt.datetime.now(dt.UTC)
-    planned = plan_tasks(decisions, owners, {k: a.title_en for k, a in ruleset.actions.items()},
-                         now)
-    raised = store.raise_tasks(planned, "bench", lambda name, email, tasks: (
-        notifications.render_task_digest(name, tasks, "en")), now)
+    titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
+    raised = delivery.dispatch(decisions, titles, config.load_owners(), store, "bench", now,
+                               config.load_calendar(), LinkSigner.from_env(work))
     t = lap("dispatch", t)
-    backend = notifications.FileOutbox(work / "outbox")
-    sent = 0
-    for row in store.unsent_emails():
-        provider = backend.send(notifications.Email(
-            key=row.key, sender="kamflow@operator.example", to=row.recipient,
-            subject=row.subject, text=row.body_text, html=row.body_html))
-        store.mark_sent(row.id, backend.name, provider, now)
-        sent += 1
+    drained = delivery.drain_outbox(store, notifications.FileOutbox(work / "outbox"),
+                                    "kamflow@operator.example")
     lap("send", t)
     total = time.perf_counter() - started
     store.dispose()
     return {"benchmark": "e2e", "accounts": accounts, "database": store.url.split(":")[0],
             "seconds": round(total, 3), "accounts_per_s": round(accounts / total),
             "stage_seconds": seconds, "peak_rss_mb": round(peak_rss_mb()),
-            "decisions": len(decisions), "tasks_created": raised.created, "emails_sent": sent}
+            "accounts_quarantined": outcome.accounts_quarantined,
+            "decisions": len(decisions), "tasks_created": raised.created,
+            "emails_sent": drained.sent}
 
 
 def validate(accounts: int) -> dict:
