@@ -27,7 +27,7 @@ Matcher = Callable[[RuleSet, Iterable[Mapping[str, Any]]], list[tuple[int, str]]
 DECISION_COLUMNS = [
     "account_id", "account_name", "account_manager", "manager_email", "value_class",
     "churn_band", "churn_risk", "rule_id", "action", "owner_role", "priority", "due_in_days",
-    "cooldown_days", "why", "churn_factors", "ruleset_version",
+    "cooldown_days", "email", "why", "churn_factors", "ruleset_version",
 ]
 
 
@@ -175,6 +175,7 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
                 "priority": consequence.priority,
                 "due_in_days": consequence.due_in_days,
                 "cooldown_days": consequence.cooldown_days,
+                "email": action.email,
                 "why": why,
                 "churn_factors": factors[rows],
                 "ruleset_version": ruleset.version,

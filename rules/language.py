@@ -51,6 +51,10 @@ FIELDS = (*CATEGORIES, *NUMBERS)
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between")
 RULE_KEYS = ("id", "description", "when", "then", "suppresses")
 ACTION_KEYS = ("title", "owner", "priority", "due_in_days", "cooldown_days")
+OPTIONAL_ACTION_KEYS = ("email",)
+# How a new task of the action is emailed: in its owner's digest of new tasks (one email per
+# owner and run), or in an email of its own, sent at once (escalations).
+EMAIL_MODES = ("digest", "own")
 OVERRIDE_KEYS = ("action", "priority", "due_in_days", "cooldown_days")
 
 
@@ -79,6 +83,7 @@ class ActionSpec:
     priority: int
     due_in_days: float
     cooldown_days: float
+    email: str = "digest"
 
 
 @dataclass(frozen=True)
@@ -234,10 +239,14 @@ def _load_actions(path: Path,
         if not isinstance(spec, Mapping):
             problems.add(path.name, line, None, f"action {name!r} must be a mapping")
             continue
-        for key in sorted(set(spec) - set(ACTION_KEYS)):
+        for key in sorted(set(spec) - set(ACTION_KEYS) - set(OPTIONAL_ACTION_KEYS)):
             problems.add(path.name, line, None,
                          f"action {name!r}: unknown field {key!r}; allowed: "
-                         + ", ".join(ACTION_KEYS))
+                         + ", ".join(ACTION_KEYS + OPTIONAL_ACTION_KEYS))
+        if spec.get("email", "digest") not in EMAIL_MODES:
+            problems.add(path.name, line, None,
+                         f"action {name!r}: email must be one of {', '.join(EMAIL_MODES)}, "
+                         f"not {spec.get('email')!r}")
         missing = [k for k in ACTION_KEYS if k not in spec]
         if missing:
             problems.add(path.name, line, None, f"action {name!r}: missing {', '.join(missing)}")
@@ -255,7 +264,7 @@ def _load_actions(path: Path,
         actions[name] = ActionSpec(name, str(title.get("en", name)),
                                    str(title.get("zh", title.get("en", name))), spec["owner"],
                                    int(spec["priority"]), float(spec["due_in_days"]),
-                                   float(spec["cooldown_days"]))
+                                   float(spec["cooldown_days"]), str(spec.get("email", "digest")))
     return actions, owners
 
 

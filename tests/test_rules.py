@@ -971,3 +971,17 @@ def test_a_broken_rule_is_not_also_reported_as_unknown(tmp_path):
         "    when: {churn_band: severe}\n    then: [care_call]\n"
     [found] = problems_of(write_rule_set(tmp_path, {"retention.yaml": text}))
     assert found.startswith("retention.yaml:8, rule 'broken': field 'churn_band': unknown value")
+
+
+def test_action_email_mode_is_checked(tmp_path):
+    """An action's `email` must be digest or own; the shipped escalation has an email of its own."""
+    shipped = load_ruleset(RULES_DIR)
+    assert shipped.actions["escalate_to_key_account"].email == "own"
+    assert shipped.actions["care_call"].email == "digest"
+    broken = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, broken, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    actions = broken / "actions.yaml"
+    actions.write_text(actions.read_text(encoding="utf-8").replace("email: own", "email: now"),
+                       encoding="utf-8")
+    with pytest.raises(ConfigError, match="email must be one of digest, own"):
+        load_ruleset(broken)

@@ -154,3 +154,18 @@ def test_unknown_status_is_refused(store):
     store.raise_tasks(planned(ROWS[:1]), "run-1", render, NOW)
     with pytest.raises(ValueError, match="unknown status"):
         store.set_status(store.list_tasks()[0].id, "finished", NOW)
+
+
+def test_action_with_its_own_email_is_not_in_the_digest(store):
+    """A task whose action says `email: own` gets an email of its own; the owner's other new
+    tasks still share one digest."""
+    plan = planned(ROWS)
+    plan["email"] = ["digest", "digest", "own", "digest"]
+    result = store.raise_tasks(plan, "run-1", render, NOW)
+    assert (result.created, result.emails) == (4, 3)
+    plan = planned([*ROWS, ("KA4", "escalate_to_key_account", "key_account_department", "")])
+    plan["email"] = ["digest", "digest", "own", "digest", "own"]
+    store.raise_tasks(plan, "run-2", render, NOW)  # only KA4's escalation is new
+    emails = store.unsent_emails()
+    to_ka = [e for e in emails if e.recipient == "ka@operator.example"]
+    assert len(to_ka) == 2 and all("," not in e.task_ids for e in to_ka)

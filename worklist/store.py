@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, bindparam, create_engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -118,13 +119,17 @@ class TaskStore:
             return 0
         columns = ["account_id", "account_name", "action", "action_title", "priority", "due_at",
                    "reason", "rule_id", "owner_email", "owner_name"]
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for task_id, record in zip(ids, _records(fresh, columns), strict=True):
-            owner = (record.pop("owner_email"), record.pop("owner_name"))
+        # An action whose email mode is "own" (rules/actions.yaml) gets an email of its own;
+        # the rest go into one email per owner listing their new tasks.
+        own = (fresh["email"] == "own").to_numpy() if "email" in fresh else \
+            np.zeros(len(fresh), dtype=bool)
+        groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for task_id, alone, record in zip(ids, own, _records(fresh, columns), strict=True):
+            owner = (record.pop("owner_email"), record.pop("owner_name"), task_id if alone else 0)
             record["task_id"] = task_id
             groups.setdefault(owner, []).append(record)
         rows = []
-        for (owner_email, owner_name), views in sorted(groups.items()):
+        for (owner_email, owner_name, _), views in sorted(groups.items()):
             subject, text, html = render(owner_name, owner_email, views)
             rows.append({"key": uuid.uuid4().hex, "recipient": owner_email,
                          "recipient_name": owner_name, "subject": subject, "body_text": text,
