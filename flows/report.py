@@ -69,7 +69,8 @@ def markdown(summary: RunSummary) -> str:
     lines = [
         f"# kamflow retention run: {summary.status}",
         "",
-        f"Snapshot `{summary.source}` as of **{summary.as_of}**, rule set `{summary.ruleset_version}`.",
+        f"Snapshot `{summary.source}` as of **{summary.as_of}**, "
+        f"rule set `{summary.ruleset_version}`.",
         "",
     ]
     if summary.message:

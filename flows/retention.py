@@ -171,7 +171,8 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: str) -> tuple[int, int]:
+def send_stage(store: TaskStore, backend: notifications.EmailBackend,
+               sender: str) -> tuple[int, int]:
     """Drain the outbox: every unsent email, this run's and any a crash left behind (batched
     for SendGrid, each marked sent as soon as accepted: flows/delivery.py)."""
     drained = delivery.drain_outbox(store, backend, sender)

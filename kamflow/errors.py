@@ -32,4 +32,4 @@ class BatchRejected(KamflowError):
 
 
 class ConfigError(KamflowError):
-    """A configuration or rule file is invalid (names the file, the key or rule, and the problem)."""
+    """A configuration or rule file is invalid (names the file, the key or rule, the problem)."""

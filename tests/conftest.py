@@ -21,7 +21,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
 
-from kamflow.generate import make_snapshot, write_snapshot
+from kamflow.generate import make_snapshot, write_snapshot  # noqa: E402 - after the env above
 
 AS_OF = dt.date(2026, 11, 25)
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.postgres import temporary_database
-from worklist import Owner, OwnerDirectory, OutboxEmail, Task, TaskEvent, TaskStore, plan_tasks
+from worklist import OutboxEmail, Owner, OwnerDirectory, Task, TaskEvent, TaskStore, plan_tasks
 
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 OWNERS = OwnerDirectory(
@@ -80,7 +80,7 @@ def test_plan_routes_owners_and_deadlines():
 
 
 def test_plan_sends_unknown_owner_to_fallback(caplog):
-    """A task with no manager email and a role without a queue goes to the fallback, with a warning."""
+    """A task with no manager email, or a role without a queue, goes to the fallback (warned)."""
     plan = planned([("KA9", "care_call", "account_manager", ""),
                     ("KA9", "sla_review", "sla_team", "x@operator.example")])
     assert set(plan["owner_email"]) == {"fallback@operator.example"}
