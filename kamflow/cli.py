@@ -26,7 +26,7 @@ starts a temporary local Prefect server."""
 # its subcommands to ``commands`` (top level) or to ``groups["tasks"]`` / ``groups["rules"]``,
 # calling ``common(sub)`` on each leaf and setting ``handler``.
 EXTENSIONS: tuple[str, ...] = ("kamflow.cli_ops", "kamflow.cli_rules", "kamflow.cli_tasks",
-                               "kamflow.cli_validate")
+                               "kamflow.cli_validate", "kamflow.cli_backtest")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -152,7 +152,7 @@ def _facts(representatives: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.DataFrame:
     parts = []
-    factors = _factor_text(scored)
+    factors = _factor_text(scored, fires)
     for i, rule in enumerate(ruleset.rules):
         rows = np.flatnonzero(fires[i])
         if not len(rows):
@@ -189,12 +189,17 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
     return decisions.drop_duplicates(["account_id", "action"]).reset_index(drop=True)
 
 
-def _factor_text(scored: pd.DataFrame) -> np.ndarray:
-    columns = [c for c in ("churn_factor_1", "churn_factor_2", "churn_factor_3") if c in scored]
-    if not columns:
-        return np.full(len(scored), "", dtype=object)
-    text = scored[columns[0]].fillna("").to_numpy(dtype=object)
-    for column in columns[1:]:
-        piece = scored[column].fillna("").to_numpy(dtype=object)
-        text = np.where(piece == "", text, text + ", " + piece)
+def _factor_text(scored: pd.DataFrame, fires: np.ndarray | None = None) -> np.ndarray:
+    """Top churn factors with their values ("revenue_decline: revenue -38% (level 0.95)"),
+    formatted only for the accounts some rule fires on: nobody reads the others'."""
+    from scoring.explain import factor_text
+
+    text = np.full(len(scored), "", dtype=object)
+    rows = np.flatnonzero(fires.any(axis=0)) if fires is not None and fires.size \
+        else np.arange(len(scored))
+    if len(rows):
+        # Take only the factor columns: copying every column of a million rows costs more.
+        columns = [i for i, name in enumerate(scored.columns)
+                   if str(name).startswith("churn_factor_")]
+        text[rows] = factor_text(scored.iloc[rows, columns])
     return text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from intake.schema import INDUSTRIES
@@ -16,6 +16,9 @@ POTENTIAL_INDICATORS = ("new_services", "employees", "strategic_industry")
 # Signals a churn factor may read: columns of the customer view, plus derived ones.
 CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
                  "days_to_contract_end", "arrears_ratio", "days_since_contact")
+# How value weights are set: the numbers in the file (expert judgement, Delphi) or the entropy
+# weight method over the snapshot's indicators.
+VALUE_WEIGHT_METHODS = ("expert", "entropy")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,15 @@ class ChurnFactor:
     weight: float
     start: float
     full: float
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """How `kamflow backtest` measures a churn ranking against known outcomes."""
+
+    top_k: tuple[float, ...] = (0.01, 0.05, 0.10)  # shares of the riskiest accounts
+    holdout_share: float = 0.3  # accounts kept out of training, to measure every method on
+    seed: int = 7               # the split is random but repeatable
 
 
 @dataclass(frozen=True)
@@ -42,16 +54,32 @@ class ScoringConfig:
     band_medium: float
     band_high: float
     band_critical: float
+    value_weights: str = "expert"  # one of VALUE_WEIGHT_METHODS
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+
+    def with_factor_weights(self, weights: Mapping[str, float]) -> ScoringConfig:
+        """The same configuration with the churn factors weighted by ``weights`` (by factor
+        name), e.g. weights learnt from labelled history."""
+        factors = tuple(replace(f, weight=float(weights[f.name])) for f in self.factors)
+        if sum(f.weight for f in factors) <= 0:
+            raise ConfigError("the churn factor weights are all zero")
+        return replace(self, factors=factors)
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], source: str = "scoring config") -> ScoringConfig:
         c = _Checker(source)
         if not isinstance(doc, Mapping):
             raise c.error("(top level)", "must be a mapping of sections")
-        unknown = sorted(set(doc) - {"value", "lifecycle", "churn"}, key=str)
+        unknown = sorted(set(doc) - {"value", "lifecycle", "churn", "backtest"}, key=str)
         if unknown:
-            raise c.error(str(unknown[0]), "unknown key; allowed: value, lifecycle, churn")
-        value = c.section(doc, "value", ("current", "potential", "strategic_industry", "classes"))
+            raise c.error(str(unknown[0]),
+                          "unknown key; allowed: value, lifecycle, churn, backtest")
+        value = c.section(doc, "value", ("current", "potential", "strategic_industry", "classes"),
+                          optional=("weights",))
+        value_weights = value.get("weights", "expert")
+        if value_weights not in VALUE_WEIGHT_METHODS:
+            raise c.error("value.weights", f"must be one of {', '.join(VALUE_WEIGHT_METHODS)}, "
+                          f"not {value_weights!r}")
         current = c.weights(value, "value.current", CURRENT_INDICATORS)
         potential = c.weights(value, "value.potential", POTENTIAL_INDICATORS)
         strategic_spec = c.mapping(value, "value.strategic_industry")
@@ -101,7 +129,29 @@ class ScoringConfig:
             growth_trend=c.number(life, "lifecycle.growth_trend", "growth_trend"),
             decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
             factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
+            value_weights=value_weights, backtest=_backtest(doc, c),
         )
+
+
+def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
+    """The optional ``backtest`` section; absent keys keep their defaults."""
+    if "backtest" not in doc:
+        return BacktestConfig()
+    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed"))
+    default = BacktestConfig()
+    top_k = spec.get("top_k", list(default.top_k))
+    if not isinstance(top_k, list) or not top_k:
+        raise c.error("backtest.top_k", "must be a list of shares such as [0.01, 0.05, 0.10]")
+    shares = tuple(c.number({"k": k}, f"backtest.top_k[{i}]", "k", 0, 1)
+                   for i, k in enumerate(top_k))
+    if 0 in shares:
+        raise c.error("backtest.top_k", "a share must be above 0")
+    holdout = c.number(spec, "backtest.holdout_share", "holdout_share", 0.05, 0.95) \
+        if "holdout_share" in spec else default.holdout_share
+    seed = spec.get("seed", default.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise c.error("backtest.seed", f"must be a whole number, not {seed!r}")
+    return BacktestConfig(shares, holdout, seed)
 
 
 class _Checker:
@@ -120,14 +170,14 @@ class _Checker:
         return value
 
     def section(self, parent: Any, key: str, allowed: tuple[str, ...],
-                prefix: str = "") -> Mapping[str, Any]:
+                prefix: str = "", optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
         if not isinstance(parent, Mapping) or not isinstance(parent.get(key), Mapping):
             raise self.error(prefix + key, "is missing or not a mapping")
         section = parent[key]
-        unknown = sorted(set(section) - set(allowed))
+        unknown = sorted(set(section) - set(allowed) - set(optional), key=str)
         if unknown:
             raise self.error(f"{prefix}{key}.{unknown[0]}",
-                             f"unknown key; allowed: {', '.join(allowed)}")
+                             f"unknown key; allowed: {', '.join((*allowed, *optional))}")
         missing = [k for k in allowed if k not in section]
         if missing:
             raise self.error(f"{prefix}{key}.{missing[0]}", "is required")

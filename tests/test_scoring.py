@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -273,3 +274,128 @@ def test_one_accounts_complaints_change_only_its_own_risk(view: pd.DataFrame,
 def test_scoring_is_deterministic(view: pd.DataFrame, config: ScoringConfig) -> None:
     """Scoring the same view twice gives identical results (deterministic, no hidden state)."""
     pd.testing.assert_frame_equal(score_accounts(view, config), score_accounts(view, config))
+
+
+# --------------------------------------------------------------------------- objective weights
+
+def test_entropy_weights_on_a_known_example() -> None:
+    """Entropy weights: a column spread unevenly weighs more, a constant one weighs nothing."""
+    from scoring import entropy_weights
+
+    matrix = np.array([[0.0, 0.0, 5.0], [0.0, 1.0, 5.0], [1.0, 2.0, 5.0]])
+    # Column 1 normalises to p = (0, 0, 1): entropy 0. Column 2 to p = (0, 1/3, 2/3).
+    e2 = -(1 / 3 * np.log(1 / 3) + 2 / 3 * np.log(2 / 3)) / np.log(3)
+    expected = np.array([1.0, 1.0 - e2, 0.0]) / (2.0 - e2)
+    np.testing.assert_allclose(entropy_weights(matrix), expected)
+
+
+def test_entropy_weights_of_all_constant_columns_are_equal() -> None:
+    """With no column telling accounts apart, the entropy weights fall back to equal shares."""
+    from scoring import entropy_weights
+
+    np.testing.assert_allclose(entropy_weights(np.ones((4, 2))), [0.5, 0.5])
+
+
+def test_entropy_value_weights_replace_the_expert_ones(view: pd.DataFrame,
+                                                       shipped: dict) -> None:
+    """value.weights: entropy weighs the configured indicators by entropy over the snapshot."""
+    from scoring import entropy_weights, fit_population
+    from scoring.score import _raw_indicators
+
+    doc = copy.deepcopy(shipped)
+    doc["value"]["weights"] = "entropy"
+    config = ScoringConfig.from_mapping(doc)
+    population = fit_population(view, config)
+    raw = _raw_indicators(view, config)
+    names = list(config.current_weights)
+    np.testing.assert_allclose([population.current_weights[n] for n in names],
+                               entropy_weights(np.column_stack([raw[n] for n in names])))
+    expert = score_accounts(view, ScoringConfig.from_mapping(shipped))
+    entropy = score_accounts(view, config)
+    assert not entropy["current_value"].equals(expert["current_value"])
+    pd.testing.assert_series_equal(entropy["churn_risk"], expert["churn_risk"])
+
+
+def test_entropy_weighted_partitions_equal_the_whole(view: pd.DataFrame, shipped: dict) -> None:
+    """With entropy weights, chunks scored against the whole population equal the whole run."""
+    from scoring import fit_population
+
+    doc = copy.deepcopy(shipped)
+    doc["value"]["weights"] = "entropy"
+    config = ScoringConfig.from_mapping(doc)
+    whole = score_accounts(view, config)
+    population = fit_population(view, config)
+    pieces = pd.concat([score_accounts(view.iloc[i:i + 700], config, population)
+                        for i in range(0, len(view), 700)])
+    pd.testing.assert_frame_equal(pieces, whole)
+
+
+@pytest.mark.parametrize(("states", "churned", "bits"), [
+    ([0, 0, 1, 1], [0, 0, 1, 1], 1.0),                 # the state tells the outcome
+    ([0, 1, 0, 1], [0, 0, 1, 1], 0.0),                 # the state tells nothing
+    ([0, 0, 0, 1], [0, 0, 1, 1], 1.0 - 0.75 * (-(1 / 3) * np.log2(1 / 3)
+                                               - (2 / 3) * np.log2(2 / 3))),
+])
+def test_information_gain_on_known_examples(states, churned, bits) -> None:
+    """Information gain H(churn) - H(churn | state), with H(x) = -sum p log2 p."""
+    from scoring import information_gain
+
+    assert information_gain(np.array(states), np.array(churned)) == pytest.approx(bits)
+
+
+def test_factor_weights_can_be_replaced(config: ScoringConfig) -> None:
+    """with_factor_weights gives the same factors with new weights; all zero is refused."""
+    from kamflow.errors import ConfigError
+
+    names = [f.name for f in config.factors]
+    changed = config.with_factor_weights({n: float(i) for i, n in enumerate(names)})
+    assert [f.weight for f in changed.factors] == list(range(len(names)))
+    with pytest.raises(ConfigError):
+        config.with_factor_weights(dict.fromkeys(names, 0.0))
+
+
+@pytest.mark.parametrize(("section", "key", "value", "named"), [
+    ("value", "weights", "delphi", "value.weights"),
+    ("backtest", "top_k", [0.05, 0], "backtest.top_k"),
+    ("backtest", "top_k", [2], "backtest.top_k[0]"),
+    ("backtest", "holdout_share", 1.5, "backtest.holdout_share"),
+    ("backtest", "seed", "x", "backtest.seed"),
+    ("backtest", "folds", 3, "backtest.folds"),
+])
+def test_new_scoring_options_are_checked_naming_the_key(shipped: dict, section: str, key: str,
+                                                        value, named: str) -> None:
+    """A bad value.weights or backtest option is refused with the key named."""
+    from kamflow.errors import ConfigError
+
+    doc = copy.deepcopy(shipped)
+    doc[section][key] = value
+    with pytest.raises(ConfigError, match=f"key '{re.escape(named)}'"):
+        ScoringConfig.from_mapping(doc)
+
+
+# --------------------------------------------------------------------------- explanations
+
+def test_top_factors_carry_their_values_and_levels(config: ScoringConfig) -> None:
+    """Each named factor comes with its signal, the signal's value and its warning level."""
+    account = quiet_account(revenue_trend=-0.38, sla_breaches_90d=3)
+    out = score_accounts(pd.DataFrame([account]), config).iloc[0]
+    # revenue decline: level (0.38 - 0.05) / 0.35 = 0.94, x 0.25 beats SLA breaches' 1.0 x 0.15
+    assert (out["churn_factor_1"], out["churn_factor_1_signal"]) == ("revenue_decline",
+                                                                      "revenue_decline")
+    assert out["churn_factor_1_value"] == pytest.approx(0.38)
+    assert out["churn_factor_1_level"] == pytest.approx(0.94)
+    assert (out["churn_factor_2"], out["churn_factor_2_value"],
+            out["churn_factor_2_level"]) == ("sla_breaches", 3.0, 1.0)
+    assert out["churn_factor_3"] == "" and np.isnan(out["churn_factor_3_value"])
+
+
+def test_factor_text_reads_like_a_reason(config: ScoringConfig) -> None:
+    """The explanation text names each factor with its value in words and its level."""
+    from scoring.explain import factor_text
+
+    scored = score_accounts(pd.DataFrame([
+        quiet_account(revenue_trend=-0.40, days_to_contract_end=-20),
+        quiet_account()]), config)
+    assert factor_text(scored).tolist() == [
+        "revenue_decline: revenue -40% (level 1.00), "
+        "contract_ending: contract ended 20 days ago (level 1.00)", ""]
