@@ -28,14 +28,11 @@ HERE = Path(__file__).resolve().parent
 def scored_accounts(accounts: int) -> pd.DataFrame:
     from intake import build_customer_view
     from kamflow.config import load_scoring
-    from kamflow.generate import make_snapshot
+    from kamflow.generate import make_snapshot, typed_tables
     from scoring import score_accounts
 
     frames = make_snapshot(accounts, AS_OF, seed=7, bad_share=0.0)
-    tables = {name: frame for name, frame in frames.items() if name != "ground_truth"}
-    tables["billing"] = tables["billing"].assign(
-        month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
-    return score_accounts(build_customer_view(tables, AS_OF), load_scoring())
+    return score_accounts(build_customer_view(typed_tables(frames), AS_OF), load_scoring())
 
 
 def ruleset_30() -> Any:

@@ -128,17 +128,14 @@ def validate(accounts: int) -> dict:
 def score(accounts: int) -> dict:
     """Scoring alone (value, lifecycle, churn risk, top factors): the customer view is built
     before the clock starts, from generated tables in memory."""
-    import pandas as pd
 
     from intake import build_customer_view
     from kamflow import config
-    from kamflow.generate import make_snapshot
+    from kamflow.generate import make_snapshot, typed_tables
     from scoring import score_accounts
 
     frames = make_snapshot(accounts, AS_OF, seed=7)
-    tables = {name: frame for name, frame in frames.items() if name != "ground_truth"}
-    tables["billing"] = tables["billing"].assign(
-        month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
+    tables = typed_tables(frames)
     view = build_customer_view(tables, AS_OF)
     scoring = config.load_scoring()
     del frames, tables

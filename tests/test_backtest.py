@@ -15,7 +15,7 @@ from expectations import validate_snapshot
 from intake import build_customer_view
 from kamflow.cli import main
 from kamflow.config import load_scoring
-from kamflow.generate import make_snapshot, write_snapshot
+from kamflow.generate import make_snapshot, typed_tables, write_snapshot
 from scoring import roc_auc, top_k
 from scoring.backtest import METHODS, run_backtest, split_accounts
 from tests.conftest import AS_OF
@@ -69,11 +69,7 @@ def test_split_is_repeatable_and_disjoint() -> None:
 def generated_view() -> tuple[pd.DataFrame, np.ndarray]:
     """2,000 generated accounts through validation, with the generator's declining flags."""
     frames = make_snapshot(2000, AS_OF, seed=5)
-    tables = {k: v for k, v in frames.items() if k != "ground_truth"}
-    tables["billing"] = tables["billing"].assign(
-        month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
-    for name, frame in tables.items():
-        tables[name] = frame.assign(_row=range(2, len(frame) + 2))
+    tables = typed_tables(frames)
     outcome = validate_snapshot(tables, pd.DataFrame(
         columns=["table", "row", "account_id", "column", "value", "reason"]))
     view = build_customer_view(outcome.accepted, AS_OF)

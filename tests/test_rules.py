@@ -26,7 +26,7 @@ from intake import build_customer_view
 from intake.schema import SEGMENT_BY_INDUSTRY
 from kamflow.config import load_scoring
 from kamflow.errors import ConfigError
-from kamflow.generate import make_snapshot
+from kamflow.generate import make_snapshot, typed_tables
 from rules import DECISION_COLUMNS, RULES_DIR, RuleSet, decide, engine, load_ruleset
 from rules.conditions import evaluate, explain, nnf
 from rules.decide import match_rules
@@ -305,10 +305,7 @@ AS_OF = dt.date(2026, 11, 25)
 def population() -> pd.DataFrame:
     """100,000 generated accounts, joined and scored as the pipeline does (no bad rows)."""
     frames = make_snapshot(100_000, AS_OF, seed=23, bad_share=0.0)
-    tables = {name: frame for name, frame in frames.items() if name != "ground_truth"}
-    billing = tables["billing"]
-    tables["billing"] = billing.assign(month=pd.to_datetime(billing["month"], format="%Y-%m"))
-    scored = score_accounts(build_customer_view(tables, AS_OF), load_scoring())
+    scored = score_accounts(build_customer_view(typed_tables(frames), AS_OF), load_scoring())
     assert len(scored) == 100_000
     return scored
 

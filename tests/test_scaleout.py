@@ -45,13 +45,10 @@ def test_partitioned_scores_equal_whole(frames, partitions):
     from expectations import validate_snapshot
     from intake import build_customer_view, read_snapshot  # noqa: F401 - same path as the flow
     from kamflow.config import load_scoring
+    from kamflow.generate import typed_tables
     from scoring import fit_population, score_accounts
 
-    tables = {k: v for k, v in frames.items() if k != "ground_truth"}
-    tables["billing"] = tables["billing"].assign(
-        month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
-    for name, frame in tables.items():
-        tables[name] = frame.assign(_row=range(2, len(frame) + 2))
+    tables = typed_tables(frames)
     outcome = validate_snapshot(tables, pd.DataFrame(
         columns=["table", "row", "account_id", "column", "value", "reason"]))
     view = build_customer_view(outcome.accepted, AS_OF)
