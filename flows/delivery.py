@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,16 +219,18 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
     """Send every unsent email (this run's and any a crash left behind), marking each one sent
     right after the backend accepted it. Batched (1,000 per request) when the backend can."""
     result = DrainResult(backend=backend.name)
-    rows = store.unsent_emails()
-    for row in rows:
-        if row.in_flight_since is not None:
-            result.resent_in_doubt += 1
-            log.warning("email %s to %s was being sent when an earlier run stopped (%s); sending "
-                        "it again, so it may arrive twice (at-least-once)", row.key,
-                        row.recipient, row.in_flight_since)
-    size = batch_size or (MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
-    for start in range(0, len(rows), size):
-        chunk: Sequence[OutboxEmail] = rows[start:start + size]
+    size = batch_size or getattr(backend, "batch_size", None) or (
+        MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
+    total = store.unsent_count()
+    handled = last_id = 0
+    while chunk := store.unsent_emails(after_id=last_id, limit=size):
+        last_id = chunk[-1].id
+        for row in chunk:
+            if row.in_flight_since is not None:
+                result.resent_in_doubt += 1
+                log.warning("email %s to %s was being sent when an earlier run stopped (%s); "
+                            "sending it again, so it may arrive twice (at-least-once)", row.key,
+                            row.recipient, row.in_flight_since)
         emails = [outbox_email(row, sender) for row in chunk]
         store.mark_in_flight([row.id for row in chunk], now())
         crash_point("send.claimed")
@@ -247,8 +249,9 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
                 log.warning("email %s to %s failed (%s); it stays in the outbox", row.key,
                             row.recipient, outcome)
         crash_point("send.marked")
-        if len(rows) > size:  # a long drain shows its progress
-            log.info("outbox: %d of %d email(s) handled", start + len(chunk), len(rows))
+        handled += len(chunk)
+        if total > size:  # a long drain shows its progress
+            log.info("outbox: %d of %d email(s) handled", handled, total)
     log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed", result.sent,
              backend.name, result.held, result.failed)
     return result

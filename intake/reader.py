@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from intake.files import ROW, find_table_file, read_table_file
 from intake.mapping import PROBLEM_COLUMNS, SnapshotMapping, map_table
@@ -155,6 +157,9 @@ def _hint(kind: str) -> str:
 
 def _convert(text: pd.Series, kind: str) -> pd.Series:
     """Parse stripped text (blank = missing) as ``kind``; what does not parse becomes missing."""
+    clean = _convert_clean_column(text, kind)
+    if clean is not None:
+        return clean
     if kind == "str":
         return text.astype("str")
     if kind in ("int", "float"):
@@ -167,6 +172,30 @@ def _convert(text: pd.Series, kind: str) -> pd.Series:
     if kind == "flag":
         return text.str.lower().map(_FLAGS).astype("float64")
     raise ValueError(f"unknown column kind {kind!r}")
+
+
+def _convert_clean_column(text: pd.Series, kind: str) -> pd.Series | None:
+    """The fast path for a column whose every cell parses (the usual case): Arrow's strict
+    parsers, 5-10x faster than pandas' on millions of rows. ``None`` when a cell does not parse
+    (or the column is not Arrow-backed): the pandas path then finds and records each bad cell.
+    Arrow's ISO date cast is stricter than the formats above, never looser, so it can only
+    send a column to the slow path, not accept what that path would refuse."""
+    if kind not in ("int", "float", "date", "month"):
+        return None
+    values = getattr(text.array, "_pa_array", None)
+    if not isinstance(values, pa.ChunkedArray) or not pa.types.is_string(values.type):
+        return None
+    try:
+        if kind in ("int", "float"):
+            return pd.Series(pc.cast(values, pa.float64()).to_numpy(), index=text.index,
+                             name=text.name)
+        if kind == "month":
+            values = pc.binary_join_element_wise(values, "-01", "")
+        days = pc.cast(values, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    stamps = pc.cast(days, pa.timestamp("ns")).to_numpy()
+    return pd.Series(stamps, index=text.index, name=text.name).astype("datetime64[ns]")
 
 
 def _convert_typed(values: pd.Series, kind: str) -> pd.Series:

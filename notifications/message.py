@@ -6,19 +6,24 @@ SMTP backend both send exactly that message, so what lands in the outbox is what
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import random
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from types import MappingProxyType
 
 __all__ = [
     "Email",
     "SendError",
+    "email_bytes",
     "message_bytes",
     "message_id_for",
     "safe_key",
@@ -170,12 +175,95 @@ def to_email_message(email: Email, *, now: datetime | None = None) -> EmailMessa
     message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = message_id_for(email)
     message[KEY_HEADER] = email.key
-    message.set_content(email.text, subtype="plain", charset="utf-8")
+    _set_body(message, email.text, "plain")
     if email.html is not None:
-        message.add_alternative(email.html, subtype="html", charset="utf-8")
+        alternative = EmailMessage(policy=MESSAGE_POLICY)
+        _set_body(alternative, email.html, "html")
+        message.make_alternative()
+        message.attach(alternative)
     return message
+
+
+def _set_body(part: EmailMessage, text: str, subtype: str) -> None:
+    """An ASCII body as the email package chooses (7bit where its lines allow); any other body
+    base64, encoded here in one C call (``set_content`` encodes 57 bytes per Python step)."""
+    if text.isascii():
+        part.set_content(text, subtype=subtype, charset="utf-8")
+        return
+    part.set_content("", subtype=subtype, charset="utf-8", cte="base64")
+    data = "\n".join(text.splitlines()).encode("utf-8") + b"\n"
+    part.set_payload(base64.encodebytes(data).decode("ascii"))
 
 
 def message_bytes(message: EmailMessage) -> bytes:
     """`message` as RFC 5322 bytes with CRLF line endings."""
     return message.as_bytes(policy=WIRE_POLICY)
+
+
+def email_bytes(email: Email, *, now: datetime | None = None) -> bytes:
+    """`email` as the RFC 5322 bytes of `to_email_message` (same headers, parts and transfer
+    encodings; a parser reads back the same message), written directly: the email package
+    spends about 2 ms per message parsing and re-folding its own headers, which is 25 s for
+    the 12,000 digests of a national first run. The file outbox writes these bytes."""
+    headers = [
+        ("From", _address(email.sender)),
+        ("To", _address(email.to)),
+        ("Subject", _unstructured(email.subject, "Subject")),
+        ("Date", format_datetime(now or datetime.now(UTC))),
+        ("Message-ID", message_id_for(email)),
+        (KEY_HEADER, _unstructured(email.key, KEY_HEADER)),
+    ]
+    text_part = _part(email.text, "plain")
+    if email.html is None:
+        return _header_block([*headers, *text_part[0], ("MIME-Version", "1.0")]) + text_part[1]
+    boundary = _boundary(email)
+    html_part = _part(email.html, "html")
+    out = [_header_block([*headers, ("MIME-Version", "1.0"), (
+        "Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"')])]
+    marker = f"--{boundary}\r\n".encode("ascii")
+    out += [marker, _header_block(text_part[0]), text_part[1]]
+    out += [b"\r\n", marker, _header_block([*html_part[0], ("MIME-Version", "1.0")]),
+            html_part[1]]
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
+
+
+def _header_block(headers: list[tuple[str, str]]) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii") + b"\r\n"
+
+
+def _part(text: str, subtype: str) -> tuple[list[tuple[str, str]], bytes]:
+    """A text part's headers and encoded body, with the encoding `_set_body` chooses."""
+    content_type = ("Content-Type", f'text/{subtype}; charset="utf-8"')
+    lines = text.splitlines()
+    if text.isascii():
+        if all(len(line) <= MESSAGE_POLICY.max_line_length for line in lines):
+            body = "\r\n".join(lines) + "\r\n"
+            return [content_type, ("Content-Transfer-Encoding", "7bit")], body.encode("ascii")
+        part = EmailMessage(policy=MESSAGE_POLICY)  # rare: let the email package pick
+        _set_body(part, text, subtype)
+        payload = str(part.get_payload()).replace("\n", "\r\n").encode("ascii")
+        return [content_type, ("Content-Transfer-Encoding", str(part["Content-Transfer-Encoding"]))
+                ], payload
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return [content_type, ("Content-Transfer-Encoding", "base64")], body
+
+
+def _address(value: str) -> str:
+    name, address = parseaddr(value)
+    if not name:
+        return address
+    return formataddr((name, address), charset="utf-8")
+
+
+def _unstructured(value: str, name: str) -> str:
+    """An unstructured header value, RFC 2047 encoded-words when not ASCII, folded at 78."""
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep="\r\n")
+
+
+def _boundary(email: Email) -> str:
+    # The email package's boundary shape; random, so no body can contain it by design (base64
+    # and 7bit bodies never hold "===============" followed by digits and "==").
+    return f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="

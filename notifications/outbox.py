@@ -11,9 +11,10 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from notifications.message import Email, SendError, message_bytes, safe_key, to_email_message
+from notifications.message import Email, SendError, email_bytes, safe_key
 
 __all__ = ["FileOutbox"]
 
@@ -43,40 +44,87 @@ class FileOutbox:
         """Where `send` writes `email`."""
         return self.directory / f"{safe_key(email.key)}.eml"
 
+    # The drain hands `send_many` this many emails at a time (a digest can be 250 KB).
+    batch_size = 200
+
     def send(self, email: Email) -> str:
         """Write `email` atomically; return the file path. Raise `SendError` on an OS error."""
-        target = self.path_for(email)
-        data = message_bytes(to_email_message(email))
+        result = self.send_many([email])[0]
+        if isinstance(result, SendError):
+            raise result
+        return result
+
+    def send_many(self, emails: Sequence[Email]) -> list[str | SendError]:
+        """Write each email atomically (temporary file, fsync, rename) with one directory fsync
+        for the whole batch; one result per email: its path or a `SendError`. All temporary
+        files are written before any is synced, so the disk flushes them together."""
+        results: list[str | SendError] = []
+        pending: list[tuple[int, Path, str]] = []  # (result index, target, temporary file)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, data)
         except OSError as exc:
-            raise SendError(
-                backend=self.name,
-                recipient=email.to,
-                key=email.key,
-                reason=f"cannot write {target}: {exc.strerror or exc}",
-                # A missing permission or a full disk will not fix itself between quick retries,
-                # but an operator can fix it: let the caller retry later.
-                permanent=False,
-            ) from exc
-        logger.info("wrote email %r for %s to %s", email.key, email.to, target)
-        return str(target)
+            return [self._error(email, self.directory, exc) for email in emails]
+        for email in emails:
+            target = self.path_for(email)
+            try:
+                temp_name = _write_temporary(target, email_bytes(email))
+            except OSError as exc:
+                results.append(self._error(email, target, exc))
+                continue
+            pending.append((len(results), target, temp_name))
+            results.append(str(target))
+        for index, target, temp_name in pending:
+            try:
+                _sync_and_rename(temp_name, target)
+            except OSError as exc:
+                results[index] = self._error(emails[index], target, exc)
+        _fsync_directory(self.directory)
+        for email, result in zip(emails, results, strict=True):
+            if isinstance(result, str):
+                logger.debug("wrote email %r for %s to %s", email.key, email.to, result)
+        if len(emails) > 1:
+            logger.info("wrote %d email file(s) to %s", sum(isinstance(r, str) for r in results),
+                        self.directory)
+        return results
+
+    def _error(self, email: Email, target: Path, exc: OSError) -> SendError:
+        return SendError(
+            backend=self.name,
+            recipient=email.to,
+            key=email.key,
+            reason=f"cannot write {target}: {exc.strerror or exc}",
+            # A missing permission or a full disk will not fix itself between quick retries,
+            # but an operator can fix it: let the caller retry later.
+            permanent=False,
+        )
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def _write_temporary(target: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``target`` (not yet synced); its name."""
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    return temp_name
+
+
+def _sync_and_rename(temp_name: str, target: Path) -> None:
+    """Make the temporary file durable, then give it its name (a reader never sees half)."""
+    try:
+        fd = os.open(temp_name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
-    _fsync_directory(target.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

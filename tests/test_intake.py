@@ -360,3 +360,42 @@ def test_view_of_a_read_snapshot_has_every_account(snapshot_dir: Path, frames: d
     out = build_customer_view(snapshot.tables, AS_OF)
     assert out["account_id"].tolist() == frames["accounts"]["account_id"].tolist()
     assert (out["billing_months"] == 12).all()
+
+
+def test_arrow_fast_path_reads_exactly_what_the_pandas_path_reads(
+        snapshot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clean files go through Arrow's reader and parsers; the typed tables and the recorded
+    problems are the same as on the pandas path (planted bad rows, blanks, quoted commas,
+    padded cells and a BOM included)."""
+    from intake import files, reader
+
+    billing = snapshot_dir / "billing.csv"
+    lines = billing.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace(",", ", ", 1)                   # a padded month cell
+    lines[2] = ",".join(lines[2].split(",")[:2] + ["abc", ""])  # bad amount, blank paid
+    billing.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    assert files._parse_clean_csv(billing, ",") is not None      # the fast path is taken
+    fast = read_snapshot(snapshot_dir, None, AS_OF)
+
+    monkeypatch.setattr(files, "_parse_clean_csv", lambda path, delimiter: None)
+    monkeypatch.setattr(reader, "_convert_clean_column", lambda text, kind: None)
+    slow = read_snapshot(snapshot_dir, None, AS_OF)
+    assert fast.tables.keys() == slow.tables.keys()
+    for name in fast.tables:
+        pd.testing.assert_frame_equal(fast.tables[name], slow.tables[name], check_dtype=True)
+    pd.testing.assert_frame_equal(fast.problems, slow.problems)
+    assert {"billed"} <= set(fast.problems["column"])
+
+
+def test_arrow_fast_path_hands_malformed_files_to_the_pandas_path(tmp_path: Path) -> None:
+    """A short row, a long row, a repeated header or a GBK file: the pandas path decides."""
+    from intake import files
+
+    cases = {"short.csv": "a,b\n1\n", "long.csv": "a,b\n1,2,3\n", "twice.csv": "a,a\n1,2\n"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "gbk.csv").write_bytes("a,b\n上海,1\n".encode("gb18030"))
+    for name in [*cases, "gbk.csv"]:
+        assert files._parse_clean_csv(tmp_path / name, ",") is None, name
+    with pytest.raises(InputError, match="more fields than the header"):
+        files.read_table_file(tmp_path / "long.csv")

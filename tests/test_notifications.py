@@ -38,6 +38,7 @@ from notifications import (
     render_task_digest,
     sender_from_env,
 )
+from notifications.message import message_bytes
 from notifications.testing import RecordingBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,6 +249,62 @@ def test_outbox_keys_cannot_escape_or_collide(tmp_path: Path) -> None:
     paths = {outbox.send(make_email(key=key)) for key in ("../evil", "a/b", "a_b", ".hidden")}
     assert len(paths) == 4
     assert all(Path(p).parent == tmp_path and not Path(p).name.startswith(".") for p in paths)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"text": "王经理，您好：\n" + "1. 上海银行 https://kamflow.example/t/v1.abc\n" * 400,
+     "html": "<p>你好</p>\n" * 300},
+    {"text": "plain ascii\nline two", "html": None, "subject": "ASCII subject"},
+    {"text": "ascii with a very long line " + "x" * 200, "html": "<p>ascii</p>"},
+    {"text": "héllo\r\nline2\rx\n你", "to": "王丽 <wang.li@operator.example>",
+     "subject": "[kamflow] 106 项新的大客户维系任务：宁波远金集团股份有限公司（KA0014034）等" * 3},
+    {"key": "key with spaces/and ümlauts", "sender": "Kamflow Ops <kamflow@operator.example>"},
+])
+def test_email_bytes_read_back_as_the_standard_message(overrides: dict[str, Any]) -> None:
+    """The outbox's directly written bytes parse to the same message as the email package's
+    (headers, structure, transfer encodings and bodies); CRLF, 7-bit clean."""
+    email = make_email(**overrides)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    data = notifications.message.email_bytes(email, now=now)
+    assert data.isascii() and b"\n" not in data.replace(b"\r\n", b"")
+    ours = parse_eml(data)
+    standard = parse_eml(message_bytes(notifications.to_email_message(email, now=now)))
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "X-Kamflow-Key",
+                   "MIME-Version", "Content-Type"):
+        if header == "Content-Type":
+            assert ours.get_content_type() == standard.get_content_type()
+        else:
+            assert str(ours[header]) == str(standard[header]), header
+    ours_parts, standard_parts = list(ours.walk()), list(standard.walk())
+    assert len(ours_parts) == len(standard_parts)
+    for mine, theirs in zip(ours_parts, standard_parts, strict=True):
+        assert mine.get_content_type() == theirs.get_content_type()
+        assert mine["Content-Transfer-Encoding"] == theirs["Content-Transfer-Encoding"]
+        if not mine.is_multipart():
+            assert mine.get_content() == theirs.get_content()
+
+
+def test_outbox_send_many_writes_every_file_and_reports_each_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch: one result per email in order; a failed write is that email's SendError only,
+    the others are written and no temporary file stays behind."""
+    outbox = FileOutbox(tmp_path)
+    real_replace = os.replace
+
+    def full_disk_for_43(src: str, dst: str) -> None:
+        if str(dst).endswith("outbox-43.eml"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_for_43)
+    results = outbox.send_many([make_email(key=f"outbox-{i}") for i in (42, 43, 44)])
+    assert results[0] == str(tmp_path / "outbox-42.eml")
+    assert isinstance(results[1], SendError) and "No space left" in str(results[1])
+    assert results[2] == str(tmp_path / "outbox-44.eml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox-42.eml", "outbox-44.eml"]
+    assert body_of(parse_eml((tmp_path / "outbox-44.eml").read_bytes()), "plain") == \
+        make_email().text
 
 
 # --------------------------------------------------------------------------------------------

@@ -169,3 +169,32 @@ def test_action_with_its_own_email_is_not_in_the_digest(store):
     emails = store.unsent_emails()
     to_ka = [e for e in emails if e.recipient == "ka@operator.example"]
     assert len(to_ka) == 2 and all("," not in e.task_ids for e in to_ka)
+
+
+def test_a_big_worklist_is_split_into_emails_of_at_most_200_tasks(store):
+    """A team mailbox with 450 new tasks gets three emails (most urgent first), each task in
+    exactly one, so no email outgrows a mail server's size limit; the daily digest too."""
+    from worklist import store as store_module
+
+    rows = [(f"KA{i:04d}", "care_call", "account_manager", "team@operator.example")
+            for i in range(450)]
+    plan = planned(rows)
+    plan["priority"] = [1 + (i % 3) for i in range(450)]
+    result = store.raise_tasks(plan, "run-1", render, NOW)
+    assert (result.created, result.emails) == (450, 3)
+    emails = store.unsent_emails()
+    parts = [list(map(int, e.task_ids.split(","))) for e in emails]
+    assert [len(p) for p in parts] == [200, 200, 50]
+    tasks = {t.id: t for t in store.list_tasks()}
+    assert sorted(i for p in parts for i in p) == sorted(tasks)
+    priorities = [tasks[i].priority for p in parts for i in p]
+    assert priorities == sorted(priorities)  # the first email holds the most urgent
+
+    assert store_module.MAX_TASKS_PER_EMAIL == 200
+    day = NOW.date()
+    queued = store.queue_digests(day, render, NOW)
+    assert queued == 3
+    digest_keys = {e.key for e in store.unsent_emails() if e.kind == "daily_digest"}
+    assert digest_keys == {store_module.digest_key(day, "team@operator.example", n)
+                           for n in (1, 2, 3)}
+    assert store.queue_digests(day, render, NOW) == 0  # at most once per owner part and day

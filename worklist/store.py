@@ -38,6 +38,8 @@ TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_ro
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
                "due_at", "cooldown_days", "open_key")
 _CHUNK = 5000
+_EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
+MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,22 @@ class TaskStore:
             owner = (record.pop("owner_email"), record.pop("owner_name"), task_id if alone else 0)
             record["task_id"] = task_id
             groups.setdefault(owner, []).append(record)
-        rows = []
-        for (owner_email, owner_name, _), views in sorted(groups.items()):
+        # Rendered and stored a few hundred at a time: a national first run renders 3 GB of
+        # email, which must not sit in memory at once (all still in the one transaction).
+        rows: list[dict[str, Any]] = []
+        parts = [(owner, part) for owner, views in sorted(groups.items())
+                 for part in email_parts(sorted(views, key=_urgency))]
+        for (owner_email, owner_name, _), views in parts:
             subject, text, html = render(owner_name, owner_email, views)
             rows.append({"key": uuid.uuid4().hex, "recipient": owner_email,
                          "recipient_name": owner_name, "subject": subject, "body_text": text,
                          "body_html": html, "task_ids": ",".join(str(v["task_id"]) for v in views),
                          "created_at": now, "run_id": run_id, "kind": "new_tasks", "attempts": 0})
+            if len(rows) == _EMAIL_CHUNK:
+                _insert(session, OutboxEmail.__table__, rows)
+                rows = []
         _insert(session, OutboxEmail.__table__, rows)
-        return len(rows)
+        return len(parts)
 
     def set_status(self, task_id: int, status: str, now: dt.datetime, detail: str = "") -> Task:
         """Move a task to a new status, recording the change in its history."""
@@ -291,25 +300,34 @@ class TaskStore:
         with self.session() as session:
             done = set(session.scalars(select(OutboxEmail.key).where(
                 OutboxEmail.key.like(f"{prefix}%"))))
-            for (owner_email, owner_name), views in grouped.items():
-                key = digest_key(day, owner_email)
-                if key in done:
-                    continue
-                subject, text, html = render(owner_name, owner_email, views)
-                session.add(QueuedEmail(key, owner_email, owner_name, subject, text, html,
-                                        "daily_digest", tuple(v["task_id"] for v in views))
-                            .row(now, f"digest-{day.isoformat()}"))
-                count += 1
+            for (owner_email, owner_name), all_views in grouped.items():
+                for number, views in enumerate(email_parts(all_views), start=1):
+                    key = digest_key(day, owner_email, number)
+                    if key in done:
+                        continue
+                    subject, text, html = render(owner_name, owner_email, views)
+                    session.add(QueuedEmail(key, owner_email, owner_name, subject, text, html,
+                                            "daily_digest", tuple(v["task_id"] for v in views))
+                                .row(now, f"digest-{day.isoformat()}"))
+                    count += 1
             crash_point("digest.written")
         crash_point("digest.committed")
         log.info("task store: %d daily digest(s) queued for %s", count, day)
         return count
 
     # -- the outbox ------------------------------------------------------------------------
-    def unsent_emails(self) -> list[OutboxEmail]:
+    def unsent_emails(self, after_id: int = 0, limit: int | None = None) -> list[OutboxEmail]:
+        """Unsent emails in outbox order, from the one after ``after_id``; ``limit`` of them
+        (the drain pages through a big outbox rather than holding every body at once)."""
         with self.session() as session:
-            return list(session.scalars(select(OutboxEmail).where(
-                OutboxEmail.sent_at.is_(None)).order_by(OutboxEmail.id)))
+            query = select(OutboxEmail).where(OutboxEmail.sent_at.is_(None),
+                                              OutboxEmail.id > after_id).order_by(OutboxEmail.id)
+            return list(session.scalars(query.limit(limit) if limit else query))
+
+    def unsent_count(self) -> int:
+        with self.session() as session:
+            return int(session.scalar(select(_count()).select_from(OutboxEmail).where(
+                OutboxEmail.sent_at.is_(None))) or 0)
 
     def mark_sent(self, email_id: int, backend: str, provider_id: str,
                   now: dt.datetime) -> None:
@@ -490,10 +508,22 @@ DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_titl
                  "due_at", "reason", "rule_id", "status", "escalation_level")
 
 
-def digest_key(day: dt.date, owner_email: str) -> str:
-    """The outbox key of one owner's digest for one day: a second digest is a duplicate key."""
+def digest_key(day: dt.date, owner_email: str, part: int = 1) -> str:
+    """The outbox key of one owner's digest (or its ``part``-th email) for one day: a second
+    digest is a duplicate key."""
     digest = hashlib.sha256(owner_email.strip().lower().encode("utf-8")).hexdigest()[:16]
-    return f"digest-{day.isoformat()}-{digest}"
+    return f"digest-{day.isoformat()}-{digest}" + (f"-{part}" if part > 1 else "")
+
+
+def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """An owner's tasks (most urgent first) in emails of at most ``MAX_TASKS_PER_EMAIL``: a
+    team mailbox can receive tens of thousands of tasks on a first national run, and one email
+    of them would exceed every mail server's size limit (SendGrid's is 30 MB)."""
+    return [views[i:i + MAX_TASKS_PER_EMAIL] for i in range(0, len(views), MAX_TASKS_PER_EMAIL)]
+
+
+def _urgency(view: dict[str, Any]) -> tuple[Any, ...]:
+    return (int(view["priority"]), pd.Timestamp(view["due_at"]), view["task_id"])
 
 
 def _utc(stamp: dt.datetime) -> dt.datetime:
