@@ -567,11 +567,12 @@ def _insert_returning_ids(session: Session, table: Any, rows: list[dict[str, Any
             f"FROM generate_series(1, {len(rows)})").scalars())
         _copy(connection, table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         return ids
-    ids: list[int] = []
-    for start in range(0, len(rows), _CHUNK):
-        ids += connection.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            rows[start:start + _CHUNK]).scalars().all()
+    # SQLite: the first row's INSERT ... RETURNING takes the database's write lock, held to the
+    # commit, and its id is above every id in use; the rest take the ids after it in one
+    # executemany (RETURNING with ordered parameters costs one statement per row: 12 s at 1M).
+    first = connection.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()
+    ids = list(range(first, first + len(rows)))
+    _insert(session, table, [{**row, "id": i} for row, i in zip(rows[1:], ids[1:], strict=True)])
     return ids
 
 
