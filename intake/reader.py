@@ -183,14 +183,16 @@ def _convert_clean_column(text: pd.Series, kind: str) -> pd.Series | None:
     if kind not in ("int", "float", "date", "month"):
         return None
     values = getattr(text.array, "_pa_array", None)
-    if not isinstance(values, pa.ChunkedArray) or not pa.types.is_string(values.type):
+    if not isinstance(values, pa.ChunkedArray) or not (
+            pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         return None
     try:
         if kind in ("int", "float"):
             return pd.Series(pc.cast(values, pa.float64()).to_numpy(), index=text.index,
                              name=text.name)
         if kind == "month":
-            values = pc.binary_join_element_wise(values, "-01", "")
+            values = pc.binary_join_element_wise(values, pa.scalar("-01", values.type),
+                                                 pa.scalar("", values.type))
         days = pc.cast(values, pa.date32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None

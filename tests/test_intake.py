@@ -374,7 +374,10 @@ def test_arrow_fast_path_reads_exactly_what_the_pandas_path_reads(
     lines[1] = lines[1].replace(",", ", ", 1)                   # a padded month cell
     lines[2] = ",".join(lines[2].split(",")[:2] + ["abc", ""])  # bad amount, blank paid
     billing.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
-    assert files._parse_clean_csv(billing, ",") is not None      # the fast path is taken
+    assert files._parse_clean_csv(billing, ",") is not None      # the fast paths are taken
+    for kind, text in (("float", " 1.5 "), ("date", "2026-11-25"), ("month", "2026-11")):
+        column = pd.Series([text, None], dtype="str").str.strip()
+        assert reader._convert_clean_column(column.where(column != ""), kind) is not None
     fast = read_snapshot(snapshot_dir, None, AS_OF)
 
     monkeypatch.setattr(files, "_parse_clean_csv", lambda path, delimiter: None)
