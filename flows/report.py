@@ -25,6 +25,10 @@ class RunSummary:
     value_churn_picture: str = ""
     value_classes: dict[str, int] = field(default_factory=dict)
     churn_bands: dict[str, int] = field(default_factory=dict)
+    # What churn_risk came from; with a labelled history, what was learnt and its held-out
+    # metrics (scoring.learn.LearntChurn.as_dict, plus the history's directory and labels file).
+    churn_risk_from: str = "configured factor weights (conf/scoring.yaml)"
+    churn_learning: dict[str, Any] = field(default_factory=dict)
     decisions: int = 0
     decisions_by_action: dict[str, int] = field(default_factory=dict)
     tasks_created: int = 0
@@ -90,6 +94,9 @@ def markdown(summary: RunSummary) -> str:
         "",
         table("value class", summary.value_classes),
         table("churn band", summary.churn_bands),
+        f"**Churn risk:** {summary.churn_risk_from}.",
+        "",
+        *_learning(summary.churn_learning),
         table("action", summary.decisions_by_action),
         f"Quarantine: `{summary.quarantine_file or 'none'}`  ",
         f"Validation report: `{summary.validation_report or 'none'}`  ",
@@ -103,6 +110,32 @@ def markdown(summary: RunSummary) -> str:
         lines += ["", "Seconds per stage: " + ", ".join(
             f"{k} {v:.2f}" for k, v in summary.seconds.items())]
     return "\n".join(lines) + "\n"
+
+
+def _learning(learning: Mapping[str, Any]) -> list[str]:
+    """What was learnt from the labelled history: held-out metrics of the learnt churn risk
+    beside the configured weights, then the learnt weights or the model's coefficients."""
+    if not learning:
+        return []
+    learnt, configured = learning["learnt"], learning["configured"]
+    lines = [f"Learnt from `{learning['history']}` (outcomes: `{learning['labels']}`), measured "
+             f"on {learning['held_out_accounts']:,} held-out accounts "
+             f"({learning['held_out_churned']:,} churned):", "",
+             "| held out | learnt | configured weights |", "|---|---:|---:|",
+             f"| AUC | {learnt['auc']:.3f} | {configured['auc']:.3f} |"]
+    for mine, theirs in zip(learnt["top_k"], configured["top_k"], strict=True):
+        lines.append(f"| top {mine['share'] * 100:g} % ({mine['accounts']:,} accounts): "
+                     f"precision / recall / lift | {_top(mine)} | {_top(theirs)} |")
+    learnt_values = learning.get("factor_weights") or learning.get("coefficients") or {}
+    title = "| factor | learnt weight |" if learning.get("factor_weights") else \
+        "| feature | model coefficient (per standard deviation) |"
+    lines += ["", title, "|---|---:|"]
+    lines += [f"| {name} | {value:.4f} |" for name, value in learnt_values.items()]
+    return [*lines, ""]
+
+
+def _top(k: Mapping[str, Any]) -> str:
+    return f"{k['precision']:.2f} / {k['recall']:.2f} / {k['lift']:.1f}"
 
 
 def _file_url(path: str) -> str:

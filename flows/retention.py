@@ -1,5 +1,8 @@
 """``retention_run``: the daily job. intake → validate → score → decide → dispatch → send.
 
+Given a labelled history, a ``learn`` stage first learns churn risk from it (scoring.learn): the
+scoring then uses the learnt factor weights or model, and the summary records what and how well.
+
 One Prefect task per stage (never one per account: Prefect tasks cost milliseconds each). Only the
 edge tasks do I/O: intake reads files, dispatch writes the task store, send drains the outbox.
 A batch that fails validation ends the run as Failed before any task or email exists.
@@ -40,7 +43,8 @@ from flows.picture import value_churn_svg  # noqa: E402
 from flows.report import RunSummary, action_table, class_band_table, counts, markdown  # noqa: E402
 from intake import Snapshot, build_customer_view, load_mapping, read_snapshot  # noqa: E402
 from kamflow import config  # noqa: E402
-from kamflow.errors import KamflowError  # noqa: E402
+from kamflow.errors import InputError, KamflowError  # noqa: E402
+from kamflow.history import HistorySource, read_labelled_history  # noqa: E402
 from kamflow.links import LinkSigner  # noqa: E402
 from kamflow.settings import Paths, paths  # noqa: E402
 from rules import RuleSet, decide, load_ruleset  # noqa: E402
@@ -52,6 +56,8 @@ from scoring import (  # noqa: E402
     fit_population,
     score_accounts,
 )
+from scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn  # noqa: E402
+from scoring.model import ChurnModel  # noqa: E402
 from worklist import OwnerDirectory, RaiseResult, TaskStore  # noqa: E402
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -96,11 +102,34 @@ def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig,
     return outcome
 
 
+@task(name="learn", **STAGE)
+@_returning_input_errors
+def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.PipelineConfig,
+                scoring: ScoringConfig, as_of: dt.date) -> LearntChurn:
+    """Learn churn risk from the labelled history (``churn.learn``), measured on a held-out
+    part of it. The history is read and validated as a daily snapshot is, through the same
+    mapping."""
+    labelled = read_labelled_history(history, load_mapping(mapping) if mapping else None,
+                                     pipeline.validation, as_of, history_problem)
+    logger = get_run_logger()
+    logger.info("learn: history %s: %s accepted accounts, %s with a known outcome in %s "
+                "(%s churned)", history.source, f"{labelled.accounts_in_snapshot:,}",
+                f"{len(labelled.churned):,}", labelled.labels, f"{labelled.churned.sum():,}")
+    try:
+        learnt = learn_churn(labelled.view, labelled.churned, scoring)
+    except UnusableHistory as exc:
+        raise InputError(str(exc), file=str(labelled.labels),
+                         field=labelled.label_column) from None
+    logger.info("learn: %s", learnt.describe())
+    return learnt
+
+
 @task(name="score", **STAGE)
 def score_stage(tables: dict[str, pd.DataFrame], as_of: dt.date, scoring: ScoringConfig,
-                view: pd.DataFrame | None = None) -> pd.DataFrame:
+                view: pd.DataFrame | None = None, model: ChurnModel | None = None,
+                ) -> pd.DataFrame:
     view = _customer_view(tables, as_of, view)
-    scored = score_accounts(view, scoring)
+    scored = score_accounts(view, scoring, model=model)
     get_run_logger().info("score: %d accounts; value classes %s; churn bands %s", len(scored),
                           counts(scored["value_class"], VALUE_CLASSES),
                           counts(scored["churn_band"], CHURN_BANDS))
@@ -117,9 +146,10 @@ def decide_stage(scored: pd.DataFrame, ruleset: RuleSet) -> pd.DataFrame:
 
 @task(name="score-and-decide-partition", **STAGE)
 def partition_stage(view: pd.DataFrame, scoring: ScoringConfig, population: Population,
-                    ruleset: RuleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    ruleset: RuleSet, model: ChurnModel | None = None,
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One partition of a scaled-out run: scored against the whole population, then decided."""
-    scored = score_accounts(view, scoring, population)
+    scored = score_accounts(view, scoring, population, model)
     return scored, decide(scored, ruleset)
 
 
@@ -134,6 +164,7 @@ def _customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date,
 def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date,
                                  scoring: ScoringConfig, ruleset: RuleSet, partitions: int,
                                  view: pd.DataFrame | None = None,
+                                 model: ChurnModel | None = None,
                                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the accounts into partitions scored and decided in parallel by the flow's task
     runner (a Dask cluster in a scaled-out deployment); the result equals the one-piece run."""
@@ -144,7 +175,7 @@ def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date
     chunks = [view.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:],
                                                                       strict=False) if b > a]
     futures = partition_stage.map(chunks, unmapped(scoring), unmapped(population),
-                                  unmapped(ruleset))
+                                  unmapped(ruleset), unmapped(model))
     parts = []
     for done, future in enumerate(futures, start=1):
         parts.append(future.result())
@@ -184,12 +215,14 @@ def send_stage(store: TaskStore, backend: notifications.EmailBackend,
 @flow(name="retention_run", log_prints=False)
 def retention_run(source: str | None = None, as_of: str | None = None,
                   rules_dir: str | None = None, mapping: str | None = None,
-                  partitions: int = 1) -> State:
+                  partitions: int = 1, history: HistorySource | None = None) -> State:
     """Validate, score and decide on one snapshot, then raise tasks and email their owners.
 
     ``source`` defaults to $KAMFLOW_SOURCE (the scheduled deployment's snapshot directory).
     ``partitions`` > 1 scores and decides the accounts in that many parallel pieces (run the
     flow with a Dask task runner to spread them over a cluster: flows/scaleout.py).
+    ``history``, a past snapshot with the known outcome of its accounts, makes churn risk
+    learnt from it (``churn.learn`` in conf/scoring.yaml) instead of the configured weights.
     """
     run_id = str(flow_run.id or uuid.uuid4())
     source = source or os.environ.get("KAMFLOW_SOURCE", "")
@@ -200,7 +233,8 @@ def retention_run(source: str | None = None, as_of: str | None = None,
     snapshot_date = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
     try:
-        state = _retention(summary, source, snapshot_date, rules_dir, mapping, partitions)
+        state = _retention(summary, source, snapshot_date, rules_dir, mapping, partitions,
+                           history)
     except KamflowError as exc:  # bad configuration or input: fail with the message alone
         get_run_logger().error("%s", exc)
         summary.status = "rejected input"
@@ -224,7 +258,7 @@ def _save_summary(summary: RunSummary) -> None:
 
 def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
                rules_dir: str | None, mapping: str | None = None,
-               partitions: int = 1) -> State:
+               partitions: int = 1, history: HistorySource | None = None) -> State:
     logger = get_run_logger()
     home = paths()
     run_id = summary.run_id
@@ -235,6 +269,8 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     owners = config.load_owners()
     ruleset = load_ruleset(rules_dir) if rules_dir else load_ruleset()
     summary.ruleset_version = ruleset.version
+    scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, scoring,
+                                     snapshot_date)
 
     with timer("intake"):
         snapshot = intake_stage(source, mapping, snapshot_date)
@@ -254,10 +290,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     if partitions > 1:
         with timer("score+decide"):
             scored, decisions = score_and_decide_partitioned(
-                outcome.accepted, snapshot_date, scoring, ruleset, partitions, outcome.view)
+                outcome.accepted, snapshot_date, scoring, ruleset, partitions, outcome.view,
+                model)
     else:
         with timer("score"):
-            scored = score_stage(outcome.accepted, snapshot_date, scoring, outcome.view)
+            scored = score_stage(outcome.accepted, snapshot_date, scoring, outcome.view, model)
         with timer("decide"):
             decisions = decide_stage(scored, ruleset)
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
@@ -293,6 +330,30 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
                    "and the next run sends them")
         return Failed(message=message)
     return Completed(message="retention run completed")
+
+
+def _learnt_scoring(summary: RunSummary, timer: _Timer, history: HistorySource | None,
+                    mapping: str | None, pipeline: config.PipelineConfig,
+                    scoring: ScoringConfig, as_of: dt.date,
+                    ) -> tuple[ScoringConfig, ChurnModel | None]:
+    """The scoring configuration and churn model to score with: as configured, or learnt from
+    the labelled history. Bad history input fails the run before any task exists."""
+    if history is None:
+        return scoring, None
+    if scoring.learn == "none":
+        # A switch to stop learning without touching the deployment's parameters.
+        get_run_logger().warning("a labelled history was given but churn.learn is none: churn "
+                                 "risk uses the configured factor weights")
+        summary.churn_risk_from += " (churn.learn: none, the labelled history is not used)"
+        return scoring, None
+    with timer("learn"):
+        learnt = learn_stage(history, mapping, pipeline, scoring, as_of)
+    if isinstance(learnt, KamflowError):
+        raise learnt
+    summary.churn_risk_from = learnt.describe()
+    summary.churn_learning = {"history": history.source, "labels": str(history.labels_path),
+                              **learnt.as_dict()}
+    return learnt.scoring(scoring), learnt.model
 
 
 class _Timer:

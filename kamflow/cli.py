@@ -11,10 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kamflow.errors import BatchRejected, KamflowError
 from kamflow.settings import configure_prefect_env, paths
+
+if TYPE_CHECKING:  # imported when used: the CLI starts fast
+    from kamflow.history import HistorySource
 
 EPILOG = """State lives in $KAMFLOW_HOME (default ~/.kamflow): kamflow.db (tasks), outbox/ (emails
 as .eml when no email backend is configured), quarantine/, reports/, prefect/ (PREFECT_HOME).
@@ -99,6 +102,20 @@ def _parser() -> argparse.ArgumentParser:
                           "(default with --partitions: a local cluster)")
     run.add_argument("--dask-workers", type=_positive_int, default=2,
                      help="worker processes of the local Dask cluster (default 2)")
+    history = run.add_argument_group(
+        "labelled history", "learn churn risk from a past snapshot whose accounts' outcome is "
+        "known (what is learnt: churn.learn in conf/scoring.yaml; docs/configuration.md)")
+    history.add_argument("--history", type=Path, default=None, metavar="DIR",
+                         help="past snapshot directory, read through --mapping like SOURCE")
+    history.add_argument("--history-labels", type=Path, default=None, metavar="CSV",
+                         help="known outcomes (default: DIR/ground_truth.csv)")
+    history.add_argument("--history-id-column", default=None,
+                         help="account id column of the labels (default: account_id)")
+    history.add_argument("--history-label-column", default=None,
+                         help="outcome column, 1 = churned (default: declining for "
+                              "ground_truth.csv, else churned)")
+    history.add_argument("--history-as-of", type=_date, default=None,
+                         help="the date the history snapshot was taken (default: --as-of)")
     run.set_defaults(handler=_run)
 
     tasks = commands.add_parser("tasks", help="list the tasks in the task store")
@@ -162,11 +179,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _run_flow(source: Path, as_of: dt.date | None, rules: Path | None,
               mapping: Path | None = None, scale: argparse.Namespace | None = None,
-              ) -> tuple[bool, str, dict[str, Any]]:
+              history: HistorySource | None = None) -> tuple[bool, str, dict[str, Any]]:
     if not source.is_dir():
         raise KamflowError(f"snapshot directory {source} does not exist")
     if mapping and not mapping.is_file():
         raise KamflowError(f"mapping file {mapping} does not exist")
+    if history is not None and not Path(history.source).is_dir():
+        raise KamflowError(f"history snapshot directory {history.source} does not exist")
     configure_prefect_env()
     from flows.retention import retention_run, summary_path
 
@@ -179,7 +198,7 @@ def _run_flow(source: Path, as_of: dt.date | None, rules: Path | None,
     state = flow(source=str(source.resolve()), as_of=as_of.isoformat() if as_of else None,
                  rules_dir=str(rules.resolve()) if rules else None,
                  mapping=str(mapping.resolve()) if mapping else None, partitions=partitions,
-                 return_state=True)
+                 history=history, return_state=True)
     summary = _read_summary(summary_path(str(state.state_details.flow_run_id)))
     return state.is_completed(), state.message or "", summary
 
@@ -201,6 +220,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                                             summary["value_classes"].items()))
         print("churn bands: " + ", ".join(f"{k} {v:,}" for k, v in
                                           summary["churn_bands"].items()))
+        print(f"churn risk: {summary.get('churn_risk_from', '')}")
         print(f"decisions: {summary.get('decisions', 0):,}; tasks created: "
               f"{summary.get('tasks_created', 0):,} (already open: "
               f"{summary.get('tasks_already_open', 0):,}); emails sent: "
@@ -213,8 +233,27 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"data docs: {summary['data_docs']}")
 
 
+def _history(args: argparse.Namespace) -> HistorySource | None:
+    """The --history options as the flow's ``history`` parameter (None without --history)."""
+    if args.history is None:
+        given = [name for name in ("history_labels", "history_id_column", "history_label_column",
+                                   "history_as_of") if getattr(args, name) is not None]
+        if given:
+            raise KamflowError(f"--{given[0].replace('_', '-')} needs --history DIR")
+        return None
+    from kamflow.history import HistorySource
+
+    taken = args.history_as_of or args.as_of  # None: the flow's own date
+    return HistorySource(
+        str(args.history.resolve()),
+        str(args.history_labels.resolve()) if args.history_labels else None,
+        args.history_id_column, args.history_label_column,
+        taken.isoformat() if taken else None)
+
+
 def _run(args: argparse.Namespace) -> int:
-    ok, message, summary = _run_flow(args.source, args.as_of, args.rules, args.mapping, args)
+    ok, message, summary = _run_flow(args.source, args.as_of, args.rules, args.mapping, args,
+                                     _history(args))
     _print_summary(summary)
     _raise_unless(ok, message, summary)
     return 0

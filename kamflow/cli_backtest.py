@@ -1,7 +1,8 @@
 """``kamflow backtest``: how well churn risk finds the accounts that did churn.
 
-Reads a snapshot (as ``kamflow validate`` does: intake, validation, the customer view) and the
-known outcome of its accounts, then measures each way of rating churn risk (``scoring.backtest``)
+Reads a snapshot and the known outcome of its accounts (``kamflow.history``: intake, validation,
+the customer view, outcomes matched by account id, as ``kamflow run --history`` does), then
+measures each way of rating churn risk (``scoring.backtest``)
 on held-out accounts: AUC, precision and recall in the top k% riskiest, lift over random.
 
 Outcomes come from a labels CSV: one row per account, an id column and a 0/1 (yes/no, true/false,
@@ -22,12 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from kamflow.errors import BatchRejected, InputError, KamflowError
+from kamflow.errors import KamflowError
 from kamflow.settings import paths
 
-GROUND_TRUTH = ("ground_truth.csv", "account_id", "declining")
-_OUTCOMES = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0, "yes": 1, "no": 0,
-             "y": 1, "n": 0, "是": 1, "否": 0, "churned": 1, "retained": 0}
+MIN_ACCOUNTS = 10  # a backtest only measures: it can do with fewer accounts than learning
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -60,42 +59,28 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from expectations import validate_snapshot
-    from intake import build_customer_view, load_mapping, read_snapshot
+    from functools import partial
+
+    from intake import load_mapping
     from kamflow import config
+    from kamflow.history import HistorySource, read_labelled_history
     from scoring.backtest import run_backtest
+    from scoring.learn import history_problem
 
     if not args.source.is_dir():
         raise KamflowError(f"snapshot directory {args.source} does not exist")
-    labels_path = args.labels or args.source / GROUND_TRUTH[0]
-    id_column = args.id_column or GROUND_TRUTH[1]
-    label_column = args.label_column or (GROUND_TRUTH[2] if args.labels is None else "churned")
     as_of = args.as_of or dt.date.today()
     scoring = config.load_scoring()
-    outcomes = read_outcomes(labels_path, id_column, label_column)
-    mapping = load_mapping(args.mapping) if args.mapping else None
-    snapshot = read_snapshot(args.source, mapping, as_of)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline().validation, as_of=as_of,
-                                files=snapshot.files)
-    if outcome.stopped:
-        raise BatchRejected(outcome.message)
-    view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
-        else build_customer_view(outcome.accepted, as_of)
-    known = view["account_id"].astype(str).map(outcomes)
-    labelled = known.notna().to_numpy()
-    if labelled.sum() < 10:
-        raise InputError(f"only {int(labelled.sum())} accepted accounts have a known outcome "
-                         "here (matched by account id); a backtest needs at least 10",
-                         file=str(labels_path))
-    churned = known[labelled].astype(int).to_numpy()
-    if churned.min() == churned.max():
-        raise InputError("every labelled account has the same outcome: a backtest needs "
-                         "churned and retained accounts", file=str(labels_path))
-    result = run_backtest(view[labelled].reset_index(drop=True), churned, scoring)
-    report = {"source": str(args.source), "labels": str(labels_path), "as_of": str(as_of),
-              "accounts_in_snapshot": len(view), "accounts_without_outcome":
-              int((~labelled).sum()), **result.as_dict()}
+    spec = HistorySource(str(args.source), str(args.labels) if args.labels else None,
+                         args.id_column, args.label_column)
+    history = read_labelled_history(
+        spec, load_mapping(args.mapping) if args.mapping else None,
+        config.load_pipeline().validation, as_of,
+        partial(history_problem, minimum=MIN_ACCOUNTS, per_outcome=1))
+    result = run_backtest(history.view, history.churned, scoring)
+    report = {"source": str(args.source), "labels": str(history.labels), "as_of": str(as_of),
+              "accounts_in_snapshot": history.accounts_in_snapshot,
+              "accounts_without_outcome": history.accounts_without_outcome, **result.as_dict()}
     saved = _save(report)
     if args.json:
         print(json.dumps({**report, "report": str(saved)}, ensure_ascii=False, indent=2))
@@ -103,32 +88,6 @@ def _backtest(args: argparse.Namespace) -> int:
         print(_text(report))
         print(f"\nreport: {saved}")
     return 0
-
-
-def read_outcomes(path: Path, id_column: str, label_column: str) -> dict[str, int]:
-    """account id -> 1 (churned) or 0 from a labels CSV; a blank outcome is unknown, any other
-    unknown value is refused with its line (never guessed)."""
-    from intake.files import ROW, read_table_file
-
-    if not path.is_file():
-        raise InputError("the labels file does not exist (give --labels)", file=str(path))
-    frame = read_table_file(path)
-    missing = [c for c in (id_column, label_column) if c not in frame]
-    if missing:
-        raise InputError(f"the labels file has no column {missing[0]!r} (it has: "
-                         f"{', '.join(c for c in frame.columns if c != ROW)}); use --id-column "
-                         "and --label-column", file=str(path))
-    text = frame[label_column].fillna("").astype(str).str.strip().str.lower()
-    values = text.map(_OUTCOMES)
-    bad = values.isna() & (text != "")
-    if bad.any():
-        row = frame.loc[bad, ROW].iloc[0]
-        raise InputError(f"line {row}: {label_column}="
-                         f"{frame.loc[bad, label_column].iloc[0]!r} is not an outcome (use 1/0, "
-                         "yes/no, true/false, 是/否)", file=str(path))
-    ids = frame[id_column].astype(str).str.strip()
-    known = values.notna()
-    return dict(zip(ids[known], values[known].astype(int), strict=True))
 
 
 def _save(report: dict[str, Any]) -> Path:

@@ -4,7 +4,7 @@ Follows DOMAIN.md: current and potential value from weighted, normalised indicat
 entropy weights) give the four value classes; churn factors with per-factor warning ramps give a
 0..100 churn risk, a band and the top factors with their values. ``scoring.backtest`` measures
 churn risk (and weights learnt by information gain, and a logistic regression) against known
-outcomes.
+outcomes; ``scoring.learn`` learns either from a labelled history for the daily run.
 """
 
 from scoring.config import BacktestConfig, ChurnFactor, ScoringConfig

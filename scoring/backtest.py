@@ -23,7 +23,7 @@ from scoring.config import ScoringConfig
 from scoring.metrics import TopK, roc_auc, top_k
 from scoring.model import fit_churn_model
 from scoring.score import factor_levels
-from scoring.weights import factor_information_gain
+from scoring.weights import information_gain_weights
 
 METHODS = ("expert_weights", "information_gain_weights", "logistic_regression")
 
@@ -55,6 +55,23 @@ def split_accounts(n: int, holdout_share: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def split_by_outcome(churned: np.ndarray, holdout_share: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out positions, split within each outcome: with two or more churners
+    (and stayers) both parts have some, so the learning has churners to learn from and the
+    held-out measure has churners to find, however rare churn is."""
+    churned = np.asarray(churned).astype(bool)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for outcome in (True, False):
+        positions = rng.permutation(np.flatnonzero(churned == outcome))
+        n = len(positions)
+        held = min(max(int(round(holdout_share * n)), 1), n - 1) if n >= 2 else 0
+        test.append(positions[:held])
+        train.append(positions[held:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
 def run_backtest(view: pd.DataFrame, churned: np.ndarray,
                  config: ScoringConfig) -> BacktestResult:
     """Measure every method on the held-out accounts of ``view`` (``churned``: 0/1 per row)."""
@@ -66,27 +83,28 @@ def run_backtest(view: pd.DataFrame, churned: np.ndarray,
     levels = factor_levels(view, config)
     names = [f.name for f in config.factors]
     expert = np.array([f.weight for f in config.factors])
-    results = [_measure("expert_weights", _weighted_risk(levels[test], expert), churned[test],
-                        settings.top_k, dict(zip(names, expert.tolist(), strict=True)))]
-    gain = factor_information_gain(levels[train], churned[train])
+    results = [measure("expert_weights", weighted_risk(levels[test], expert), churned[test],
+                       settings.top_k, dict(zip(names, expert.tolist(), strict=True)))]
+    gain = information_gain_weights(levels[train], churned[train])
     if gain.sum() > 0:
-        results.append(_measure("information_gain_weights", _weighted_risk(levels[test], gain),
-                                churned[test], settings.top_k,
-                                dict(zip(names, np.round(gain / gain.sum(), 4).tolist(),
-                                         strict=True))))
+        results.append(measure("information_gain_weights", weighted_risk(levels[test], gain),
+                               churned[test], settings.top_k,
+                               dict(zip(names, gain.tolist(), strict=True))))
     if len(np.unique(churned[train])) == 2:
         model = fit_churn_model(view.iloc[train], churned[train], config, settings.seed)
-        results.append(_measure("logistic_regression", model.risk(view.iloc[test], config),
-                                churned[test], settings.top_k))
+        results.append(measure("logistic_regression", model.risk(view.iloc[test], config),
+                               churned[test], settings.top_k))
     return BacktestResult(len(view), int(churned.sum()), len(test), int(churned[test].sum()),
                           tuple(results))
 
 
-def _weighted_risk(levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_risk(levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """churn_risk as the daily run computes it from factor levels and weights (unrounded)."""
     return 100.0 * levels @ weights / weights.sum()
 
 
-def _measure(method: str, risk: np.ndarray, churned: np.ndarray, shares: tuple[float, ...],
-             weights: dict[str, float] | None = None) -> MethodResult:
+def measure(method: str, risk: np.ndarray, churned: np.ndarray, shares: tuple[float, ...],
+            weights: dict[str, float] | None = None) -> MethodResult:
+    """AUC and top-k precision, recall and lift of one ranking of the held-out accounts."""
     return MethodResult(method, roc_auc(risk, churned),
                         tuple(top_k(risk, churned, share) for share in shares), weights)

@@ -19,6 +19,10 @@ CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outag
 # How value weights are set: the numbers in the file (expert judgement, Delphi) or the entropy
 # weight method over the snapshot's indicators.
 VALUE_WEIGHT_METHODS = ("expert", "entropy")
+# What the daily run learns from a labelled history when it is given one (`kamflow run
+# --history`): nothing (the configured factor weights stay), factor weights by information gain,
+# or a logistic regression whose churn probability becomes churn_risk.
+LEARN_METHODS = ("none", "information_gain", "logistic_regression")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class ScoringConfig:
     band_high: float
     band_critical: float
     value_weights: str = "expert"  # one of VALUE_WEIGHT_METHODS
+    learn: str = "logistic_regression"  # one of LEARN_METHODS
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def with_factor_weights(self, weights: Mapping[str, float]) -> ScoringConfig:
@@ -94,7 +99,11 @@ class ScoringConfig:
                             prefix="value.")
         life = c.section(doc, "lifecycle", ("identification_months", "development_months",
                                             "growth_trend", "decline_trend"))
-        churn = c.section(doc, "churn", ("factors", "bands"))
+        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn",))
+        learn = churn.get("learn", "logistic_regression")
+        if learn not in LEARN_METHODS:
+            raise c.error("churn.learn", f"must be one of {', '.join(LEARN_METHODS)}, "
+                          f"not {learn!r}")
         factors = []
         for name, spec in c.mapping(churn, "churn.factors").items():
             key = f"churn.factors.{name}"
@@ -129,7 +138,7 @@ class ScoringConfig:
             growth_trend=c.number(life, "lifecycle.growth_trend", "growth_trend"),
             decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
             factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
-            value_weights=value_weights, backtest=_backtest(doc, c),
+            value_weights=value_weights, learn=learn, backtest=_backtest(doc, c),
         )
 
 

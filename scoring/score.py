@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scoring.config import ScoringConfig
 from scoring.weights import entropy_weights
+
+if TYPE_CHECKING:  # scoring.model builds on this module's signals and levels
+    from scoring.model import ChurnModel
 
 VALUE_CLASSES = ("high", "secondary", "potential", "low")
 CHURN_BANDS = ("low", "medium", "high", "critical")
@@ -60,8 +64,12 @@ def _group_weights(raw: dict[str, np.ndarray], configured: Mapping[str, float],
 
 
 def score_accounts(view: pd.DataFrame, config: ScoringConfig,
-                   population: Population | None = None) -> pd.DataFrame:
-    """Score ``view``; value ranks are against ``population`` (default: ``view`` itself)."""
+                   population: Population | None = None,
+                   model: ChurnModel | None = None) -> pd.DataFrame:
+    """Score ``view``; value ranks are against ``population`` (default: ``view`` itself).
+    With ``model`` (learnt from a labelled history) churn_risk is its churn probability in %,
+    and the top factors are the warnings that raise its odds most; otherwise churn_risk weighs
+    the factors' warning levels by their configured weights."""
     scored = view.copy()
     raw = _raw_indicators(view, config)
     population = population or _fit(raw, config)
@@ -75,9 +83,12 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     scored["lifecycle_stage"] = _lifecycle(view, config)
     signals = _factor_signals(view, config)
     levels = churn_levels(signals, config)
-    weights = np.array([f.weight for f in config.factors])
-    contributions = levels * weights / weights.sum()
-    risk = 100.0 * contributions.sum(axis=1)
+    if model is None:
+        weights = np.array([f.weight for f in config.factors])
+        contributions = levels * weights / weights.sum()
+        risk = 100.0 * contributions.sum(axis=1)
+    else:
+        risk, contributions = model.rate(signals, levels, config)
     scored["churn_risk"] = risk.round(1)
     scored["churn_band"] = _band(scored["churn_risk"].to_numpy(), config)
     names = np.array([f.name for f in config.factors] + [""], dtype=object)

@@ -72,3 +72,12 @@ def factor_information_gain(levels: np.ndarray, churned: np.ndarray) -> np.ndarr
     churned = np.asarray(churned).astype(int)
     return np.array([information_gain(warning_states(levels[:, i]), churned)
                      for i in range(levels.shape[1])])
+
+
+def information_gain_weights(levels: np.ndarray, churned: np.ndarray) -> np.ndarray:
+    """Churn factor weights from labelled history: each factor's information gain about churn,
+    normalised to sum to 1 and rounded to 4 places (the weights shown are the weights used).
+    All zero when no factor tells anything."""
+    gain = factor_information_gain(levels, churned)
+    total = gain.sum()
+    return np.round(gain / total, 4) if total > 0 else np.zeros(len(gain))

@@ -82,6 +82,9 @@ def test_missing_column_exits_non_zero_with_a_clear_message(tmp_path, snapshot_d
     (["run", "--source", ".", "--as-of", "2026-13-40"], "is not a date"),
     (["generate", "--out", "x", "--accounts", "0"], "must be at least 1"),
     (["rules", "check", "/nonexistent/rules"], "actions.yaml is missing"),
+    (["run", "--source", ".", "--history-labels", "labels.csv"], "needs --history DIR"),
+    (["run", "--source", ".", "--history", "/nonexistent/history"],
+     "history snapshot directory /nonexistent/history does not exist"),
 ])
 def test_bad_arguments_get_a_one_line_reason(args, expected, tmp_path):
     """Bad arguments exit non-zero with a reason and no traceback."""
@@ -97,3 +100,46 @@ def test_missing_snapshot_file_is_named(tmp_path, snapshot_dir, prefect_api):
                      api=prefect_api)
     assert result.returncode != 0
     assert "billing.csv" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_with_a_labelled_history_learns_and_says_so(tmp_path, snapshot_dir, prefect_api):
+    """`kamflow run --history DIR` learns churn risk from the past snapshot and its outcomes,
+    prints what it learnt with the held-out AUC, and keeps the metrics in the run summary."""
+    from kamflow.generate import make_snapshot, write_snapshot
+
+    history = tmp_path / "history"
+    write_snapshot(make_snapshot(1200, AS_OF, seed=3), history)
+    labels = tmp_path / "outcomes.csv"
+    pd.read_csv(history / "ground_truth.csv", dtype=str).rename(
+        columns={"account_id": "客户编号", "declining": "流失"}).to_csv(labels, index=False)
+    home = tmp_path / "home"
+    result = kamflow("run", "--source", str(snapshot_dir), "--as-of", AS_OF.isoformat(),
+                     "--history", str(history), "--history-labels", str(labels),
+                     "--history-id-column", "客户编号", "--history-label-column", "流失",
+                     home=home, api=prefect_api)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("churn risk:"))
+    assert "churn model (logistic regression) learnt from" in line and "held-out AUC" in line
+    [summary_file] = (home / "reports").glob("*/summary.json")
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    learning = summary["churn_learning"]
+    assert learning["labels"] == str(labels) and learning["learnt"]["auc"] >= 0.95
+    assert line == f"churn risk: {summary['churn_risk_from']}"
+    assert json.loads(kamflow("tasks", "list", "--json", home=home).stdout)
+
+
+def test_run_with_a_bad_history_names_the_file_and_column(tmp_path, snapshot_dir, prefect_api):
+    """Labels without the named outcome column stop the run before any task or email, naming
+    the labels file and the column, with no traceback."""
+    labels = tmp_path / "outcomes.csv"
+    labels.write_text("account_id,status\nKA0000001,1\n", encoding="utf-8")
+    home = tmp_path / "home"
+    result = kamflow("run", "--source", str(snapshot_dir), "--as-of", AS_OF.isoformat(),
+                     "--history", str(snapshot_dir), "--history-labels", str(labels),
+                     home=home, api=prefect_api)
+    assert result.returncode == 2, result.stderr
+    assert f"file {labels}, field 'churned'" in result.stderr
+    assert "has no column 'churned'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert json.loads(kamflow("tasks", "list", "--json", home=home).stdout) == []
+    assert not list((home / "outbox").glob("*.eml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import uuid
 from email import policy
 from pathlib import Path
@@ -92,3 +93,100 @@ def test_missing_required_column_stops_before_any_task_or_email(run, snapshot_di
     assert "manager_email" in state.message and "no email was sent" in state.message
     assert store(kamflow_home).counts()["tasks"] == 0
     assert not (kamflow_home / "outbox").exists() or not list((kamflow_home / "outbox").iterdir())
+
+
+# --------------------------------------------------------------------------- labelled history
+
+@pytest.fixture
+def history_dir(tmp_path: Path) -> Path:
+    """Another generated snapshot (other accounts), with its ground_truth.csv outcomes."""
+    from kamflow.generate import make_snapshot, write_snapshot
+
+    out = tmp_path / "history"
+    write_snapshot(make_snapshot(1500, AS_OF, seed=3), out)
+    return out
+
+
+def run_with(prefect_api: str, source: Path, history=None):
+    from flows.retention import retention_run, summary_path
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        state = retention_run(source=str(source), as_of=AS_OF.isoformat(), history=history,
+                              return_state=True)
+    run_id = str(state.state_details.flow_run_id)
+    return state, json.loads(summary_path(run_id).read_text(encoding="utf-8")), run_id
+
+
+def summary_markdown(prefect_api: str, run_id: str) -> str:
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)])))
+    return next(a.data for a in artifacts if a.key == "retention-summary")
+
+
+def test_run_scores_with_a_model_learnt_from_the_history(prefect_api, snapshot_dir,
+                                                         history_dir, kamflow_home):
+    """Given a labelled history, the run scores with the logistic model learnt from it (the
+    churn bands change), records what was learnt and its held-out metrics in the summary and
+    its artifact, and every task still names its churn factors with their values."""
+    from kamflow.history import HistorySource
+
+    plain, configured, _ = run_with(prefect_api, snapshot_dir)
+    assert plain.is_completed(), plain.message
+    assert configured["churn_risk_from"].startswith("configured factor weights")
+    assert configured["churn_learning"] == {}
+
+    state, summary, run_id = run_with(prefect_api, snapshot_dir,
+                                      HistorySource(str(history_dir)))
+    assert state.is_completed(), state.message
+    learning = summary["churn_learning"]
+    assert learning["method"] == "logistic_regression"
+    assert learning["history"] == str(history_dir)
+    assert learning["labels"] == str(history_dir / "ground_truth.csv")
+    assert learning["accounts"] > 1400 and learning["held_out_accounts"] > 400
+    assert learning["learnt"]["auc"] >= 0.95 and learning["configured"]["auc"] >= 0.95
+    assert learning["coefficients"]["revenue_decline level"] > 0
+    assert summary["churn_risk_from"].startswith(
+        f"churn model (logistic regression) learnt from {learning['accounts']:,} labelled "
+        "accounts")
+    assert "learn" in summary["seconds"]
+    assert summary["churn_bands"] != configured["churn_bands"]  # the model rated the accounts
+    text = summary_markdown(prefect_api, run_id)
+    assert f"**Churn risk:** {summary['churn_risk_from']}" in text
+    assert f"| AUC | {learning['learnt']['auc']:.3f} |" in text
+    tasks = store(kamflow_home).list_tasks()
+    assert tasks and all("Top churn factors:" in t.reason for t in tasks)
+
+
+def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot_dir,
+                                                          history_dir, kamflow_home, tmp_path,
+                                                          monkeypatch):
+    """churn.learn: information_gain records the learnt factor weights; none leaves churn risk
+    to the configured weights and says that the history is not used."""
+    import shutil
+
+    import yaml
+
+    from kamflow.history import HistorySource
+    from kamflow.settings import DEFAULT_CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    monkeypatch.setenv("KAMFLOW_CONF", str(conf))
+    scoring = yaml.safe_load((conf / "scoring.yaml").read_text(encoding="utf-8"))
+    for method in ("information_gain", "none"):
+        scoring["churn"]["learn"] = method
+        (conf / "scoring.yaml").write_text(yaml.safe_dump(scoring), encoding="utf-8")
+        state, summary, run_id = run_with(prefect_api, snapshot_dir,
+                                          HistorySource(str(history_dir)))
+        assert state.is_completed(), state.message
+        if method == "none":
+            assert summary["churn_learning"] == {}
+            assert "the labelled history is not used" in summary["churn_risk_from"]
+            continue
+        weights = summary["churn_learning"]["factor_weights"]
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
+        assert max(weights, key=weights.get) == "revenue_decline"
+        assert summary["churn_risk_from"].startswith("churn weights (information gain) learnt")
+        assert "| revenue_decline | " in summary_markdown(prefect_api, run_id)

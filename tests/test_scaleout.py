@@ -59,3 +59,28 @@ def test_partitioned_scores_equal_whole(frames, partitions):
     pieces = pd.concat([score_accounts(view.iloc[i:i + size], config, population)
                         for i in range(0, len(view), size)], ignore_index=True)
     pd.testing.assert_frame_equal(pieces, whole)
+
+
+def test_partitions_score_with_the_learnt_model(prefect_api, snapshot_dir, tmp_path, monkeypatch):
+    """With a labelled history, a partitioned run (here: threads) scores every partition with
+    the learnt model: its tasks equal the one-piece run's, and differ from a run without it."""
+    from flows.retention import retention_run
+    from kamflow.generate import make_snapshot, write_snapshot
+    from kamflow.history import HistorySource
+
+    history = tmp_path / "history"
+    write_snapshot(make_snapshot(1200, AS_OF, seed=3), history)
+    results = {}
+    for name, partitions, learnt in (("single", 1, True), ("partitioned", 3, True),
+                                     ("configured", 3, False)):
+        home = tmp_path / name
+        monkeypatch.setenv("KAMFLOW_HOME", str(home))
+        with temporary_settings({PREFECT_API_URL: prefect_api}):
+            state = retention_run(source=str(snapshot_dir), as_of=AS_OF.isoformat(),
+                                  partitions=partitions, return_state=True,
+                                  history=HistorySource(str(history)) if learnt else None)
+        assert state.is_completed(), state.message
+        results[name] = tasks_of(home)
+    assert results["single"], "the snapshot has accounts at risk: tasks are expected"
+    assert results["partitioned"] == results["single"]
+    assert results["configured"] != results["single"]

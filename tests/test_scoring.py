@@ -361,16 +361,30 @@ def test_factor_weights_can_be_replaced(config: ScoringConfig) -> None:
     ("backtest", "holdout_share", 1.5, "backtest.holdout_share"),
     ("backtest", "seed", "x", "backtest.seed"),
     ("backtest", "folds", 3, "backtest.folds"),
+    ("churn", "learn", "always", "churn.learn"),
 ])
 def test_new_scoring_options_are_checked_naming_the_key(shipped: dict, section: str, key: str,
                                                         value, named: str) -> None:
-    """A bad value.weights or backtest option is refused with the key named."""
+    """A bad value.weights, backtest or churn.learn option is refused with the key named."""
     from kamflow.errors import ConfigError
 
     doc = copy.deepcopy(shipped)
     doc[section][key] = value
     with pytest.raises(ConfigError, match=f"key '{re.escape(named)}'"):
         ScoringConfig.from_mapping(doc)
+
+
+def test_what_is_learnt_from_a_history_is_configured(shipped: dict) -> None:
+    """churn.learn: the shipped file learns the logistic model; each method can be chosen, and
+    a file without the key learns the model too."""
+    assert ScoringConfig.from_mapping(shipped).learn == "logistic_regression"
+    for method in ("none", "information_gain", "logistic_regression"):
+        doc = copy.deepcopy(shipped)
+        doc["churn"]["learn"] = method
+        assert ScoringConfig.from_mapping(doc).learn == method
+    doc = copy.deepcopy(shipped)
+    del doc["churn"]["learn"]
+    assert ScoringConfig.from_mapping(doc).learn == "logistic_regression"
 
 
 # --------------------------------------------------------------------------- explanations

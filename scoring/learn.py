@@ -1,0 +1,141 @@
+"""Learn churn risk from a labelled history for the daily run, and measure what was learnt.
+
+A labelled history is a past snapshot of the accounts with, for each, whether it churned since.
+``churn.learn`` in conf/scoring.yaml says what the daily run learns from it:
+
+* ``information_gain``: each factor weighted by the information gain of its warning level about
+  churn (the ramps stay; churn_risk is the weighted sum, as with configured weights);
+* ``logistic_regression``: the binary classification model (scoring.model); churn_risk is its
+  churn probability in %, cut into bands by the configured cut-offs.
+
+Learning uses the training part of a split made within each outcome (``backtest.holdout_share``,
+``backtest.seed``); the held-out part measures it with the backtest's metrics, next to the
+configured weights on the same accounts. The run then scores with exactly what was measured (no
+refit on every account), so the metrics shown are those of the scoring in use. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
+from scoring.config import ScoringConfig
+from scoring.model import ChurnModel, fit_churn_model
+from scoring.score import factor_levels
+from scoring.weights import information_gain_weights
+
+# Fewer labelled accounts (or churners) than this teach noise, and a held-out part that small
+# measures nothing: the run refuses the history rather than score with it.
+MIN_ACCOUNTS = 100
+MIN_PER_OUTCOME = 10
+
+
+class UnusableHistory(ValueError):
+    """The labelled history cannot teach churn risk (too small, one outcome, nothing telling)."""
+
+
+@dataclass(frozen=True)
+class LearntChurn:
+    """What a labelled history taught, and how it did on the accounts held out of learning."""
+
+    method: str                 # information_gain or logistic_regression
+    accounts: int               # labelled accounts in the history
+    churned: int
+    train_accounts: int
+    held_out_accounts: int
+    held_out_churned: int
+    learnt: MethodResult        # the learnt churn risk, measured on the held-out accounts
+    configured: MethodResult    # the configured weights on the same accounts, for comparison
+    coefficients: dict[str, float] | None = None  # logistic_regression: per feature
+    model: ChurnModel | None = None
+
+    @property
+    def factor_weights(self) -> dict[str, float] | None:
+        """information_gain: the learnt weight of each factor (summing to 1)."""
+        return self.learnt.factor_weights
+
+    def scoring(self, config: ScoringConfig) -> ScoringConfig:
+        """The scoring configuration to score with: the learnt factor weights in place of the
+        configured ones (the model, if any, is passed to ``score_accounts`` beside it)."""
+        if self.factor_weights is None:
+            return config
+        return config.with_factor_weights(self.factor_weights)
+
+    def describe(self) -> str:
+        """One line for the log and the summary."""
+        what = ("churn weights (information gain)" if self.method == "information_gain"
+                else "churn model (logistic regression)")
+        return (f"{what} learnt from {self.accounts:,} labelled accounts ({self.churned:,} "
+                f"churned), held-out AUC {self.learnt.auc:.3f} on {self.held_out_accounts:,} "
+                f"accounts (configured weights: {self.configured.auc:.3f})")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything but the fitted model, for the run summary (JSON)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        record["learnt"], record["configured"] = asdict(self.learnt), asdict(self.configured)
+        record["factor_weights"] = self.factor_weights
+        record["description"] = self.describe()
+        return record
+
+
+def history_problem(churned: np.ndarray, minimum: int = MIN_ACCOUNTS,
+                    per_outcome: int = MIN_PER_OUTCOME) -> str | None:
+    """Why these outcomes cannot be learnt from or measured on, or None. The caller names the
+    file and column they came from."""
+    churned = np.asarray(churned).astype(bool)
+    n, positives = len(churned), int(churned.sum())
+    if n < minimum:
+        return (f"only {n:,} accepted accounts have a known outcome (matched by account id); "
+                f"at least {minimum:,} are needed")
+    if positives in (0, n):
+        outcome = "churned" if positives else "retained"
+        return (f"every labelled account has the same outcome ({outcome}): churned and "
+                "retained accounts are needed")
+    fewest = min(positives, n - positives)
+    if fewest < per_outcome:
+        which = "churned" if positives < n - positives else "were retained"
+        return (f"only {fewest:,} labelled accounts {which}; at least {per_outcome:,} of each "
+                "outcome are needed")
+    return None
+
+
+def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfig,
+                method: str | None = None) -> LearntChurn:
+    """Learn ``method`` (default ``config.learn``) on part of the labelled ``history`` (a
+    customer view; ``churned`` 0/1 per row) and measure it on the rest."""
+    method = method or config.learn
+    if method not in ("information_gain", "logistic_regression"):
+        raise ValueError(f"nothing to learn with churn.learn: {method}")
+    churned = np.asarray(churned).astype(bool)
+    if len(churned) != len(history):
+        raise ValueError("one outcome per account is needed")
+    problem = history_problem(churned)
+    if problem:
+        raise UnusableHistory(problem)
+    settings = config.backtest
+    train, test = split_by_outcome(churned, settings.holdout_share, settings.seed)
+    levels = factor_levels(history, config)
+    names = [f.name for f in config.factors]
+    expert = np.array([f.weight for f in config.factors])
+    configured = measure("configured_weights", weighted_risk(levels[test], expert),
+                         churned[test], settings.top_k, dict(zip(names, expert.tolist(),
+                                                                 strict=True)))
+    model, coefficients = None, None
+    if method == "information_gain":
+        gain = information_gain_weights(levels[train], churned[train])
+        if gain.sum() <= 0:
+            raise UnusableHistory("no churn factor's warning level tells anything about churn "
+                                  "in this history (every information gain is 0)")
+        learnt = measure(method, weighted_risk(levels[test], gain), churned[test],
+                         settings.top_k, dict(zip(names, gain.tolist(), strict=True)))
+    else:
+        model = fit_churn_model(history.iloc[train], churned[train], config, settings.seed)
+        learnt = measure(method, model.risk(history.iloc[test], config), churned[test],
+                         settings.top_k)
+        coefficients = model.coefficients(config)
+    return LearntChurn(method, len(history), int(churned.sum()), len(train), len(test),
+                       int(churned[test].sum()), learnt, configured, coefficients, model)

@@ -1,0 +1,253 @@
+"""Learning churn risk from a labelled history for the daily run: information-gain weights and
+the logistic model change how accounts are scored, are measured on held-out accounts, and bad
+history input is refused naming the file and the column. (The run itself: test_flow.py and
+test_cli.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from expectations import ValidationPolicy, validate_snapshot
+from intake import build_customer_view
+from kamflow.config import load_scoring
+from kamflow.errors import BatchRejected, InputError
+from kamflow.generate import make_snapshot, typed_tables
+from kamflow.history import HistorySource, read_labelled_history
+from scoring import ScoringConfig, roc_auc, score_accounts
+from scoring.backtest import split_by_outcome
+from scoring.learn import MIN_ACCOUNTS, UnusableHistory, history_problem, learn_churn
+from tests.conftest import AS_OF
+from tests.test_scoring import quiet_account
+
+
+@pytest.fixture(scope="module")
+def config() -> ScoringConfig:
+    return load_scoring()
+
+
+# --------------------------------------------------------------------------- a telling history
+
+def complaints_history(n: int = 200) -> tuple[pd.DataFrame, np.ndarray]:
+    """Accounts where complaints tell who churned and revenue decline tells nothing: every
+    churner complained 4 times, no stayer did; half of each group lost 40 % of revenue."""
+    churned = np.arange(n) % 2 == 0
+    declining = (np.arange(n) // 2) % 2 == 0
+    rows = [quiet_account(account_id=f"KA{i}", complaints_90d=4.0 if churned[i] else 0.0,
+                          revenue_trend=-0.40 if declining[i] else 0.0) for i in range(n)]
+    return pd.DataFrame(rows), churned.astype(int)
+
+
+def today() -> pd.DataFrame:
+    """A complains (4 in 90 days); B lost 40 % of its revenue."""
+    return pd.DataFrame([quiet_account(account_id="A", complaints_90d=4.0),
+                         quiet_account(account_id="B", revenue_trend=-0.40)])
+
+
+def test_configured_weights_rate_revenue_decline_above_complaints(config) -> None:
+    """The starting point: with the shipped weights, B (revenue -40 %) outranks A."""
+    risk = score_accounts(today(), config).set_index("account_id")["churn_risk"]
+    assert risk["B"] > risk["A"]
+
+
+def test_information_gain_weights_reorder_churn_risk(config) -> None:
+    """Weights learnt from a history where complaints tell churn put A above B: the learnt
+    weights, not the configured ones, make churn_risk, and A's reason is its complaints."""
+    history, churned = complaints_history()
+    learnt = learn_churn(history, churned, config, "information_gain")
+    weights = learnt.factor_weights
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
+    assert weights["complaints"] > 0.8 and weights["revenue_decline"] < 0.1
+    scored = score_accounts(today(), learnt.scoring(config), model=learnt.model)
+    risk = scored.set_index("account_id")["churn_risk"]
+    assert risk["A"] > risk["B"]
+    first = scored.set_index("account_id").loc["A"]
+    assert (first["churn_factor_1"], first["churn_factor_1_value"],
+            first["churn_factor_1_level"]) == ("complaints", 4.0, 1.0)
+
+
+def test_logistic_model_makes_churn_risk_its_probability(config) -> None:
+    """With the logistic model, churn_risk is its churn probability in %, cut into bands by the
+    configured cut-offs; A (complaints) is critical, B (revenue decline alone) is low, and A's
+    reason is its complaints with their value and level."""
+    history, churned = complaints_history()
+    learnt = learn_churn(history, churned, config, "logistic_regression")
+    assert learnt.model is not None and learnt.factor_weights is None
+    scored = score_accounts(today(), learnt.scoring(config), model=learnt.model)
+    expected = np.round(learnt.model.risk(today(), config), 1)
+    np.testing.assert_allclose(scored["churn_risk"], expected)
+    a, b = scored.set_index("account_id").loc["A"], scored.set_index("account_id").loc["B"]
+    assert a["churn_risk"] >= config.band_critical and a["churn_band"] == "critical"
+    assert b["churn_risk"] < config.band_medium and b["churn_band"] == "low"
+    assert (a["churn_factor_1"], a["churn_factor_1_value"],
+            a["churn_factor_1_level"]) == ("complaints", 4.0, 1.0)
+
+
+# --------------------------------------------------------------------------- generated data
+
+def generated(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    frames = make_snapshot(n, AS_OF, seed=seed)
+    outcome = validate_snapshot(typed_tables(frames), pd.DataFrame(
+        columns=["table", "row", "account_id", "column", "value", "reason"]))
+    view = build_customer_view(outcome.accepted, AS_OF)
+    truth = frames["ground_truth"].set_index("account_id")["declining"]
+    return view, view["account_id"].map(truth).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, np.ndarray]:
+    return generated(1500, 5)
+
+
+@pytest.fixture(scope="module")
+def todays() -> tuple[pd.DataFrame, np.ndarray]:
+    return generated(600, 11)
+
+
+@pytest.mark.parametrize("method", ["information_gain", "logistic_regression"])
+def test_learnt_scoring_finds_todays_churners_and_explains_them(config, history, todays,
+                                                                method) -> None:
+    """Learnt on one generated history and used on another snapshot, churn risk still ranks
+    the declining accounts first (AUC ≥ 0.95); every account in a high or critical band has a
+    top factor with its value, and only raised warnings are named (a quiet account has none)."""
+    learnt = learn_churn(*history, config, method)
+    view, truth = todays
+    scored = score_accounts(view, learnt.scoring(config), model=learnt.model)
+    assert roc_auc(scored["churn_risk"].to_numpy(), truth) >= 0.95
+    at_risk = scored[scored["churn_band"].isin(["high", "critical"])]
+    assert len(at_risk) > 0
+    assert (at_risk["churn_factor_1"] != "").all()
+    assert at_risk["churn_factor_1_value"].notna().all()
+    for rank in (1, 2, 3):  # only a raised warning is ever a reason
+        named = scored[f"churn_factor_{rank}"] != ""
+        assert scored.loc[named, f"churn_factor_{rank}_level"].gt(0).all()
+    quiet = score_accounts(pd.DataFrame([quiet_account()]), learnt.scoring(config),
+                           model=learnt.model).iloc[0]
+    assert quiet["churn_factor_1"] == "" and np.isnan(quiet["churn_factor_1_value"])
+
+
+def test_learning_is_measured_on_held_out_accounts(config, history) -> None:
+    """The metrics are taken on the held-out share of the history, beside the configured
+    weights on the same accounts; the record is JSON without the fitted model."""
+    view, churned = history
+    learnt = learn_churn(view, churned, config, "logistic_regression")
+    assert learnt.accounts == len(view) and learnt.churned == int(churned.sum())
+    assert learnt.train_accounts + learnt.held_out_accounts == len(view)
+    assert learnt.held_out_accounts == pytest.approx(0.3 * len(view), abs=2)
+    assert 0 < learnt.held_out_churned < learnt.churned
+    assert learnt.learnt.auc >= 0.95 and learnt.configured.auc >= 0.95
+    assert [k.share for k in learnt.learnt.top_k] == list(config.backtest.top_k)
+    assert learnt.learnt.top_k[1].lift > 4
+    record = json.loads(json.dumps(learnt.as_dict()))
+    assert "model" not in record and record["coefficients"]
+    assert record["learnt"]["auc"] == pytest.approx(learnt.learnt.auc)
+    assert "held-out AUC" in record["description"]
+    assert f"{len(view):,} labelled accounts" in learnt.describe()
+
+
+def test_split_keeps_rare_churners_on_both_sides() -> None:
+    """Two churners among 100 accounts: one is learnt from, one is held out to be found."""
+    churned = np.zeros(100, dtype=int)
+    churned[[17, 64]] = 1
+    train, test = split_by_outcome(churned, 0.3, 7)
+    assert churned[train].sum() == 1 and churned[test].sum() == 1
+    assert len(test) == 1 + round(0.3 * 98) and not set(train) & set(test)
+    assert sorted({*train, *test}) == list(range(100))
+
+
+@pytest.mark.parametrize(("churned", "says"), [
+    (np.array([0, 1] * 20), f"at least {MIN_ACCOUNTS}"),
+    (np.zeros(300, dtype=int), "same outcome (retained)"),
+    (np.r_[np.ones(5, dtype=int), np.zeros(295, dtype=int)], "only 5 labelled accounts churned"),
+])
+def test_a_history_too_thin_to_learn_from_is_refused(config, churned, says) -> None:
+    """Too few labelled accounts, one outcome only, or too few churners: refused, saying so."""
+    assert says in history_problem(churned)
+    view = pd.DataFrame([quiet_account(account_id=f"KA{i}") for i in range(len(churned))])
+    with pytest.raises(UnusableHistory, match=says.replace("(", r"\(").replace(")", r"\)")):
+        learn_churn(view, churned, config)
+
+
+def test_a_history_where_nothing_tells_churn_is_refused(config) -> None:
+    """When no factor's warning says anything about churn there are no weights to learn."""
+    churned = np.arange(200) % 2
+    view = pd.DataFrame([quiet_account(account_id=f"KA{i}") for i in range(200)])
+    with pytest.raises(UnusableHistory, match="tells anything"):
+        learn_churn(view, churned, config, "information_gain")
+
+
+# --------------------------------------------------------------------------- reading a history
+
+def ids_of(snapshot_dir: Path) -> list[str]:
+    return pd.read_csv(snapshot_dir / "ground_truth.csv", dtype=str)["account_id"].tolist()
+
+
+def read(spec: HistorySource):
+    return read_labelled_history(spec, None, ValidationPolicy(), AS_OF, history_problem)
+
+
+def test_history_is_matched_to_its_outcomes_by_account_id(snapshot_dir, tmp_path) -> None:
+    """Accounts without an outcome are left out; the rest keep their own outcome."""
+    truth = pd.read_csv(snapshot_dir / "ground_truth.csv", dtype=str).iloc[:400]
+    labels = tmp_path / "outcomes.csv"
+    truth.rename(columns={"account_id": "id", "declining": "lost"}).to_csv(labels, index=False)
+    history = read(HistorySource(str(snapshot_dir), str(labels), "id", "lost"))
+    assert 350 <= len(history.view) <= 400 and history.accounts_without_outcome >= 190
+    expected = truth.set_index("account_id")["declining"].astype(int)
+    np.testing.assert_array_equal(history.churned, history.view["account_id"].map(expected))
+    assert history.labels == labels and history.label_column == "lost"
+
+
+def write_labels(path: Path, ids: list[str], outcomes: list[int]) -> Path:
+    pd.DataFrame({"account_id": ids, "churned": outcomes}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case", ["no label column", "no labels file", "too few accounts",
+                                  "one outcome", "too few churners", "not an outcome",
+                                  "no history directory"])
+def test_bad_history_input_names_the_file_and_field(snapshot_dir, tmp_path, case) -> None:
+    """Each kind of bad history is an InputError naming the file (and the column where the
+    problem is about one), never another exception."""
+    ids = ids_of(snapshot_dir)
+    labels = tmp_path / "labels.csv"
+    spec, file, field, says = HistorySource(str(snapshot_dir), str(labels)), labels, "churned", ""
+    if case == "no label column":
+        spec, file, says = HistorySource(str(snapshot_dir), label_column="churned"), \
+            snapshot_dir / "ground_truth.csv", "has no column 'churned'"
+    elif case == "no labels file":
+        field, says = None, "does not exist"
+    elif case == "too few accounts":
+        write_labels(labels, ids[:40], [0, 1] * 20)
+        says = "at least 100"
+    elif case == "one outcome":
+        write_labels(labels, ids, [0] * len(ids))
+        says = "same outcome"
+    elif case == "too few churners":
+        write_labels(labels, ids, [1, 1, 1] + [0] * (len(ids) - 3))
+        says = "only 3 labelled accounts churned"
+    elif case == "not an outcome":
+        labels.write_text("account_id,churned\nKA0000001,1\nKA0000002,perhaps\n",
+                          encoding="utf-8")
+        field, says = None, "line 3: churned='perhaps' is not an outcome"
+    else:
+        spec = HistorySource(str(tmp_path / "nowhere"), str(labels))
+        file, field, says = tmp_path / "nowhere", None, "does not exist"
+    with pytest.raises(InputError) as caught:
+        read(spec)
+    message = str(caught.value)
+    assert f"file {file}" in message and says in message, message
+    if field:
+        assert f"field {field!r}" in message, message
+
+
+def test_a_history_stopped_by_validation_is_refused(snapshot_dir) -> None:
+    """A history whose snapshot would stop a daily run stops the learning too, saying which."""
+    accounts = pd.read_csv(snapshot_dir / "accounts.csv", dtype=str)
+    accounts.drop(columns=["contract_end"]).to_csv(snapshot_dir / "accounts.csv", index=False)
+    with pytest.raises(BatchRejected, match="history snapshot .* stopped by validation"):
+        read(HistorySource(str(snapshot_dir)))
