@@ -64,12 +64,16 @@ def e2e(accounts: int, database_url: str | None) -> dict:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
                                 config.load_pipeline().validation, as_of=AS_OF)
     t = lap("validate", t)
+    del snapshot  # as the flow does: what the later stages need is in the outcome
     view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
         else build_customer_view(outcome.accepted, AS_OF)
+    outcome.accepted, outcome.view = {}, None
     scored = score_accounts(view, config.load_scoring())
+    del view
     t = lap("score", t)
     ruleset = load_ruleset()
     decisions = decide(scored, ruleset)
+    del scored
     t = lap("decide", t)
     store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
     now = dt.datetime.now(dt.UTC)

@@ -278,6 +278,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         raise snapshot
     with timer("validate"):
         outcome = validate_stage(snapshot, pipeline, snapshot_date)
+    del snapshot  # the accepted rows are in the outcome: at 1M accounts this is 1 GB
     if isinstance(outcome, KamflowError):
         raise outcome
     _write_validation(home, run_id, outcome, summary)
@@ -297,9 +298,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
             scored = score_stage(outcome.accepted, snapshot_date, scoring, outcome.view, model)
         with timer("decide"):
             decisions = decide_stage(scored, ruleset)
+    outcome.accepted, outcome.view = {}, None  # scored: everything later stages need
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
     _publish_picture(home, run_id, scored, summary)
+    del scored
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
 

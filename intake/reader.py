@@ -63,6 +63,9 @@ def read_snapshot(source: Path | str, mapping: SnapshotMapping | None = None,
     problems = [p for p in problems if not p.empty]
     snapshot.problems = (pd.concat(problems, ignore_index=True) if problems
                          else pd.DataFrame(columns=PROBLEM_COLUMNS))
+    # Arrow's allocator keeps the freed text of converted columns for reuse: hand it back
+    # (1.3 GB after reading a million accounts).
+    pa.default_memory_pool().release_unused()
     return snapshot
 
 
