@@ -12,6 +12,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from intake.schema import SEGMENT_BY_INDUSTRY
 
@@ -74,12 +75,23 @@ def build_customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date) -> pd.D
 def _attach(view: pd.DataFrame, features: pd.DataFrame) -> None:
     """Add ``features`` (indexed by account_id, one row per account) to ``view``; NaN where an
     account has no row."""
-    position = features.index.get_indexer(view["account_id"])
+    position = _positions(view["account_id"], features.index)
     found = position >= 0
     for column in features.columns:
         values = np.full(len(view), np.nan)
         values[found] = features[column].to_numpy(dtype="float64")[position[found]]
         view[column] = values
+
+
+def _positions(ids: pd.Series, index: pd.Index) -> np.ndarray:
+    """Where each id is in ``index`` (-1: absent): Arrow's hash lookup on Arrow strings (twice
+    as fast as pandas' get_indexer on a million ids), pandas' on anything else."""
+    values = getattr(ids.array, "_pa_array", None)
+    keys = getattr(index.array, "_pa_array", None)
+    if values is None or keys is None or not index.is_unique:
+        return index.get_indexer(ids)
+    found = pc.index_in(values, value_set=keys.combine_chunks())
+    return pc.fill_null(found, -1).to_numpy().astype(np.intp)
 
 
 def _optional(frame: pd.DataFrame, column: str, default: object) -> pd.Series:
@@ -100,13 +112,19 @@ def _per_account(account_ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes, pd.Index(uniques, name="account_id")
 
 
-def _sums(codes: np.ndarray, columns: dict[str, np.ndarray], n: int) -> pd.DataFrame:
-    """Per-code sums of each column, skipping NaN, in one pass. pandas' groupby (on the integer
-    codes: fast) sums with compensation, so amounts round to the cent as they always did."""
+def _sums(codes: np.ndarray, columns: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Per-code sums of each column, skipping NaN, in one C pass per column (np.bincount; a
+    pandas groupby first copies the columns into one block: 1 s at 12M billing rows)."""
     keep = codes >= 0
-    sums = pd.DataFrame({k: v[keep] for k, v in columns.items()}).groupby(
-        codes[keep], sort=True).sum()
-    return sums.reindex(range(n), fill_value=0.0)
+    kept = codes[keep]
+    return {name: np.bincount(kept, weights=np.nan_to_num(values[keep]), minlength=n)
+            for name, values in columns.items()}
+
+
+def _cents(amounts: np.ndarray) -> np.ndarray:
+    """Money in whole cents: sums of whole numbers are exact in float64 whatever their order,
+    so an account's totals are the same in one process or split over partitions."""
+    return np.rint(amounts * 100.0)
 
 
 def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -114,16 +132,15 @@ def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFram
     in_year = (back >= 1) & (back <= RECENT_MONTHS + EARLIER_MONTHS)
     codes, accounts = _per_account(billing["account_id"][in_year])
     n = len(accounts)
-    billed = billing["billed"].to_numpy(dtype="float64")[in_year]
-    paid = billing["paid"].to_numpy(dtype="float64")[in_year]
+    billed = _cents(billing["billed"].to_numpy(dtype="float64")[in_year])
+    paid = _cents(billing["paid"].to_numpy(dtype="float64")[in_year])
     recent = back[in_year] <= RECENT_MONTHS
     sums = _sums(codes, {"total": billed, "recent_billed": np.where(recent, billed, 0.0),
                          "recent_paid": np.where(recent, paid, 0.0),
-                         "earlier_billed": np.where(recent, 0.0, billed),
                          "recent_n": recent.astype("float64")}, n)
-    total, recent_billed = sums["total"].to_numpy(), sums["recent_billed"].to_numpy()
-    recent_paid, earlier_billed = sums["recent_paid"].to_numpy(), sums["earlier_billed"].to_numpy()
-    recent_n = sums["recent_n"].to_numpy()
+    total, recent_billed = sums["total"] / 100.0, sums["recent_billed"] / 100.0
+    recent_paid, recent_n = sums["recent_paid"] / 100.0, sums["recent_n"]
+    earlier_billed = total - recent_billed
     months = np.bincount(codes[codes >= 0], minlength=n).astype("float64")
     earlier_n = months - recent_n
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -162,4 +179,4 @@ def _sla_features(frame: pd.DataFrame, as_of: np.datetime64) -> pd.DataFrame:
     sums = _sums(codes, {
         "sla_breaches_90d": frame["sla_breach"].to_numpy(dtype="float64")[recent],
         "outage_hours_90d": frame["outage_hours"].to_numpy(dtype="float64")[recent]}, n)
-    return sums.set_axis(accounts)
+    return pd.DataFrame(sums, index=accounts)
