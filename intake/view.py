@@ -122,26 +122,37 @@ def _sums(codes: np.ndarray, columns: dict[str, np.ndarray], n: int) -> dict[str
 
 
 def _cents(amounts: np.ndarray) -> np.ndarray:
-    """Money in whole cents: sums of whole numbers are exact in float64 whatever their order,
-    so an account's totals are the same in one process or split over partitions."""
-    return np.rint(amounts * 100.0)
+    """Money in whole cents (NaN: 0): sums of whole numbers are exact in float64 whatever their
+    order, so an account's totals are the same in one process or split over partitions."""
+    cents = np.rint(amounts * 100.0)
+    return np.nan_to_num(cents, copy=False)
 
 
 def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     back = _months_back(billing["month"], as_of)
     in_year = (back >= 1) & (back <= RECENT_MONTHS + EARLIER_MONTHS)
-    codes, accounts = _per_account(billing["account_id"][in_year])
+    every_row = bool(in_year.all())  # the usual export: skip copying 12M rows of each column
+
+    def rows(values: np.ndarray) -> np.ndarray:
+        return values if every_row else values[in_year]
+
+    ids = billing["account_id"]
+    codes, accounts = _per_account(ids if every_row else ids[in_year])
     n = len(accounts)
-    billed = _cents(billing["billed"].to_numpy(dtype="float64")[in_year])
-    paid = _cents(billing["paid"].to_numpy(dtype="float64")[in_year])
-    recent = back[in_year] <= RECENT_MONTHS
-    sums = _sums(codes, {"total": billed, "recent_billed": np.where(recent, billed, 0.0),
-                         "recent_paid": np.where(recent, paid, 0.0),
-                         "recent_n": recent.astype("float64")}, n)
-    total, recent_billed = sums["total"] / 100.0, sums["recent_billed"] / 100.0
-    recent_paid, recent_n = sums["recent_paid"] / 100.0, sums["recent_n"]
+    billed = _cents(rows(billing["billed"].to_numpy(dtype="float64")))
+    paid = _cents(rows(billing["paid"].to_numpy(dtype="float64")))
+    recent = rows(back) <= RECENT_MONTHS
+    # Sums per account (code -1, no id, is left out), recent months picked by the mask.
+    known = codes >= 0
+    recent_known = known & recent
+    total = np.bincount(codes[known], weights=billed[known], minlength=n) / 100.0
+    recent_billed = np.bincount(codes[recent_known], weights=billed[recent_known],
+                                minlength=n) / 100.0
+    recent_paid = np.bincount(codes[recent_known], weights=paid[recent_known],
+                              minlength=n) / 100.0
+    recent_n = np.bincount(codes[recent_known], minlength=n).astype("float64")
     earlier_billed = total - recent_billed
-    months = np.bincount(codes[codes >= 0], minlength=n).astype("float64")
+    months = np.bincount(codes[known], minlength=n).astype("float64")
     earlier_n = months - recent_n
     with np.errstate(divide="ignore", invalid="ignore"):
         recent_mean = recent_billed / np.where(recent_n > 0, recent_n, np.nan)
