@@ -383,3 +383,14 @@ def test_directory_without_suites_is_refused(tmp_path: Path) -> None:
     """An empty suites directory is a configuration error, not an all-passing validation."""
     with pytest.raises(ConfigError, match="no expectation suites"):
         load_suites(tmp_path)
+
+
+def test_each_validated_table_is_logged_as_progress(clean: Snapshot, caplog) -> None:
+    """A watcher of a long run sees every table's suite finish: rows, expectations, time."""
+    caplog.set_level("INFO", logger="expectations.validate")
+    validate_snapshot(clean.tables, clean.problems, as_of=AS_OF)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validated ")]
+    assert [line.split(" (")[0] for line in lines] == [
+        "validated accounts", "validated billing", "validated complaints",
+        "validated sla_incidents"]
+    assert "(2 of 4 tables)" in lines[1] and f"{len(clean.tables['billing']):,} rows" in lines[1]

@@ -135,7 +135,7 @@ class TaskStore:
         rows: list[dict[str, Any]] = []
         parts = [(owner, part) for owner, views in sorted(groups.items())
                  for part in email_parts(sorted(views, key=_urgency))]
-        for (owner_email, owner_name, _), views in parts:
+        for done, ((owner_email, owner_name, _), views) in enumerate(parts, start=1):
             subject, text, html = render(owner_name, owner_email, views)
             rows.append({"key": uuid.uuid4().hex, "recipient": owner_email,
                          "recipient_name": owner_name, "subject": subject, "body_text": text,
@@ -144,6 +144,9 @@ class TaskStore:
             if len(rows) == _EMAIL_CHUNK:
                 _insert(session, OutboxEmail.__table__, rows)
                 rows = []
+                if len(parts) >= 10 * _EMAIL_CHUNK and done % (10 * _EMAIL_CHUNK) == 0:
+                    log.info("task store: %d of %d email(s) rendered and queued", done,
+                             len(parts))
         _insert(session, OutboxEmail.__table__, rows)
         return len(parts)
 
