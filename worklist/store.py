@@ -587,15 +587,46 @@ def _insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.name == "postgresql":
         _copy(connection, table, rows)
         return
+    if connection.dialect.name == "sqlite":
+        _executemany(connection, table, rows)
+        return
     for start in range(0, len(rows), _CHUNK):
         connection.execute(insert(table), rows[start:start + _CHUNK])
+
+
+def _executemany(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """One driver-level executemany inside the session's transaction, each value converted by
+    its column type's own SQLAlchemy bind processor (so stored exactly as an ORM insert stores
+    it). SQLAlchemy's per-row parameter handling cost 1.3 s per 100,000 task rows."""
+    columns = _insert_columns(table, rows)
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    by_column = []  # converted column by column: one C-level map per column, not per value
+    for column in columns:
+        convert = column.type._cached_bind_processor(connection.dialect)
+        if column.name in rows[0]:
+            values = [row[column.name] for row in rows]
+        else:
+            values = [column.default.arg] * len(rows)
+        by_column.append(list(map(convert, values)) if convert else values)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})',
+                           zip(*by_column, strict=True))
+    finally:
+        cursor.close()
+
+
+def _insert_columns(table: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """The columns an insert of ``rows`` writes: theirs, and those with a scalar default."""
+    return [c for c in table.columns if c.name in rows[0] or (
+        c.default is not None and getattr(c.default, "is_scalar", False))]
 
 
 def _copy(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
     """``COPY table FROM STDIN`` inside the session's transaction (psycopg 3). Columns left out
     of the rows get their Python-side default when they have a scalar one."""
-    columns = [c for c in table.columns if c.name in rows[0] or (
-        c.default is not None and getattr(c.default, "is_scalar", False))]
+    columns = _insert_columns(table, rows)
     defaults = {c.name: c.default.arg for c in columns if c.name not in rows[0]}
     names = ", ".join(f'"{c.name}"' for c in columns)
     cursor = connection.connection.driver_connection.cursor()
