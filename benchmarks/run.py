@@ -64,7 +64,8 @@ def e2e(accounts: int, database_url: str | None) -> dict:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
                                 config.load_pipeline().validation, as_of=AS_OF)
     t = lap("validate", t)
-    del snapshot  # as the flow does: what the later stages need is in the outcome
+    del snapshot  # as the flow does: what the later stages need is in the outcome, and
+    outcome.release_gx()  # GX results let go once rendered (flow: _write_validation)
     view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
         else build_customer_view(outcome.accepted, AS_OF)
     outcome.accepted, outcome.view = {}, None

@@ -400,7 +400,7 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
         finally:
             store.dispose()
     docs = write_data_docs(outcome, report_dir / "data_docs")
-    outcome.gx_run = None  # the GX results are rendered: let their memory go
+    outcome.release_gx()  # the GX results are rendered: let their memory go
     summary.data_docs = docs.as_uri()
     create_markdown_artifact(results_markdown(outcome, docs), key="validation-results",
                              description="Counts per expectation; links the GX Data Docs")

@@ -394,3 +394,18 @@ def test_each_validated_table_is_logged_as_progress(clean: Snapshot, caplog) -> 
         "validated accounts", "validated billing", "validated complaints",
         "validated sla_incidents"]
     assert "(2 of 4 tables)" in lines[1] and f"{len(clean.tables['billing']):,} rows" in lines[1]
+
+
+def test_release_gx_lets_the_validated_frames_go(clean: Snapshot) -> None:
+    """After release_gx, GX's current project is no longer the run's context (which holds the
+    last validated frames), and validating again still works."""
+    from great_expectations.data_context.data_context.context_factory import project_manager
+
+    outcome = validate_snapshot(clean.tables, clean.problems, as_of=AS_OF)
+    run_context = outcome.gx_run.context
+    assert project_manager.get_current_project() is run_context
+    outcome.release_gx()
+    assert outcome.gx_run is None
+    assert project_manager.get_current_project() is not run_context
+    again = validate_snapshot(clean.tables, clean.problems, as_of=AS_OF)
+    assert not again.stopped and again.accounts_in == outcome.accounts_in
