@@ -409,3 +409,21 @@ def test_release_gx_lets_the_validated_frames_go(clean: Snapshot) -> None:
     assert project_manager.get_current_project() is not run_context
     again = validate_snapshot(clean.tables, clean.problems, as_of=AS_OF)
     assert not again.stopped and again.accounts_in == outcome.accounts_in
+
+
+def test_gx_does_not_keep_a_validated_frame(clean: Snapshot) -> None:
+    """GX's execution engine caches each table's last batch; kamflow empties that cache after
+    every suite, so a national run does not hold every validated frame until the end."""
+    import gc
+    import weakref
+
+    from expectations import validate as v
+
+    run = v._GxRun(v._suite_parameters(AS_OF, ValidationPolicy()))
+    known = v._unique_ids(clean.tables["accounts"]["account_id"])
+    expectations, frame = v.prepare(load_suites()["billing"], clean.tables["billing"], known, True)
+    alive = weakref.ref(frame)
+    result = run.validate("billing", expectations, frame)
+    del frame
+    gc.collect()
+    assert result.success is not None and alive() is None
