@@ -19,9 +19,11 @@ Delivery guarantees (docs/email-and-tasks.md):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ import pandas as pd
 import notifications
 from kamflow.links import LinkSigner
 from notifications.sendgrid_backend import MAX_PERSONALIZATIONS
+from notifications.workers import EmailPart, render_in_workers
 from worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from worklist.calendar import BusinessCalendar, add_business_time
 from worklist.faults import crash_point
@@ -38,12 +41,14 @@ from worklist.store import QueuedEmail
 
 __all__ = [
     "DrainResult",
+    "EmailRenderer",
     "EscalationResult",
     "dispatch",
     "drain_outbox",
     "escalate_overdue",
     "queue_daily_digests",
     "reassign_task",
+    "render_workers_for",
     "task_view",
 ]
 
@@ -61,21 +66,72 @@ def _utcnow() -> dt.datetime:
 # -- new tasks -------------------------------------------------------------------------------
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
-             links: LinkSigner | None = None) -> RaiseResult:
+             links: LinkSigner | None = None, render_workers: int | None = None) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
-    email per owner, all in one transaction."""
+    email per owner, all in one transaction. Big runs render their emails in worker processes
+    (``render_workers``; see `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
-    timezone = calendar.timezone if calendar else None
+    render = EmailRenderer("new_tasks", dict(titles), owners,
+                           calendar.timezone if calendar else None, now, links)
+    return store.raise_tasks(planned, run_id, render, now,
+                             render_many=_parallel(render, len(planned), render_workers))
 
-    def render(owner_name: str, owner_email: str, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
-        language = owners.language_of(owner_email)
-        tasks = _localise(tasks, titles, language)
-        if links is not None:
-            tasks = [{**t, **links.links(t["task_id"], owner_email, now)} for t in tasks]
-        return notifications.render_task_digest(owner_name, tasks, language, timezone)
 
-    return store.raise_tasks(planned, run_id, render, now)
+@dataclass(frozen=True)
+class EmailRenderer:
+    """One owner's email listing tasks, in the owner's language with their one-click links:
+    ``new_tasks`` (the tasks a run just raised) or ``open_tasks`` (the daily digest).
+    A picklable value, so render workers can run it."""
+
+    template: str
+    titles: Titles
+    owners: OwnerDirectory
+    timezone: str | None
+    now: dt.datetime
+    links: LinkSigner | None = None
+
+    def __call__(self, owner_name: str, owner_email: str,
+                 tasks: list[dict[str, Any]]) -> tuple[str, str, str]:
+        language = self.owners.language_of(owner_email)
+        tasks = _localise(tasks, self.titles, language)
+        if self.links is not None:
+            tasks = [{**t, **self.links.links(t["task_id"], owner_email, self.now)}
+                     for t in tasks]
+        if self.template == "open_tasks":
+            return notifications.render_open_tasks_digest(owner_name, tasks, language,
+                                                          self.timezone, self.now)
+        return notifications.render_task_digest(owner_name, tasks, language, self.timezone)
+
+
+PARALLEL_RENDER_FROM = 20_000  # tasks; below this, starting workers costs more than it saves
+
+
+def render_workers_for(tasks: int, env: Mapping[str, str] = os.environ) -> int:
+    """How many processes render the emails of ``tasks`` tasks: ``KAMFLOW_RENDER_WORKERS`` if set
+    (0 = render in this process), else one per CPU for 20,000 tasks or more, else 0."""
+    value = (env.get("KAMFLOW_RENDER_WORKERS") or "").strip()
+    if value:
+        try:
+            workers = int(value)
+        except ValueError:
+            raise ValueError(f"KAMFLOW_RENDER_WORKERS must be a whole number, not {value!r}") \
+                from None
+        if workers < 0:
+            raise ValueError("KAMFLOW_RENDER_WORKERS must be 0 or more")
+        return workers
+    cpus = os.cpu_count() or 1
+    return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0
+
+
+def _parallel(render: EmailRenderer, tasks: int,
+              workers: int | None) -> Callable[[Iterable[EmailPart]], Iterator[tuple[str, ...]]] \
+        | None:
+    workers = render_workers_for(tasks) if workers is None else workers
+    if workers <= 0:
+        return None
+    log.info("rendering the emails of %d task(s) in %d worker process(es)", tasks, workers)
+    return functools.partial(render_in_workers, render, workers=workers)
 
 
 def _localise(tasks: list[dict[str, Any]], titles: Titles, language: str) -> list[dict[str, Any]]:
@@ -159,16 +215,9 @@ def queue_daily_digests(store: TaskStore, owners: OwnerDirectory, calendar: Busi
     """One email per owner listing all their open tasks (overdue marked, with links), at most one
     per owner and business day (the day in the calendar's timezone)."""
     day = calendar.local_date(now)
-
-    def render(owner_name: str, owner_email: str, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
-        language = owners.language_of(owner_email)
-        tasks = _localise(tasks, titles or {}, language)
-        if links is not None:
-            tasks = [{**t, **links.links(t["task_id"], owner_email, now)} for t in tasks]
-        return notifications.render_open_tasks_digest(owner_name, tasks, language,
-                                                      calendar.timezone, now)
-
-    return store.queue_digests(day, render, now)
+    render = EmailRenderer("open_tasks", dict(titles or {}), owners, calendar.timezone, now, links)
+    return store.queue_digests(day, render, now, render_many=_parallel(
+        render, store.open_task_count(), None))
 
 
 # -- reassignment ------------------------------------------------------------------------------

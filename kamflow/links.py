@@ -28,6 +28,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ACTIONS", "LinkError", "LinkSigner", "Claim", "load_secret"]
 
@@ -81,9 +82,14 @@ class LinkSigner:
                  ttl: dt.timedelta = dt.timedelta(days=DEFAULT_TTL_DAYS)) -> None:
         if len(secret) < 16:
             raise ValueError("the link secret must be at least 16 bytes")
+        self._secret = secret
         self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self.base_url = base_url.rstrip("/")
         self.ttl = ttl
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (hmac objects are not) so the email-render workers can sign links.
+        return (LinkSigner, (self._secret, self.base_url, self.ttl))
 
     def __repr__(self) -> str:  # no secret here: reprs end up in logs
         return f"LinkSigner(base_url={self.base_url!r}, ttl={self.ttl})"

@@ -162,25 +162,38 @@ def _row(index: int, task: Mapping[str, Any], timezone: str | None = None) -> di
     for name, default in OPTIONAL_FIELDS.items():
         value = task.get(name)
         row[name] = default if value is None else value
+    row["due"], row["due_date"] = _due_text(due_at, due_at.tzinfo if isinstance(
+        due_at, datetime) else None, timezone)
+    return row
+
+
+@functools.lru_cache(maxsize=4096)
+def _due_text(due_at: date, tzinfo: Any, timezone: str | None) -> tuple[str, str]:
+    """(due, due_date) as shown: a run's tasks share a few deadlines, so each is formatted once
+    (``tzinfo`` is part of the key: equal instants in two zones hash equal)."""
     if timezone and isinstance(due_at, datetime) and due_at.tzinfo is not None:
         due_at = due_at.astimezone(ZoneInfo(timezone))
     if isinstance(due_at, datetime):
-        row["due"] = due_at.strftime("%Y-%m-%d %H:%M")
-    else:
-        row["due"] = due_at.strftime("%Y-%m-%d")
-    row["due_date"] = due_at.strftime("%Y-%m-%d")
-    return row
+        return due_at.strftime("%Y-%m-%d %H:%M"), due_at.strftime("%Y-%m-%d")
+    return due_at.strftime("%Y-%m-%d"), due_at.strftime("%Y-%m-%d")
 
 
 def _sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     due_at = row["due_at"]
-    if not isinstance(due_at, datetime):
-        due_at = datetime(due_at.year, due_at.month, due_at.day)
-    if due_at.tzinfo is not None:  # compare aware times in UTC, as naive ones
-        due_at = due_at.astimezone(UTC).replace(tzinfo=None)
     task_id = row["task_id"]
     tie_break = (0, task_id, "") if isinstance(task_id, int) else (1, 0, str(task_id))
-    return (int(row["priority"]), due_at, tie_break)
+    return (int(row["priority"]), _comparable(due_at, getattr(due_at, "tzinfo", None)),
+            tie_break)
+
+
+@functools.lru_cache(maxsize=4096)
+def _comparable(due_at: date, tzinfo: Any) -> datetime:
+    """A due time as a naive UTC datetime, so dates, naive and aware times sort together."""
+    if not isinstance(due_at, datetime):
+        return datetime(due_at.year, due_at.month, due_at.day)
+    if due_at.tzinfo is not None:
+        return due_at.astimezone(UTC).replace(tzinfo=None)
+    return due_at
 
 
 @functools.cache

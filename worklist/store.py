@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, bindparam, create_engine, insert, select, update
+from sqlalchemy import DateTime, Engine, bindparam, create_engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worklist.faults import crash_point
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 # Renders one owner's email for their new tasks: (owner_name, owner_email, tasks) -> (subject,
 # text, html). Passed in by the flow so the store does not depend on the notifications stage.
 Renderer = Callable[[str, str, list[dict[str, Any]]], tuple[str, str, str]]
+# Renders many such emails, yielding results in order: (owner_name, owner_email, tasks) parts in.
+# The flow passes one that uses worker processes for a national run; the store just consumes it.
+ManyRenderer = Callable[[Iterable[tuple[str, str, list[dict[str, Any]]]]],
+                        Iterable[tuple[str, str, str]]]
 
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
@@ -68,7 +72,7 @@ class TaskStore:
 
     # -- raising tasks ---------------------------------------------------------------------
     def raise_tasks(self, planned: pd.DataFrame, run_id: str, render: Renderer,
-                    now: dt.datetime) -> RaiseResult:
+                    now: dt.datetime, render_many: ManyRenderer | None = None) -> RaiseResult:
         if planned.empty:
             return RaiseResult(0, 0, 0, 0, {})
         with self.session() as session:
@@ -91,7 +95,8 @@ class TaskStore:
                     {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
                     for i in ids])
             crash_point("dispatch.tasks_written")
-            emails = self._write_emails(session, fresh, ids, run_id, render, now)
+            emails = self._write_emails(session, fresh, ids, run_id, render_many or
+                                        _one_by_one(render), now)
             crash_point("dispatch.emails_written")
         crash_point("dispatch.committed")
         result = RaiseResult(len(ids), int(is_open.sum()), int(in_cooldown.sum()), emails,
@@ -117,7 +122,7 @@ class TaskStore:
 
     @staticmethod
     def _write_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], run_id: str,
-                      render: Renderer, now: dt.datetime) -> int:
+                      render_many: ManyRenderer, now: dt.datetime) -> int:
         if not ids:
             return 0
         columns = ["account_id", "account_name", "action", "action_title", "priority", "due_at",
@@ -136,8 +141,10 @@ class TaskStore:
         rows: list[dict[str, Any]] = []
         parts = [(owner, part) for owner, views in sorted(groups.items())
                  for part in email_parts(sorted(views, key=_urgency))]
-        for done, ((owner_email, owner_name, _), views) in enumerate(parts, start=1):
-            subject, text, html = render(owner_name, owner_email, views)
+        del groups
+        rendered = render_many((name, email, views) for (email, name, _), views in parts)
+        for done, (((owner_email, owner_name, _), views), (subject, text, html)) in enumerate(
+                zip(parts, rendered, strict=True), start=1):
             rows.append({"key": uuid.uuid4().hex, "recipient": owner_email,
                          "recipient_name": owner_name, "subject": subject, "body_text": text,
                          "body_html": html, "task_ids": ",".join(str(v["task_id"]) for v in views),
@@ -294,7 +301,8 @@ class TaskStore:
                 grouped.setdefault((owner_email, name), []).append(view)
         return grouped
 
-    def queue_digests(self, day: dt.date, render: DigestRenderer, now: dt.datetime) -> int:
+    def queue_digests(self, day: dt.date, render: DigestRenderer, now: dt.datetime,
+                      render_many: ManyRenderer | None = None) -> int:
         """One email per owner listing all their open tasks, at most one per owner and day
         (the outbox key is derived from both): running it twice on a day queues nothing more."""
         now = _utc(now)
@@ -304,20 +312,35 @@ class TaskStore:
         with self.session() as session:
             done = set(session.scalars(select(OutboxEmail.key).where(
                 OutboxEmail.key.like(f"{prefix}%"))))
-            for (owner_email, owner_name), all_views in grouped.items():
-                for number, views in enumerate(email_parts(all_views), start=1):
-                    key = digest_key(day, owner_email, number)
-                    if key in done:
-                        continue
-                    subject, text, html = render(owner_name, owner_email, views)
-                    session.add(QueuedEmail(key, owner_email, owner_name, subject, text, html,
-                                            "daily_digest", tuple(v["task_id"] for v in views))
-                                .row(now, f"digest-{day.isoformat()}"))
-                    count += 1
+            parts = [(digest_key(day, owner_email, number), owner_email, owner_name, views)
+                     for (owner_email, owner_name), all_views in grouped.items()
+                     for number, views in enumerate(email_parts(all_views), start=1)]
+            parts = [part for part in parts if part[0] not in done]
+            del grouped
+            rendered = (render_many or _one_by_one(render))(
+                (name, email, views) for _, email, name, views in parts)
+            rows: list[dict[str, Any]] = []
+            for (key, owner_email, owner_name, views), (subject, text, html) in zip(
+                    parts, rendered, strict=True):
+                rows.append({"key": key, "recipient": owner_email, "recipient_name": owner_name,
+                             "subject": subject, "body_text": text, "body_html": html,
+                             "task_ids": ",".join(str(v["task_id"]) for v in views),
+                             "created_at": now, "run_id": f"digest-{day.isoformat()}",
+                             "kind": "daily_digest", "attempts": 0})
+                count += 1
+                if len(rows) == _EMAIL_CHUNK:  # stored as they come, not all held to the end
+                    _insert(session, OutboxEmail.__table__, rows)
+                    rows = []
+            _insert(session, OutboxEmail.__table__, rows)
             crash_point("digest.written")
         crash_point("digest.committed")
         log.info("task store: %d daily digest(s) queued for %s", count, day)
         return count
+
+    def open_task_count(self) -> int:
+        with self.session() as session:
+            return session.scalar(select(_count()).select_from(Task).where(
+                Task.status.in_(OPEN_STATUSES))) or 0
 
     # -- the outbox ------------------------------------------------------------------------
     def unsent_emails(self, after_id: int = 0, limit: int | None = None) -> list[OutboxEmail]:
@@ -508,8 +531,16 @@ class TaskClosedError(ValueError):
 
 # Renders one owner's daily digest: (owner_name, owner_email, open tasks) -> (subject, text, html)
 DigestRenderer = Callable[[str, str, list[dict[str, Any]]], tuple[str, str, str]]
+# Renders many such emails, yielding results in order: (owner_name, owner_email, tasks) parts in.
+# The flow passes one that uses worker processes for a national run; the store just consumes it.
+ManyRenderer = Callable[[Iterable[tuple[str, str, list[dict[str, Any]]]]],
+                        Iterable[tuple[str, str, str]]]
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
                  "due_at", "reason", "rule_id", "status", "escalation_level")
+
+
+def _one_by_one(render: Renderer) -> ManyRenderer:
+    return lambda parts: (render(*part) for part in parts)
 
 
 def digest_key(day: dt.date, owner_email: str, part: int = 1) -> str:
@@ -527,7 +558,10 @@ def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def _urgency(view: dict[str, Any]) -> tuple[Any, ...]:
-    return (int(view["priority"]), pd.Timestamp(view["due_at"]), view["task_id"])
+    due = view["due_at"]
+    if not isinstance(due, dt.datetime):
+        due = pd.Timestamp(due).to_pydatetime()
+    return (int(view["priority"]), due, view["task_id"])
 
 
 def _utc(stamp: dt.datetime) -> dt.datetime:
@@ -613,6 +647,9 @@ def _executemany(connection: Any, table: Any, rows: list[dict[str, Any]]) -> Non
             values = [row[column.name] for row in rows]
         else:
             values = [column.default.arg] * len(rows)
+        if convert is not None and isinstance(column.type, DateTime):
+            # a run's tasks share a few creation and due times: convert each distinct one once
+            convert = _memoised(convert)
         by_column.append(list(map(convert, values)) if convert else values)
     cursor = connection.connection.driver_connection.cursor()
     try:
@@ -620,6 +657,23 @@ def _executemany(connection: Any, table: Any, rows: list[dict[str, Any]]) -> Non
                            zip(*by_column, strict=True))
     finally:
         cursor.close()
+
+
+def _memoised(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` remembering its results; keyed by the value and its tzinfo too, since equal
+    instants in two zones compare (and hash) equal but are written as different text."""
+    memo: dict[tuple[Any, Any], Any] = {}
+
+    def cached(value: Any) -> Any:
+        key = (value, getattr(value, "tzinfo", None))
+        if key in memo:
+            return memo[key]
+        result = convert(value)
+        if len(memo) < 65_536:  # bounded: a column of all-distinct times just converts
+            memo[key] = result
+        return result
+
+    return cached
 
 
 def _insert_columns(table: Any, rows: list[dict[str, Any]]) -> list[Any]:
@@ -659,7 +713,8 @@ def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]
 def _task_row(record: dict[str, Any], run_id: str) -> dict[str, Any]:
     row = record  # a fresh dict from _records: completed in place, not copied
     for key in ("created_at", "due_at"):
-        row[key] = pd.Timestamp(row[key]).to_pydatetime()
+        if not isinstance(row[key], dt.datetime):  # _records gives datetimes already
+            row[key] = pd.Timestamp(row[key]).to_pydatetime()
     row["priority"] = int(row["priority"])
     row["cooldown_days"] = float(row["cooldown_days"])
     row["status"] = "open"
