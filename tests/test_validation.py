@@ -13,7 +13,7 @@ import pytest
 
 from expectations import ValidationPolicy, load_suites, validate_snapshot
 from expectations.validate import SUITES_DIR
-from intake import TABLES, Snapshot, read_snapshot
+from intake import TABLES, Snapshot, build_customer_view, read_snapshot
 from kamflow.errors import ConfigError
 from kamflow.generate import make_snapshot, write_snapshot
 
@@ -65,6 +65,22 @@ def test_clean_snapshot_passes_whole(clean: Snapshot) -> None:
     for name in TABLES:
         assert len(result.accepted[name]) == len(clean.tables[name])
     assert "80 accepted, 0 quarantined" in result.message
+
+
+def test_view_is_the_view_of_the_accepted_rows(snapshot: Snapshot) -> None:
+    """The view validation builds (from the accepted accounts and the whole side tables, to
+    spare copying them) equals the view built from the accepted rows of every table; those
+    rows hold no row of a quarantined account."""
+    result = validate_snapshot(snapshot.tables, snapshot.problems, as_of=AS_OF)
+    assert result.accounts_quarantined > 0 and result.view is not None
+    accepted = {name: result.accepted[name] for name in TABLES}
+    held = set(result.quarantine["account_id"].dropna())
+    for name in ("accounts", "billing"):  # both lose the rows of quarantined accounts
+        assert len(accepted[name]) < len(snapshot.tables[name]), name
+    for name, frame in accepted.items():
+        assert not set(frame["account_id"]) & held, name
+    expected = build_customer_view(accepted, AS_OF)
+    pd.testing.assert_frame_equal(result.view.drop(columns=["_row"]), expected)
 
 
 # --------------------------------------------------------------------------- planted bad rows
