@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import resource
 import tempfile
 import threading
 import time
@@ -25,6 +24,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import peak_rss_mb
 
 ACCOUNTS_PER_OWNER = 20
 # Digests of 20 tasks exceed SendGrid's 10 KB substitution budget, so they batch through a
@@ -120,4 +121,4 @@ def run(accounts: int, database_url: str | None) -> dict[str, Any]:
             "personalizations_accepted": sink.personalizations,
             "email_seconds": round(email_seconds, 3),
             "emails_per_s": round(drained.sent / email_seconds) if email_seconds else None,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(peak_rss_mb())}

@@ -532,11 +532,14 @@ class _GxRun:
         result = self.definition(name, expectations).run(
             batch_parameters={"dataframe": frame}, expectation_parameters=self.parameters,
             result_format=RESULT_FORMAT)
-        # The data source's execution engine caches every table's last batch (the frame) for
-        # the context's life: 0.5 GB at 1M accounts held through the rest of validation.
-        manager = self.source.get_execution_engine().batch_manager
-        manager.reset_batch_cache()
-        manager.batch_data_cache.clear()
+        # The data source's execution engine caches every table's last batch (the frame) and
+        # every metric it computed (a boolean Series per row condition) for the context's life:
+        # 0.5 GB and 0.7 GB at 1M accounts, held through the rest of validation. The results
+        # are complete without them.
+        engine = self.source.get_execution_engine()
+        engine.batch_manager.reset_batch_cache()
+        engine.batch_manager.batch_data_cache.clear()
+        engine._metric_cache.clear()  # GX has no public way to empty it
         return result
 
     def close(self) -> None:
