@@ -19,6 +19,10 @@ class RunSummary:
     accounts_in: int = 0
     accounts_quarantined: int = 0
     quarantine_rows: int = 0
+    accounts_new: int = 0  # first seen in this snapshot (the account roster)
+    accounts_lost: int = 0  # in the roster, gone from this snapshot
+    accounts_back: int = 0  # lost before, back in this snapshot
+    accounts_missing_unmarked: int = 0  # gone, but too many at once to be marked lost
     quarantine_file: str = ""
     validation_report: str = ""
     data_docs: str = ""  # file:// URL of the run's Great Expectations Data Docs
@@ -84,6 +88,11 @@ def markdown(summary: RunSummary) -> str:
         f"| accounts in | {summary.accounts_in:,} |",
         f"| accounts quarantined | {summary.accounts_quarantined:,} |",
         f"| rows in quarantine | {summary.quarantine_rows:,} |",
+        f"| accounts new to the roster | {summary.accounts_new:,} |",
+        f"| accounts lost (gone from the snapshot) | {summary.accounts_lost:,} |",
+        *([f"| accounts missing, not marked lost (partial export?) | "
+           f"{summary.accounts_missing_unmarked:,} |"] if summary.accounts_missing_unmarked
+          else []),
         f"| decisions | {summary.decisions:,} |",
         f"| tasks created | {summary.tasks_created:,} |",
         f"| tasks already open (not raised again) | {summary.tasks_already_open:,} |",

@@ -58,7 +58,7 @@ from scoring import (  # noqa: E402
 )
 from scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn  # noqa: E402
 from scoring.model import ChurnModel  # noqa: E402
-from worklist import OwnerDirectory, RaiseResult, TaskStore  # noqa: E402
+from worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore  # noqa: E402
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -187,6 +187,17 @@ def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date
     return scored, decisions.reset_index(drop=True)
 
 
+@task(name="account roster", **STAGE)
+def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) -> RosterChange:
+    """Keep the account roster current: new accounts in, accounts gone from the snapshot marked
+    lost (each manager's churn KPI), returning ones restored."""
+    store = TaskStore(database_url)
+    try:
+        return store.record_accounts(accounts, now)
+    finally:
+        store.dispose()
+
+
 @task(name="dispatch", **STAGE)
 def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirectory,
                    store: TaskStore, run_id: str, now: dt.datetime) -> RaiseResult:
@@ -278,7 +289,6 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         raise snapshot
     with timer("validate"):
         outcome = validate_stage(snapshot, pipeline, snapshot_date)
-    del snapshot  # the accepted rows are in the outcome: at 1M accounts this is 1 GB
     if isinstance(outcome, KamflowError):
         raise outcome
     _write_validation(home, run_id, outcome, summary)
@@ -287,6 +297,12 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.message = outcome.message
         _publish(summary, [])
         return Failed(message=outcome.message)
+    # Every account of the snapshot, accepted or quarantined, is still a customer.
+    roster = roster_stage(snapshot.tables["accounts"], home.database_url,
+                          dt.datetime.now(dt.UTC))
+    del snapshot  # what the later stages need is in the outcome
+    summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
+    summary.accounts_back, summary.accounts_missing_unmarked = roster.returned, roster.held
 
     if partitions > 1:
         with timer("score+decide"):

@@ -108,7 +108,7 @@ def test_served_deployment_is_scheduled_and_runs(served, prefect_api, tmp_path):
                           tmp_path / "summary.png")
     assert "accounts quarantined" in summary_page and "tasks created" in summary_page
     kpi_page = ui_dom(f"{ui}/artifacts/artifact/{by_key['owner-kpis'].id}", tmp_path / "kpis.png")
-    assert "overdue" in kpi_page and "done on time" in kpi_page
+    assert "overdue" in kpi_page and "done on time" in kpi_page and "accounts lost" in kpi_page
 
 
 def ui_dom(url: str, screenshot: Path) -> str:

@@ -13,9 +13,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from sqlalchemy import select
 
 from tests.conftest import AS_OF
 from worklist import TaskStore
+from worklist.models import AccountRecord
 
 
 @pytest.fixture
@@ -60,6 +62,12 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
             assert task.reason.split(";")[0] in body
     counts = store(kamflow_home).counts()
     assert counts["unsent_emails"] == 0
+    # the account roster: every account of the snapshot, quarantined ones too, none lost
+    ids = set(pd.read_csv(snapshot_dir / "accounts.csv", dtype=str)["account_id"].dropna())
+    with store(kamflow_home).session() as session:
+        rows = session.execute(select(AccountRecord.account_id, AccountRecord.lost_at)).all()
+    assert {a for a, _ in rows} == {i.strip() for i in ids}
+    assert all(lost is None for _, lost in rows)
 
     again = run(snapshot_dir)
     assert again.is_completed(), again.message

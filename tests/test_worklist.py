@@ -10,7 +10,17 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.postgres import temporary_database
-from worklist import OutboxEmail, Owner, OwnerDirectory, Task, TaskEvent, TaskStore, plan_tasks
+from worklist import (
+    OutboxEmail,
+    Owner,
+    OwnerDirectory,
+    RosterChange,
+    Task,
+    TaskEvent,
+    TaskStore,
+    plan_tasks,
+)
+from worklist.models import AccountRecord
 
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 OWNERS = OwnerDirectory(
@@ -53,7 +63,7 @@ def store(request, tmp_path: Path):
         url = request.getfixturevalue("postgres_url")
     task_store = TaskStore(url)
     with task_store.session() as session:  # module-scoped PG database: start each test empty
-        for table in (OutboxEmail, TaskEvent, Task):
+        for table in (OutboxEmail, TaskEvent, Task, AccountRecord):
             session.query(table).delete()
     yield task_store
     task_store.dispose()
@@ -198,3 +208,49 @@ def test_a_big_worklist_is_split_into_emails_of_at_most_200_tasks(store):
     assert digest_keys == {store_module.digest_key(day, "team@operator.example", n)
                            for n in (1, 2, 3)}
     assert store.queue_digests(day, render, NOW) == 0  # at most once per owner part and day
+
+
+def roster(*accounts: tuple[str, str]) -> pd.DataFrame:
+    """A snapshot's accounts table: (account id, manager email)."""
+    return pd.DataFrame({"account_id": [a for a, _ in accounts],
+                         "account_manager": [e.split("@")[0] for _, e in accounts],
+                         "manager_email": [e for _, e in accounts]})
+
+
+def lost_by_manager(store: TaskStore, now: dt.datetime) -> dict[str, int]:
+    return {k["email"]: k["accounts lost"] for k in store.owner_kpis(now) if k["accounts lost"]}
+
+
+def test_roster_marks_accounts_lost_and_back_for_the_manager_kpi(store):
+    """An account gone from the snapshot is lost for its last manager (the KPI table counts it
+    for a year, with or without tasks); back in a later snapshot, it is not lost any more."""
+    wang, li = "wang@operator.example", "li@operator.example"
+    first = roster(("KA1", wang), ("KA2", wang), ("KA3", li), ("KA4", li))
+    assert store.record_accounts(first, NOW) == RosterChange(4, 0, 0)
+    store.raise_tasks(planned(ROWS[:1]), "run-1", render, NOW)  # wang has a task, li none
+    day2 = NOW + dt.timedelta(days=1)
+    moved = roster(("KA1", wang), ("KA3", "Zhou@Operator.example"), ("KA5", li))
+    assert store.record_accounts(moved, day2, max_lost_share=0.5) == RosterChange(1, 2, 0)
+    assert lost_by_manager(store, day2) == {wang: 1, li: 1}
+    kpis = {k["email"]: k for k in store.owner_kpis(day2)}
+    assert kpis[wang]["open"] == 1 and kpis[li]["open"] == 0  # li listed for the loss alone
+    day3 = day2 + dt.timedelta(days=1)
+    back = roster(("KA1", wang), ("KA2", wang), ("KA3", "zhou@operator.example"), ("KA5", li))
+    assert store.record_accounts(back, day3, max_lost_share=0.5) == RosterChange(0, 0, 1)
+    assert lost_by_manager(store, day3) == {li: 1}  # KA4
+    assert lost_by_manager(store, day3 + dt.timedelta(days=400)) == {}  # older than a year
+    with store.session() as session:
+        ka3 = session.get(AccountRecord, "KA3")
+        assert ka3.manager_email == "zhou@operator.example" and ka3.lost_at is None
+
+
+def test_roster_does_not_mark_a_partial_export_lost(store, caplog):
+    """Too many accounts gone at once (a truncated export, not churn): none is marked lost."""
+    everyone = roster(*((f"KA{i}", "wang@operator.example") for i in range(40)))
+    store.record_accounts(everyone, NOW)
+    half = everyone.iloc[:20]
+    assert store.record_accounts(half, NOW + dt.timedelta(days=1)) == RosterChange(0, 0, 0, 20)
+    assert "looks like a partial export" in caplog.text
+    assert lost_by_manager(store, NOW + dt.timedelta(days=1)) == {}
+    one_gone = everyone.iloc[1:]  # 1 of 40 (2.5 %): churn
+    assert store.record_accounts(one_gone, NOW + dt.timedelta(days=2)).lost == 1

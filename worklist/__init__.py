@@ -6,7 +6,7 @@ code that writes the database (tasks, history, and the email outbox).
 
 from worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
 from worklist.plan import Owner, OwnerDirectory, plan_tasks
-from worklist.store import RaiseResult, TaskStore
+from worklist.store import RaiseResult, RosterChange, TaskStore
 
 __all__ = ["OPEN_STATUSES", "STATUSES", "OutboxEmail", "Owner", "OwnerDirectory", "RaiseResult",
-           "Task", "TaskEvent", "TaskStore", "plan_tasks"]
+           "RosterChange", "Task", "TaskEvent", "TaskStore", "plan_tasks"]

@@ -84,5 +84,19 @@ class OutboxEmail(Base):
                                                                 nullable=True)
 
 
+class AccountRecord(Base):
+    """Every key account a snapshot has held, with its manager when last seen. An account that
+    leaves the snapshot is lost (``lost_at``: its manager's churn KPI); one that comes back is
+    not lost any more."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manager_email: Mapped[str] = mapped_column(String(320), index=True)
+    manager_name: Mapped[str] = mapped_column(String(200))
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline

@@ -25,7 +25,14 @@ from sqlalchemy import DateTime, Engine, bindparam, create_engine, insert, selec
 from sqlalchemy.orm import Session, sessionmaker
 
 from worklist.faults import crash_point
-from worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
+from worklist.models import (
+    OPEN_STATUSES,
+    STATUSES,
+    AccountRecord,
+    OutboxEmail,
+    Task,
+    TaskEvent,
+)
 from worklist.quarantine import QuarantinedRow
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,18 @@ TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_ro
 _CHUNK = 5000
 _EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
+
+
+MAX_LOST_SHARE = 0.05  # more of the roster gone in one snapshot looks like a partial export
+LOST_KPI_DAYS = 365  # the managers' churn KPI counts accounts lost in the past year
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    new: int  # accounts seen for the first time
+    lost: int  # in the roster, missing from this snapshot: marked lost
+    returned: int  # marked lost before, back in this snapshot
+    held: int = 0  # missing but not marked lost: too many at once (a partial export?)
 
 
 @dataclass(frozen=True)
@@ -414,6 +433,56 @@ class TaskStore:
                 session.execute(insert(QuarantinedRow), rows[start:start + _CHUNK])
         return len(rows)
 
+    def record_accounts(self, accounts: pd.DataFrame, now: dt.datetime,
+                        max_lost_share: float = MAX_LOST_SHARE) -> RosterChange:
+        """Bring the account roster up to this snapshot (``account_id``, ``account_manager``,
+        ``manager_email``: every account in it, accepted or quarantined). New accounts are
+        added; accounts of the roster missing from the snapshot are marked lost (their
+        manager's churn), unless more than ``max_lost_share`` of the roster went missing at
+        once, which looks like a partial export: then nothing is marked and a warning says
+        so. Accounts back in the snapshot are not lost any more; managers are kept current."""
+        now = _utc(now)
+        today = _roster_frame(accounts)
+        with self.session() as session:
+            known = pd.DataFrame(session.execute(select(
+                AccountRecord.account_id, AccountRecord.manager_email,
+                AccountRecord.lost_at.is_(None))).all(),
+                columns=["account_id", "known_email", "active"])
+            merged = today.merge(known, on="account_id", how="outer", indicator=True)
+            present = merged["_merge"] != "right_only"
+            new = merged.loc[merged["_merge"] == "left_only"]
+            active = merged["active"].fillna(False).astype(bool)
+            missing = merged.loc[~present & active, "account_id"].tolist()
+            returned = merged.loc[present & (merged["_merge"] == "both") & ~active,
+                                  "account_id"].tolist()
+            moved = merged.loc[(merged["_merge"] == "both")
+                               & (merged["manager_email"] != merged["known_email"])]
+            _insert(session, AccountRecord.__table__, [
+                {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now}
+                for a, e, n in zip(new["account_id"], new["manager_email"],
+                                   new["manager_name"], strict=True)])
+            held = 0
+            if missing and len(missing) > max_lost_share * int(active.sum()):
+                held, missing = len(missing), []
+                log.warning("%d of %d accounts are missing from this snapshot, more than %.0f%%: "
+                            "it looks like a partial export, so none is marked lost", held,
+                            int(active.sum()), 100 * max_lost_share)
+            table = AccountRecord.__table__
+            for ids, value in ((missing, now), (returned, None)):
+                if ids:
+                    session.execute(update(table).where(table.c.account_id == bindparam("a"))
+                                    .values(lost_at=value), [{"a": a} for a in ids])
+            if len(moved):
+                session.execute(update(table).where(table.c.account_id == bindparam("a"))
+                                .values(manager_email=bindparam("e"), manager_name=bindparam("n")),
+                                [{"a": a, "e": e, "n": n} for a, e, n in zip(
+                                    moved["account_id"], moved["manager_email"],
+                                    moved["manager_name"], strict=True)])
+        change = RosterChange(len(new), len(missing), len(returned), held)
+        log.info("account roster: %d new, %d lost, %d back, %d missing but not marked",
+                 change.new, change.lost, change.returned, change.held)
+        return change
+
     def quarantine(self, run_id: str) -> list[QuarantinedRow]:
         with self.session() as session:
             return list(session.scalars(select(QuarantinedRow).where(
@@ -430,7 +499,9 @@ class TaskStore:
             return list(session.scalars(query))
 
     def owner_kpis(self, now: dt.datetime) -> list[dict[str, Any]]:
-        """Per owner: open, overdue, handled on time and late (DOMAIN.md's per-manager KPIs)."""
+        """Per owner: open, overdue, handled on time and late, and accounts lost in the past
+        year (DOMAIN.md's per-manager KPIs; the loss is counted for the account's last
+        manager)."""
         from sqlalchemy import case, func
 
         overdue = case((Task.status.in_(OPEN_STATUSES) & (Task.due_at < now), 1), else_=0)
@@ -445,10 +516,27 @@ class TaskStore:
                        func.sum(on_time), func.sum(late), func.count(func.distinct(
                            Task.account_id)))
                 .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
-            return [{"owner": name, "email": email, "open": int(o or 0),
+            kpis = [{"owner": name, "email": email, "open": int(o or 0),
                      "overdue": int(d or 0), "done on time": int(t or 0),
-                     "done late": int(late_n or 0), "accounts with tasks": int(a or 0)}
+                     "done late": int(late_n or 0), "accounts with tasks": int(a or 0),
+                     "accounts lost": 0}
                     for email, name, o, d, t, late_n, a in rows]
+            # Churn of each manager's own accounts (DOMAIN.md): lost in the past year.
+            lost = session.execute(
+                select(AccountRecord.manager_email, func.max(AccountRecord.manager_name),
+                       func.count())
+                .where(AccountRecord.lost_at >= now - dt.timedelta(days=LOST_KPI_DAYS))
+                .group_by(AccountRecord.manager_email))
+        by_email = {k["email"].lower(): k for k in kpis}
+        for email, name, count in lost:
+            row = by_email.get(email)
+            if row is None:
+                row = by_email[email] = {"owner": name, "email": email, "open": 0, "overdue": 0,
+                                         "done on time": 0, "done late": 0,
+                                         "accounts with tasks": 0, "accounts lost": 0}
+                kpis.append(row)
+            row["accounts lost"] += int(count)
+        return sorted(kpis, key=lambda k: k["email"])
 
     def counts(self) -> dict[str, int]:
         with self.session() as session:
@@ -566,6 +654,23 @@ def _urgency(view: dict[str, Any]) -> tuple[Any, ...]:
 
 def _utc(stamp: dt.datetime) -> dt.datetime:
     return _aware(stamp).astimezone(dt.UTC)
+
+
+def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:
+    """One row per account id of a snapshot's accounts (the last row of a duplicate id)."""
+    frame = pd.DataFrame({
+        "account_id": accounts["account_id"].astype("object"),
+        "manager_email": (accounts["manager_email"] if "manager_email" in accounts
+                          else pd.Series("", index=accounts.index)).astype("object"),
+        "manager_name": (accounts["account_manager"] if "account_manager" in accounts
+                         else pd.Series("", index=accounts.index)).astype("object"),
+    })
+    frame = frame.loc[frame["account_id"].notna()]
+    frame["account_id"] = frame["account_id"].astype(str).str.strip().str.slice(0, 64)
+    frame["manager_email"] = frame["manager_email"].fillna("").astype(str).str.strip() \
+        .str.lower().str.slice(0, 320)
+    frame["manager_name"] = frame["manager_name"].fillna("").astype(str).str.slice(0, 200)
+    return frame.drop_duplicates("account_id", keep="last").reset_index(drop=True)
 
 
 def _quarantine_row(record: dict[str, Any], run_id: str, now: dt.datetime) -> dict[str, Any]:
