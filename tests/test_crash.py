@@ -89,7 +89,7 @@ def postgres_url() -> Iterator[str]:
 def fresh_pg(postgres_url: str) -> Iterator[str]:
     """The module's PostgreSQL database, emptied (schema kept) before each test."""
     yield postgres_url
-    rows_ = "DROP TABLE IF EXISTS task_events, outbox, tasks, alembic_version CASCADE"
+    rows_ = "DROP TABLE IF EXISTS task_events, outbox, tasks, accounts, alembic_version CASCADE"
     engine = create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(text(rows_))
