@@ -90,9 +90,11 @@ class AccountRecord(Base):
     not lost any more."""
 
     __tablename__ = "accounts"
+    # On SQLite one B-tree keyed by account id (no rowid): a national roster is 1M rows.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    manager_email: Mapped[str] = mapped_column(String(320), index=True)
+    manager_email: Mapped[str] = mapped_column(String(320))
     manager_name: Mapped[str] = mapped_column(String(200))
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -25,14 +25,10 @@ def upgrade() -> None:
     sa.Column('manager_name', sa.String(length=200), nullable=False),
     sa.Column('first_seen', sa.DateTime(timezone=True), nullable=False),
     sa.Column('lost_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('account_id')
+    sa.PrimaryKeyConstraint('account_id'),
+    sqlite_with_rowid=False
     )
-    with op.batch_alter_table('accounts', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_accounts_manager_email'), ['manager_email'],
-                              unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('accounts', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_accounts_manager_email'))
     op.drop_table('accounts')
