@@ -6,7 +6,7 @@
     python benchmarks/run.py score --accounts 1000000 [--json]
 
 `e2e` runs the daily job's stages in process, exactly as the flow calls them (intake, validate,
-the account roster, score, decide, dispatch into the task store, send to the file outbox);
+score, decide, the account roster, dispatch into the task store, send to the file outbox);
 Prefect's own overhead (server start, ~1 s per sync flow run) is not included. Snapshot
 generation is not timed.
 
@@ -54,6 +54,7 @@ def e2e(accounts: int, database_url: str | None) -> dict:
     import notifications
     from expectations import validate_snapshot
     from flows import delivery
+    from flows.retention import roster_columns
     from intake import build_customer_view, read_snapshot
     from kamflow import config
     from kamflow.links import LinkSigner
@@ -78,9 +79,7 @@ def e2e(accounts: int, database_url: str | None) -> dict:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
                                 config.load_pipeline().validation, as_of=AS_OF)
     t = lap("validate", t)
-    store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
-    store.record_accounts(snapshot.tables["accounts"], dt.datetime.now(dt.UTC))
-    t = lap("roster", t)
+    roster_accounts = roster_columns(snapshot.tables["accounts"])
     del snapshot  # as the flow does: what the later stages need is in the outcome, and
     outcome.release_gx()  # GX results let go once rendered (flow: _write_validation)
     view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
@@ -93,6 +92,10 @@ def e2e(accounts: int, database_url: str | None) -> dict:
     decisions = decide(scored, ruleset)
     del scored
     t = lap("decide", t)
+    store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
+    store.record_accounts(roster_accounts, dt.datetime.now(dt.UTC))
+    del roster_accounts
+    t = lap("roster", t)
     now = dt.datetime.now(dt.UTC)
     titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
     raised = delivery.dispatch(decisions, titles, config.load_owners(), store, "bench", now,

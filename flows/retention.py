@@ -187,6 +187,12 @@ def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date
     return scored, decisions.reset_index(drop=True)
 
 
+def roster_columns(accounts: pd.DataFrame) -> pd.DataFrame:
+    """What the account roster needs of a snapshot's accounts table (the rest can go)."""
+    return accounts[[c for c in ("account_id", "account_manager", "manager_email")
+                     if c in accounts]]
+
+
 @task(name="account roster", **STAGE)
 def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) -> RosterChange:
     """Keep the account roster current: new accounts in, accounts gone from the snapshot marked
@@ -297,12 +303,10 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.message = outcome.message
         _publish(summary, [])
         return Failed(message=outcome.message)
-    # Every account of the snapshot, accepted or quarantined, is still a customer.
-    roster = roster_stage(snapshot.tables["accounts"], home.database_url,
-                          dt.datetime.now(dt.UTC))
+    # Every account of the snapshot, accepted or quarantined, is still a customer: the roster
+    # is brought up to date after scoring, when the view and the tables are let go.
+    roster_accounts = roster_columns(snapshot.tables["accounts"])
     del snapshot  # what the later stages need is in the outcome
-    summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
-    summary.accounts_back, summary.accounts_missing_unmarked = roster.returned, roster.held
 
     if partitions > 1:
         with timer("score+decide"):
@@ -321,6 +325,10 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     del scored
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
+    roster = roster_stage(roster_accounts, home.database_url, dt.datetime.now(dt.UTC))
+    del roster_accounts
+    summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
+    summary.accounts_back, summary.accounts_missing_unmarked = roster.returned, roster.held
 
     store = TaskStore(home.database_url)
     try:

@@ -6,7 +6,7 @@ SMTP backend both send exactly that message, so what lands in the outbox is what
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import random
 import re
@@ -19,6 +19,8 @@ from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from types import MappingProxyType
+
+import numpy as np
 
 __all__ = [
     "Email",
@@ -192,7 +194,7 @@ def _set_body(part: EmailMessage, text: str, subtype: str) -> None:
         return
     part.set_content("", subtype=subtype, charset="utf-8", cte="base64")
     data = "\n".join(text.splitlines()).encode("utf-8") + b"\n"
-    part.set_payload(base64.encodebytes(data).decode("ascii"))
+    part.set_payload(base64_lines(data, b"\n").decode("ascii"))
 
 
 def message_bytes(message: EmailMessage) -> bytes:
@@ -232,6 +234,19 @@ def _header_block(headers: list[tuple[str, str]]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii") + b"\r\n"
 
 
+def base64_lines(data: bytes, newline: bytes) -> bytes:
+    """``base64.encodebytes(data)`` (76-character lines) with ``newline`` ending each line, in a
+    few C calls: encodebytes steps through 57-byte chunks in Python, 3 s for a national run's
+    4 GB of email."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    full = len(encoded) // 76
+    lines = np.empty((full, 76 + len(newline)), dtype=np.uint8)
+    lines[:, :76] = np.frombuffer(encoded, dtype=np.uint8, count=full * 76).reshape(full, 76)
+    lines[:, 76:] = np.frombuffer(newline, dtype=np.uint8)
+    tail = encoded[full * 76:]
+    return lines.tobytes() + (tail + newline if tail else b"")
+
+
 def _part(text: str, subtype: str) -> tuple[list[tuple[str, str]], bytes]:
     """A text part's headers and encoded body, with the encoding `_set_body` chooses."""
     content_type = ("Content-Type", f'text/{subtype}; charset="utf-8"')
@@ -246,7 +261,7 @@ def _part(text: str, subtype: str) -> tuple[list[tuple[str, str]], bytes]:
         return [content_type, ("Content-Transfer-Encoding", str(part["Content-Transfer-Encoding"]))
                 ], payload
     data = ("\n".join(lines) + "\n").encode("utf-8")
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    body = base64_lines(data, b"\r\n")
     return [content_type, ("Content-Transfer-Encoding", "base64")], body
 
 

@@ -38,7 +38,7 @@ from notifications import (
     render_task_digest,
     sender_from_env,
 )
-from notifications.message import message_bytes
+from notifications.message import base64_lines, message_bytes
 from notifications.testing import RecordingBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -866,3 +866,14 @@ def test_message_date_is_utc_and_injectable() -> None:
     """to_email_message stamps the given time (UTC by default) as the Date header."""
     message = notifications.to_email_message(make_email(), now=datetime(2026, 11, 25, tzinfo=UTC))
     assert message["Date"] == "Wed, 25 Nov 2026 00:00:00 +0000"
+
+
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 3 * 57, 3 * 57 + 5, 250_000])
+def test_base64_lines_is_encodebytes_with_the_given_line_ends(size: int) -> None:
+    """The vectorised body encoder writes exactly what base64.encodebytes writes."""
+    import base64
+    import random
+
+    data = random.Random(size).randbytes(size)
+    assert base64_lines(data, b"\n") == base64.encodebytes(data)
+    assert base64_lines(data, b"\r\n") == base64.encodebytes(data).replace(b"\n", b"\r\n")

@@ -49,6 +49,7 @@ TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_ro
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
                "due_at", "cooldown_days", "open_key")
 _CHUNK = 5000
+_ROSTER_CHUNK = 100_000  # roster rows inserted at a time
 _EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 
@@ -464,10 +465,13 @@ class TaskStore:
             returned = merged.loc[both & ~active, "account_id"].tolist()
             moved = merged.loc[both & (merged["manager_email"] != merged["known_email"])
                                .to_numpy()]
-            _insert(session, AccountRecord.__table__, [
-                {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now}
-                for a, e, n in zip(new["account_id"].tolist(), new["manager_email"].tolist(),
-                                   new["manager_name"].tolist(), strict=True)])
+            for start in range(0, len(new), _ROSTER_CHUNK):  # bounded memory at 1M accounts
+                part = new.iloc[start:start + _ROSTER_CHUNK]
+                _insert(session, AccountRecord.__table__, [
+                    {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now}
+                    for a, e, n in zip(part["account_id"].tolist(),
+                                       part["manager_email"].tolist(),
+                                       part["manager_name"].tolist(), strict=True)])
             held = 0
             if missing and len(missing) > max_lost_share * int(active.sum()):
                 held, missing = len(missing), []
