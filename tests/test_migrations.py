@@ -49,6 +49,21 @@ def test_store_start_migrates_to_head_matching_every_model(empty_url: str) -> No
         engine.dispose()
 
 
+def test_postgresql_outbox_bodies_are_lz4_compressed() -> None:
+    """On PostgreSQL 14+ (15 here) the email bodies use lz4, not pglz (3 GB on a national run)."""
+    with temporary_database() as url:
+        TaskStore(url).dispose()
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                found = dict(conn.execute(text(
+                    "SELECT attname, attcompression FROM pg_attribute WHERE attrelid = "
+                    "'outbox'::regclass AND attname IN ('body_text', 'body_html')")).all())
+        finally:
+            engine.dispose()
+    assert found == {"body_text": "l", "body_html": "l"}
+
+
 def test_pre_migration_database_is_refused_with_what_to_do(tmp_path: Path) -> None:
     """A database made by the old create_all (tables, no alembic_version) is not touched: the
     error says how to proceed."""
