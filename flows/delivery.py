@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 import notifications
+from kamflow.errors import ConfigError
 from kamflow.links import LinkSigner
 from notifications.sendgrid_backend import MAX_PERSONALIZATIONS
 from notifications.workers import EmailPart, render_in_workers
@@ -115,10 +116,10 @@ def render_workers_for(tasks: int, env: Mapping[str, str] = os.environ) -> int:
         try:
             workers = int(value)
         except ValueError:
-            raise ValueError(f"KAMFLOW_RENDER_WORKERS must be a whole number, not {value!r}") \
+            raise ConfigError(f"KAMFLOW_RENDER_WORKERS must be a whole number, not {value!r}") \
                 from None
         if workers < 0:
-            raise ValueError("KAMFLOW_RENDER_WORKERS must be 0 or more")
+            raise ConfigError("KAMFLOW_RENDER_WORKERS must be 0 or more")
         return workers
     cpus = os.cpu_count() or 1
     return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import logging
 import uuid
 from email import policy
 from pathlib import Path
@@ -41,11 +42,15 @@ def outbox(home: Path) -> list[email.message.EmailMessage]:
 
 
 def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir, kamflow_home,
-                                                              prefect_api):
+                                                              prefect_api, monkeypatch, caplog):
     """A run stores tasks and writes .eml files naming account, action, due date and reason;
-    the same snapshot again adds no task and no email."""
+    the same snapshot again adds no task and no email. Its emails are rendered by two worker
+    processes, as a national run's are (the flow runs in a Prefect worker thread)."""
+    monkeypatch.setenv("KAMFLOW_RENDER_WORKERS", "2")
+    caplog.set_level(logging.INFO, logger="flows.delivery")
     state = run(snapshot_dir)
     assert state.is_completed(), state.message
+    assert "in 2 worker process(es)" in caplog.text
     tasks = store(kamflow_home).list_tasks()
     assert tasks, "the generated snapshot has declining accounts: tasks are expected"
     messages = outbox(kamflow_home)

@@ -15,6 +15,7 @@ import pytest
 
 import notifications.workers as workers
 from flows.delivery import dispatch, queue_daily_digests, render_workers_for
+from kamflow.errors import ConfigError
 from kamflow.links import LinkSigner
 from notifications.workers import RenderWorkerError, render_in_workers
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
@@ -114,5 +115,5 @@ def test_render_workers_setting() -> None:
     assert render_workers_for(100, {"KAMFLOW_RENDER_WORKERS": "3"}) == 3
     assert render_workers_for(10**6, {"KAMFLOW_RENDER_WORKERS": "0"}) == 0
     for bad in ("two", "-1"):
-        with pytest.raises(ValueError, match="KAMFLOW_RENDER_WORKERS"):
+        with pytest.raises(ConfigError, match="KAMFLOW_RENDER_WORKERS"):
             render_workers_for(100, {"KAMFLOW_RENDER_WORKERS": bad})
