@@ -16,8 +16,8 @@ def peak_rss_mb() -> float:
 
 
 class TreeMemory:
-    """Samples the resident memory of this process plus its descendants every 20 ms: the
-    render workers run beside the main process, so the job's memory is their sum."""
+    """Samples every 20 ms this process's resident memory plus its descendants' private memory:
+    the render workers run beside the main process, so the job's memory is their sum."""
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
@@ -30,7 +30,11 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while self._running:
-            self.peak_mb = max(self.peak_mb, sum(map(_rss_mb, _tree(os.getpid()))))
+            main, *children = _tree(os.getpid())
+            # Children by their private pages: a child between fork and exec shares all of this
+            # process's pages (its RSS would count them twice), and the libraries a worker maps
+            # are this process's too.
+            self.peak_mb = max(self.peak_mb, _rss_mb(main) + sum(map(_private_mb, children)))
             time.sleep(0.02)
 
 
@@ -54,6 +58,16 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _private_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return _rss_mb(pid)
+    kb = sum(int(line.split()[1]) for line in text.splitlines()
+             if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    return kb / 1024.0
 
 
 TREE = TreeMemory()

@@ -16,8 +16,8 @@ view, quarantine) and then GX's own checkpoints on the same frames and suites
 (`gx_checkpoint_seconds`), in the same process, so kamflow's overhead over bare GX is visible.
 Reading the files is timed apart (`intake_seconds`).
 
-`peak_rss_mb` is the job's peak resident memory: the main process's, or the sum over it and its
-email render workers (sampled every 20 ms) when that is higher.
+`peak_rss_mb` is the job's peak resident memory: the main process's, or, when higher, its resident
+memory plus the private memory of its email render workers (sampled every 20 ms).
 """
 
 from __future__ import annotations
