@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -113,6 +114,7 @@ def run(accounts: int, database_url: str | None) -> dict[str, Any]:
     finally:
         sink.close()
         store.dispose()
+        shutil.rmtree(work, ignore_errors=True)
     return {"benchmark": "dispatch", "accounts": accounts,
             "database": (database_url or "sqlite").split(":")[0].split("+")[0],
             "tasks_created": raised.created, "emails": raised.emails,

@@ -9,6 +9,11 @@ import time
 from pathlib import Path
 
 
+def main_peak_mb() -> float:
+    """This process's own peak resident memory (the kernel's count)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory, or the peak of it and its child processes (the
     email render workers) together when `TreeMemory` sampled more."""
