@@ -49,7 +49,6 @@ TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_ro
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
                "due_at", "cooldown_days", "open_key")
 _CHUNK = 5000
-_TASK_SLICE = 10_000  # task rows written between two batches of emails
 _ROSTER_CHUNK = 100_000  # roster rows inserted at a time
 _EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
@@ -109,17 +108,15 @@ class TaskStore:
                 in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
             fresh = planned.loc[~is_open & ~in_cooldown]
             rows = [_task_row(record, run_id) for record in _records(fresh, TASK_FIELDS)]
-            ids, rest = _reserve_ids(session, Task.__table__, rows)
-            del rows
-            # The task rows and their history are written a slice at a time between the emails:
-            # while the render workers of a big run work, this process stores (one transaction).
-            writes = _task_writes(session, rest, ids, now, run_id)
-            del rest
-            emails = self._write_emails(session, fresh, ids, run_id, render_many or
-                                        _one_by_one(render), now, lambda: next(writes, None))
-            for _ in writes:  # what is left once every email is stored
-                pass
+            ids = _insert_returning_ids(session, Task.__table__, rows)
+            del rows  # written: let 450,000 row dicts go before the emails are rendered
+            if ids:
+                _insert(session, TaskEvent.__table__, [
+                    {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
+                    for i in ids])
             crash_point("dispatch.tasks_written")
+            emails = self._write_emails(session, fresh, ids, run_id, render_many or
+                                        _one_by_one(render), now)
             crash_point("dispatch.emails_written")
         crash_point("dispatch.committed")
         result = RaiseResult(len(ids), int(is_open.sum()), int(in_cooldown.sum()), emails,
@@ -145,8 +142,7 @@ class TaskStore:
 
     @staticmethod
     def _write_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], run_id: str,
-                      render_many: ManyRenderer, now: dt.datetime,
-                      between: Callable[[], object] = lambda: None) -> int:
+                      render_many: ManyRenderer, now: dt.datetime) -> int:
         if not ids:
             return 0
         columns = ["account_id", "account_name", "action", "action_title", "priority", "due_at",
@@ -176,7 +172,6 @@ class TaskStore:
             if len(rows) == _EMAIL_CHUNK:
                 _insert(session, OutboxEmail.__table__, rows)
                 rows = []
-                between()
                 if len(parts) >= 10 * _EMAIL_CHUNK and done % (10 * _EMAIL_CHUNK) == 0:
                     log.info("task store: %d of %d email(s) rendered and queued", done,
                              len(parts))
@@ -712,44 +707,30 @@ def _aware(stamp: dt.datetime) -> dt.datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
-def _reserve_ids(session: Session, table: Any, rows: list[dict[str, Any]]
-                 ) -> tuple[list[int], list[dict[str, Any]]]:
-    """Give ``rows`` their new ids (set in place) before they are written; return the ids and
-    the rows still to insert. On PostgreSQL the ids are drawn from the table's sequence (the
-    rows then go with COPY: psycopg spends seconds parsing multi-row INSERTs of 100,000 rows).
-    On SQLite the first row's INSERT ... RETURNING takes the database's write lock, held to the
-    commit, and its id is above every id in use; the rest take the ids after it (RETURNING with
-    ordered parameters costs one statement per row: 12 s at 1M)."""
+def _insert_returning_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` and return their new ids, in order. On PostgreSQL the ids are drawn from
+    the table's sequence and the rows sent with COPY (psycopg spends seconds parsing multi-row
+    INSERTs of 100,000 rows); elsewhere a Core INSERT ... RETURNING in chunks."""
     if not rows:
-        return [], []
+        return []
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         ids = list(connection.exec_driver_sql(
             f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
             f"FROM generate_series(1, {len(rows)})").scalars())
-        rest = rows
-    else:
-        first = connection.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()
-        ids = list(range(first, first + len(rows)))
-        rest = rows[1:]
-    for row, i in zip(rows, ids, strict=True):
-        row["id"] = i  # in place: a copy of every row dict costs 0.5 GB at 450,000 tasks
-    return ids, rest
-
-
-def _task_writes(session: Session, rest: list[dict[str, Any]], ids: Sequence[int],
-                 now: dt.datetime, run_id: str) -> Iterator[None]:
-    """Insert the task rows, then their "created" history rows, one slice per step; each
-    slice's row dicts are let go once written."""
-    for start in range(0, len(rest), _TASK_SLICE):
-        _insert(session, Task.__table__, rest[start:start + _TASK_SLICE])
-        rest[start:start + _TASK_SLICE] = [None] * len(rest[start:start + _TASK_SLICE])
-        yield
-    for start in range(0, len(ids), _TASK_SLICE):
-        _insert(session, TaskEvent.__table__, [
-            {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
-            for i in ids[start:start + _TASK_SLICE]])
-        yield
+        for row, i in zip(rows, ids, strict=True):
+            row["id"] = i  # in place: a copy of every row dict costs 0.5 GB at 450,000 tasks
+        _copy(connection, table, rows)
+        return ids
+    # SQLite: the first row's INSERT ... RETURNING takes the database's write lock, held to the
+    # commit, and its id is above every id in use; the rest take the ids after it in one
+    # executemany (RETURNING with ordered parameters costs one statement per row: 12 s at 1M).
+    first = connection.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()
+    ids = list(range(first, first + len(rows)))
+    for row, i in zip(rows[1:], ids[1:], strict=True):
+        row["id"] = i
+    _insert(session, table, rows[1:])
+    return ids
 
 
 def _insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
