@@ -36,10 +36,12 @@ class TreeMemory:
     def _sample(self) -> None:
         while self._running:
             main, *children = _tree(os.getpid())
-            # Children by their private pages: a child between fork and exec shares all of this
-            # process's pages (its RSS would count them twice), and the libraries a worker maps
-            # are this process's too.
-            self.peak_mb = max(self.peak_mb, _rss_mb(main) + sum(map(_private_mb, children)))
+            # Children by their private pages (the libraries a worker maps are this process's
+            # too), and only once they run their own program: a child between (v)fork and exec
+            # still has this process's memory and command line, and would count it twice.
+            mine = _cmdline(main)
+            self.peak_mb = max(self.peak_mb, _rss_mb(main) + sum(
+                _private_mb(child) for child in children if _cmdline(child) != mine))
             time.sleep(0.02)
 
 
@@ -63,6 +65,13 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _private_mb(pid: int) -> float:
