@@ -12,9 +12,8 @@ caller (the task store) stores what comes back, so every core works.
   Then chunks of parts go round-robin, so chunk *i* comes back from worker *i* mod *n* and the
   results are yielded in the order of ``parts``.
 - At most ``window`` chunks are in flight: a slow consumer never has more than a few MB of
-  rendered email waiting. A thread per worker feeds its stdin and another reads its stdout, so
-  a worker never waits for the caller (nor the caller for a worker's pipe) and they cannot
-  deadlock.
+  rendered email waiting. A thread per worker feeds its stdin, so a worker blocked on writing
+  results can never deadlock the caller writing the next chunk.
 - A worker that fails or dies raises `RenderWorkerError` here, in the caller, naming what went
   wrong: the caller's transaction rolls back as for an in-process rendering error.
 """
@@ -47,7 +46,7 @@ def render_in_workers(render: Callable[[str, str, list[dict[str, Any]]], Rendere
                       window: int | None = None) -> Iterator[Rendered]:
     """``render(*part)`` for every part, computed in ``workers`` processes; yields the results
     in the order of ``parts``."""
-    window = window or 4 * workers
+    window = window or 3 * workers
     pool = [_Worker(render) for _ in range(workers)]
     try:
         sent = received = 0
@@ -72,38 +71,24 @@ class _Worker:
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._inbox.put(render)
-        self._results: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._feeder = threading.Thread(target=self._feed, name="kamflow-render-feed",
                                         daemon=True)
-        self._reader = threading.Thread(target=self._read, name="kamflow-render-read",
-                                        daemon=True)
         self._feeder.start()
-        self._reader.start()
 
     def submit(self, chunk: list[EmailPart]) -> None:
         self._inbox.put(chunk)
 
     def result(self) -> list[Rendered]:
-        status, value = self._results.get()
-        if status == "exited":
+        assert self._process.stdout is not None
+        try:
+            status, value = pickle.load(self._process.stdout)
+        except (EOFError, pickle.UnpicklingError):
             code = self._process.wait()
             raise RenderWorkerError(f"an email render worker exited unexpectedly (exit code "
-                                    f"{code}); its error, if any, is in the log above")
+                                    f"{code}); its error, if any, is in the log above") from None
         if status != "ok":
             raise RenderWorkerError(f"rendering an email failed in a worker: {value}")
         return value
-
-    def _read(self) -> None:
-        """Take each result off the pipe as soon as it is written, so the worker goes on to its
-        next chunk while the caller is busy storing (the window bounds what waits here)."""
-        stdout = self._process.stdout
-        assert stdout is not None
-        while True:
-            try:
-                self._results.put(pickle.load(stdout))
-            except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-                self._results.put(("exited", None))
-                return
 
     def _feed(self) -> None:
         stdin = self._process.stdin
@@ -128,7 +113,6 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        self._reader.join(timeout=10)  # it ends at the pipe's end of file
         if self._process.stdout is not None:
             self._process.stdout.close()
 
