@@ -17,7 +17,7 @@ def main_peak_mb() -> float:
 def peak_rss_mb() -> float:
     """This process's peak resident memory, or the peak of it and its child processes (the
     email render workers) together when `TreeMemory` sampled more."""
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, TREE.peak_mb)
+    return max(main_peak_mb(), TREE.peak_mb)
 
 
 class TreeMemory:

@@ -20,6 +20,7 @@ caller (the task store) stores what comes back, so every core works.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import queue
@@ -47,10 +48,14 @@ def render_in_workers(render: Callable[[str, str, list[dict[str, Any]]], Rendere
     """``render(*part)`` for every part, computed in ``workers`` processes; yields the results
     in the order of ``parts``."""
     window = window or 3 * workers
+    chunks = _chunks(parts)
+    first = next(chunks, None)
+    if first is None:
+        return  # nothing to render: no worker started
     pool = [_Worker(render) for _ in range(workers)]
     try:
         sent = received = 0
-        for chunk in _chunks(parts):
+        for chunk in itertools.chain([first], chunks):
             pool[sent % workers].submit(chunk)
             sent += 1
             if sent - received >= window:

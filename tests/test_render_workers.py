@@ -117,3 +117,12 @@ def test_render_workers_setting() -> None:
     for bad in ("two", "-1"):
         with pytest.raises(ConfigError, match="KAMFLOW_RENDER_WORKERS"):
             render_workers_for(100, {"KAMFLOW_RENDER_WORKERS": bad})
+
+
+def test_nothing_to_render_starts_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day whose digests are all queued already renders nothing: no process is started."""
+    def no_worker(render: Any) -> None:
+        pytest.fail("a render worker was started with nothing to render")
+
+    monkeypatch.setattr(workers, "_Worker", no_worker)
+    assert list(render_in_workers(Exploding(), [], workers=2)) == []

@@ -165,10 +165,9 @@ class TaskStore:
         rendered = render_many((name, email, views) for (email, name, _), views in parts)
         for done, (((owner_email, owner_name, _), views), (subject, text, html)) in enumerate(
                 zip(parts, rendered, strict=True), start=1):
-            rows.append({"key": uuid.uuid4().hex, "recipient": owner_email,
-                         "recipient_name": owner_name, "subject": subject, "body_text": text,
-                         "body_html": html, "task_ids": ",".join(str(v["task_id"]) for v in views),
-                         "created_at": now, "run_id": run_id, "kind": "new_tasks", "attempts": 0})
+            rows.append(QueuedEmail(uuid.uuid4().hex, owner_email, owner_name, subject, text,
+                                    html, "new_tasks", tuple(v["task_id"] for v in views))
+                        .values(now, run_id))
             if len(rows) == _EMAIL_CHUNK:
                 _insert(session, OutboxEmail.__table__, rows)
                 rows = []
@@ -342,11 +341,9 @@ class TaskStore:
             rows: list[dict[str, Any]] = []
             for (key, owner_email, owner_name, views), (subject, text, html) in zip(
                     parts, rendered, strict=True):
-                rows.append({"key": key, "recipient": owner_email, "recipient_name": owner_name,
-                             "subject": subject, "body_text": text, "body_html": html,
-                             "task_ids": ",".join(str(v["task_id"]) for v in views),
-                             "created_at": now, "run_id": f"digest-{day.isoformat()}",
-                             "kind": "daily_digest", "attempts": 0})
+                rows.append(QueuedEmail(key, owner_email, owner_name, subject, text, html,
+                                        "daily_digest", tuple(v["task_id"] for v in views))
+                            .values(now, f"digest-{day.isoformat()}"))
                 count += 1
                 if len(rows) == _EMAIL_CHUNK:  # stored as they come, not all held to the end
                     _insert(session, OutboxEmail.__table__, rows)
@@ -617,12 +614,16 @@ class QueuedEmail:
     kind: str
     task_ids: tuple[int, ...] = ()
 
+    def values(self, now: dt.datetime, run_id: str) -> dict[str, Any]:
+        """The outbox row's column values (bulk inserts take these)."""
+        return {"key": self.key, "recipient": self.recipient,
+                "recipient_name": self.recipient_name, "subject": self.subject,
+                "body_text": self.text, "body_html": self.html,
+                "task_ids": ",".join(map(str, self.task_ids)), "created_at": _utc(now),
+                "run_id": run_id, "kind": self.kind, "attempts": 0}
+
     def row(self, now: dt.datetime, run_id: str) -> OutboxEmail:
-        return OutboxEmail(key=self.key, recipient=self.recipient,
-                           recipient_name=self.recipient_name, subject=self.subject,
-                           body_text=self.text, body_html=self.html,
-                           task_ids=",".join(map(str, self.task_ids)), created_at=_utc(now),
-                           run_id=run_id, kind=self.kind)
+        return OutboxEmail(**self.values(now, run_id))
 
 
 class TaskClosedError(ValueError):
@@ -631,10 +632,6 @@ class TaskClosedError(ValueError):
 
 # Renders one owner's daily digest: (owner_name, owner_email, open tasks) -> (subject, text, html)
 DigestRenderer = Callable[[str, str, list[dict[str, Any]]], tuple[str, str, str]]
-# Renders many such emails, yielding results in order: (owner_name, owner_email, tasks) parts in.
-# The flow passes one that uses worker processes for a national run; the store just consumes it.
-ManyRenderer = Callable[[Iterable[tuple[str, str, list[dict[str, Any]]]]],
-                        Iterable[tuple[str, str, str]]]
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
                  "due_at", "reason", "rule_id", "status", "escalation_level")
 
