@@ -87,12 +87,12 @@ class _SendGridSink:
 
 
 def run(accounts: int, database_url: str | None) -> dict[str, Any]:
-    from flows.delivery import dispatch, drain_outbox
     from kamflow import config
-    from kamflow.links import LinkSigner
-    from notifications import SendGridBackend
-    from rules import load_ruleset
-    from worklist import TaskStore
+    from kamflow.core.links import LinkSigner
+    from kamflow.flows.delivery import dispatch, drain_outbox
+    from kamflow.notifications import SendGridBackend
+    from kamflow.rules import load_ruleset
+    from kamflow.worklist import TaskStore
 
     work = Path(tempfile.mkdtemp(prefix="kamflow-bench-dispatch-"))
     decisions = _decisions(accounts)

@@ -26,17 +26,17 @@ HERE = Path(__file__).resolve().parent
 
 
 def scored_accounts(accounts: int) -> pd.DataFrame:
-    from intake import build_customer_view
     from kamflow.config import load_scoring
     from kamflow.generate import make_snapshot, typed_tables
-    from scoring import score_accounts
+    from kamflow.intake import build_customer_view
+    from kamflow.scoring import score_accounts
 
     frames = make_snapshot(accounts, AS_OF, seed=7, bad_share=0.0)
     return score_accounts(build_customer_view(typed_tables(frames), AS_OF), load_scoring())
 
 
 def ruleset_30() -> Any:
-    from rules import RULES_DIR, load_ruleset
+    from kamflow.rules import RULES_DIR, load_ruleset
 
     work = Path(tempfile.mkdtemp(prefix="kamflow-rules30-"))
     for path in RULES_DIR.glob("*.yaml"):
@@ -46,7 +46,7 @@ def ruleset_30() -> Any:
 
 
 def zen_expression(condition: Any) -> str:
-    from rules.language import Leaf
+    from kamflow.rules.language import Leaf
 
     if isinstance(condition, Leaf):
         name, op, value = condition.field, condition.op, condition.value
@@ -88,8 +88,8 @@ def run(accounts: int) -> dict[str, Any]:
 
     import zen
 
-    from rules import decide, engine
-    from rules.decide import match_rules
+    from kamflow.rules import decide, engine
+    from kamflow.rules.decide import match_rules
 
     scored = scored_accounts(accounts)
     ruleset = ruleset_30()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.memory import TREE, main_peak_mb, peak_rss_mb  # noqa: E402
+from benchmarks.memory import TREE, main_peak_mb, peak_rss_mb
 
 AS_OF = dt.date(2026, 11, 25)
 
@@ -77,16 +77,15 @@ def e2e(accounts: int, database_url: str | None, again: bool = False) -> dict:
 
 def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
     """One daily run: every stage, timed, in the flow's order and with its memory hand-offs."""
-    import notifications
-    from expectations import validate_snapshot
-    from flows import delivery
-    from flows.retention import roster_columns
-    from intake import build_customer_view, read_snapshot
-    from kamflow import config
-    from kamflow.links import LinkSigner
-    from rules import decide, load_ruleset
-    from scoring import score_accounts
-    from worklist import TaskStore
+    from kamflow import config, notifications
+    from kamflow.core.links import LinkSigner
+    from kamflow.expectations import validate_snapshot
+    from kamflow.flows import delivery
+    from kamflow.flows.retention import roster_columns
+    from kamflow.intake import build_customer_view, read_snapshot
+    from kamflow.rules import decide, load_ruleset
+    from kamflow.scoring import score_accounts
+    from kamflow.worklist import TaskStore
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -136,11 +135,11 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
 
 def validate(accounts: int) -> dict:
     """kamflow's validation of a snapshot against GX's own checkpoints on the same frames."""
-    from expectations import load_suites, validate_snapshot
-    from expectations.validate import checkpoint_seconds
-    from intake import read_snapshot
     from kamflow import config
+    from kamflow.expectations import load_suites, validate_snapshot
+    from kamflow.expectations.validate import checkpoint_seconds
     from kamflow.generate import generate_snapshot
+    from kamflow.intake import read_snapshot
 
     work = Path(tempfile.mkdtemp(prefix="kamflow-bench-validate-"))
     generate_apart(work / "snapshot", accounts)
@@ -174,10 +173,10 @@ def score(accounts: int) -> dict:
     """Scoring alone (value, lifecycle, churn risk, top factors): the customer view is built
     before the clock starts, from generated tables in memory."""
 
-    from intake import build_customer_view
     from kamflow import config
     from kamflow.generate import make_snapshot, typed_tables
-    from scoring import score_accounts
+    from kamflow.intake import build_customer_view
+    from kamflow.scoring import score_accounts
 
     frames = make_snapshot(accounts, AS_OF, seed=7)
     tables = typed_tables(frames)

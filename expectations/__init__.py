@@ -6,8 +6,8 @@ row and its account, ``warning`` is reported only. This package is the only one 
 ``great_expectations`` (lazily: ``import expectations`` alone stays fast).
 """
 
-from expectations.report import results_markdown, results_table, results_text
-from expectations.validate import (
+from kamflow.expectations.report import results_markdown, results_table, results_text
+from kamflow.expectations.validate import (
     ExpectationResult,
     ValidationOutcome,
     ValidationPolicy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from expectations.validate import ExpectationResult, ValidationOutcome
+from kamflow.expectations.validate import ExpectationResult, ValidationOutcome
 
 _VERDICT = {"critical": "STOP", "row": "quarantined", "warning": "warning"}
 

@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from intake.schema import TABLES
-from intake.view import build_customer_view
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
+from kamflow.intake.schema import TABLES
+from kamflow.intake.view import build_customer_view
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,12 @@ outbox by default); its key is the failed run's id, so a repeated trigger rewrit
 
 from __future__ import annotations
 
-from kamflow.settings import configure_prefect_env
+import os
 
-configure_prefect_env()
+from prefect import flow, get_run_logger
 
-import os  # noqa: E402
-
-from prefect import flow, get_run_logger  # noqa: E402
-
-import notifications  # noqa: E402
-from kamflow.settings import paths  # noqa: E402
+from kamflow import notifications
+from kamflow.core.settings import paths
 
 DEFAULT_OPS_EMAIL = "ops@operator.example"
 

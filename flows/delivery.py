@@ -29,16 +29,16 @@ from typing import Any
 
 import pandas as pd
 
-import notifications
-from kamflow.errors import ConfigError
-from kamflow.links import LinkSigner
-from notifications.sendgrid_backend import MAX_PERSONALIZATIONS
-from notifications.workers import EmailPart, render_in_workers
-from worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
-from worklist.calendar import BusinessCalendar, add_business_time
-from worklist.faults import crash_point
-from worklist.models import OutboxEmail, Task
-from worklist.store import QueuedEmail
+from kamflow import notifications
+from kamflow.core.errors import ConfigError
+from kamflow.core.links import LinkSigner
+from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
+from kamflow.notifications.workers import EmailPart, render_in_workers
+from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
+from kamflow.worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.faults import crash_point
+from kamflow.worklist.models import OutboxEmail, Task
+from kamflow.worklist.store import QueuedEmail
 
 __all__ = [
     "DrainResult",

@@ -8,29 +8,27 @@ with ``kamflow digest``; serve it with ``python -m flows.digest`` (08:30 Asia/Sh
 
 from __future__ import annotations
 
-from kamflow.settings import configure_prefect_env
+import datetime as dt
 
-configure_prefect_env()  # before prefect is imported
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
 
-import datetime as dt  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed, State  # noqa: E402
-
-import notifications  # noqa: E402
-from flows.delivery import drain_outbox, queue_daily_digests  # noqa: E402
-from kamflow import config  # noqa: E402
-from kamflow.links import LinkSigner  # noqa: E402
-from kamflow.settings import paths  # noqa: E402
-from worklist import TaskStore  # noqa: E402
+from kamflow import (
+    config,
+    notifications,
+)
+from kamflow.core.links import LinkSigner
+from kamflow.core.settings import paths
+from kamflow.flows.delivery import drain_outbox, queue_daily_digests
+from kamflow.worklist import TaskStore
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="queue-digests", **STAGE)
 def queue_stage(store: TaskStore, now: dt.datetime) -> int:
-    from rules import load_ruleset
+    from kamflow.rules import load_ruleset
 
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     count = queue_daily_digests(store, config.load_owners(), config.load_calendar(), now, titles,

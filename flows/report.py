@@ -155,7 +155,7 @@ def _file_url(path: str) -> str:
 
 def class_band_table(scored: pd.DataFrame) -> list[dict[str, Any]]:
     """Accounts per value class (rows) and churn band (columns), for a table artifact."""
-    from scoring import CHURN_BANDS, VALUE_CLASSES
+    from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES
 
     table = pd.crosstab(scored["value_class"], scored["churn_band"]).reindex(
         index=list(VALUE_CLASSES), columns=list(CHURN_BANDS), fill_value=0)

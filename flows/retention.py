@@ -10,45 +10,43 @@ A batch that fails validation ends the run as Failed before any task or email ex
 
 from __future__ import annotations
 
-from kamflow.settings import configure_prefect_env
+import datetime as dt
+import functools
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
 
-configure_prefect_env()  # before prefect is imported: telemetry off, PREFECT_HOME in KAMFLOW_HOME
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
 
-import datetime as dt  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
-from prefect.states import Completed, Failed, State  # noqa: E402
-
-import notifications  # noqa: E402
-from expectations import (  # noqa: E402
+from kamflow import (
+    config,
+    notifications,
+)
+from kamflow.core.errors import InputError, KamflowError
+from kamflow.core.links import LinkSigner
+from kamflow.core.settings import Paths, paths
+from kamflow.expectations import (
     ValidationOutcome,
     results_markdown,
     validate_snapshot,
     write_data_docs,
 )
-from flows import delivery  # noqa: E402
-from flows.picture import value_churn_svg  # noqa: E402
-from flows.report import RunSummary, action_table, class_band_table, counts, markdown  # noqa: E402
-from intake import Snapshot, build_customer_view, load_mapping, read_snapshot  # noqa: E402
-from kamflow import config  # noqa: E402
-from kamflow.errors import InputError, KamflowError  # noqa: E402
-from kamflow.history import HistorySource, read_labelled_history  # noqa: E402
-from kamflow.links import LinkSigner  # noqa: E402
-from kamflow.settings import Paths, paths  # noqa: E402
-from rules import RuleSet, decide, load_ruleset  # noqa: E402
-from scoring import (  # noqa: E402
+from kamflow.flows import delivery
+from kamflow.flows.history import HistorySource, read_labelled_history
+from kamflow.flows.picture import value_churn_svg
+from kamflow.flows.report import RunSummary, action_table, class_band_table, counts, markdown
+from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
+from kamflow.rules import RuleSet, decide, load_ruleset
+from kamflow.scoring import (
     CHURN_BANDS,
     VALUE_CLASSES,
     Population,
@@ -56,9 +54,9 @@ from scoring import (  # noqa: E402
     fit_population,
     score_accounts,
 )
-from scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn  # noqa: E402
-from scoring.model import ChurnModel  # noqa: E402
-from worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore  # noqa: E402
+from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
+from kamflow.scoring.model import ChurnModel
+from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 

@@ -1,6 +1,6 @@
 """Scale-out: the retention run with its partitions spread over a Dask cluster.
 
-    from flows.scaleout import retention_run_on_dask
+    from kamflow.flows.scaleout import retention_run_on_dask
     retention_run_on_dask(address="tcp://scheduler:8786")(source=..., partitions=16)
 
 With no address a local cluster is started (``workers`` processes, one thread each). On several
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.retention import retention_run
+from kamflow.flows.retention import retention_run
 
 
 def retention_run_on_dask(address: str | None = None, workers: int = 2) -> Any:

@@ -10,32 +10,30 @@ Prefect event ``kamflow.task.escalated``; then the outbox is drained. Run it onc
 
 from __future__ import annotations
 
-from kamflow.settings import configure_prefect_env
+import datetime as dt
+import uuid
+from typing import Any
 
-configure_prefect_env()  # before prefect is imported: telemetry off, PREFECT_HOME in KAMFLOW_HOME
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.states import Completed, Failed, State
 
-import datetime as dt  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.events import emit_event  # noqa: E402
-from prefect.states import Completed, Failed, State  # noqa: E402
-
-import notifications  # noqa: E402
-from flows.delivery import (  # noqa: E402
+from kamflow import (
+    config,
+    notifications,
+)
+from kamflow.core.errors import KamflowError
+from kamflow.core.links import LinkSigner
+from kamflow.core.settings import paths
+from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
     drain_outbox,
     escalate_overdue,
 )
-from kamflow import config  # noqa: E402
-from kamflow.errors import KamflowError  # noqa: E402
-from kamflow.links import LinkSigner  # noqa: E402
-from kamflow.settings import paths  # noqa: E402
-from worklist import TaskStore  # noqa: E402
+from kamflow.worklist import TaskStore
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 EVENT = "kamflow.task.escalated"
@@ -67,7 +65,7 @@ def emit_escalation(step: dict[str, Any]) -> None:
 @task(name="escalate", **STAGE)
 def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
     home = paths()
-    from rules import load_ruleset
+    from kamflow.rules import load_ruleset
 
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),

@@ -4,10 +4,10 @@
 through a mapping file); ``build_customer_view`` is pure.
 """
 
-from intake.mapping import SnapshotMapping, load_mapping
-from intake.reader import Snapshot, read_snapshot
-from intake.schema import TABLES, Column, Table
-from intake.view import build_customer_view
+from kamflow.intake.mapping import SnapshotMapping, load_mapping
+from kamflow.intake.reader import Snapshot, read_snapshot
+from kamflow.intake.schema import TABLES, Column, Table
+from kamflow.intake.view import build_customer_view
 
 __all__ = ["TABLES", "Column", "Snapshot", "SnapshotMapping", "Table", "build_customer_view",
            "load_mapping", "read_snapshot"]

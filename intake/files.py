@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from kamflow.errors import InputError
+from kamflow.core.errors import InputError
 
 ROW = "_row"  # where the record is in its file (CSV: the line, header = 1; Parquet: 1-based row)
 SUFFIXES = (".csv", ".parquet")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intake.files import ROW, read_table_file
-from kamflow.errors import InputError
+from kamflow.core.errors import InputError
+from kamflow.intake.files import ROW, read_table_file
 
 GROUND_TRUTH = ("ground_truth.csv", "account_id", "declining")  # file, id column, label column
 _OUTCOMES = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0, "yes": 1, "no": 0,

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from intake.files import ROW, read_table_file
-from intake.schema import TABLES, Table
-from kamflow.errors import ConfigError, InputError
+from kamflow.core.errors import ConfigError, InputError
+from kamflow.intake.files import ROW, read_table_file
+from kamflow.intake.schema import TABLES, Table
 
 PROBLEM_COLUMNS = ["table", "row", "account_id", "column", "value", "reason"]
 DERIVATIONS = ("value", "template", "expr", "months_before_as_of", "months_after_as_of",

@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from intake.files import ROW, find_table_file, read_table_file
-from intake.mapping import PROBLEM_COLUMNS, SnapshotMapping, map_table
-from intake.schema import TABLES, Table
-from kamflow.errors import InputError
+from kamflow.core.errors import InputError
+from kamflow.intake.files import ROW, find_table_file, read_table_file
+from kamflow.intake.mapping import PROBLEM_COLUMNS, SnapshotMapping, map_table
+from kamflow.intake.schema import TABLES, Table
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from intake.schema import SEGMENT_BY_INDUSTRY
+from kamflow.intake.schema import SEGMENT_BY_INDUSTRY
 
 RECENT_DAYS = 90      # complaints, SLA incidents: "the last 90 days"
 RECENT_MONTHS = 3     # revenue trend and arrears: the last 3 billed months ...

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kamflow.errors import BatchRejected, KamflowError
-from kamflow.settings import configure_prefect_env, paths
+from kamflow.core.errors import BatchRejected, KamflowError
+from kamflow.core.settings import configure_prefect_env, paths
 
 if TYPE_CHECKING:  # imported when used: the CLI starts fast
-    from kamflow.history import HistorySource
+    from kamflow.flows.history import HistorySource
 
 EPILOG = """State lives in $KAMFLOW_HOME (default ~/.kamflow): kamflow.db (tasks), outbox/ (emails
 as .eml when no email backend is configured), quarantine/, reports/, prefect/ (PREFECT_HOME).
@@ -187,11 +187,11 @@ def _run_flow(source: Path, as_of: dt.date | None, rules: Path | None,
     if history is not None and not Path(history.source).is_dir():
         raise KamflowError(f"history snapshot directory {history.source} does not exist")
     configure_prefect_env()
-    from flows.retention import retention_run, summary_path
+    from kamflow.flows.retention import retention_run, summary_path
 
     flow, partitions = retention_run, 1
     if scale is not None and (scale.partitions > 1 or scale.dask_address):
-        from flows.scaleout import retention_run_on_dask
+        from kamflow.flows.scaleout import retention_run_on_dask
 
         flow = retention_run_on_dask(scale.dask_address, scale.dask_workers)
         partitions = max(scale.partitions, 1)
@@ -241,7 +241,7 @@ def _history(args: argparse.Namespace) -> HistorySource | None:
         if given:
             raise KamflowError(f"--{given[0].replace('_', '-')} needs --history DIR")
         return None
-    from kamflow.history import HistorySource
+    from kamflow.flows.history import HistorySource
 
     taken = args.history_as_of or args.as_of  # None: the flow's own date
     return HistorySource(
@@ -286,7 +286,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _tasks_list(args: argparse.Namespace) -> int:
-    from worklist import TaskStore
+    from kamflow.worklist import TaskStore
 
     store = TaskStore(paths().database_url)
     try:
@@ -320,7 +320,7 @@ def _task_record(task: Any) -> dict[str, Any]:
 
 
 def _rules_check(args: argparse.Namespace) -> int:
-    from rules import RULES_DIR, load_ruleset
+    from kamflow.rules import RULES_DIR, load_ruleset
 
     directory = args.directory or RULES_DIR
     ruleset = load_ruleset(directory)

@@ -1,8 +1,8 @@
 """``kamflow backtest``: how well churn risk finds the accounts that did churn.
 
-Reads a snapshot and the known outcome of its accounts (``kamflow.history``: intake, validation,
-the customer view, outcomes matched by account id, as ``kamflow run --history`` does), then
-measures each way of rating churn risk (``scoring.backtest``)
+Reads a snapshot and the known outcome of its accounts (``kamflow.flows.history``: intake,
+validation, the customer view, outcomes matched by account id, as ``kamflow run --history`` does),
+then measures each way of rating churn risk (``scoring.backtest``)
 on held-out accounts: AUC, precision and recall in the top k% riskiest, lift over random.
 
 Outcomes come from a labels CSV: one row per account, an id column and a 0/1 (yes/no, true/false,
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from kamflow.errors import KamflowError
-from kamflow.settings import paths
+from kamflow.core.errors import KamflowError
+from kamflow.core.settings import paths
 
 MIN_ACCOUNTS = 10  # a backtest only measures: it can do with fewer accounts than learning
 
@@ -61,11 +61,11 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 def _backtest(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from intake import load_mapping
     from kamflow import config
-    from kamflow.history import HistorySource, read_labelled_history
-    from scoring.backtest import run_backtest
-    from scoring.learn import history_problem
+    from kamflow.flows.history import HistorySource, read_labelled_history
+    from kamflow.intake import load_mapping
+    from kamflow.scoring.backtest import run_backtest
+    from kamflow.scoring.learn import history_problem
 
     if not args.source.is_dir():
         raise KamflowError(f"snapshot directory {args.source} does not exist")

@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from kamflow.errors import ConfigError
-from kamflow.settings import REPO_ROOT, configure_prefect_env
+from kamflow.core.errors import ConfigError
+from kamflow.core.settings import DEFAULT_CONF_DIR, configure_prefect_env
 
-PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+# Shipped as package data beside the other defaults, so an installed kamflow can serve it too.
+PREFECT_YAML = DEFAULT_CONF_DIR / "prefect.yaml"
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -49,9 +50,9 @@ def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     specs = doc.get("deployments") or []
     for spec in specs:
-        if not spec.get("name") or ":" not in str(spec.get("entrypoint", "")):
+        if not spec.get("name") or "." not in str(spec.get("entrypoint", "")):
             raise ConfigError(f"{path}: every deployment needs a name and an entrypoint "
-                              f"'file.py:flow', not {spec!r}")
+                              f"'package.module.flow', not {spec!r}")
     return specs
 
 
@@ -62,9 +63,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
 
     deployments = []
     for spec in specs:
-        file, name = spec["entrypoint"].split(":")
-        flow = load_flow_from_entrypoint(f"{REPO_ROOT / file}:{name}",
-                                         use_placeholder_flow=False)
+        flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone")) for s in
                      spec.get("schedules") or [] if "cron" in s]
         deployments.append(flow.to_deployment(

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kamflow.errors import BatchRejected
+from kamflow.core.errors import BatchRejected
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -35,13 +35,13 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from expectations import validate_snapshot
-    from intake import build_customer_view, load_mapping, read_snapshot
     from kamflow import config
-    from kamflow.settings import paths
-    from rules import RULES_DIR, decide, load_ruleset
-    from rules.simulate import compare
-    from scoring import score_accounts
+    from kamflow.core.settings import paths
+    from kamflow.expectations import validate_snapshot
+    from kamflow.intake import build_customer_view, load_mapping, read_snapshot
+    from kamflow.rules import RULES_DIR, decide, load_ruleset
+    from kamflow.rules.simulate import compare
+    from kamflow.scoring import score_accounts
 
     proposed = load_ruleset(args.rules)  # refuse a broken rule set before reading any data
     current = load_ruleset(args.against or RULES_DIR)

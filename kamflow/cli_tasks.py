@@ -17,8 +17,8 @@ import getpass
 import json
 from typing import Any
 
-from kamflow.errors import KamflowError
-from kamflow.settings import configure_prefect_env, paths
+from kamflow.core.errors import KamflowError
+from kamflow.core.settings import configure_prefect_env, paths
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -99,7 +99,7 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def _store() -> Any:
-    from worklist import TaskStore
+    from kamflow.worklist import TaskStore
 
     return TaskStore(paths().database_url)
 
@@ -147,7 +147,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _transition(args: argparse.Namespace) -> int:
-    from worklist.store import TaskClosedError
+    from kamflow.worklist.store import TaskClosedError
 
     store = _store()
     try:
@@ -165,12 +165,12 @@ def _transition(args: argparse.Namespace) -> int:
 
 
 def _reassign(args: argparse.Namespace) -> int:
-    from flows.delivery import reassign_task
     from kamflow import config
-    from kamflow.links import LinkSigner
-    from rules import load_ruleset
-    from worklist.calendar import add_business_time
-    from worklist.store import TaskClosedError
+    from kamflow.core.links import LinkSigner
+    from kamflow.flows.delivery import reassign_task
+    from kamflow.rules import load_ruleset
+    from kamflow.worklist.calendar import add_business_time
+    from kamflow.worklist.store import TaskClosedError
 
     if "@" not in args.to:
         raise KamflowError(f"--to must be an email address, not {args.to!r}")
@@ -203,9 +203,9 @@ def _reassign(args: argparse.Namespace) -> int:
 def _run_flow_once(name: str, **kwargs: Any) -> Any:
     configure_prefect_env()
     if name == "sla_watch":
-        from flows.sla_watch import sla_watch as flow
+        from kamflow.flows.sla_watch import sla_watch as flow
     else:
-        from flows.digest import daily_digest as flow
+        from kamflow.flows.digest import daily_digest as flow
     state = flow(**kwargs, return_state=True)
     data = getattr(state, "data", None)
     if not isinstance(data, dict):
@@ -238,7 +238,7 @@ def _digest(args: argparse.Namespace) -> int:
 def _web(args: argparse.Namespace) -> int:
     import logging
 
-    from kamflow.links import LinkSigner
+    from kamflow.core.links import LinkSigner
     from kamflow.web import WebApp, make_server
 
     store = _store()

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kamflow.errors import BatchRejected, KamflowError
-from kamflow.settings import Paths, paths
+from kamflow.core.errors import BatchRejected, KamflowError
+from kamflow.core.settings import Paths, paths
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -43,9 +43,9 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from expectations import results_table, results_text, validate_snapshot
-    from intake import load_mapping, read_snapshot
     from kamflow import config
+    from kamflow.expectations import results_table, results_text, validate_snapshot
+    from kamflow.intake import load_mapping, read_snapshot
 
     if not args.source.is_dir():
         raise KamflowError(f"snapshot directory {args.source} does not exist")
@@ -78,7 +78,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _write_reports(home: Paths, run_id: str, outcome: Any) -> dict[str, str]:
     """The same files a run keeps: quarantine.csv, validation.json/.md and the Data Docs."""
-    from expectations import results_markdown, write_data_docs
+    from kamflow.expectations import results_markdown, write_data_docs
 
     written: dict[str, str] = {}
     if len(outcome.quarantine):

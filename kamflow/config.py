@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from expectations import ValidationPolicy
-from kamflow.errors import ConfigError
-from kamflow.settings import DEFAULT_CONF_DIR
-from scoring import ScoringConfig
-from worklist import Owner, OwnerDirectory
-from worklist.calendar import BusinessCalendar, parse_hours
+from kamflow.core.errors import ConfigError
+from kamflow.core.settings import DEFAULT_CONF_DIR
+from kamflow.expectations import ValidationPolicy
+from kamflow.scoring import ScoringConfig
+from kamflow.worklist import Owner, OwnerDirectory
+from kamflow.worklist.calendar import BusinessCalendar, parse_hours
 
 
 def conf_dir() -> Path:

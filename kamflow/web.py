@@ -22,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kamflow.links import Claim, LinkError, LinkSigner
-from worklist import TaskStore
-from worklist.store import TaskClosedError
+from kamflow.core.links import Claim, LinkError, LinkSigner
+from kamflow.worklist import TaskStore
+from kamflow.worklist.store import TaskClosedError
 
 __all__ = ["WebApp", "serve"]
 

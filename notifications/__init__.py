@@ -45,18 +45,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from notifications.backend import EmailBackend
-from notifications.message import Email, SendError, to_email_message
-from notifications.outbox import FileOutbox
-from notifications.render import (
+from kamflow.notifications.backend import EmailBackend
+from kamflow.notifications.message import Email, SendError, to_email_message
+from kamflow.notifications.outbox import FileOutbox
+from kamflow.notifications.render import (
     SUPPORTED_LANGUAGES,
     render_open_tasks_digest,
     render_task_assignment,
     render_task_digest,
 )
-from notifications.sandbox import HELD, Allowlist, SandboxBackend
-from notifications.sendgrid_backend import SendGridBackend
-from notifications.smtp import SmtpBackend
+from kamflow.notifications.sandbox import HELD, Allowlist, SandboxBackend
+from kamflow.notifications.sendgrid_backend import SendGridBackend
+from kamflow.notifications.smtp import SmtpBackend
 
 __all__ = [
     "BACKEND_NAMES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from notifications.message import Email
+from kamflow.notifications.message import Email
 
 __all__ = ["EmailBackend"]
 

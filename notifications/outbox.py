@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from notifications.message import Email, SendError, email_bytes, safe_key
+from kamflow.notifications.message import Email, SendError, email_bytes, safe_key
 
 __all__ = ["FileOutbox"]
 

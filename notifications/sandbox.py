@@ -23,8 +23,8 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 
-from notifications.backend import EmailBackend
-from notifications.message import Email, SendError
+from kamflow.notifications.backend import EmailBackend
+from kamflow.notifications.message import Email, SendError
 
 __all__ = ["HELD", "Allowlist", "SandboxBackend"]
 

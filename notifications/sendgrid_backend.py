@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from notifications.message import Email, SendError
+from kamflow.notifications.message import Email, SendError
 
 if TYPE_CHECKING:
     from sendgrid.helpers.mail import Mail

@@ -6,7 +6,7 @@ import logging
 import smtplib
 import ssl
 
-from notifications.message import Email, SendError, to_email_message
+from kamflow.notifications.message import Email, SendError, to_email_message
 
 __all__ = ["SmtpBackend"]
 

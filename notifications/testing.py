@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from notifications.message import Email, SendError
+from kamflow.notifications.message import Email, SendError
 
 __all__ = ["RecordingBackend"]
 

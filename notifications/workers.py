@@ -72,7 +72,7 @@ def render_in_workers(render: Callable[[str, str, list[dict[str, Any]]], Rendere
 class _Worker:
     def __init__(self, render: Callable[..., Rendered]) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self._process = subprocess.Popen([sys.executable, "-m", "notifications.workers"],
+        self._process = subprocess.Popen([sys.executable, "-m", "kamflow.notifications.workers"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._inbox.put(render)

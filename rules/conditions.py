@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rules.language import Condition, Leaf, Node
+from kamflow.rules.language import Condition, Leaf, Node
 
 _NEGATED = {"eq": "ne", "ne": "eq", "lt": "gte", "gte": "lt", "lte": "gt", "gt": "lte",
             "in": "not_in", "not_in": "in"}

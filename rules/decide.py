@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rules import engine
-from rules.conditions import evaluate_leaf, explain
-from rules.language import CATEGORIES, Condition, Leaf, RuleSet, leaves
+from kamflow.rules import engine
+from kamflow.rules.conditions import evaluate_leaf, explain
+from kamflow.rules.language import CATEGORIES, Condition, Leaf, RuleSet, leaves
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
 def _factor_text(scored: pd.DataFrame, fires: np.ndarray | None = None) -> np.ndarray:
     """Top churn factors with their values ("revenue_decline: revenue -38% (level 0.95)"),
     formatted only for the accounts some rule fires on: nobody reads the others'."""
-    from scoring.explain import factor_text
+    from kamflow.scoring.explain import factor_text
 
     text = np.full(len(scored), "", dtype=object)
     rows = np.flatnonzero(fires.any(axis=0)) if fires is not None and fires.size \

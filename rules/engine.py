@@ -28,9 +28,9 @@ from typing import Any
 import durable_rules_engine
 from durable import engine as durable_engine
 
-from kamflow.errors import ConfigError
-from rules.conditions import nnf
-from rules.language import NUMBERS, Condition, Leaf, RuleSet, leaves
+from kamflow.core.errors import ConfigError
+from kamflow.rules.conditions import nnf
+from kamflow.rules.language import NUMBERS, Condition, Leaf, RuleSet, leaves
 
 # durable-rules 2.0.28's capacity limits, found by testing: one fact may pass at most 64 of a
 # ruleset's tests at once ("error code: 303", e.g. 65 rules, or 65 `any` branches, that hold for

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
 
 RULES_DIR = Path(__file__).resolve().parent
 
@@ -175,7 +175,7 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
     if not problems.items:
         ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
         # A rule set that passes every check above must also compile, or the run would fail.
-        from rules.engine import refused_rules
+        from kamflow.rules.engine import refused_rules
 
         for rule_id, error in refused_rules(ruleset).items():
             rule = ruleset.rule(rule_id)

@@ -7,10 +7,16 @@ churn risk (and weights learnt by information gain, and a logistic regression) a
 outcomes; ``scoring.learn`` learns either from a labelled history for the daily run.
 """
 
-from scoring.config import BacktestConfig, ChurnFactor, ScoringConfig
-from scoring.metrics import TopK, roc_auc, top_k
-from scoring.score import CHURN_BANDS, VALUE_CLASSES, Population, fit_population, score_accounts
-from scoring.weights import entropy_weights, information_gain
+from kamflow.scoring.config import BacktestConfig, ChurnFactor, ScoringConfig
+from kamflow.scoring.metrics import TopK, roc_auc, top_k
+from kamflow.scoring.score import (
+           CHURN_BANDS,
+           VALUE_CLASSES,
+           Population,
+           fit_population,
+           score_accounts,
+)
+from kamflow.scoring.weights import entropy_weights, information_gain
 
 __all__ = ["CHURN_BANDS", "VALUE_CLASSES", "BacktestConfig", "ChurnFactor", "Population",
            "ScoringConfig", "TopK", "entropy_weights", "fit_population", "information_gain",

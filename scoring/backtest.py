@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.config import ScoringConfig
-from scoring.metrics import TopK, roc_auc, top_k
-from scoring.model import fit_churn_model
-from scoring.score import factor_levels
-from scoring.weights import information_gain_weights
+from kamflow.scoring.config import ScoringConfig
+from kamflow.scoring.metrics import TopK, roc_auc, top_k
+from kamflow.scoring.model import fit_churn_model
+from kamflow.scoring.score import factor_levels
+from kamflow.scoring.weights import information_gain_weights
 
 METHODS = ("expert_weights", "information_gain_weights", "logistic_regression")
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from intake.schema import INDUSTRIES
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
+from kamflow.intake.schema import INDUSTRIES
 
 CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "tenure_months",
                       "payment_record", "cost_to_serve")

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
-from scoring.config import ScoringConfig
-from scoring.model import ChurnModel, fit_churn_model
-from scoring.score import factor_levels
-from scoring.weights import information_gain_weights
+from kamflow.scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
+from kamflow.scoring.config import ScoringConfig
+from kamflow.scoring.model import ChurnModel, fit_churn_model
+from kamflow.scoring.score import factor_levels
+from kamflow.scoring.weights import information_gain_weights
 
 # Fewer labelled accounts (or churners) than this teach noise, and a held-out part that small
 # measures nothing: the run refuses the history rather than score with it.

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.config import ScoringConfig
-from scoring.score import churn_levels, churn_signals
+from kamflow.scoring.config import ScoringConfig
+from kamflow.scoring.score import churn_levels, churn_signals
 
 
 def churn_features(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:

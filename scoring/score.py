@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scoring.config import ScoringConfig
-from scoring.weights import entropy_weights
+from kamflow.scoring.config import ScoringConfig
+from kamflow.scoring.weights import entropy_weights
 
 if TYPE_CHECKING:  # scoring.model builds on this module's signals and levels
-    from scoring.model import ChurnModel
+    from kamflow.scoring.model import ChurnModel
 
 VALUE_CLASSES = ("high", "secondary", "potential", "low")
 CHURN_BANDS = ("low", "medium", "high", "critical")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kamflow.generate import make_snapshot, write_snapshot
+
 # Before anything imports prefect: its home in a throw-away folder, telemetry off.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="kamflow-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
@@ -21,7 +23,6 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
 
-from kamflow.generate import make_snapshot, write_snapshot  # noqa: E402 - after the env above
 
 AS_OF = dt.date(2026, 11, 25)
 

@@ -17,18 +17,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-import notifications  # noqa: E402
-from flows.delivery import (  # noqa: E402
+from kamflow import notifications
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import (
     dispatch,
     drain_outbox,
     escalate_overdue,
     queue_daily_digests,
 )
-from kamflow.links import LinkSigner  # noqa: E402
-from worklist import Owner, OwnerDirectory, TaskStore  # noqa: E402
-from worklist.calendar import BusinessCalendar  # noqa: E402
+from kamflow.worklist import Owner, OwnerDirectory, TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 
 NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)  # Wednesday 10:00 in Shanghai
 LATER = NOW + dt.timedelta(days=9)  # every task overdue

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expectations import validate_snapshot
-from intake import build_customer_view
 from kamflow.cli import main
 from kamflow.config import load_scoring
+from kamflow.expectations import validate_snapshot
 from kamflow.generate import make_snapshot, typed_tables, write_snapshot
-from scoring import roc_auc, top_k
-from scoring.backtest import METHODS, run_backtest, split_accounts
+from kamflow.intake import build_customer_view
+from kamflow.scoring import roc_auc, top_k
+from kamflow.scoring.backtest import METHODS, run_backtest, split_accounts
 from tests.conftest import AS_OF
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

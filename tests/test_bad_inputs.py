@@ -383,7 +383,7 @@ def flow_run(prefect_api, kamflow_home):
     """retention_run in process against the session's Prefect server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.retention import retention_run
+    from kamflow.flows.retention import retention_run
 
     def run(source: Path, **kwargs):
         with temporary_settings({PREFECT_API_URL: prefect_api}):
@@ -411,7 +411,7 @@ def test_mostly_bad_export_through_the_flow_sends_nothing_and_keeps_the_evidence
     """Through the real flow, a batch with future dates in 40% of accounts is stopped: no task,
     no email; the rejected rows are in quarantine.csv and the database, the Data Docs are built
     and both markdown artifacts link them."""
-    from worklist import TaskStore
+    from kamflow.worklist import TaskStore
 
     set_column(source / "accounts.csv", "last_contact_date",
                lambda d: future(30) if d and int(d[-1]) % 5 < 2 else d)

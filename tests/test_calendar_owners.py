@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from kamflow import config
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
+from kamflow.worklist import Owner, OwnerDirectory, plan_tasks
+from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from tests.test_worklist import OWNERS, TITLES, decisions
-from worklist import Owner, OwnerDirectory, plan_tasks
-from worklist.calendar import BusinessCalendar, add_business_time
 
 SH = BusinessCalendar.build(holidays=[dt.date(2026, 10, 1), dt.date(2026, 10, 2)],
                             extra_workdays=[dt.date(2026, 10, 10)])

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.delivery import dispatch
-from kamflow.links import LinkSigner
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import dispatch
+from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
-from worklist import TaskStore
-from worklist.calendar import BusinessCalendar
 
 
 def kamflow(*args: str, home: Path, api: str | None = None) -> subprocess.CompletedProcess:

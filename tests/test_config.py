@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from kamflow import config
-from kamflow.errors import ConfigError
-from kamflow.settings import DEFAULT_CONF_DIR
-from scoring import ScoringConfig
+from kamflow.core.errors import ConfigError
+from kamflow.core.settings import DEFAULT_CONF_DIR
+from kamflow.scoring import ScoringConfig
 
 DROP = object()  # marks a key to delete
 

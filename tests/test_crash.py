@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
 from tests.crash_harness import DECISIONS
 from tests.postgres import temporary_database
-from worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
 
 HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
 OWNERS = {"wang@staff.example.test", "ka@staff.example.test", "li@staff.example.test"}

@@ -29,7 +29,6 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from kamflow.cli_ops import deployment_specs
-from kamflow.settings import REPO_ROOT
 from tests.conftest import AS_OF
 
 SPECS = deployment_specs()
@@ -38,15 +37,14 @@ SPECS = deployment_specs()
 @pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
 def test_every_prefect_yaml_entrypoint_loads(spec):
     """Each deployment's entrypoint names a real flow (no placeholder)."""
-    file, name = spec["entrypoint"].split(":")
-    assert (REPO_ROOT / file).is_file()
-    flow = load_flow_from_entrypoint(f"{REPO_ROOT / file}:{name}", use_placeholder_flow=False)
+    name = spec["entrypoint"].rsplit(".", 1)[1]
+    flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
     assert flow.fn.__name__ == name
 
 
 def test_daily_run_is_at_six_in_shanghai():
     """The daily retention deployment runs at 06:00 Asia/Shanghai."""
-    daily = next(s for s in SPECS if s["entrypoint"].endswith(":retention_run"))
+    daily = next(s for s in SPECS if s["entrypoint"].endswith(".retention_run"))
     assert daily["schedules"] == [{"cron": "0 6 * * *", "timezone": "Asia/Shanghai"}]
 
 
@@ -169,7 +167,7 @@ def _has_deployment(client, name: str) -> bool:
 
 def test_prefect_server_on_postgresql_runs_the_flow(tmp_path, snapshot_dir, monkeypatch):
     """A Prefect server whose own database is PostgreSQL runs the retention flow to completion."""
-    from flows.retention import retention_run
+    from kamflow.flows.retention import retention_run
     from tests.conftest import start_prefect_server
     from tests.postgres import temporary_database
 

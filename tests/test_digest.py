@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from flows.delivery import dispatch, queue_daily_digests
-from kamflow.links import LinkSigner
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import dispatch, queue_daily_digests
+from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
-from worklist import TaskStore
-from worklist.calendar import BusinessCalendar
 
 
 def test_digest_lists_open_tasks_once_per_owner_and_day(tmp_path: Path) -> None:

@@ -23,14 +23,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import notifications
-from flows.delivery import dispatch, drain_outbox
-from notifications import Allowlist, Email, SandboxBackend, SendError, SendGridBackend
-from notifications.sendgrid_backend import batchable, build_batch
-from notifications.testing import RecordingBackend
+from kamflow import notifications
+from kamflow.flows.delivery import dispatch, drain_outbox
+from kamflow.notifications import Allowlist, Email, SandboxBackend, SendError, SendGridBackend
+from kamflow.notifications.sendgrid_backend import batchable, build_batch
+from kamflow.notifications.testing import RecordingBackend
+from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES
-from worklist import TaskStore
-from worklist.calendar import BusinessCalendar
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT = REPO.parent / "shared" / "contracts" / "sendgrid-mail-send.openapi.json"
@@ -126,7 +126,7 @@ def test_429_then_500_then_timeout_then_accept_delivers_every_email_once(tmp_pat
 def notifications_rows() -> Any:
     from sqlalchemy import select
 
-    from worklist.models import OutboxEmail
+    from kamflow.worklist.models import OutboxEmail
 
     return select(OutboxEmail.key, OutboxEmail.sent_at, OutboxEmail.provider_id)
 

@@ -16,15 +16,15 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 
+from kamflow.worklist import TaskStore
+from kamflow.worklist.models import AccountRecord
 from tests.conftest import AS_OF
-from worklist import TaskStore
-from worklist.models import AccountRecord
 
 
 @pytest.fixture
 def run(prefect_api, kamflow_home):
     """Run retention_run in-process against the session's Prefect server; returns the state."""
-    from flows.retention import retention_run
+    from kamflow.flows.retention import retention_run
 
     def _run(source: Path):
         with temporary_settings({PREFECT_API_URL: prefect_api}):
@@ -47,7 +47,7 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
     the same snapshot again adds no task and no email. Its emails are rendered by two worker
     processes, as a national run's are (the flow runs in a Prefect worker thread)."""
     monkeypatch.setenv("KAMFLOW_RENDER_WORKERS", "2")
-    caplog.set_level(logging.INFO, logger="flows.delivery")
+    caplog.set_level(logging.INFO, logger="kamflow.flows.delivery")
     state = run(snapshot_dir)
     assert state.is_completed(), state.message
     assert "in 2 worker process(es)" in caplog.text
@@ -121,7 +121,7 @@ def history_dir(tmp_path: Path) -> Path:
 
 
 def run_with(prefect_api: str, source: Path, history=None):
-    from flows.retention import retention_run, summary_path
+    from kamflow.flows.retention import retention_run, summary_path
 
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         state = retention_run(source=str(source), as_of=AS_OF.isoformat(), history=history,
@@ -143,7 +143,7 @@ def test_run_scores_with_a_model_learnt_from_the_history(prefect_api, snapshot_d
     """Given a labelled history, the run scores with the logistic model learnt from it (the
     churn bands change), records what was learnt and its held-out metrics in the summary and
     its artifact, and every task still names its churn factors with their values."""
-    from kamflow.history import HistorySource
+    from kamflow.flows.history import HistorySource
 
     plain, configured, _ = run_with(prefect_api, snapshot_dir)
     assert plain.is_completed(), plain.message
@@ -181,8 +181,8 @@ def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot
 
     import yaml
 
-    from kamflow.history import HistorySource
-    from kamflow.settings import DEFAULT_CONF_DIR
+    from kamflow.core.settings import DEFAULT_CONF_DIR
+    from kamflow.flows.history import HistorySource
 
     conf = tmp_path / "conf"
     shutil.copytree(DEFAULT_CONF_DIR, conf)

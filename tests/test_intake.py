@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from intake import TABLES, build_customer_view, read_snapshot
-from intake.schema import SEGMENT_BY_INDUSTRY
-from intake.view import VIEW_COLUMNS
-from kamflow.errors import InputError
+from kamflow.core.errors import InputError
+from kamflow.intake import TABLES, build_customer_view, read_snapshot
+from kamflow.intake.schema import SEGMENT_BY_INDUSTRY
+from kamflow.intake.view import VIEW_COLUMNS
 
 # --------------------------------------------------------------------------- helpers
 
@@ -367,7 +367,7 @@ def test_arrow_fast_path_reads_exactly_what_the_pandas_path_reads(
     """Clean files go through Arrow's reader and parsers; the typed tables and the recorded
     problems are the same as on the pandas path (planted bad rows, blanks, quoted commas,
     padded cells and a BOM included)."""
-    from intake import files, reader
+    from kamflow.intake import files, reader
 
     billing = snapshot_dir / "billing.csv"
     lines = billing.read_text(encoding="utf-8").splitlines()
@@ -392,7 +392,7 @@ def test_arrow_fast_path_reads_exactly_what_the_pandas_path_reads(
 
 def test_arrow_fast_path_hands_malformed_files_to_the_pandas_path(tmp_path: Path) -> None:
     """A short row, a long row, a repeated header or a GBK file: the pandas path decides."""
-    from intake import files
+    from kamflow.intake import files
 
     cases = {"short.csv": "a,b\n1\n", "long.csv": "a,b\n1,2,3\n", "twice.csv": "a,a\n1,2\n"}
     for name, text in cases.items():

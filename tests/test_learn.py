@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expectations import ValidationPolicy, validate_snapshot
-from intake import build_customer_view
 from kamflow.config import load_scoring
-from kamflow.errors import BatchRejected, InputError
+from kamflow.core.errors import BatchRejected, InputError
+from kamflow.expectations import ValidationPolicy, validate_snapshot
+from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.generate import make_snapshot, typed_tables
-from kamflow.history import HistorySource, read_labelled_history
-from scoring import ScoringConfig, roc_auc, score_accounts
-from scoring.backtest import split_by_outcome
-from scoring.learn import MIN_ACCOUNTS, UnusableHistory, history_problem, learn_churn
+from kamflow.intake import build_customer_view
+from kamflow.scoring import ScoringConfig, roc_auc, score_accounts
+from kamflow.scoring.backtest import split_by_outcome
+from kamflow.scoring.learn import MIN_ACCOUNTS, UnusableHistory, history_problem, learn_churn
 from tests.conftest import AS_OF
 from tests.test_scoring import quiet_account
 

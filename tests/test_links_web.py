@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-import notifications
-from flows.delivery import dispatch, drain_outbox
-from kamflow.links import LinkError, LinkSigner, load_secret
+from kamflow import notifications
+from kamflow.core.links import LinkError, LinkSigner, load_secret
+from kamflow.flows.delivery import dispatch, drain_outbox
 from kamflow.web import WebApp, make_server
+from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
-from worklist import TaskStore
-from worklist.calendar import BusinessCalendar
 
 SECRET = b"web-test-secret-0123456789abcdef"
 

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expectations import validate_snapshot
-from intake import load_mapping, read_snapshot
 from kamflow.cli import main
-from kamflow.errors import ConfigError, InputError
+from kamflow.core.errors import ConfigError, InputError
+from kamflow.expectations import validate_snapshot
 from kamflow.generate import make_snapshot, write_snapshot
-from kamflow.settings import REPO_ROOT
+from kamflow.intake import load_mapping, read_snapshot
 from tests.conftest import AS_OF
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TELCO_MAPPING = REPO_ROOT / "docs" / "examples" / "telco-churn.mapping.yaml"
 
 # A flat export shaped like IBM's public "Telco customer churn" file; blank TotalCharges (a
@@ -107,8 +107,8 @@ def test_telco_export_runs_through_the_flow_with_the_good_rows(telco_dir: Path, 
     customer."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.retention import retention_run
-    from worklist import TaskStore
+    from kamflow.flows.retention import retention_run
+    from kamflow.worklist import TaskStore
 
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         state = retention_run(source=str(telco_dir), as_of=AS_OF.isoformat(),
@@ -311,7 +311,7 @@ def test_account_missing_from_billing_is_kept_and_reported(tmp_path: Path) -> No
 def test_quarantine_rows_are_recorded_in_the_task_store(tmp_path: Path) -> None:
     """record_quarantine bulk-inserts a run's rejected rows with every field; an absurd value
     is cut to fit, never refused."""
-    from worklist import TaskStore
+    from kamflow.worklist import TaskStore
 
     frame = pd.DataFrame({
         "table": ["billing", "accounts"], "row": [5, np.nan], "account_id": ["KA1", None],

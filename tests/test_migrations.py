@@ -13,10 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
+from kamflow.worklist import TaskStore
+from kamflow.worklist.models import Base
+from kamflow.worklist.store import MIGRATIONS, alembic_config
 from tests.postgres import temporary_database
-from worklist import TaskStore
-from worklist.models import Base
-from worklist.store import MIGRATIONS, alembic_config
 
 REPO = Path(__file__).resolve().parents[1]
 

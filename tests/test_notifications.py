@@ -26,8 +26,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-import notifications
-from notifications import (
+from kamflow import notifications
+from kamflow.notifications import (
     Email,
     EmailBackend,
     FileOutbox,
@@ -38,8 +38,8 @@ from notifications import (
     render_task_digest,
     sender_from_env,
 )
-from notifications.message import base64_lines, message_bytes
-from notifications.testing import RecordingBackend
+from kamflow.notifications.message import base64_lines, message_bytes
+from kamflow.notifications.testing import RecordingBackend
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT = Path(__file__).resolve().parents[2] / "shared/contracts/sendgrid-mail-send.openapi.json"

@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import notifications.workers as workers
-from flows.delivery import dispatch, queue_daily_digests, render_workers_for
-from kamflow.errors import ConfigError
-from kamflow.links import LinkSigner
-from notifications.workers import RenderWorkerError, render_in_workers
+import kamflow.notifications.workers as workers
+from kamflow.core.errors import ConfigError
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import dispatch, queue_daily_digests, render_workers_for
+from kamflow.notifications.workers import RenderWorkerError, render_in_workers
+from kamflow.worklist import TaskStore, plan_tasks
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
-from worklist import TaskStore, plan_tasks
-from worklist.calendar import BusinessCalendar
 
 MANAGERS = ("wang@staff.example.test", "li@staff.example.test", "zhou@staff.example.test")
 

@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from intake import build_customer_view
-from intake.schema import SEGMENT_BY_INDUSTRY
 from kamflow.config import load_scoring
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
 from kamflow.generate import make_snapshot, typed_tables
-from rules import DECISION_COLUMNS, RULES_DIR, RuleSet, decide, engine, load_ruleset
-from rules.conditions import evaluate, explain, nnf
-from rules.decide import match_rules
-from rules.language import CATEGORIES, NUMBERS, Leaf, Node
-from scoring import score_accounts
+from kamflow.intake import build_customer_view
+from kamflow.intake.schema import SEGMENT_BY_INDUSTRY
+from kamflow.rules import DECISION_COLUMNS, RULES_DIR, RuleSet, decide, engine, load_ruleset
+from kamflow.rules.conditions import evaluate, explain, nnf
+from kamflow.rules.decide import match_rules
+from kamflow.rules.language import CATEGORIES, NUMBERS, Leaf, Node
+from kamflow.scoring import score_accounts
 
 # Hypothesis keeps a cache in ./.hypothesis by default: keep the repository clean.
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="kamflow-hypothesis-"))

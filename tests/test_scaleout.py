@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from kamflow.worklist import TaskStore
 from tests.conftest import AS_OF
-from worklist import TaskStore
 
 
 def tasks_of(home) -> set[tuple]:
@@ -20,8 +20,8 @@ def tasks_of(home) -> set[tuple]:
 
 def test_dask_partitions_equal_single_process(prefect_api, snapshot_dir, tmp_path, monkeypatch):
     """4 partitions on a 2-worker Dask cluster raise exactly the tasks of a one-piece run."""
-    from flows.retention import retention_run
-    from flows.scaleout import retention_run_on_dask
+    from kamflow.flows.retention import retention_run
+    from kamflow.flows.scaleout import retention_run_on_dask
 
     results = {}
     for name, run, partitions in (("single", retention_run, 1),
@@ -42,11 +42,11 @@ def test_partitioned_scores_equal_whole(frames, partitions):
     """Scoring pieces against the whole population gives the whole-snapshot scores exactly."""
     import pandas as pd
 
-    from expectations import validate_snapshot
-    from intake import build_customer_view, read_snapshot  # noqa: F401 - same path as the flow
     from kamflow.config import load_scoring
+    from kamflow.expectations import validate_snapshot
     from kamflow.generate import typed_tables
-    from scoring import fit_population, score_accounts
+    from kamflow.intake import build_customer_view, read_snapshot  # noqa: F401 - same path as the flow
+    from kamflow.scoring import fit_population, score_accounts
 
     tables = typed_tables(frames)
     outcome = validate_snapshot(tables, pd.DataFrame(
@@ -64,9 +64,9 @@ def test_partitioned_scores_equal_whole(frames, partitions):
 def test_partitions_score_with_the_learnt_model(prefect_api, snapshot_dir, tmp_path, monkeypatch):
     """With a labelled history, a partitioned run (here: threads) scores every partition with
     the learnt model: its tasks equal the one-piece run's, and differ from a run without it."""
-    from flows.retention import retention_run
+    from kamflow.flows.history import HistorySource
+    from kamflow.flows.retention import retention_run
     from kamflow.generate import make_snapshot, write_snapshot
-    from kamflow.history import HistorySource
 
     history = tmp_path / "history"
     write_snapshot(make_snapshot(1200, AS_OF, seed=3), history)

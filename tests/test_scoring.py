@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from expectations import validate_snapshot
-from intake import build_customer_view, read_snapshot
-from intake.view import VIEW_COLUMNS
 from kamflow.config import load_scoring
+from kamflow.core.settings import DEFAULT_CONF_DIR
+from kamflow.expectations import validate_snapshot
 from kamflow.generate import make_snapshot, write_snapshot
-from kamflow.settings import DEFAULT_CONF_DIR
-from scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig, score_accounts
+from kamflow.intake import build_customer_view, read_snapshot
+from kamflow.intake.view import VIEW_COLUMNS
+from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig, score_accounts
 
 AS_OF = dt.date(2026, 11, 25)
 FACTOR_COLUMNS = ["churn_factor_1", "churn_factor_2", "churn_factor_3"]
@@ -280,7 +280,7 @@ def test_scoring_is_deterministic(view: pd.DataFrame, config: ScoringConfig) -> 
 
 def test_entropy_weights_on_a_known_example() -> None:
     """Entropy weights: a column spread unevenly weighs more, a constant one weighs nothing."""
-    from scoring import entropy_weights
+    from kamflow.scoring import entropy_weights
 
     matrix = np.array([[0.0, 0.0, 5.0], [0.0, 1.0, 5.0], [1.0, 2.0, 5.0]])
     # Column 1 normalises to p = (0, 0, 1): entropy 0. Column 2 to p = (0, 1/3, 2/3).
@@ -291,7 +291,7 @@ def test_entropy_weights_on_a_known_example() -> None:
 
 def test_entropy_weights_of_all_constant_columns_are_equal() -> None:
     """With no column telling accounts apart, the entropy weights fall back to equal shares."""
-    from scoring import entropy_weights
+    from kamflow.scoring import entropy_weights
 
     np.testing.assert_allclose(entropy_weights(np.ones((4, 2))), [0.5, 0.5])
 
@@ -299,8 +299,8 @@ def test_entropy_weights_of_all_constant_columns_are_equal() -> None:
 def test_entropy_value_weights_replace_the_expert_ones(view: pd.DataFrame,
                                                        shipped: dict) -> None:
     """value.weights: entropy weighs the configured indicators by entropy over the snapshot."""
-    from scoring import entropy_weights, fit_population
-    from scoring.score import _raw_indicators
+    from kamflow.scoring import entropy_weights, fit_population
+    from kamflow.scoring.score import _raw_indicators
 
     doc = copy.deepcopy(shipped)
     doc["value"]["weights"] = "entropy"
@@ -318,7 +318,7 @@ def test_entropy_value_weights_replace_the_expert_ones(view: pd.DataFrame,
 
 def test_entropy_weighted_partitions_equal_the_whole(view: pd.DataFrame, shipped: dict) -> None:
     """With entropy weights, chunks scored against the whole population equal the whole run."""
-    from scoring import fit_population
+    from kamflow.scoring import fit_population
 
     doc = copy.deepcopy(shipped)
     doc["value"]["weights"] = "entropy"
@@ -338,14 +338,14 @@ def test_entropy_weighted_partitions_equal_the_whole(view: pd.DataFrame, shipped
 ])
 def test_information_gain_on_known_examples(states, churned, bits) -> None:
     """Information gain H(churn) - H(churn | state), with H(x) = -sum p log2 p."""
-    from scoring import information_gain
+    from kamflow.scoring import information_gain
 
     assert information_gain(np.array(states), np.array(churned)) == pytest.approx(bits)
 
 
 def test_factor_weights_can_be_replaced(config: ScoringConfig) -> None:
     """with_factor_weights gives the same factors with new weights; all zero is refused."""
-    from kamflow.errors import ConfigError
+    from kamflow.core.errors import ConfigError
 
     names = [f.name for f in config.factors]
     changed = config.with_factor_weights({n: float(i) for i, n in enumerate(names)})
@@ -366,7 +366,7 @@ def test_factor_weights_can_be_replaced(config: ScoringConfig) -> None:
 def test_new_scoring_options_are_checked_naming_the_key(shipped: dict, section: str, key: str,
                                                         value, named: str) -> None:
     """A bad value.weights, backtest or churn.learn option is refused with the key named."""
-    from kamflow.errors import ConfigError
+    from kamflow.core.errors import ConfigError
 
     doc = copy.deepcopy(shipped)
     doc[section][key] = value
@@ -405,7 +405,7 @@ def test_top_factors_carry_their_values_and_levels(config: ScoringConfig) -> Non
 
 def test_factor_text_reads_like_a_reason(config: ScoringConfig) -> None:
     """The explanation text names each factor with its value in words and its level."""
-    from scoring.explain import factor_text
+    from kamflow.scoring.explain import factor_text
 
     scored = score_accounts(pd.DataFrame([
         quiet_account(revenue_trend=-0.40, days_to_contract_end=-20),

@@ -10,8 +10,8 @@ import sys
 
 import pandas as pd
 
-from rules import RULES_DIR
-from rules.simulate import compare
+from kamflow.rules import RULES_DIR
+from kamflow.rules.simulate import compare
 from tests.conftest import AS_OF
 
 

@@ -13,12 +13,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.delivery import dispatch, escalate_overdue
 from kamflow import config
-from kamflow.links import LinkSigner
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import dispatch, escalate_overdue
+from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions
-from worklist import TaskStore
-from worklist.calendar import BusinessCalendar
 
 HEAD = "ka-head@operator.example"
 DIRECTOR = "ka-sales-director@operator.example"
@@ -103,7 +103,7 @@ def test_sla_watch_flow_escalates_emails_and_emits_events(prefect_api: str, kamf
     """The sla_watch flow on a real Prefect server, with the shipped owners directory: each
     overdue task moves one rung per run (manager -> sales director -> head), the new owners'
     emails land in the outbox, and one kamflow.task.escalated event per step reaches Prefect."""
-    from flows.sla_watch import escalation_event_id, sla_watch
+    from kamflow.flows.sla_watch import escalation_event_id, sla_watch
 
     monkeypatch.setenv("KAMFLOW_LINK_SECRET", "a-test-secret-that-is-long-enough")
     kamflow_home.mkdir(parents=True)

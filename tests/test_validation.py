@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expectations import ValidationPolicy, load_suites, validate_snapshot
-from expectations.validate import SUITES_DIR
-from intake import TABLES, Snapshot, build_customer_view, read_snapshot
-from kamflow.errors import ConfigError
+from kamflow.core.errors import ConfigError
+from kamflow.expectations import ValidationPolicy, load_suites, validate_snapshot
+from kamflow.expectations.validate import SUITES_DIR
 from kamflow.generate import make_snapshot, write_snapshot
+from kamflow.intake import TABLES, Snapshot, build_customer_view, read_snapshot
 
 AS_OF = dt.date(2026, 11, 25)
 STOPPED = "no task was created and no email was sent"
@@ -403,7 +403,7 @@ def test_directory_without_suites_is_refused(tmp_path: Path) -> None:
 
 def test_each_validated_table_is_logged_as_progress(clean: Snapshot, caplog) -> None:
     """A watcher of a long run sees every table's suite finish: rows, expectations, time."""
-    caplog.set_level("INFO", logger="expectations.validate")
+    caplog.set_level("INFO", logger="kamflow.expectations.validate")
     validate_snapshot(clean.tables, clean.problems, as_of=AS_OF)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validated ")]
     assert [line.split(" (")[0] for line in lines] == [
@@ -433,7 +433,7 @@ def test_gx_does_not_keep_a_validated_frame(clean: Snapshot) -> None:
     import gc
     import weakref
 
-    from expectations import validate as v
+    from kamflow.expectations import validate as v
 
     run = v._GxRun(v._suite_parameters(AS_OF, ValidationPolicy()))
     known = v._unique_ids(clean.tables["accounts"]["account_id"])

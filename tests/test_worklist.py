@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from tests.postgres import temporary_database
-from worklist import (
+from kamflow.worklist import (
     OutboxEmail,
     Owner,
     OwnerDirectory,
@@ -20,7 +19,8 @@ from worklist import (
     TaskStore,
     plan_tasks,
 )
-from worklist.models import AccountRecord
+from kamflow.worklist.models import AccountRecord
+from tests.postgres import temporary_database
 
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 OWNERS = OwnerDirectory(
@@ -184,7 +184,7 @@ def test_action_with_its_own_email_is_not_in_the_digest(store):
 def test_a_big_worklist_is_split_into_emails_of_at_most_200_tasks(store):
     """A team mailbox with 450 new tasks gets three emails (most urgent first), each task in
     exactly one, so no email outgrows a mail server's size limit; the daily digest too."""
-    from worklist import store as store_module
+    from kamflow.worklist import store as store_module
 
     rows = [(f"KA{i:04d}", "care_call", "account_manager", "team@operator.example")
             for i in range(450)]

@@ -4,9 +4,9 @@
 code that writes the database (tasks, history, and the email outbox).
 """
 
-from worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
-from worklist.plan import Owner, OwnerDirectory, plan_tasks
-from worklist.store import RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
+from kamflow.worklist.plan import Owner, OwnerDirectory, plan_tasks
+from kamflow.worklist.store import RaiseResult, RosterChange, TaskStore
 
 __all__ = ["OPEN_STATUSES", "STATUSES", "OutboxEmail", "Owner", "OwnerDirectory", "RaiseResult",
            "RosterChange", "Task", "TaskEvent", "TaskStore", "plan_tasks"]

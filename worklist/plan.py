@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from worklist.models import Base
+from kamflow.worklist.models import Base
 
 
 class QuarantinedRow(Base):

@@ -24,8 +24,8 @@ import pandas as pd
 from sqlalchemy import DateTime, Engine, bindparam, create_engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worklist.faults import crash_point
-from worklist.models import (
+from kamflow.worklist.faults import crash_point
+from kamflow.worklist.models import (
     OPEN_STATUSES,
     STATUSES,
     AccountRecord,
@@ -33,7 +33,7 @@ from worklist.models import (
     Task,
     TaskEvent,
 )
-from worklist.quarantine import QuarantinedRow
+from kamflow.worklist.quarantine import QuarantinedRow
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import importlib.util
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from worklist.models import Base
+from kamflow.worklist.models import Base
 
 # Every module that declares tables on Base: autogenerate compares the database with all of them.
-for module in ("worklist.quarantine",):
+for module in ("kamflow.worklist.quarantine",):
     if importlib.util.find_spec(module) is not None:
         importlib.import_module(module)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONF_DIR = REPO_ROOT / "conf"
+# The shipped defaults (conf/ in the repo) are package data: found the same way in a checkout
+# and in an installed wheel.
+DEFAULT_CONF_DIR = Path(str(resources.files("kamflow.conf")))
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,6 @@ def configure_prefect_env() -> None:
     # The stages log through their own loggers; this sends their lines to the run's log in the
     # Prefect UI too (quarantine counts, engine facts, outbox progress, ...).
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS",
-                          "intake,expectations,scoring,rules,worklist,notifications,flows")
+                          "kamflow")
     # An ephemeral server takes 12-14 s to start cold on 2 cores; Prefect's default is 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

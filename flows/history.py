@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from expectations import ValidationPolicy, validate_snapshot
-from intake import SnapshotMapping, build_customer_view, read_snapshot
-from intake.labels import GROUND_TRUTH, read_outcomes
-from kamflow.errors import BatchRejected, InputError
+from kamflow.core.errors import BatchRejected, InputError
+from kamflow.expectations import ValidationPolicy, validate_snapshot
+from kamflow.intake import SnapshotMapping, build_customer_view, read_snapshot
+from kamflow.intake.labels import GROUND_TRUTH, read_outcomes
 
 # Why the matched outcomes will not do (None: they will), e.g. scoring.learn.history_problem.
 OutcomeCheck = Callable[[np.ndarray], "str | None"]

@@ -1,0 +1,1 @@
+"""Shipped configuration defaults (read through importlib.resources)."""
