@@ -14,6 +14,7 @@ quarantine the row with the reason instead of guessing.
 from __future__ import annotations
 
 import ast
+import codecs
 import datetime as dt
 import operator
 import re
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError, InputError
 from kamflow.intake.files import ROW, read_table_file
 from kamflow.intake.schema import TABLES, Table
@@ -95,7 +97,7 @@ def load_mapping(path: Path | str) -> SnapshotMapping:
     if not path.is_file():
         raise ConfigError(f"mapping file {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"mapping file {path} is not valid YAML: {exc}") from None
     fail = _failer(path)
@@ -143,8 +145,14 @@ def _table_mapping(table: Table, spec: Any, fail: Callable[[str, str], Any]) -> 
     clash = {r.target for r in helpers} & set(table.column_names)
     if clash:
         fail(f"{key}.let.{sorted(clash)[0]}", "a helper cannot have the name of a kamflow column")
-    return TableMapping(table.name, spec["file"], spec.get("encoding"), delimiter, helpers,
-                        columns)
+    encoding = spec.get("encoding")
+    if encoding is not None:
+        try:
+            codecs.lookup(str(encoding))
+        except LookupError:
+            fail(f"{key}.encoding", f"unknown encoding {encoding!r}; use utf-8, gb18030 or "
+                                    "another Python codec name, or leave it out to detect it")
+    return TableMapping(table.name, spec["file"], encoding, delimiter, helpers, columns)
 
 
 def _rules(specs: Any, key: str, fail: Callable[[str, str], Any]) -> tuple[Rule, ...]:
@@ -230,6 +238,9 @@ class Expression:
         ast.Div: operator.truediv}
     _FUNCTIONS: dict[str, Callable[..., Any]] = {
         "min": np.minimum, "max": np.maximum, "abs": np.abs, "round": np.round}
+    # How many arguments each function takes. numpy reads one more positional argument as the
+    # array to write into: `abs(a, b)` would overwrite column b in place.
+    _ARITY: dict[str, int] = {"min": 2, "max": 2, "abs": 1, "round": 1}
 
     def __init__(self, text: str, tree: ast.Expression, aliases: dict[str, str]) -> None:
         self.text, self.tree, self.aliases = text, tree, aliases
@@ -264,6 +275,10 @@ class Expression:
                                                or node.func.id not in cls._FUNCTIONS
                                                or node.keywords):
                 fail(key, f"{text!r}: the functions are {', '.join(cls._FUNCTIONS)}")
+            if isinstance(node, ast.Call) and len(node.args) != cls._ARITY[node.func.id]:
+                name, arity = node.func.id, cls._ARITY[node.func.id]
+                fail(key, f"{text!r}: {name}() takes {arity} argument{'s' if arity > 1 else ''}"
+                          f", not {len(node.args)}")
         return cls(text, tree, aliases)
 
     def evaluate(self, columns: Mapping[str, pd.Series]) -> pd.Series:

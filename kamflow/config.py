@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError
 from kamflow.core.settings import DEFAULT_CONF_DIR
 from kamflow.expectations import ValidationPolicy
@@ -34,7 +35,7 @@ def read_yaml(path: Path) -> Mapping[str, Any]:
     if not path.exists():
         raise ConfigError(f"configuration file {path} is missing")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, Mapping):
@@ -116,8 +117,23 @@ def load_owners(path: Path | None = None) -> OwnerDirectory:
         {role: owner(spec, f"roles.{role}") for role, spec in roles.items()},
         owner(doc.get("fallback"), "fallback"), manager_language, people, head,
         str(default_supervisor).strip() if default_supervisor else None)
+    _refuse_unknown_supervisors(directory, path)
     _refuse_supervisor_cycles(directory, path)
     return directory
+
+
+def _refuse_unknown_supervisors(directory: OwnerDirectory, path: Path) -> None:
+    """A supervisor must be someone the file lists: an escalation to an address nobody owns
+    would reach a person with no language, no working hours and no supervisor of their own
+    (a typo in one address would silently send every escalation of a team nowhere)."""
+    named = [(f"{o.email}'s supervisor", o.supervisor) for o in
+             (*directory.people.values(), *directory.roles.values(), directory.fallback,
+              *([directory.department_head] if directory.department_head else []))]
+    named.append(("default_supervisor", directory.default_supervisor))
+    for who, supervisor in named:
+        if supervisor and directory.lookup(supervisor) is None:
+            raise ConfigError(f"{path}: {who} {supervisor!r} is not listed in the file; add "
+                              "them under 'people' (or people_file) or correct the address")
 
 
 OWNER_KEYS = {"name", "email", "language", "supervisor", "working_hours"}

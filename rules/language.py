@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError
 
 RULES_DIR = Path(__file__).resolve().parent
@@ -172,6 +173,12 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
             if target not in declared:  # a rule with problems of its own is not "unknown"
                 problems.add(rule.file, rule.line, rule.id,
                              f"suppresses unknown rule {target!r}")
+    for cycle in _suppression_cycles(rules):
+        first = seen[cycle[0]]
+        problems.add(first.file, first.line, first.id,
+                     f"the rules suppress each other in a cycle ({' -> '.join(cycle)}): when "
+                     "all of them fire, every one of them would be dropped; remove one "
+                     "'suppresses' entry")
     if not problems.items:
         ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
         # A rule set that passes every check above must also compile, or the run would fail.
@@ -189,11 +196,31 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
     return ruleset
 
 
+def _suppression_cycles(rules: list[Rule]) -> list[list[str]]:
+    """Each cycle of the 'suppresses' graph once, as rule ids ending where they start."""
+    targets = {rule.id: rule.suppresses for rule in rules}
+    cycles: list[list[str]] = []
+    reported: set[frozenset[str]] = set()
+
+    def walk(path: list[str]) -> None:
+        for target in targets.get(path[-1], ()):
+            if target == path[0]:
+                if frozenset(path) not in reported:
+                    reported.add(frozenset(path))
+                    cycles.append([*path, target])
+            elif target not in path and target in targets:
+                walk([*path, target])
+
+    for rule_id in targets:
+        walk([rule_id])
+    return cycles
+
+
 def _compose(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
     text = path.read_text(encoding="utf-8")
     try:
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yamlfile.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problems.add(path.name, mark.line + 1 if mark else 1, None,
