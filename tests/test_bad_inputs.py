@@ -250,6 +250,16 @@ QUARANTINED = {
     "blank required field": (lambda s: set_cell(s / "accounts.csv", 8, "manager_email", ""),
                              "accounts", [8], "manager_email",
                              "expect_column_values_to_not_be_null", "", "emailed"),
+    "NUL in a name": (lambda s: set_cell(s / "accounts.csv", 5, "name_zh", "中国\x00银行"),
+                      "accounts", [5], "name_zh", "expect_column_values_to_not_match_regex",
+                      "中国\x00银行", "control character"),
+    "escape character in a manager's name": (
+        lambda s: set_cell(s / "accounts.csv", 7, "account_manager", "王\x1b[31m芳"),
+        "accounts", [7], "account_manager", "expect_column_values_to_not_match_regex",
+        "王\x1b[31m芳", "control character"),
+    "non-ASCII email address": (
+        lambda s: set_cell(s / "accounts.csv", 9, "manager_email", "wang@运营商.cn"), "accounts",
+        [9], "manager_email", "expect_column_values_to_match_regex", "wang@运营商.cn", "xn--"),
 }
 
 
