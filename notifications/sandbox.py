@@ -9,7 +9,9 @@ address on the allowlist (``KAMFLOW_EMAIL_ALLOWLIST``) goes out unchanged. Any o
 - **held**: not sent at all; `send` returns ``held-by-sandbox`` as the provider id, so the outbox
   records it as handled (it is never sent later, even when the sandbox is turned off).
 
-Every redirect and hold is logged (recipient, key). An empty allowlist holds everything.
+Every redirect and hold is logged (recipient, key). A sandbox with an empty allowlist and no
+redirect would hold every email and report every run as done: it is refused as a configuration
+error (`SandboxMisconfigured`), so a run never completes having silently sent nothing.
 
 Allowlist entries, comma-separated, case-insensitive:
 ``wang@operator.example`` (that address), ``@example.test`` or ``example.test`` (that domain),
@@ -23,10 +25,11 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 
+from kamflow.core.errors import ConfigError
 from kamflow.notifications.backend import EmailBackend
 from kamflow.notifications.message import Email, SendError
 
-__all__ = ["HELD", "Allowlist", "SandboxBackend"]
+__all__ = ["HELD", "Allowlist", "SandboxBackend", "SandboxMisconfigured"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ class Allowlist:
         return f"Allowlist({', '.join(self.entries) or 'empty: everything is held'})"
 
 
+class SandboxMisconfigured(ConfigError):
+    """The sandbox would hold every email: no allowlist entry and no redirect."""
+
+
 class SandboxBackend:
     """Wraps a real backend; lets through only allowlisted recipients (see the module doc)."""
 
@@ -72,6 +79,12 @@ class SandboxBackend:
     ) -> None:
         if redirect_to is not None and "@" not in redirect_to:
             raise ValueError(f"sandbox redirect must be an email address, not {redirect_to!r}")
+        if not allowlist.entries and redirect_to is None:
+            raise SandboxMisconfigured(
+                "the email sandbox is on (KAMFLOW_EMAIL_SANDBOX=1) with an empty allowlist and "
+                "no redirect: every email would be held and none sent, while each run reports "
+                "its emails as handled. Set KAMFLOW_EMAIL_ALLOWLIST (who may receive email) or "
+                "KAMFLOW_EMAIL_SANDBOX_REDIRECT (where the others go)")
         self.inner = inner
         self.allowlist = allowlist
         self.redirect_to = redirect_to

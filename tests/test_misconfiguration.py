@@ -3,7 +3,8 @@
 Before, each of these was accepted and quietly did something else than what was written: the
 later of two equal YAML keys won, two rules suppressing each other dropped both actions,
 `abs(a, b)` in a mapping overwrote column b, an unknown encoding raised a raw LookupError, and a
-supervisor missing from owners.yaml received escalations as a stranger.
+supervisor missing from owners.yaml received escalations as a stranger, and a sandbox with an
+empty allowlist held every email while each run reported them handled.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import yaml
 from kamflow import config
 from kamflow.core.errors import ConfigError
 from kamflow.intake import load_mapping
+from kamflow.notifications import Allowlist, FileOutbox, SandboxBackend
+from kamflow.notifications.sandbox import SandboxMisconfigured
 from kamflow.rules import RULES_DIR, load_ruleset
 
 
@@ -146,3 +149,15 @@ def test_an_unknown_default_supervisor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load_owners(path)
     assert "default_supervisor 'nobody@x.example' is not listed" in str(caught.value)
+
+
+def test_a_sandbox_that_would_hold_every_email_is_refused(tmp_path: Path) -> None:
+    """Sandbox on, empty allowlist, no redirect: every email would be held while runs report
+    them handled; refused naming the two variables that fix it. With a redirect it is fine."""
+    inner = FileOutbox(tmp_path / "outbox")
+    with pytest.raises(SandboxMisconfigured) as caught:
+        SandboxBackend(inner, Allowlist.parse(""))
+    assert "KAMFLOW_EMAIL_ALLOWLIST" in str(caught.value)
+    assert "KAMFLOW_EMAIL_SANDBOX_REDIRECT" in str(caught.value)
+    assert isinstance(caught.value, ConfigError)
+    SandboxBackend(inner, Allowlist.parse(""), redirect_to="qa@example.test")
