@@ -260,6 +260,44 @@ QUARANTINED = {
     "non-ASCII email address": (
         lambda s: set_cell(s / "accounts.csv", 9, "manager_email", "wang@运营商.cn"), "accounts",
         [9], "manager_email", "expect_column_values_to_match_regex", "wang@运营商.cn", "xn--"),
+    "address without a domain": (
+        lambda s: set_cell(s / "accounts.csv", 18, "manager_email", "wang.operator.cn"),
+        "accounts", [18], "manager_email", "expect_column_values_to_match_regex",
+        "wang.operator.cn", "emailed"),
+    "unknown industry": (lambda s: set_cell(s / "accounts.csv", 4, "industry", "farming"),
+                         "accounts", [4], "industry", "expect_column_values_to_be_in_set",
+                         "farming", "known industry"),
+    "blank company name": (lambda s: set_cell(s / "accounts.csv", 10, "name_zh", ""),
+                           "accounts", [10], "name_zh", "expect_column_values_to_not_be_null",
+                           "", "name the account"),
+    "blank account manager": (lambda s: set_cell(s / "accounts.csv", 11, "account_manager", ""),
+                              "accounts", [11], "account_manager",
+                              "expect_column_values_to_not_be_null", "", "account manager"),
+    "count out of range": (lambda s: set_cell(s / "accounts.csv", 12, "products_held", "5000"),
+                           "accounts", [12], "products_held",
+                           "expect_column_values_to_be_between", None, "count"),
+    "negative cost to serve": (lambda s: set_cell(s / "accounts.csv", 13, "cost_to_serve", "-5"),
+                               "accounts", [13], "cost_to_serve",
+                               "expect_column_values_to_be_between", None, "cannot be negative"),
+    "negative headcount": (lambda s: set_cell(s / "accounts.csv", 16, "employees", "-3"),
+                           "accounts", [16], "employees", "expect_column_values_to_be_between",
+                           None, "headcount"),
+    "last contact after the snapshot": (
+        lambda s: set_cell(s / "accounts.csv", 15, "last_contact_date", future(5)), "accounts",
+        [15], "last_contact_date", "expect_column_values_to_be_between", future(5), "wrong date"),
+    "negative outage": (lambda s: set_cell(s / "sla_incidents.csv", 3, "outage_hours", "-2"),
+                        "sla_incidents", [3], "outage_hours",
+                        "expect_column_values_to_be_between", None, "cannot be negative"),
+    "incident in the future": (
+        lambda s: set_cell(s / "sla_incidents.csv", 2, "start_date", future(3)),
+        "sla_incidents", [2], "start_date", "expect_column_values_to_be_between", future(3),
+        "future"),
+    "blank ticket number": (lambda s: set_cell(s / "complaints.csv", 5, "complaint_id", ""),
+                            "complaints", [5], "complaint_id",
+                            "expect_column_values_to_not_be_null", "", "ticket number"),
+    "bill of two billion": (lambda s: set_cell(s / "billing.csv", 6, "billed", "2000000000"),
+                            "billing", [6], "billed", "expect_column_values_to_be_between",
+                            None, "unit or column error"),
 }
 
 
@@ -312,6 +350,13 @@ WARNED = {
                                 "expect_column_pair_values_a_to_be_greater_than_b", None),
     "unknown region": (lambda s: set_cell(s / "accounts.csv", 2, "region", "Beijing"),
                        "accounts", "region", "expect_column_values_to_be_in_set", "Beijing"),
+    "unknown complaint category": (
+        lambda s: set_cell(s / "complaints.csv", 3, "category", "weather"), "complaints",
+        "category", "expect_column_values_to_be_in_set", "weather"),
+    "English names mostly blank": (lambda s: set_column(s / "accounts.csv", "name_en",
+                                                        lambda _: ""),
+                                   "accounts", "name_en", "expect_column_values_to_not_be_null",
+                                   "(blank)"),
 }
 
 
