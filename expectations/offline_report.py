@@ -116,11 +116,9 @@ def write_offline_report(outcome: ValidationOutcome, directory: Path, *, run_id:
 def report_model(outcome: ValidationOutcome) -> dict[str, Any]:
     """What the page shows, independent of the language: the verdict, each table's results
     (failures first) and its quarantined rows grouped by expectation and reason."""
-    tables = [name for name in SUITE_NAMES
-              if any(r.table == name for r in outcome.results)
-              or (outcome.quarantine["table"] == name).any()]
-    tables += sorted(({r.table for r in outcome.results}
-                      | set(outcome.quarantine["table"].dropna().astype(str))) - set(tables))
+    named = ({r.table for r in outcome.results}
+             | {str(t) for t in outcome.quarantine["table"].dropna().unique()})
+    tables = [n for n in SUITE_NAMES if n in named] + sorted(named - set(SUITE_NAMES))
     groups = _quarantine_groups(outcome.quarantine)
     suites = []
     for name in tables:
@@ -170,9 +168,9 @@ def _quarantine_groups(quarantine: pd.DataFrame) -> dict[str, list[dict[str, Any
     if quarantine.empty:
         return {}
     keys = ["table", "expectation", "column", "reason"]
-    frame = quarantine.assign(**{k: quarantine[k].fillna("").astype(str) for k in keys})
     found: dict[str, list[dict[str, Any]]] = {}
-    for (table, expectation, column, reason), group in frame.groupby(keys, sort=False):
+    for key, group in quarantine.groupby(keys, sort=False, dropna=False):
+        table, expectation, column, reason = map(_cell, key)
         sample = group.head(SAMPLE_ROWS)
         found.setdefault(table, []).append({
             "expectation": expectation, "column": column, "reason": reason, "count": len(group),
