@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,16 @@ def results_table(outcome: ValidationOutcome) -> list[dict[str, Any]]:
              "examples": ", ".join(r.examples)} for r in outcome.results]
 
 
-def results_markdown(outcome: ValidationOutcome, data_docs: Path | None = None) -> str:
-    """Markdown: the go/stop line, the Data Docs link, failures first, then every count."""
+def results_markdown(outcome: ValidationOutcome, data_docs: Path | None = None,
+                     offline_report: Mapping[str, Path] | None = None) -> str:
+    """Markdown: the go/stop line, the offline report's links (first: they open on a closed
+    network), the Data Docs' location, failures first, then every count."""
     failed = sum(not r.success for r in outcome.results)
     lines = [f"# Validation: {'stopped' if outcome.stopped else 'passed'}", "",
              f"> {outcome.message}", "",
              f"{len(outcome.results)} expectations run, {failed} not met; "
              f"{len(outcome.quarantine):,} quarantine record(s).", ""]
-    if data_docs is not None:
-        lines += [f"Data Docs (Great Expectations HTML): [{data_docs}]({data_docs.as_uri()})", ""]
+    lines += report_links(offline_report, data_docs)
     lines += ["| table | expectation | column | severity | result | failing rows | examples |",
               "|---|---|---|---|---|---:|---|"]
     ordered = sorted(outcome.results, key=lambda r: (r.success, r.table))
@@ -37,6 +39,27 @@ def results_markdown(outcome: ValidationOutcome, data_docs: Path | None = None) 
               f"{r['result']} | {r['failing rows']:,} | {_cell(r['examples'])} |"
               for r in (results_table(_sorted(outcome, ordered)))]
     return "\n".join(lines) + "\n"
+
+
+def report_links(offline_report: Mapping[str, Path] | None,
+                 data_docs: Path | None) -> list[str]:
+    """Markdown lines: the offline report (en, zh-CN) as links, then the Data Docs' URL as text.
+
+    The Data Docs load their styling and scripts from public CDNs and show nothing on a closed
+    network, so they are reached from the offline report rather than linked here.
+    """
+    lines = []
+    if offline_report:
+        links = " · ".join(f"[{_LANGUAGE_NAMES.get(language, language)}]({Path(page).as_uri()})"
+                           for language, page in offline_report.items())
+        lines += [f"Validation report (offline HTML, needs no network): {links}", ""]
+    if data_docs is not None:
+        lines += [f"Data Docs (Great Expectations HTML; needs internet access for its styling "
+                  f"and scripts): `{data_docs.as_uri()}`", ""]
+    return lines
+
+
+_LANGUAGE_NAMES = {"en": "English", "zh-CN": "中文"}
 
 
 def results_text(outcome: ValidationOutcome) -> str:

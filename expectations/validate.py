@@ -62,6 +62,9 @@ class ExpectationResult:
     examples: tuple[str, ...]
     notes: str
     source: str = ""  # the file checked (accounts.csv, billing.parquet, ...) or "customer view"
+    # For each example, the rows it was found in (as quarantine.csv names rows: the line in the
+    # source file, header = 1; for the customer view, the account's line in accounts.csv).
+    example_rows: tuple[tuple[int, ...], ...] = ()
 
     def describe(self) -> str:
         """One sentence, ending in a full stop, for the operator."""
@@ -339,7 +342,7 @@ def _run_suite(gx_run: _GxRun, suite: Suite, frame: pd.DataFrame, known_ids: pa.
         results.append(ExpectationResult(
             suite.table, config.type, column, meta.get("severity", "critical"),
             bool(result.success), int(count or len(unexpected)), examples, meta.get("notes", ""),
-            source))
+            source, _example_rows(examples, values, row_numbers)))
         if meta.get("severity") == "row" and unexpected:
             records.append(pd.DataFrame({
                 "table": suite.table, "row": row_numbers,
@@ -419,6 +422,19 @@ def _examples(result: dict[str, Any], values: np.ndarray) -> tuple[str, ...]:
         return tuple(f"{kind} {', '.join(map(str, names))}"
                      for kind, names in mismatched.items() if names)[:3]
     return ()
+
+
+def _example_rows(examples: tuple[str, ...], values: np.ndarray, rows: list[Any],
+                  per_example: int = 3) -> tuple[tuple[int, ...], ...]:
+    """The first rows each example value was found in, among the rows the examples came from."""
+    if not len(values):
+        return ()
+    found: dict[str, list[int]] = {example: [] for example in examples}
+    for value, row in zip(values[:50], rows[:50], strict=False):
+        seen = found.get(_text(value) or "(blank)")
+        if seen is not None and len(seen) < per_example:
+            seen.append(int(row))
+    return tuple(tuple(found[example]) for example in examples)
 
 
 class _RowLookup:

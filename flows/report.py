@@ -25,6 +25,9 @@ class RunSummary:
     accounts_missing_unmarked: int = 0  # gone, but too many at once to be marked lost
     quarantine_file: str = ""
     validation_report: str = ""
+    # The offline validation report (static HTML, no network needed): en and zh-CN pages.
+    offline_report: str = ""
+    offline_report_zh: str = ""
     data_docs: str = ""  # file:// URL of the run's Great Expectations Data Docs
     value_churn_picture: str = ""
     value_classes: dict[str, int] = field(default_factory=dict)
@@ -107,10 +110,15 @@ def markdown(summary: RunSummary) -> str:
         "",
         *_learning(summary.churn_learning),
         table("action", summary.decisions_by_action),
+        # The offline report first: it opens on a closed network. The Data Docs (CDN styling
+        # and scripts) are reached from it, so here their URL is text, not a link.
+        f"Validation report (offline HTML): `{summary.offline_report or 'none'}`"
+        + (f" ([open]({_file_url(summary.offline_report)}) · [中文]"
+           f"({_file_url(summary.offline_report_zh)}))  " if summary.offline_report else "  "),
+        f"Data Docs (needs internet access; linked from the report above): "
+        f"`{summary.data_docs or 'none'}`  ",
         f"Quarantine: `{summary.quarantine_file or 'none'}`  ",
-        f"Validation report: `{summary.validation_report or 'none'}`  ",
-        f"Data Docs: `{summary.data_docs or 'none'}`"
-        + (f" ([open]({summary.data_docs}))  " if summary.data_docs else "  "),
+        f"Validation results (JSON): `{summary.validation_report or 'none'}`  ",
         f"Value class × churn band picture: `{summary.value_churn_picture or 'none'}`"
         + (f" ([open]({_file_url(summary.value_churn_picture)}))"
            if summary.value_churn_picture else ""),

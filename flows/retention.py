@@ -39,6 +39,7 @@ from kamflow.expectations import (
     results_markdown,
     validate_snapshot,
     write_data_docs,
+    write_offline_report,
 )
 from kamflow.flows import delivery
 from kamflow.flows.history import HistorySource, read_labelled_history
@@ -410,6 +411,7 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
         "results": [r.__dict__ for r in outcome.results]}, ensure_ascii=False, indent=2,
         default=str), encoding="utf-8")
     summary.validation_report = str(report)
+    target: Path | None = None  # quarantine.csv, when a row was quarantined
     if len(outcome.quarantine):
         quarantine_dir = home.quarantine / run_id
         quarantine_dir.mkdir(parents=True, exist_ok=True)
@@ -424,8 +426,12 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
     docs = write_data_docs(outcome, report_dir / "data_docs")
     outcome.release_gx()  # the GX results are rendered: let their memory go
     summary.data_docs = docs.as_uri()
-    create_markdown_artifact(results_markdown(outcome, docs), key="validation-results",
-                             description="Counts per expectation; links the GX Data Docs")
+    # The report ops can open on a closed network (the Data Docs need CDNs): en and zh-CN.
+    pages = write_offline_report(outcome, report_dir, run_id=run_id, quarantine_file=target,
+                                 data_docs=docs, results_json=report)
+    summary.offline_report, summary.offline_report_zh = str(pages["en"]), str(pages["zh-CN"])
+    create_markdown_artifact(results_markdown(outcome, docs, pages), key="validation-results",
+                             description="Counts per expectation; links the offline report")
 
 
 def _publish_picture(home: Paths, run_id: str, scored: pd.DataFrame,
