@@ -22,7 +22,7 @@ each problem with file, line and rule id (see docs/rules.md).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,10 @@ class _Problems:
         who = f", rule {rule_id!r}" if rule_id else ""
         self.items.append(f"{file}:{line}{who}: {message}")
 
+    def error(self, directory: Path) -> ConfigError:
+        return ConfigError(f"rule set {directory} has {len(self.items)} problem(s):\n  "
+                           + "\n  ".join(self.items))
+
 
 def leaves(condition: Condition) -> list[Leaf]:
     if isinstance(condition, Leaf):
@@ -142,8 +146,13 @@ def leaves(condition: Condition) -> list[Leaf]:
     return [leaf for child in condition.children for leaf in leaves(child)]
 
 
-def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
-    """Read and check a rule set directory; raise ConfigError listing every problem."""
+def parse_ruleset(directory: Path | str = RULES_DIR,
+                  refused: Callable[[RuleSet], Mapping[str, str]] | None = None) -> RuleSet:
+    """Read and check a rule set directory; raise ConfigError listing every problem.
+
+    ``refused`` names, for a rule set that passes every check here, the rules the engine
+    cannot compile (rule id -> why): the engine adapter supplies it (``kamflow.rules.load``),
+    so the language itself never imports the engine."""
     directory = Path(directory)
     problems = _Problems()
     actions_path = directory / "actions.yaml"
@@ -179,20 +188,18 @@ def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
                      f"the rules suppress each other in a cycle ({' -> '.join(cycle)}): when "
                      "all of them fire, every one of them would be dropped; remove one "
                      "'suppresses' entry")
-    if not problems.items:
-        ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
-        # A rule set that passes every check above must also compile, or the run would fail.
-        from kamflow.rules.engine import refused_rules
-
-        for rule_id, error in refused_rules(ruleset).items():
-            rule = ruleset.rule(rule_id)
-            problems.add(rule.file, rule.line, rule.id,
-                         f"the rules engine cannot compile this condition ({error}); most "
-                         "often it has too many all/any groups (in, not_in and between count "
-                         "as groups too): split it into simpler rules")
     if problems.items:
-        raise ConfigError(f"rule set {directory} has {len(problems.items)} problem(s):\n  "
-                          + "\n  ".join(problems.items))
+        raise problems.error(directory)
+    ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
+    # A rule set that passes every check above must also compile, or the run would fail.
+    for rule_id, error in (refused(ruleset) if refused is not None else {}).items():
+        rule = ruleset.rule(rule_id)
+        problems.add(rule.file, rule.line, rule.id,
+                     f"the rules engine cannot compile this condition ({error}); most "
+                     "often it has too many all/any groups (in, not_in and between count "
+                     "as groups too): split it into simpler rules")
+    if problems.items:
+        raise problems.error(directory)
     return ruleset
 
 
