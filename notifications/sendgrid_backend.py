@@ -182,7 +182,7 @@ class SendGridBackend:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(attempts) | asks_too_long,
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts), asks_too_long),
             wait=wait,
             sleep=self._sleep,
             before_sleep=log_retry,
