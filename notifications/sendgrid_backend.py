@@ -165,9 +165,12 @@ class SendGridBackend:
             retry_after = _transient(state).retry_after or 0.0
             return min(max(backoff(state), retry_after), self.max_delay)
 
-        def asks_too_long(state: tenacity.RetryCallState) -> bool:
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # Out of attempts, or the server asks for a longer wait than max_delay: give up now
+            # rather than block the pipeline.
             retry_after = _transient(state).retry_after
-            return retry_after is not None and retry_after > self.max_delay
+            return state.attempt_number >= attempts or (
+                retry_after is not None and retry_after > self.max_delay)
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             logger.warning(
@@ -182,7 +185,7 @@ class SendGridBackend:
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts), asks_too_long),
+            stop=stop,
             wait=wait,
             sleep=self._sleep,
             before_sleep=log_retry,
