@@ -105,7 +105,7 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
     del snapshot  # as the flow does: what the later stages need is in the outcome, and
     outcome.release_gx()  # GX results let go once rendered (flow: _write_validation)
     view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
-        else build_customer_view(outcome.accepted, AS_OF)
+        else build_customer_view(dict(outcome.accepted), AS_OF)
     outcome.accepted, outcome.view = {}, None
     scored = score_accounts(view, config.load_scoring())
     del view

@@ -154,88 +154,105 @@ class SendGridBackend:
 
     def _post(self, payload: Mapping[str, Any], email: Email | _BatchLabel) -> str:
         # Kept apart from building the payload so a batched send (many personalizations in one
-        # request) reuses the same retry policy.
-        from python_http_client.exceptions import HTTPError
+        # request) reuses the same retry policy, which tenacity runs: `_attempt` turns each
+        # failure into a permanent SendError (not retried) or a `_Transient` (retried).
+        import tenacity
 
         attempts = self.max_retries + 1
-        reason = ""
-        last_status: int | None = None
-        last_error: BaseException | None = None
-        for attempt in range(1, attempts + 1):
-            retry_after: float | None = None
-            try:
-                response = self._client.client.mail.send.post(request_body=payload)
-            except HTTPError as exc:
-                status = int(exc.status_code)
-                reason = f"HTTP {status} {exc.reason}: {_body_excerpt(exc.body)}"
-                if status != 429 and not 500 <= status < 600:
-                    raise SendError(
-                        backend=self.name,
-                        recipient=email.to,
-                        key=email.key,
-                        status=status,
-                        reason=reason,
-                        permanent=True,
-                    ) from exc
-                retry_after = _retry_after_seconds(exc.headers)
-                last_status = status
-                last_error = exc
-            except (OSError, http.client.HTTPException) as exc:
-                # URLError (refused, DNS), TimeoutError, RemoteDisconnected, IncompleteRead, ...
-                reason = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
-                last_status = None
-                last_error = exc
-            else:
-                message_id = response.headers.get("X-Message-Id") or ""
-                if not message_id:
-                    logger.warning(
-                        "SendGrid accepted email %r (HTTP %s) without an X-Message-Id",
-                        email.key,
-                        response.status_code,
-                    )
-                logger.info(
-                    "sent email %r to %s via SendGrid as %s (attempt %d)",
-                    email.key,
-                    email.to,
-                    message_id,
-                    attempt,
-                )
-                return message_id
+        backoff = tenacity.wait_exponential(multiplier=self.backoff, max=self.max_delay)
 
-            if attempt == attempts:
-                raise SendError(
-                    backend=self.name,
-                    recipient=email.to,
-                    key=email.key,
-                    status=last_status,
-                    reason=f"{reason}; gave up after {attempts} attempts",
-                    permanent=False,
-                ) from last_error
-            delay = self.backoff * 2 ** (attempt - 1)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            if retry_after is not None and retry_after > self.max_delay:
-                raise SendError(
-                    backend=self.name,
-                    recipient=email.to,
-                    key=email.key,
-                    status=last_status,
-                    reason=f"{reason}; server asks to retry after {retry_after:g} s "
-                    f"(more than max_delay={self.max_delay:g} s)",
-                    permanent=False,
-                ) from last_error
-            delay = min(delay, self.max_delay)
+        def wait(state: tenacity.RetryCallState) -> float:
+            retry_after = _transient(state).retry_after or 0.0
+            return min(max(backoff(state), retry_after), self.max_delay)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # Out of attempts, or the server asks for a longer wait than max_delay: give up now
+            # rather than block the pipeline.
+            retry_after = _transient(state).retry_after
+            return state.attempt_number >= attempts or (
+                retry_after is not None and retry_after > self.max_delay)
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
             logger.warning(
                 "SendGrid attempt %d/%d for email %r to %s failed (%s); retrying in %.2f s",
-                attempt,
+                state.attempt_number,
                 attempts,
                 email.key,
                 email.to,
-                reason,
-                delay,
+                _transient(state).reason,
+                state.next_action.sleep if state.next_action else 0.0,
             )
-            self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=stop,
+            wait=wait,
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            response = retrying(self._attempt, payload, email)
+        except _Transient as failure:
+            attempt = retrying.statistics["attempt_number"]
+            if attempt < attempts and failure.retry_after is not None:
+                reason = (f"{failure.reason}; server asks to retry after "
+                          f"{failure.retry_after:g} s (more than max_delay={self.max_delay:g} s)")
+            else:
+                reason = f"{failure.reason}; gave up after {attempts} attempts"
+            raise SendError(backend=self.name, recipient=email.to, key=email.key,
+                            status=failure.status, reason=reason,
+                            permanent=False) from failure.__cause__
+        message_id = response.headers.get("X-Message-Id") or ""
+        if not message_id:
+            logger.warning(
+                "SendGrid accepted email %r (HTTP %s) without an X-Message-Id",
+                email.key,
+                response.status_code,
+            )
+        logger.info(
+            "sent email %r to %s via SendGrid as %s (attempt %d)",
+            email.key,
+            email.to,
+            message_id,
+            retrying.statistics["attempt_number"],
+        )
+        return message_id
+
+    def _attempt(self, payload: Mapping[str, Any], email: Email | _BatchLabel) -> Any:
+        """One request: the response, a permanent `SendError` (any 4xx but 429), or `_Transient`
+        (429, 5xx, timeouts and connection errors)."""
+        from python_http_client.exceptions import HTTPError
+
+        try:
+            return self._client.client.mail.send.post(request_body=payload)
+        except HTTPError as exc:
+            status = int(exc.status_code)
+            reason = f"HTTP {status} {exc.reason}: {_body_excerpt(exc.body)}"
+            if status != 429 and not 500 <= status < 600:
+                raise SendError(backend=self.name, recipient=email.to, key=email.key,
+                                status=status, reason=reason, permanent=True) from exc
+            raise _Transient(reason, status, _retry_after_seconds(exc.headers)) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            # URLError (refused, DNS), TimeoutError, RemoteDisconnected, IncompleteRead, ...
+            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+            raise _Transient(reason) from exc
+
+
+class _Transient(Exception):
+    """A failed attempt worth retrying, with what the retry policy needs to know."""
+
+    def __init__(self, reason: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after = reason, status, retry_after
+
+
+def _transient(state: Any) -> _Transient:
+    """The `_Transient` that ended the attempt `state` describes (the only exception retried)."""
+    failure = state.outcome.exception() if state.outcome else None
+    assert isinstance(failure, _Transient)
+    return failure
 
 
 def build_mail(email: Email) -> Mail:

@@ -4,10 +4,13 @@ A national first run renders ~450,000 task rows into ~13,000 emails (3 GB of tex
 Jinja and link signing on one core. `render_in_workers` spreads that over processes while the
 caller (the task store) stores what comes back, so every core works.
 
-- Each worker is a fresh interpreter (`python -m notifications.workers`), not a fork and not a
-  multiprocessing spawn: a fork would copy the job's gigabytes and any lock another thread
-  (Prefect's) holds, and a spawn re-runs the caller's main script, which for a script that runs
-  the flow would start a second run.
+- Each worker is a fresh interpreter (`python -m kamflow.notifications.workers`), not a fork and
+  not a multiprocessing spawn, which is why this is a hand-written pool and not
+  `concurrent.futures.ProcessPoolExecutor` (re-checked on Python 3.11 with its three start
+  methods): under "fork" each worker would copy the job's gigabytes and any lock another thread
+  (Prefect's) holds at that moment; under "spawn" and "forkserver" every worker (or the fork
+  server) re-imports the caller's main script as `__mp_main__`, so a script that runs the flow at
+  its top level, without a `__main__` guard, would start a second run in each worker.
 - ``render`` goes to each worker once and must be picklable (a module-level class or function).
   Then chunks of parts go round-robin, so chunk *i* comes back from worker *i* mod *n* and the
   results are yielded in the order of ``parts``.

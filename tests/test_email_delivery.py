@@ -1,6 +1,6 @@
 """Email delivery: SendGrid batching and retries through the outbox drain, the payloads against
-SendGrid's official OpenAPI contract served by Prism, and the sandbox that keeps real staff out
-of test and trial runs."""
+the project's SendGrid contract (tests/contracts) served by Prism, and the sandbox that keeps
+real staff out of test and trial runs."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from kamflow.notifications.testing import RecordingBackend
 from kamflow.worklist import TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES
+from tests.sendgrid_contract import CONTRACT
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT = REPO.parent / "shared" / "contracts" / "sendgrid-mail-send.openapi.json"
 PRISM_DIR = REPO / ".ci"
 API_KEY = "SG.delivery-test.never-logged"
 
@@ -182,10 +182,7 @@ def _prism_binary() -> Path:
 
 @pytest.fixture(scope="module")
 def prism() -> Iterator[str]:
-    """`prism mock` of SendGrid's official mail-send contract on a free loopback port."""
-    if not CONTRACT.is_file():
-        pytest.fail(f"SendGrid contract missing: expected the OpenAPI document at {CONTRACT} "
-                    "(shared/contracts/ beside the repository)")
+    """`prism mock` of the project's mail-send contract on a free loopback port."""
     port = _free_port()
     log = open(PRISM_DIR / "prism-test.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([str(_prism_binary()), "mock", "-h", "127.0.0.1", "-p",
@@ -226,7 +223,7 @@ def _email(i: int, **changes: Any) -> Email:
 
 
 def test_prism_accepts_single_and_batched_sends(prism: str) -> None:
-    """The real client's requests are valid under SendGrid's contract: a single email, a batch of
+    """The real client's requests are valid under the SendGrid contract: a single email, a batch of
     personalizations, 1,001 emails (split into 1,000 + 1) and a dynamic-template batch of large
     emails are all accepted (202)."""
     backend = SendGridBackend(API_KEY, host=prism, timeout=10, max_retries=0)

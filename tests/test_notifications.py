@@ -40,9 +40,9 @@ from kamflow.notifications import (
 )
 from kamflow.notifications.message import base64_lines, message_bytes
 from kamflow.notifications.testing import RecordingBackend
+from tests.sendgrid_contract import request_validator
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT = Path(__file__).resolve().parents[2] / "shared/contracts/sendgrid-mail-send.openapi.json"
 API_KEY = "SG.kamflow-test-secret.do-not-log-me"
 
 
@@ -614,31 +614,11 @@ def test_sendgrid_never_logs_the_api_key(
     assert API_KEY not in str(caught.value) and API_KEY not in repr(backend)
 
 
-def _contract_validator() -> Any:
-    if not CONTRACT.is_file():
-        pytest.fail(
-            f"SendGrid mail-send contract missing: expected the OpenAPI document at {CONTRACT} "
-            "(shared/contracts/ beside the repository)"
-        )
-    jsonschema = pytest.importorskip("jsonschema")
-    from referencing import Registry
-    from referencing.jsonschema import DRAFT202012
-
-    document = json.loads(CONTRACT.read_text(encoding="utf-8"))
-    uri = "urn:kamflow:sendgrid-mail-send-contract"
-    registry = Registry().with_resource(uri, DRAFT202012.create_resource(document))
-    pointer = "/paths/~1v3~1mail~1send/post/requestBody/content/application~1json/schema"
-    validator_class = jsonschema.Draft202012Validator
-    return validator_class(
-        {"$ref": f"{uri}#{pointer}"},
-        registry=registry,
-        format_checker=validator_class.FORMAT_CHECKER,
-    )
-
-
 def test_sendgrid_payload_matches_the_openapi_contract(sendgrid_server: FakeSendGrid) -> None:
-    """The recorded request bodies validate against SendGrid's POST /v3/mail/send schema."""
-    validator = _contract_validator()
+    """The recorded request bodies validate against the POST /v3/mail/send schema of the
+    project's SendGrid contract (tests/contracts)."""
+    pytest.importorskip("jsonschema")
+    validator = request_validator()
     backend = sendgrid_server.backend([])
     backend.send(make_email())
     backend.send(make_email(key="plain", html=None, categories=(), custom_args={}))
