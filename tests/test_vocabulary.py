@@ -66,8 +66,10 @@ def test_every_signal_has_a_phrase_in_both_languages() -> None:
 
     for signal in CHURN_SIGNALS:
         for shown in (-20.0, 0.0, 1.0, 38.0):
-            assert CJK.search(factor_phrase(signal, shown, "zh"))
-            assert "38" in factor_phrase(signal, 38.0, "en") or signal == "revenue_decline"
+            zh, en = factor_phrase(signal, shown, "zh"), factor_phrase(signal, shown, "en")
+            assert CJK.search(zh) and not CJK.search(en)
+            if shown:
+                assert f"{abs(shown):.0f}" in zh and f"{abs(shown):.0f}" in en
 
 
 def test_unknown_codes_kinds_and_languages_are_clear_errors() -> None:
