@@ -32,6 +32,7 @@ import pandas as pd
 from kamflow import notifications
 from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
+from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
 from kamflow.notifications.workers import EmailPart, render_in_workers
 from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
@@ -55,7 +56,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# (title in English, title in Chinese) per action name, from rules/actions.yaml
+# (title in English, title in Chinese) per action name, from the run's rule set; a Wording
+# (rules.wording) also carries the rules' descriptions the emails' reasons are made from.
 Titles = Mapping[str, tuple[str, str]]
 Now = Callable[[], dt.datetime]
 
@@ -73,7 +75,7 @@ def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, st
     (``render_workers``; see `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
-    render = EmailRenderer("new_tasks", dict(titles), owners,
+    render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
     return store.raise_tasks(planned, run_id, render, now,
                              render_many=_parallel(render, len(planned), render_workers))
@@ -101,8 +103,9 @@ class EmailRenderer:
                      for t in tasks]
         if self.template == "open_tasks":
             return notifications.render_open_tasks_digest(owner_name, tasks, language,
-                                                          self.timezone, self.now)
-        return notifications.render_task_digest(owner_name, tasks, language, self.timezone)
+                                                          self.timezone, self.now, self.titles)
+        return notifications.render_task_digest(owner_name, tasks, language, self.timezone,
+                                                self.titles)
 
 
 PARALLEL_RENDER_FROM = 20_000  # tasks; below this, starting workers costs more than it saves
@@ -187,7 +190,8 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
             view.update(links.links(task.id, rung.email, now))
         previous = f"{task.owner_name} <{task.owner_email}>"
         subject, text, html = notifications.render_task_assignment(
-            rung.name, view, "escalation", previous, language, calendar.timezone)
+            rung.name, view, "escalation", previous, language, calendar.timezone,
+            wording=Wording.of(titles or {}))
         email = QueuedEmail(f"escalation-{task.id}-{level}", rung.email, rung.name, subject, text,
                             html, "escalation", (task.id,))
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
@@ -216,7 +220,8 @@ def queue_daily_digests(store: TaskStore, owners: OwnerDirectory, calendar: Busi
     """One email per owner listing all their open tasks (overdue marked, with links), at most one
     per owner and business day (the day in the calendar's timezone)."""
     day = calendar.local_date(now)
-    render = EmailRenderer("open_tasks", dict(titles or {}), owners, calendar.timezone, now, links)
+    render = EmailRenderer("open_tasks", Wording.of(titles or {}), owners, calendar.timezone,
+                           now, links)
     return store.queue_digests(day, render, now, render_many=_parallel(
         render, store.open_task_count(), None))
 
@@ -237,7 +242,8 @@ def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_ema
         view.update(links.links(task.id, to_email, now))
     previous = f"{task.owner_name} <{task.owner_email}>"
     subject, text, html = notifications.render_task_assignment(
-        name, view, "reassignment", actor or previous, language, timezone, note)
+        name, view, "reassignment", actor or previous, language, timezone, note,
+        wording=Wording.of(titles or {}))
     email = QueuedEmail(f"reassign-{task_id}-{uuid.uuid4().hex[:12]}", to_email, name, subject,
                         text, html, "reassignment", (task_id,))
     return store.reassign(task_id, to_email, name, now, actor, note, due_at, email)

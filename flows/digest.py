@@ -27,10 +27,11 @@ STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="queue-digests", **STAGE)
-def queue_stage(store: TaskStore, now: dt.datetime) -> int:
-    from kamflow.rules import load_ruleset
+def queue_stage(store: TaskStore, now: dt.datetime, rules_dir: str | None = None) -> int:
+    from kamflow.rules import RULES_DIR, load_wording
 
-    titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
+    # The run's rule set (default: the shipped rules) names the actions and the rules.
+    titles = load_wording(rules_dir or RULES_DIR)
     count = queue_daily_digests(store, config.load_owners(), config.load_calendar(), now, titles,
                                 LinkSigner.from_env(paths().home))
     get_run_logger().info("daily digest: %d owner(s) get today's list of open tasks", count)
@@ -47,8 +48,10 @@ def send_stage(store: TaskStore) -> tuple[int, int]:
 
 
 @flow(name="daily_digest", log_prints=False)
-def daily_digest(now: str | None = None, force: bool = False) -> State:
-    """Queue and send today's digest of open tasks for every owner (once per day)."""
+def daily_digest(now: str | None = None, force: bool = False,
+                 rules_dir: str | None = None) -> State:
+    """Queue and send today's digest of open tasks for every owner (once per day), worded by
+    the rule set in ``rules_dir`` (default: the shipped rules)."""
     moment = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -59,7 +62,7 @@ def daily_digest(now: str | None = None, force: bool = False) -> State:
                          data={"digests": 0, "emails_sent": 0})
     store = TaskStore(paths().database_url)
     try:
-        queued = queue_stage(store, moment)
+        queued = queue_stage(store, moment, rules_dir)
         sent, failed = send_stage(store)
     finally:
         store.dispose()

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from kamflow.core import vocabulary
+
 
 @dataclass
 class RunSummary:
@@ -70,11 +72,21 @@ def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[di
             for (action, owner, rule), group in grouped]
 
 
+def named(kind: str, code: str) -> str:
+    """A code as ops read it in an artifact: both labels, e.g. ``high value (高价值)``; a code
+    the vocabulary lacks is shown as it is."""
+    try:
+        return f"{vocabulary.label(kind, code, 'en')} ({vocabulary.label(kind, code, 'zh')})"
+    except vocabulary.UnknownLabel:
+        return code
+
+
 def markdown(summary: RunSummary) -> str:
-    def table(title: str, values: Mapping[str, int]) -> str:
+    def table(title: str, values: Mapping[str, int], kind: str = "") -> str:
         if not values:
             return f"**{title}:** none\n"
-        rows = "\n".join(f"| {k} | {v:,} |" for k, v in values.items())
+        rows = "\n".join(f"| {named(kind, k) if kind else k} | {v:,} |"
+                          for k, v in values.items())
         return f"| {title} | accounts |\n|---|---:|\n{rows}\n"
 
     lines = [
@@ -104,8 +116,8 @@ def markdown(summary: RunSummary) -> str:
         f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
         f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",
         "",
-        table("value class", summary.value_classes),
-        table("churn band", summary.churn_bands),
+        table("value class", summary.value_classes, "value_class"),
+        table("churn band", summary.churn_bands, "churn_band"),
         f"**Churn risk:** {summary.churn_risk_from}.",
         "",
         *_learning(summary.churn_learning),
@@ -162,11 +174,13 @@ def _file_url(path: str) -> str:
 
 
 def class_band_table(scored: pd.DataFrame) -> list[dict[str, Any]]:
-    """Accounts per value class (rows) and churn band (columns), for a table artifact."""
+    """Accounts per value class (rows) and churn band (columns), for a table artifact; classes
+    and bands by their names in both languages."""
     from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES
 
     table = pd.crosstab(scored["value_class"], scored["churn_band"]).reindex(
         index=list(VALUE_CLASSES), columns=list(CHURN_BANDS), fill_value=0)
-    return [{"value class": value_class, **{band: int(table.loc[value_class, band])
-                                            for band in CHURN_BANDS}}
+    return [{"value class": named("value_class", value_class),
+             **{named("churn_band", band): int(table.loc[value_class, band])
+                for band in CHURN_BANDS}}
             for value_class in VALUE_CLASSES]

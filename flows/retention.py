@@ -46,7 +46,7 @@ from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
 from kamflow.flows.report import RunSummary, action_table, class_band_table, counts, markdown
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
-from kamflow.rules import RuleSet, decide, load_ruleset
+from kamflow.rules import RuleSet, decide, load_ruleset, wording
 from kamflow.scoring import (
     CHURN_BANDS,
     VALUE_CLASSES,
@@ -208,7 +208,7 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
                    store: TaskStore, run_id: str, now: dt.datetime) -> RaiseResult:
     # Plan (owners, business-time deadlines from conf/calendar.yaml), then tasks + history +
     # emails (with signed one-click links) in one transaction: flows/delivery.py.
-    titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
+    titles = wording(ruleset)  # action titles and rule descriptions, for the emails
     result = delivery.dispatch(decisions, titles, owners, store, run_id, now,
                                config.load_calendar(), LinkSigner.from_env(paths().home))
     get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown, %d emails "

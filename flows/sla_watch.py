@@ -63,11 +63,13 @@ def emit_escalation(step: dict[str, Any]) -> None:
 
 
 @task(name="escalate", **STAGE)
-def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
+def escalate_stage(store: TaskStore, now: dt.datetime,
+                   rules_dir: str | None = None) -> EscalationResult:
     home = paths()
-    from kamflow.rules import load_ruleset
+    from kamflow.rules import RULES_DIR, load_wording
 
-    titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
+    # The run's rule set (default: the shipped rules) names the actions and the rules.
+    titles = load_wording(rules_dir or RULES_DIR)
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
                               LinkSigner.from_env(home.home), emit_escalation)
@@ -91,8 +93,9 @@ def send_stage(store: TaskStore) -> DrainResult:
 
 
 @flow(name="sla_watch", log_prints=False)
-def sla_watch(now: str | None = None) -> State:
-    """Escalate every overdue task one rung up its ladder and email the new owners."""
+def sla_watch(now: str | None = None, rules_dir: str | None = None) -> State:
+    """Escalate every overdue task one rung up its ladder and email the new owners, worded by
+    the rule set in ``rules_dir`` (default: the shipped rules)."""
     moment = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -101,7 +104,7 @@ def sla_watch(now: str | None = None) -> State:
     except KamflowError as exc:
         return Failed(message=str(exc))
     try:
-        result = escalate_stage(store, moment)
+        result = escalate_stage(store, moment, rules_dir)
         drained = send_stage(store)
     finally:
         store.dispose()

@@ -33,7 +33,8 @@ personalizations per request), and returns one result per email.
 `render_open_tasks_digest` the daily list of open tasks, `render_task_assignment` the immediate
 email for an escalated or reassigned task.
 
-This package is a leaf: it imports no other kamflow package, and it is the only one that imports
+This package is a leaf: it imports no other kamflow package than the core (the vocabulary its
+emails are worded from), and it is the only one that imports
 `sendgrid` or `smtplib`. `sendgrid` itself is imported only when a SendGrid backend is built.
 """
 

@@ -4,6 +4,11 @@ Templates live in `notifications/templates/<name>.<language>.<txt|html>` (Jinja2
 `templates/*` package-data glob ships them all). HTML templates are autoescaped,
 so customer data (account names, reasons) cannot inject markup; the plain-text part and the
 subject carry the data as it is.
+
+Words are made here, in the reader's language, from the vocabulary (kamflow/core/vocabulary.py)
+and the run's rule set (``wording``): statuses (待处理 / open), value classes and churn bands,
+the time zone (北京时间), action titles, and each reason as the rule's description plus the top
+churn factors with their values. The raw conditions and codes stay in ``kamflow tasks show``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+from kamflow.core import vocabulary
 
 if TYPE_CHECKING:
     import jinja2
@@ -44,8 +51,12 @@ TASK_FIELDS = (
     "reason",
     "rule_id",
 )
-# Optional per-task keys: one-click links (signed, expiring) and the state shown in digests.
-OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_level": 0}
+# Optional per-task keys: one-click links (signed, expiring), the state shown in digests, and
+# the account's value class and churn band (codes; shown by their labels when given).
+OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_level": 0,
+                   "value_class": "", "churn_band": ""}
+# A rule set's words: action titles (en, zh), with rule descriptions when a vocabulary.Wording.
+Titles = Mapping[str, tuple[str, str]]
 _ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-hans-cn": "zh-CN"}
 
 
@@ -65,6 +76,7 @@ def render_task_digest(
     tasks: Sequence[Mapping[str, Any]],
     language: str = "en",
     timezone: str | None = None,
+    wording: Titles | None = None,
 ) -> tuple[str, str, str]:
     """Return `(subject, text, html)` of the email telling `owner_name` about `tasks`.
 
@@ -72,11 +84,12 @@ def render_task_digest(
     priority (1 = most urgent), then due time, then task id; the subject names their count and the
     first of them. Raises `ValueError` for an empty list or a task with missing keys.
     A task may carry `ack_url` / `done_url` (one-click links); with `timezone` (an IANA name),
-    aware due times are shown in that zone.
+    aware due times are shown in that zone. `wording` (the run's rule set's words) gives the
+    action titles and the rules' descriptions in the reader's language.
     """
     if not tasks:
         raise ValueError("render_task_digest needs at least one task")
-    return _render("task_digest", owner_name, tasks, language, timezone, {})
+    return _render("task_digest", owner_name, tasks, language, timezone, {}, wording)
 
 
 def render_open_tasks_digest(
@@ -85,6 +98,7 @@ def render_open_tasks_digest(
     language: str = "en",
     timezone: str | None = None,
     now: datetime | None = None,
+    wording: Titles | None = None,
 ) -> tuple[str, str, str]:
     """The daily digest: every open task of `owner_name`, overdue ones marked, with links.
 
@@ -93,7 +107,8 @@ def render_open_tasks_digest(
     if not tasks:
         raise ValueError("render_open_tasks_digest needs at least one task")
     moment = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    return _render("open_tasks", owner_name, tasks, language, timezone, {"now": moment})
+    return _render("open_tasks", owner_name, tasks, language, timezone, {"now": moment},
+                   wording)
 
 
 def render_task_assignment(
@@ -104,13 +119,14 @@ def render_task_assignment(
     language: str = "en",
     timezone: str | None = None,
     note: str = "",
+    wording: Titles | None = None,
 ) -> tuple[str, str, str]:
     """The immediate email to a task's new owner: `kind` is `escalation` (overdue, moved up the
     ladder from `previous_owner`) or `reassignment` (given by a person); `note` says why."""
     if kind not in ("escalation", "reassignment"):
         raise ValueError(f"kind must be escalation or reassignment, not {kind!r}")
     extra = {"kind": kind, "previous_owner": previous_owner, "note": note}
-    return _render("task_assigned", owner_name, [task], language, timezone, extra)
+    return _render("task_assigned", owner_name, [task], language, timezone, extra, wording)
 
 
 def _render(
@@ -120,12 +136,15 @@ def _render(
     language: str,
     timezone: str | None,
     extra: Mapping[str, Any],
+    wording: Titles | None = None,
 ) -> tuple[str, str, str]:
-    rows = sorted((_row(i, task, timezone) for i, task in enumerate(tasks)), key=_sort_key)
+    lang = normalise_language(language)
+    words = _Words(lang, wording)
+    rows = sorted((words.localise(_row(i, task, timezone)) for i, task in enumerate(tasks)),
+                  key=_sort_key)
     if "now" in extra:
         for row in rows:
             row["overdue"] = _utc_naive(row["due_at"]) < extra["now"]
-    lang = normalise_language(language)
     env = _environment()
     context = {
         "owner_name": owner_name,
@@ -133,7 +152,7 @@ def _render(
         "first": rows[0],
         "count": len(rows),
         "overdue_count": sum(1 for r in rows if r.get("overdue")),
-        "timezone": timezone or "",
+        "timezone": vocabulary.timezone_label(timezone, lang) if timezone else "",
         **extra,
     }
     subject = env.get_template(f"{name}_subject.{lang}.txt").render(context)
@@ -141,6 +160,27 @@ def _render(
     html = env.get_template(f"{name}.{lang}.html").render(context)
     # A subject is one header line: fold any line breaks from the data into spaces.
     return " ".join(subject.split()), text, html
+
+
+class _Words:
+    """One email's words: a task's codes as labels, its title and reason in ``lang``."""
+
+    def __init__(self, lang: str, wording: Titles | None) -> None:
+        self.lang = lang
+        # Without a rule set's words, the titles stay as the tasks carry them.
+        self.wording = vocabulary.Wording.of(wording) if wording is not None else None
+        self.reasons = self.wording or vocabulary.Wording()
+
+    def localise(self, row: dict[str, Any]) -> dict[str, Any]:
+        lang = self.lang
+        row["status_label"] = vocabulary.label("task_status", row["status"], lang)
+        for kind in ("value_class", "churn_band"):
+            row[f"{kind}_label"] = vocabulary.label(kind, row[kind], lang) if row[kind] else ""
+        if self.wording is not None:
+            row["action_title"] = self.wording.action_title(row["action"], lang,
+                                                            default=row["action_title"])
+        row["reason"] = self.reasons.reason(row["rule_id"], str(row["reason"]), lang)
+        return row
 
 
 def _utc_naive(value: date) -> datetime:

@@ -5,7 +5,8 @@ returns one decision per (account, action) with the rule id and why it matched.
 """
 
 from kamflow.rules.decide import DECISION_COLUMNS, decide
-from kamflow.rules.language import RULES_DIR, RuleSet
-from kamflow.rules.load import load_ruleset
+from kamflow.rules.language import RULES_DIR, RuleSet, wording
+from kamflow.rules.load import load_ruleset, load_wording
 
-__all__ = ["DECISION_COLUMNS", "RULES_DIR", "RuleSet", "decide", "load_ruleset"]
+__all__ = ["DECISION_COLUMNS", "RULES_DIR", "RuleSet", "decide", "load_ruleset", "load_wording",
+           "wording"]

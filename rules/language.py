@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from kamflow.core import yamlfile
+from kamflow.core import vocabulary, yamlfile
 from kamflow.core.errors import ConfigError
 
 RULES_DIR = Path(__file__).resolve().parent
@@ -51,8 +51,10 @@ NUMBERS = ("churn_risk", "current_value", "potential_value", "avg_monthly_billed
 FIELDS = (*CATEGORIES, *NUMBERS)
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between")
 RULE_KEYS = ("id", "description", "when", "then", "suppresses")
-ACTION_KEYS = ("title", "owner", "priority", "due_in_days", "cooldown_days")
-OPTIONAL_ACTION_KEYS = ("email",)
+ACTION_KEYS = ("owner", "priority", "due_in_days", "cooldown_days")
+# A built-in action takes its title from the vocabulary (kamflow/core/vocabulary.py) unless the
+# file gives one; an action of the rule set's own needs its title.
+OPTIONAL_ACTION_KEYS = ("title", "email")
 # How a new task of the action is emailed: in its owner's digest of new tasks (one email per
 # owner and run), or in an email of its own, sent at once (escalations).
 EMAIL_MODES = ("digest", "own")
@@ -282,6 +284,8 @@ def _load_actions(path: Path,
                          f"action {name!r}: email must be one of {', '.join(EMAIL_MODES)}, "
                          f"not {spec.get('email')!r}")
         missing = [k for k in ACTION_KEYS if k not in spec]
+        if "title" not in spec and name not in vocabulary.codes("action"):
+            missing.insert(0, "title (not a built-in action: give {en: ..., zh: ...})")
         if missing:
             problems.add(path.name, line, None, f"action {name!r}: missing {', '.join(missing)}")
             continue
@@ -289,7 +293,7 @@ def _load_actions(path: Path,
             problems.add(path.name, line, None,
                          f"action {name!r}: unknown owner role {spec['owner']!r}; "
                          f"known: {', '.join(owners)}")
-        title = spec["title"] if isinstance(spec["title"], Mapping) else {"en": spec["title"]}
+        title = _title(name, spec.get("title"))
         if not _positive_numbers(spec, ("priority", "due_in_days", "cooldown_days")):
             problems.add(path.name, line, None,
                          f"action {name!r}: priority, due_in_days and cooldown_days must be "
@@ -300,6 +304,23 @@ def _load_actions(path: Path,
                                    int(spec["priority"]), float(spec["due_in_days"]),
                                    float(spec["cooldown_days"]), str(spec.get("email", "digest")))
     return actions, owners
+
+
+def _title(action: str, given: Any) -> dict[str, str]:
+    """An action's {en, zh} title: as the file gives it (a string is English), completed from
+    the vocabulary for a built-in action; a missing zh falls back to en."""
+    title = dict(given) if isinstance(given, Mapping) else {"en": given} if given else {}
+    if action in vocabulary.codes("action"):
+        for lang in ("en", "zh"):
+            title.setdefault(lang, vocabulary.label("action", action, lang))
+    return title
+
+
+def wording(ruleset: RuleSet) -> vocabulary.Wording:
+    """The rule set's words for emails: its action titles and its rules' descriptions."""
+    return vocabulary.Wording(
+        {name: (a.title_en, a.title_zh) for name, a in ruleset.actions.items()},
+        {rule.id: (rule.description_en, rule.description_zh) for rule in ruleset.rules})
 
 
 def _positive_numbers(spec: Mapping[str, Any], keys: tuple[str, ...]) -> bool:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kamflow.core import vocabulary
 from kamflow.rules.engine import refused_rules
-from kamflow.rules.language import RULES_DIR, RuleSet, parse_ruleset
+from kamflow.rules.language import RULES_DIR, RuleSet, parse_ruleset, wording
 
 
 def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
     """Read and check a rule set directory, including that the engine compiles every rule;
     raise ConfigError listing every problem with its file, line and rule id."""
     return parse_ruleset(directory, refused=refused_rules)
+
+
+def load_wording(directory: Path | str = RULES_DIR) -> vocabulary.Wording:
+    """The words of the rule set in ``directory`` (default: the shipped rules) for emails."""
+    return wording(load_ruleset(directory))

@@ -31,6 +31,8 @@ def describe_signal(signal: str, value: float) -> str:
 
 
 def _words(signal: str, shown: float) -> str:
+    # The stored, ops-facing text; kamflow.core.vocabulary.parse_factors reads it back so
+    # emails can word the factors in their reader's language (a test keeps the two in step).
     if signal == "revenue_decline":
         return f"revenue {shown:+.0f}%"
     if signal == "complaints_90d":

@@ -13,15 +13,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from kamflow.core.vocabulary import codes
 from kamflow.scoring.config import ScoringConfig
 from kamflow.scoring.weights import entropy_weights
 
 if TYPE_CHECKING:  # scoring.model builds on this module's signals and levels
     from kamflow.scoring.model import ChurnModel
 
-VALUE_CLASSES = ("high", "secondary", "potential", "low")
-CHURN_BANDS = ("low", "medium", "high", "critical")
-LIFECYCLE_STAGES = ("identification", "development", "stable", "decline")
+# The codes scoring writes, in the vocabulary's order (kamflow/core/vocabulary.py holds
+# their zh and en labels).
+VALUE_CLASSES = codes("value_class")
+CHURN_BANDS = codes("churn_band")
+LIFECYCLE_STAGES = codes("lifecycle_stage")
 TOP_FACTORS = 3
 
 

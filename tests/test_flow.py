@@ -16,6 +16,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 
+from kamflow import config
+from kamflow.rules import load_wording
 from kamflow.worklist import TaskStore
 from kamflow.worklist.models import AccountRecord
 from tests.conftest import AS_OF
@@ -43,8 +45,9 @@ def outbox(home: Path) -> list[email.message.EmailMessage]:
 
 def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir, kamflow_home,
                                                               prefect_api, monkeypatch, caplog):
-    """A run stores tasks and writes .eml files naming account, action, due date and reason;
-    the same snapshot again adds no task and no email. Its emails are rendered by two worker
+    """A run stores tasks and writes .eml files naming account, action, due date and reason
+    (the rule's description in the owner's language); the same snapshot again adds no task and
+    no email. Its emails are rendered by two worker
     processes, as a national run's are (the flow runs in a Prefect worker thread)."""
     monkeypatch.setenv("KAMFLOW_RENDER_WORKERS", "2")
     caplog.set_level(logging.INFO, logger="kamflow.flows.delivery")
@@ -54,6 +57,7 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
     tasks = store(kamflow_home).list_tasks()
     assert tasks, "the generated snapshot has declining accounts: tasks are expected"
     messages = outbox(kamflow_home)
+    words, directory = load_wording(), config.load_owners()
     owners = {t.owner_email for t in tasks}
     assert {m["To"] for m in messages} == owners  # one digest per owner
     for message in messages:
@@ -64,7 +68,8 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
         for task in mine:
             assert task.account_id in body and task.rule_id in body
             assert task.due_at.strftime("%Y-%m-%d") in body
-            assert task.reason.split(";")[0] in body
+            language = directory.language_of(task.owner_email)
+            assert words.rule_description(task.rule_id, language) in body
     counts = store(kamflow_home).counts()
     assert counts["unsent_emails"] == 0
     # the account roster: every account of the snapshot, quarantined ones too, none lost

@@ -1,0 +1,371 @@
+"""The domain's words, in Chinese and English, in one place (DOMAIN.md's terms).
+
+Every code kamflow computes or reads (value classes, churn bands, lifecycle stages, industries,
+segments, owner roles, task statuses, churn factors, the built-in actions) has a label here in
+zh (Simplified Chinese, the staff's language) and en. Code keeps the codes (``high``,
+``escalated``, ``contract_ending``); words are made once, at the edge (emails, artifacts, the
+CLI), in the reader's language:
+
+    label("value_class", "high", "zh-CN")        -> "高价值"
+    factor_phrase("days_to_contract_end", -20, "zh") -> "合同已于 20 天前到期"
+
+A stored task keeps its reason as the text ops read in ``kamflow tasks show`` (the matched
+conditions, then ``Top churn factors: contract_ending: contract ended 20 days ago (level
+1.00)``, written by scoring/explain.py); ``parse_factors`` reads the factors back from it, so an
+email can say them in its reader's language. ``Wording`` adds what only a rule set knows (custom
+action titles, each rule's description) and composes an email's reason.
+
+Core layer: imports nothing else from kamflow. A test fails if a code used by scoring, the
+shipped rules or the task store lacks a label here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "KINDS",
+    "Factor",
+    "Label",
+    "UnknownLabel",
+    "Wording",
+    "codes",
+    "factor_phrase",
+    "label",
+    "language",
+    "parse_factors",
+    "timezone_label",
+]
+
+
+class Label(NamedTuple):
+    zh: str
+    en: str
+
+
+KINDS: dict[str, dict[str, Label]] = {
+    # DOMAIN.md "Value assessment": current x potential gives four classes.
+    "value_class": {
+        "high": Label("高价值", "high value"),
+        "secondary": Label("次价值", "secondary value"),
+        "potential": Label("潜在价值", "potential value"),
+        "low": Label("低价值", "low value"),
+    },
+    "churn_band": {
+        "low": Label("低风险", "low risk"),
+        "medium": Label("中风险", "medium risk"),
+        "high": Label("高风险", "high risk"),
+        "critical": Label("极高风险", "critical risk"),
+    },
+    "lifecycle_stage": {
+        "identification": Label("识别期", "identification"),
+        "development": Label("发展期", "development"),
+        "stable": Label("稳定期", "stable"),
+        "decline": Label("衰退期", "decline"),
+    },
+    "industry": {
+        "government": Label("政府", "government"),
+        "military": Label("军队", "military"),
+        "finance": Label("金融", "finance"),
+        "tourism": Label("旅游", "tourism"),
+        "enterprise": Label("一般企业", "general enterprise"),
+        "it": Label("信息技术", "IT"),
+        "education": Label("教育", "education"),
+        "culture": Label("文化", "culture"),
+        "health": Label("医疗卫生", "health"),
+    },
+    # DOMAIN.md "Segment strategies (by industry)".
+    "segment": {
+        "leadership": Label("领先服务（政府、军队、金融）",
+                            "leadership (government, military, finance)"),
+        "cost": Label("成本领先（旅游、一般企业）", "cost leadership (tourism, enterprise)"),
+        "price_performance": Label("最佳性价比（信息技术）", "best price/performance (IT)"),
+        "maintain": Label("维持（教育、文化、医疗）", "maintain (education, culture, health)"),
+        "other": Label("其他", "other"),
+    },
+    "owner_role": {
+        "account_manager": Label("客户经理", "account manager"),
+        "key_account_department": Label("大客户部", "key-account department"),
+        "sla_team": Label("SLA 保障团队", "SLA team"),
+    },
+    # The task store's statuses; queued and withdrawn are those of capacity (issue 12).
+    "task_status": {
+        "open": Label("待处理", "open"),
+        "acknowledged": Label("已确认", "acknowledged"),
+        "escalated": Label("已升级", "escalated"),
+        "done": Label("已完成", "done"),
+        "cancelled": Label("已取消", "cancelled"),
+        "queued": Label("排队中", "queued"),
+        "withdrawn": Label("已撤回", "withdrawn"),
+    },
+    # The shipped churn factors (conf/scoring.yaml names them); a factor an operator adds is
+    # worded by its signal (see factor_phrase).
+    "churn_factor": {
+        "revenue_decline": Label("收入下降", "revenue decline"),
+        "complaints": Label("投诉", "complaints"),
+        "sla_breaches": Label("SLA 违约", "SLA breaches"),
+        "outage_hours": Label("故障时长", "outage hours"),
+        "contract_ending": Label("合同到期", "contract ending"),
+        "arrears": Label("欠费", "arrears"),
+        "no_contact": Label("长期未联系", "no contact"),
+    },
+    # The signal a churn factor reads (scoring.config.CHURN_SIGNALS).
+    "churn_signal": {
+        "revenue_decline": Label("收入下降", "revenue decline"),
+        "complaints_90d": Label("近 90 天投诉次数", "complaints in 90 days"),
+        "sla_breaches_90d": Label("近 90 天 SLA 违约次数", "SLA breaches in 90 days"),
+        "outage_hours_90d": Label("近 90 天故障时长", "outage hours in 90 days"),
+        "days_to_contract_end": Label("距合同到期天数", "days to contract end"),
+        "arrears_ratio": Label("欠费占比", "arrears share of billed"),
+        "days_since_contact": Label("距上次联系天数", "days since last contact"),
+    },
+    # The built-in actions (DOMAIN.md "Actions"); a rule set's own actions bring their titles.
+    "action": {
+        "escalate_to_key_account": Label("升级至大客户部",
+                                         "Escalation to the key-account department"),
+        "manager_visit": Label("客户经理上门拜访", "Account-manager visit"),
+        "care_call": Label("主动关怀回访", "Proactive care call"),
+        "vip_service": Label("VIP 专属服务", "VIP service review"),
+        "sla_review": Label("SLA 服务等级评审",
+                            "SLA review (outages and fault handling against contract)"),
+        "tailored_offer": Label("一户一策个性化方案", "Personalised solution or offer"),
+        "renewal_talk": Label("合同到期续约洽谈", "Renewal talk before contract end"),
+        "payment_reminder": Label("欠费提醒", "Payment reminder for arrears"),
+        "new_service_pitch": Label("新业务体验营销",
+                                   "New-service introduction (experiential marketing)"),
+    },
+}
+
+# IANA zones as staff name them; any other zone is shown by its IANA name.
+_TIMEZONES = {
+    "Asia/Shanghai": Label("北京时间", "Beijing time"),
+    "Asia/Chongqing": Label("北京时间", "Beijing time"),
+    "Asia/Harbin": Label("北京时间", "Beijing time"),
+    "PRC": Label("北京时间", "Beijing time"),
+    "Asia/Hong_Kong": Label("香港时间", "Hong Kong time"),
+    "UTC": Label("协调世界时（UTC）", "UTC"),
+}
+
+
+class UnknownLabel(LookupError):
+    """A code (or kind, or language) the vocabulary has no words for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def language(lang: str) -> str:
+    """``zh`` or ``en`` for a language tag (``zh-CN``, ``zh_cn``, ``zh``, ``en``, ``en-GB``)."""
+    tag = (lang or "").strip().lower()
+    if tag.startswith("zh"):
+        return "zh"
+    if tag.startswith("en"):
+        return "en"
+    raise UnknownLabel(f"no words in language {lang!r}: the vocabulary has zh (zh-CN) and en")
+
+
+def codes(kind: str) -> tuple[str, ...]:
+    """Every code of ``kind``, in the vocabulary's order (e.g. value classes best first)."""
+    return tuple(_kind(kind))
+
+
+def label(kind: str, code: str, lang: str) -> str:
+    """The words for ``code`` of ``kind`` in ``lang``; raises ``UnknownLabel`` naming the kind,
+    the code and the codes it knows when there are none."""
+    words = _kind(kind).get(code)
+    if words is None:
+        raise UnknownLabel(f"no {kind} {code!r} in the vocabulary (kamflow/core/vocabulary.py); "
+                           f"known: {', '.join(_kind(kind))}")
+    return words.zh if language(lang) == "zh" else words.en
+
+
+def _kind(kind: str) -> dict[str, Label]:
+    if kind not in KINDS:
+        raise UnknownLabel(f"no kind {kind!r} in the vocabulary; known: {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
+def timezone_label(timezone: str, lang: str) -> str:
+    """How staff name an IANA zone (``Asia/Shanghai`` -> 北京时间 / Beijing time); a zone
+    without a name here is shown as it is."""
+    words = _TIMEZONES.get(timezone)
+    if words is None:
+        return timezone
+    return words.zh if language(lang) == "zh" else words.en
+
+
+# -- churn factors ---------------------------------------------------------------------------
+def factor_phrase(signal: str, shown: float, lang: str) -> str:
+    """A churn factor's value in words: ``shown`` is the number as scoring/explain.py shows it
+    (the revenue change and arrears in whole %, days and hours whole, counts as they are)."""
+    zh = language(lang) == "zh"
+    n = _number(abs(shown))
+    if signal == "revenue_decline":  # shown: the revenue change in %, -38 = down 38 %
+        if shown == 0:
+            return "收入与前 9 个月持平" if zh else "revenue flat on the previous 9 months"
+        way_zh, way_en = ("下降", "down") if shown < 0 else ("上升", "up")
+        return (f"收入较前 9 个月{way_zh} {n}%" if zh
+                else f"revenue {way_en} {n}% on the previous 9 months")
+    if signal == "complaints_90d":
+        return f"近 90 天投诉 {n} 次" if zh else _count(shown, "complaint", "in 90 days")
+    if signal == "sla_breaches_90d":
+        return f"近 90 天 SLA 违约 {n} 次" if zh else _count(shown, "SLA breach", "in 90 days",
+                                                           "SLA breaches")
+    if signal == "outage_hours_90d":
+        return f"近 90 天故障 {n} 小时" if zh else _count(shown, "outage hour", "in 90 days")
+    if signal == "days_to_contract_end":
+        if shown < 0:
+            return f"合同已于 {n} 天前到期" if zh else f"contract ended {_days(n)} ago"
+        if shown > 0:
+            return f"合同将于 {n} 天后到期" if zh else f"contract ends in {_days(n)}"
+        return "合同今天到期" if zh else "contract ends today"
+    if signal == "arrears_ratio":
+        return f"欠费占计费收入 {n}%" if zh else f"arrears {n}% of billed revenue"
+    if signal == "days_since_contact":
+        return f"已 {n} 天未联系" if zh else f"no contact for {_days(n)}"
+    raise UnknownLabel(f"no churn signal {signal!r} in the vocabulary; known: "
+                       + ", ".join(KINDS["churn_signal"]))
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def _count(shown: float, one: str, tail: str, many: str | None = None) -> str:
+    noun = one if shown == 1 else (many or one + "s")
+    return f"{_number(shown)} {noun} {tail}"
+
+
+def _days(n: str) -> str:
+    return "1 day" if n == "1" else f"{n} days"
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One top churn factor of a task: the configured factor's name, its signal, the value as
+    shown and its warning level 0..1."""
+
+    name: str
+    signal: str
+    shown: float
+    level: float
+
+
+# What scoring/explain.py writes per signal (its ``_words``), read back: (signal, pattern, sign).
+_OPS_WORDS = (
+    ("revenue_decline", r"revenue (?P<n>[+-]?[\d.]+)%", 1),
+    ("complaints_90d", r"(?P<n>[\d.]+) complaints in 90 days", 1),
+    ("sla_breaches_90d", r"(?P<n>[\d.]+) SLA breaches in 90 days", 1),
+    ("outage_hours_90d", r"(?P<n>[\d.]+) outage hours in 90 days", 1),
+    ("days_to_contract_end", r"contract ends in (?P<n>[\d.]+) days", 1),
+    ("days_to_contract_end", r"contract ended (?P<n>[\d.]+) days ago", -1),
+    ("arrears_ratio", r"arrears (?P<n>[\d.]+)% of billed", 1),
+    ("days_since_contact", r"no contact for (?P<n>[\d.]+) days", 1),
+)
+_OPS_PATTERNS = tuple((signal, re.compile(pattern + "$"), sign)
+                      for signal, pattern, sign in _OPS_WORDS)
+_PIECE = re.compile(r"(?P<name>[\w.-]+): (?P<words>.+) \(level (?P<level>[\d.]+)\)$")
+FACTORS_MARK = ". Top churn factors: "
+
+
+def parse_factors(text: str) -> tuple[Factor, ...]:
+    """The churn factors in a stored reason (or in its factor part): those scoring/explain.py
+    wrote with a value; a bare factor name or words it does not know are left out."""
+    _, mark, tail = text.rpartition(FACTORS_MARK)
+    return _parse_factor_text(tail if mark else text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_factor_text(text: str) -> tuple[Factor, ...]:
+    # Cached: a run's tasks share a few thousand distinct factor texts.
+    found = []
+    for piece in text.split(", "):
+        match = _PIECE.match(piece.strip().rstrip("."))
+        if match is None:
+            continue
+        for signal, pattern, sign in _OPS_PATTERNS:
+            value = pattern.match(match["words"])
+            if value is not None:
+                found.append(Factor(match["name"], signal, sign * float(value["n"]) + 0.0,
+                                    float(match["level"])))
+                break
+    return tuple(found)
+
+
+# -- a rule set's words ----------------------------------------------------------------------
+class Wording(Mapping[str, tuple[str, str]]):
+    """The words of one rule set: each action's (en, zh) title, as the run's rules give them
+    (``rules.wording``), and each rule's (en, zh) description. A mapping of action titles, so
+    it stands wherever a plain ``{action: (en, zh)}`` did; picklable for render workers."""
+
+    def __init__(self, titles: Mapping[str, tuple[str, str]] | None = None,
+                 descriptions: Mapping[str, tuple[str, str]] | None = None) -> None:
+        self._titles = {k: (str(en), str(zh)) for k, (en, zh) in (titles or {}).items()}
+        self.descriptions = {k: (str(en), str(zh)) for k, (en, zh) in
+                             (descriptions or {}).items()}
+
+    @classmethod
+    def of(cls, titles: Mapping[str, tuple[str, str]] | None) -> Wording:
+        """``titles`` as a Wording (a plain title mapping has no rule descriptions)."""
+        return titles if isinstance(titles, Wording) else cls(titles)
+
+    def __getitem__(self, action: str) -> tuple[str, str]:
+        return self._titles[action]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._titles)
+
+    def __len__(self) -> int:
+        return len(self._titles)
+
+    def __repr__(self) -> str:
+        return f"Wording({len(self._titles)} actions, {len(self.descriptions)} rules)"
+
+    def action_title(self, action: str, lang: str, default: str | None = None) -> str:
+        """The rule set's title for ``action``, else the built-in one; ``default`` (else
+        ``UnknownLabel``) for an action neither knows."""
+        titles = self._titles.get(action)
+        if titles is not None:
+            return titles[1] if language(lang) == "zh" else titles[0]
+        if action in KINDS["action"] or default is None:
+            return label("action", action, lang)
+        return default
+
+    def rule_description(self, rule_id: str, lang: str) -> str | None:
+        words = self.descriptions.get(rule_id)
+        if words is None:
+            return None
+        return words[1] if language(lang) == "zh" else words[0]
+
+    def reason(self, rule_id: str, stored: str, lang: str) -> str:
+        """A task's reason for an email in ``lang``: the rule's description, then the top churn
+        factors with their values (read from the ``stored`` reason). No condition, code or
+        warning level: those stay in ``kamflow tasks show``. With neither a description nor a
+        factor, English keeps the stored text and Chinese names the rule."""
+        return _reason(self.rule_description(rule_id, lang), stored, rule_id, language(lang))
+
+
+def _reason(description: str | None, stored: str, rule_id: str, lang: str) -> str:
+    _, mark, tail = stored.rpartition(FACTORS_MARK)
+    phrases = _phrases(tail, lang) if mark else ()
+    zh = lang == "zh"
+    if not phrases:
+        if description:
+            return description
+        return f"由规则 {rule_id} 触发" if zh else stored
+    factors = ("；" if zh else "; ").join(phrases)
+    if zh:
+        head = description.rstrip("。") + "。" if description else ""
+        return f"{head}主要流失因素：{factors}。"
+    head = description.rstrip(".") + ". " if description else ""
+    return f"{head}Main churn factors: {factors}."
+
+
+@functools.lru_cache(maxsize=65536)
+def _phrases(factor_text: str, lang: str) -> tuple[str, ...]:
+    return tuple(factor_phrase(f.signal, f.shown, lang)
+                 for f in _parse_factor_text(factor_text))
