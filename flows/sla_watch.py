@@ -26,7 +26,7 @@ from kamflow import (
 )
 from kamflow.core.errors import KamflowError
 from kamflow.core.links import LinkSigner
-from kamflow.core.settings import paths
+from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
@@ -63,14 +63,13 @@ def emit_escalation(step: dict[str, Any]) -> None:
 
 
 @task(name="escalate", **STAGE)
-def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
-    home = paths()
+def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings) -> EscalationResult:
     from kamflow.rules import load_ruleset
 
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
-                              LinkSigner.from_env(home.home), emit_escalation)
+                              LinkSigner.from_settings(settings), emit_escalation)
     logger = get_run_logger()
     logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
                 "ladder, %d changed meanwhile", result.overdue, len(result.escalated),
@@ -82,9 +81,9 @@ def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore) -> DrainResult:
-    backend = notifications.backend_from_env(paths().outbox)
-    result = drain_outbox(store, backend, notifications.sender_from_env())
+def send_stage(store: TaskStore, settings: Settings) -> DrainResult:
+    backend = notifications.backend_from_env(settings.outbox, settings)
+    result = drain_outbox(store, backend, notifications.sender_from_env(settings))
     get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
                           result.backend, result.held, result.failed)
     return result
@@ -97,12 +96,13 @@ def sla_watch(now: str | None = None) -> State:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        store = TaskStore(paths().database_url)
+        settings = load_settings()  # here: a Prefect worker runs this function itself
+        store = TaskStore(settings.database_url)
     except KamflowError as exc:
         return Failed(message=str(exc))
     try:
-        result = escalate_stage(store, moment)
-        drained = send_stage(store)
+        result = escalate_stage(store, moment, settings)
+        drained = send_stage(store, settings)
     finally:
         store.dispose()
     if result.escalated:

@@ -22,6 +22,7 @@ import pytest
 
 from kamflow import notifications
 from kamflow.core.links import LinkError, LinkSigner, load_secret
+from kamflow.core.settings import Settings
 from kamflow.flows.delivery import dispatch, drain_outbox
 from kamflow.web import WebApp, make_server
 from kamflow.worklist import TaskStore
@@ -53,10 +54,11 @@ def test_token_round_trip_and_refusals() -> None:
 def test_secret_is_generated_once_private_and_env_wins(tmp_path: Path) -> None:
     """Without KAMFLOW_LINK_SECRET a random key is made once under KAMFLOW_HOME (mode 0600) and
     reused; the variable, when set, is used instead."""
-    first = load_secret(tmp_path, {})
-    assert load_secret(tmp_path, {}) == first and len(first) >= 32
+    first = load_secret(tmp_path, None)
+    assert load_secret(tmp_path, None) == first and len(first) >= 32
     assert (tmp_path / "link-secret").stat().st_mode & 0o777 == 0o600
-    assert load_secret(tmp_path, {"KAMFLOW_LINK_SECRET": "from-the-environment-123"}) == \
+    configured = Settings.from_env({"KAMFLOW_LINK_SECRET": "from-the-environment-123"})
+    assert load_secret(tmp_path, configured.link_secret) == \
         b"from-the-environment-123"
 
 
