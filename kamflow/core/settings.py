@@ -241,7 +241,8 @@ def _variable(field: str) -> str:
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
+        names = [str(name) for name in alias.choices if str(name).isupper()]
+        return names[0] + "".join(f" (or {name})" for name in names[1:])
     return f"KAMFLOW_{field.upper()}" if not field.isupper() else field
 
 
