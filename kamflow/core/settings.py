@@ -237,13 +237,15 @@ def _number(value: Any, kind: type, what: str, *, minimum: float, word: str) -> 
     return number
 
 
-def _variable(field: str) -> str:
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info is not None else None
-    if isinstance(alias, AliasChoices):
-        names = [str(name) for name in alias.choices if str(name).isupper()]
-        return names[0] + "".join(f" (or {name})" for name in names[1:])
-    return f"KAMFLOW_{field.upper()}" if not field.isupper() else field
+def _variable(loc: str) -> str:
+    """The variable(s) behind a field, or behind one of its aliases (pydantic reports either)."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        names = [str(n) for n in alias.choices if str(n).isupper()] \
+            if isinstance(alias, AliasChoices) else [f"KAMFLOW_{name.upper()}"]
+        if loc == name or loc in names:
+            return names[0] + "".join(f" (or {other})" for other in names[1:])
+    return loc
 
 
 def _message(exc: ValidationError) -> str:
