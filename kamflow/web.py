@@ -117,7 +117,9 @@ class WebApp:
                          f"<p class='ok'>Task {task.id} is already {state_en}. 任务已{state_zh}。"
                          "</p>", "already", task.status)
         body = (_task_table(task, self.zone) +
-                f"<form method='post' action='/t/{html.escape(token)}'>"
+                # relative: the form posts back to the link's own address, also behind a
+                # proxy that serves kamflow under a path prefix
+                f"<form method='post' action='{html.escape(token)}'>"
                 f"<button type='submit' id='confirm'>{en} / {zh}</button></form>"
                 "<p>Nothing changes until you press the button. 点击按钮后才会生效。</p>")
         return _page(f"{en} task {task.id} / {zh}", body, "confirm", task.status)

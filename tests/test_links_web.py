@@ -339,3 +339,16 @@ def test_links_point_at_the_public_url(tmp_path: Path) -> None:
     assert signer({}).base_url == "http://127.0.0.1:8765"
     with pytest.raises(ConfigError, match="KAMFLOW_PUBLIC_URL .* must be an http:// or https://"):
         signer({"KAMFLOW_PUBLIC_URL": "kam.operator.example"})
+
+
+def test_the_confirm_form_posts_back_to_the_link_behind_a_path_prefix(web: Web) -> None:
+    """The confirm button posts to the link's own address, also when a proxy serves kamflow
+    under a path prefix (KAMFLOW_PUBLIC_URL=https://intranet.example/kamflow)."""
+    from urllib.parse import urljoin
+
+    task = web.store.list_tasks()[0]
+    token = web.signer.token(task.id, "done", task.owner_email)
+    status, page = web.app.page("GET", f"/t/{token}")
+    [action] = re.findall(r"<form method='post' action='([^']+)'>", page)
+    link = f"https://intranet.example/kamflow/t/{token}"
+    assert status == 200 and urljoin(link, action) == link
