@@ -36,7 +36,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
 
     deployments = []
     for spec in specs:
-        flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
+        flow: Any = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone")) for s in
                      spec.get("schedules") or [] if "cron" in s]
         deployments.append(flow.to_deployment(
@@ -124,7 +124,7 @@ def ensure_failure_automation(ui_url: str) -> Any:
             match_related=ResourceSpecification({"prefect.resource.role": "flow",
                                                  "prefect.resource.name": list(WATCHED_FLOWS)}),
             posture=Posture.Reactive, threshold=1),
-        actions=[RunDeployment(
+        actions=[RunDeployment(  # type: ignore[call-arg]  # job_variables is optional
             source="selected", deployment_id=deployment.id,
             # Single-expression templates are JSON-encoded by Prefect: UUIDs must become text.
             parameters={"flow_run_id": "{{ flow_run.id | string }}",

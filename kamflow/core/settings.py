@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         try:
             if env is None:
                 return cls(**overrides)
-            return cls(_build_sources=((_MappingSource(cls, env),), overrides))
+            return cls(_build_sources=((_MappingSource(cls, env),), overrides))  # type: ignore[call-arg]
         except ValidationError as exc:
             raise ConfigError(_message(exc)) from None
 
