@@ -79,6 +79,7 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
     """One daily run: every stage, timed, in the flow's order and with its memory hand-offs."""
     from kamflow import config, notifications
     from kamflow.core.links import LinkSigner
+    from kamflow.core.settings import Settings
     from kamflow.expectations import validate_snapshot
     from kamflow.flows import delivery
     from kamflow.flows.retention import roster_columns
@@ -120,7 +121,8 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
     t = lap("roster", t)
     titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
     raised = delivery.dispatch(decisions, titles, config.load_owners(), store, "bench", now,
-                               config.load_calendar(), LinkSigner.from_env(work))
+                               config.load_calendar(), LinkSigner.from_settings(
+                                   Settings.from_env(home=work)))
     t = lap("dispatch", t)
     drained = delivery.drain_outbox(store, notifications.FileOutbox(work / "outbox"),
                                     "kamflow@operator.example")

@@ -111,19 +111,14 @@ class EmailRenderer:
 PARALLEL_RENDER_FROM = 20_000  # tasks; below this, starting workers costs more than it saves
 
 
-def render_workers_for(tasks: int, env: Mapping[str, str] = os.environ) -> int:
-    """How many processes render the emails of ``tasks`` tasks: ``KAMFLOW_RENDER_WORKERS`` if set
-    (0 = render in this process), else one per CPU for 20,000 tasks or more, else 0."""
-    value = (env.get("KAMFLOW_RENDER_WORKERS") or "").strip()
-    if value:
-        try:
-            workers = int(value)
-        except ValueError:
-            raise ConfigError(f"KAMFLOW_RENDER_WORKERS must be a whole number, not {value!r}") \
-                from None
-        if workers < 0:
+def render_workers_for(tasks: int, configured: int | None = None) -> int:
+    """How many processes render the emails of ``tasks`` tasks: ``configured``
+    (``KAMFLOW_RENDER_WORKERS``, 0 = render in this process) if set, else one per CPU for
+    20,000 tasks or more, else 0."""
+    if configured is not None:
+        if configured < 0:
             raise ConfigError("KAMFLOW_RENDER_WORKERS must be 0 or more")
-        return workers
+        return configured
     cpus = os.cpu_count() or 1
     return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0
 
@@ -131,7 +126,7 @@ def render_workers_for(tasks: int, env: Mapping[str, str] = os.environ) -> int:
 def _parallel(render: EmailRenderer, tasks: int,
               workers: int | None) -> Callable[[Iterable[EmailPart]], Iterator[tuple[str, ...]]] \
         | None:
-    workers = render_workers_for(tasks) if workers is None else workers
+    workers = render_workers_for(tasks, workers)
     if workers <= 0:
         return None
     log.info("rendering the emails of %d task(s) in %d worker process(es)", tasks, workers)
@@ -216,14 +211,14 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
 # -- the daily digest ------------------------------------------------------------------------
 def queue_daily_digests(store: TaskStore, owners: OwnerDirectory, calendar: BusinessCalendar,
                         now: dt.datetime, titles: Titles | None = None,
-                        links: LinkSigner | None = None) -> int:
+                        links: LinkSigner | None = None, render_workers: int | None = None) -> int:
     """One email per owner listing all their open tasks (overdue marked, with links), at most one
     per owner and business day (the day in the calendar's timezone)."""
     day = calendar.local_date(now)
     render = EmailRenderer("open_tasks", Wording.of(titles or {}), owners, calendar.timezone,
                            now, links)
     return store.queue_digests(day, render, now, render_many=_parallel(
-        render, store.open_task_count(), None))
+        render, store.open_task_count(), render_workers))
 
 
 # -- reassignment ------------------------------------------------------------------------------

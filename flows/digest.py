@@ -19,7 +19,7 @@ from kamflow import (
     notifications,
 )
 from kamflow.core.links import LinkSigner
-from kamflow.core.settings import paths
+from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.delivery import drain_outbox, queue_daily_digests
 from kamflow.worklist import TaskStore
 
@@ -27,21 +27,22 @@ STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="queue-digests", **STAGE)
-def queue_stage(store: TaskStore, now: dt.datetime, rules_dir: str | None = None) -> int:
+def queue_stage(store: TaskStore, now: dt.datetime, settings: Settings,
+                rules_dir: str | None = None) -> int:
     from kamflow.rules import RULES_DIR, load_wording
 
     # The run's rule set (default: the shipped rules) names the actions and the rules.
     titles = load_wording(rules_dir or RULES_DIR)
     count = queue_daily_digests(store, config.load_owners(), config.load_calendar(), now, titles,
-                                LinkSigner.from_env(paths().home))
+                                LinkSigner.from_settings(settings), settings.render_workers)
     get_run_logger().info("daily digest: %d owner(s) get today's list of open tasks", count)
     return count
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore) -> tuple[int, int]:
-    backend = notifications.backend_from_env(paths().outbox)
-    result = drain_outbox(store, backend, notifications.sender_from_env())
+def send_stage(store: TaskStore, settings: Settings) -> tuple[int, int]:
+    backend = notifications.backend_from_env(settings.outbox, settings)
+    result = drain_outbox(store, backend, notifications.sender_from_env(settings))
     get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
                           result.backend, result.held, result.failed)
     return result.sent, result.failed
@@ -52,6 +53,7 @@ def daily_digest(now: str | None = None, force: bool = False,
                  rules_dir: str | None = None) -> State:
     """Queue and send today's digest of open tasks for every owner (once per day), worded by
     the rule set in ``rules_dir`` (default: the shipped rules)."""
+    settings = load_settings()  # here: a Prefect worker runs this function itself
     moment = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -60,10 +62,10 @@ def daily_digest(now: str | None = None, force: bool = False,
     if not force and not calendar.is_workday(day):
         return Completed(message=f"{day} is not a working day: no digest",
                          data={"digests": 0, "emails_sent": 0})
-    store = TaskStore(paths().database_url)
+    store = TaskStore(settings.database_url)
     try:
-        queued = queue_stage(store, moment, rules_dir)
-        sent, failed = send_stage(store)
+        queued = queue_stage(store, moment, settings, rules_dir)
+        sent, failed = send_stage(store, settings)
     finally:
         store.dispose()
     data = {"digests": queued, "emails_sent": sent, "emails_failed": failed}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +32,7 @@ from kamflow import (
 )
 from kamflow.core.errors import InputError, KamflowError
 from kamflow.core.links import LinkSigner
-from kamflow.core.settings import Paths, paths
+from kamflow.core.settings import Settings, load_settings
 from kamflow.expectations import (
     ValidationOutcome,
     results_markdown,
@@ -205,12 +204,14 @@ def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) ->
 
 @task(name="dispatch", **STAGE)
 def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirectory,
-                   store: TaskStore, run_id: str, now: dt.datetime) -> RaiseResult:
+                   store: TaskStore, run_id: str, now: dt.datetime,
+                   settings: Settings) -> RaiseResult:
     # Plan (owners, business-time deadlines from conf/calendar.yaml), then tasks + history +
     # emails (with signed one-click links) in one transaction: flows/delivery.py.
     titles = wording(ruleset)  # action titles and rule descriptions, for the emails
     result = delivery.dispatch(decisions, titles, owners, store, run_id, now,
-                               config.load_calendar(), LinkSigner.from_env(paths().home))
+                               config.load_calendar(settings.conf_dir / "calendar.yaml"),
+                               LinkSigner.from_settings(settings), settings.render_workers)
     get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown, %d emails "
                           "queued", result.created, result.skipped_open, result.skipped_cooldown,
                           result.emails)
@@ -241,7 +242,12 @@ def retention_run(source: str | None = None, as_of: str | None = None,
     learnt from it (``churn.learn`` in conf/scoring.yaml) instead of the configured weights.
     """
     run_id = str(flow_run.id or uuid.uuid4())
-    source = source or os.environ.get("KAMFLOW_SOURCE", "")
+    try:  # built here, not by the caller: a Prefect worker runs this function itself
+        settings = load_settings()
+    except KamflowError as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
+    source = source or settings.source or ""
     if not source:
         message = "no snapshot directory: pass source or set KAMFLOW_SOURCE"
         get_run_logger().error(message)
@@ -250,23 +256,23 @@ def retention_run(source: str | None = None, as_of: str | None = None,
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
     try:
         state = _retention(summary, source, snapshot_date, rules_dir, mapping, partitions,
-                           history)
+                           history, settings)
     except KamflowError as exc:  # bad configuration or input: fail with the message alone
         get_run_logger().error("%s", exc)
         summary.status = "rejected input"
         summary.message = str(exc)
         state = Failed(message=str(exc))
-    _save_summary(summary)
+    _save_summary(summary, settings)
     return state
 
 
-def summary_path(run_id: str) -> Path:
+def summary_path(run_id: str, settings: Settings) -> Path:
     """Where each run's summary is kept (the CLI prints it; ops can read it later)."""
-    return paths().reports / run_id / "summary.json"
+    return settings.reports / run_id / "summary.json"
 
 
-def _save_summary(summary: RunSummary) -> None:
-    target = summary_path(summary.run_id)
+def _save_summary(summary: RunSummary, settings: Settings) -> None:
+    target = summary_path(summary.run_id, settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2, default=str),
                       encoding="utf-8")
@@ -274,9 +280,10 @@ def _save_summary(summary: RunSummary) -> None:
 
 def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
                rules_dir: str | None, mapping: str | None = None,
-               partitions: int = 1, history: HistorySource | None = None) -> State:
+               partitions: int = 1, history: HistorySource | None = None,
+               settings: Settings | None = None) -> State:
     logger = get_run_logger()
-    home = paths()
+    home = settings = settings or load_settings()
     run_id = summary.run_id
     timer = _Timer(summary)
 
@@ -333,15 +340,15 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     try:
         with timer("dispatch"):
             raised = dispatch_stage(decisions, ruleset, owners, store, run_id,
-                                    dt.datetime.now(dt.UTC))
+                                    dt.datetime.now(dt.UTC), settings)
         summary.tasks_created, summary.emails_queued = raised.created, raised.emails
         summary.tasks_already_open = raised.skipped_open
         summary.tasks_in_cooldown = raised.skipped_cooldown
-        backend = notifications.backend_from_env(home.outbox)
+        backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):
             summary.emails_sent, summary.emails_failed = send_stage(
-                store, backend, notifications.sender_from_env())
+                store, backend, notifications.sender_from_env(settings))
     finally:
         store.dispose()
 
@@ -397,7 +404,7 @@ class _Timer:
         self.summary.seconds[self.stage] = round(time.perf_counter() - self.started, 3)
 
 
-def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
+def _write_validation(home: Settings, run_id: str, outcome: ValidationOutcome,
                       summary: RunSummary) -> None:
     """Quarantined rows and the validation results, kept for every run."""
     summary.accounts_in = outcome.accounts_in
@@ -434,7 +441,7 @@ def _write_validation(home: Paths, run_id: str, outcome: ValidationOutcome,
                              description="Counts per expectation; links the offline report")
 
 
-def _publish_picture(home: Paths, run_id: str, scored: pd.DataFrame,
+def _publish_picture(home: Settings, run_id: str, scored: pd.DataFrame,
                      summary: RunSummary) -> None:
     """The value class × churn band heat map as an SVG file, and the same counts as a table."""
     target = home.reports / run_id / "value-churn.svg"
@@ -447,7 +454,7 @@ def _publish_picture(home: Paths, run_id: str, scored: pd.DataFrame,
                                       f"{target}")
 
 
-def _publish_kpis(home: Paths) -> None:
+def _publish_kpis(home: Settings) -> None:
     """Per-owner KPIs from the task store: open, overdue, handled on time or late."""
     store = TaskStore(home.database_url)
     try:

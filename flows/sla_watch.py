@@ -26,7 +26,7 @@ from kamflow import (
 )
 from kamflow.core.errors import KamflowError
 from kamflow.core.links import LinkSigner
-from kamflow.core.settings import paths
+from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
@@ -63,16 +63,15 @@ def emit_escalation(step: dict[str, Any]) -> None:
 
 
 @task(name="escalate", **STAGE)
-def escalate_stage(store: TaskStore, now: dt.datetime,
+def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
                    rules_dir: str | None = None) -> EscalationResult:
-    home = paths()
     from kamflow.rules import RULES_DIR, load_wording
 
     # The run's rule set (default: the shipped rules) names the actions and the rules.
     titles = load_wording(rules_dir or RULES_DIR)
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
-                              LinkSigner.from_env(home.home), emit_escalation)
+                              LinkSigner.from_settings(settings), emit_escalation)
     logger = get_run_logger()
     logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
                 "ladder, %d changed meanwhile", result.overdue, len(result.escalated),
@@ -84,9 +83,9 @@ def escalate_stage(store: TaskStore, now: dt.datetime,
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore) -> DrainResult:
-    backend = notifications.backend_from_env(paths().outbox)
-    result = drain_outbox(store, backend, notifications.sender_from_env())
+def send_stage(store: TaskStore, settings: Settings) -> DrainResult:
+    backend = notifications.backend_from_env(settings.outbox, settings)
+    result = drain_outbox(store, backend, notifications.sender_from_env(settings))
     get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
                           result.backend, result.held, result.failed)
     return result
@@ -100,12 +99,13 @@ def sla_watch(now: str | None = None, rules_dir: str | None = None) -> State:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     try:
-        store = TaskStore(paths().database_url)
+        settings = load_settings()  # here: a Prefect worker runs this function itself
+        store = TaskStore(settings.database_url)
     except KamflowError as exc:
         return Failed(message=str(exc))
     try:
-        result = escalate_stage(store, moment, rules_dir)
-        drained = send_stage(store)
+        result = escalate_stage(store, moment, settings, rules_dir)
+        drained = send_stage(store, settings)
     finally:
         store.dispose()
     if result.escalated:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,17 @@ import yaml
 
 from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError
-from kamflow.core.settings import DEFAULT_CONF_DIR
+from kamflow.core.settings import Settings
 from kamflow.expectations import ValidationPolicy
 from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import BusinessCalendar, parse_hours
 
 
-def conf_dir() -> Path:
-    return Path(os.environ.get("KAMFLOW_CONF") or DEFAULT_CONF_DIR)
+def conf_dir(settings: Settings | None = None) -> Path:
+    """The configuration folder: ``settings.conf_dir`` (``KAMFLOW_CONF``, else the shipped
+    defaults); without ``settings``, those of this process."""
+    return (settings or Settings.from_env()).conf_dir
 
 
 def read_yaml(path: Path) -> Mapping[str, Any]:

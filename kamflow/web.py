@@ -6,9 +6,16 @@
 
 Opening a link changes nothing: mail scanners and link previews fetch links on their own, so
 the change needs the button (a POST). A forged, altered or expired token gets 403 and changes
-nothing; a task already in the asked state says so (200, nothing recorded twice). Every change
-is recorded in the task's history as ``by <recipient> (email link)``. Standard library only
-(``http.server``); it writes through the task store like every other writer.
+nothing; a task already in the asked state says so (200, nothing recorded twice). A link acts
+only while its recipient still owns the task: once the task was reassigned or escalated, the
+page says who has it now and changes nothing (409). Every change is recorded in the task's
+history as ``by <recipient> (email link)``. It writes through the task store like every other
+writer.
+
+Served by uvicorn (Starlette): idle keep-alive connections close after a few seconds, at most
+`MAX_CONNECTIONS` requests are handled at once (503 beyond), and a request body over
+`MAX_BODY_BYTES` gets 413 (the form carries nothing we need); a malformed or negative
+Content-Length gets 400. Request paths hold tokens, so they are never logged.
 """
 
 from __future__ import annotations
@@ -16,19 +23,36 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamflow.core.links import Claim, LinkError, LinkSigner
 from kamflow.worklist import TaskStore
 from kamflow.worklist.store import TaskClosedError
 
-__all__ = ["WebApp", "serve"]
+if TYPE_CHECKING:
+    import uvicorn
+
+    from kamflow.core.settings import Settings
+
+__all__ = ["MAX_BODY_BYTES", "LinkServer", "WebApp", "asgi_app", "make_server", "run_server",
+           "serve"]
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024  # the confirm form posts nothing; anything big is not ours
+MAX_CONNECTIONS = 64  # concurrent requests before uvicorn answers 503
+KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this
 
 _WORDS = {
     "ack": ("Acknowledge", "确认接收", "acknowledged", "已确认接收"),
@@ -77,6 +101,8 @@ class WebApp:
             return HTTPStatus.NOT_FOUND, _page("No such task / 任务不存在",
                                                f"<p>There is no task {claim.task_id}.</p>",
                                                "not-found")
+        if not _same_address(task.owner_email, claim.recipient):
+            return HTTPStatus.CONFLICT, self._moved(claim, task)
         if method == "GET":
             return HTTPStatus.OK, self._confirm(claim, task, token)
         if method == "POST":
@@ -91,10 +117,25 @@ class WebApp:
                          f"<p class='ok'>Task {task.id} is already {state_en}. 任务已{state_zh}。"
                          "</p>", "already", task.status)
         body = (_task_table(task, self.zone) +
-                f"<form method='post' action='/t/{html.escape(token)}'>"
+                # relative: the form posts back to the link's own address, also behind a
+                # proxy that serves kamflow under a path prefix
+                f"<form method='post' action='{html.escape(token)}'>"
                 f"<button type='submit' id='confirm'>{en} / {zh}</button></form>"
                 "<p>Nothing changes until you press the button. 点击按钮后才会生效。</p>")
         return _page(f"{en} task {task.id} / {zh}", body, "confirm", task.status)
+
+    def _moved(self, claim: Claim, task: Any) -> str:
+        """The link's recipient no longer owns the task: say who does, change nothing."""
+        log.warning("refused a task link of %s: task %d is now with %s", claim.recipient,
+                    task.id, task.owner_email)
+        role = f" ({task.owner_role})" if task.owner_role else ""
+        body = (_task_table(task, self.zone) +
+                f"<p class='bad' id='message'>This link was sent to "
+                f"{html.escape(claim.recipient)}, but task {task.id} is now with "
+                f"{html.escape(task.owner_name)} &lt;{html.escape(task.owner_email)}&gt;"
+                f"{html.escape(role)}: the link no longer acts on it. Nothing was changed. "
+                f"任务已转交 {html.escape(task.owner_name)}，此链接已失效，未做任何更改。</p>")
+        return _page(f"Task {task.id} has moved / 任务已转交", body, "moved", task.status)
 
     def _apply(self, claim: Claim, now: dt.datetime | None) -> tuple[int, str]:
         en, zh, state_en, state_zh = _WORDS[claim.action]
@@ -140,44 +181,157 @@ def _page(title: str, body: str, outcome: str, status: str = "") -> str:
             f"{body}</div><p style='color:#777'>kamflow 大客户维系</p></body></html>")
 
 
-def make_server(app: WebApp, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
-    """An HTTP server for ``app`` (not started)."""
+def _same_address(one: str, other: str) -> bool:
+    return one.strip().casefold() == other.strip().casefold()
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "kamflow-web"
-        sys_version = ""
 
-        def do_GET(self) -> None:  # noqa: N802
-            self._answer("GET")
+_ERROR_PAGE = ("Error / 出错", "<p>Something went wrong; nothing was changed.</p>", "error")
 
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(min(length, 65536))  # the form has no fields we need
-            self._answer("POST")
 
-        def _answer(self, method: str) -> None:
-            try:
-                status, page = app.page(method, self.path)
-            except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
-                log.exception("kamflow web: error answering %s", method)
-                status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(
-                    "Error / 出错", "<p>Something went wrong; nothing was changed.</p>", "error")
-            data = page.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8" if page != "ok"
-                             else "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in _HEADERS.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+def asgi_app(app: WebApp) -> ASGIApp:
+    """The Starlette application serving ``app``, inside the request-body bound."""
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            # The path holds a token: log the method and status only.
-            log.info("kamflow web: %s", " ".join(str(a) for a in args[1:]) if args else "")
+    def answer(request: Request) -> Response:
+        # A sync endpoint: Starlette runs it in its thread pool, as the task store expects.
+        try:
+            status, page = app.page(request.method, request.url.path)
+        except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
+            log.exception("kamflow web: error answering %s", request.method)
+            status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(*_ERROR_PAGE)
+        return _response(int(status), page)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    starlette = Starlette(routes=[Route("/{path:path}", answer,
+                                        methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
+    return BodyLimit(starlette, MAX_BODY_BYTES)
+
+
+def _response(status: int, page: str) -> Response:
+    return Response(page.encode("utf-8"), status_code=status, headers=_HEADERS,
+                    media_type="text/plain; charset=utf-8" if page == "ok"
+                    else "text/html; charset=utf-8")
+
+
+class BodyLimit:
+    """ASGI middleware: 400 for a malformed or negative Content-Length, 413 for a body over
+    ``limit`` bytes (declared, or counted as it arrives when chunked). Logs method and status,
+    never the path (it holds the token)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        declared = [v for k, v in scope["headers"] if k.lower() == b"content-length"]
+        refusal = self._refusal(declared)
+        if refusal is not None:
+            log.info("kamflow web: %s refused: %d", method, refusal)
+            await _response(refusal, _page(f"Error {refusal}", "<p>Nothing was changed.</p>",
+                                           "refused"))(scope, receive, send)
+            return
+        received = 0
+        too_big = False
+
+        async def bounded() -> Any:
+            nonlocal received, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    too_big = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        status = 0
+
+        async def logged(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if method in ("GET", "HEAD", "DELETE") and not declared:
+            await self.app(scope, receive, logged)
+        else:
+            # Read (and count) the whole body before the app acts on the request.
+            body = bytearray()
+            while True:
+                message = await bounded()
+                if too_big or message["type"] == "http.disconnect":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if too_big:
+                log.info("kamflow web: %s refused: 413", method)
+                await _response(413, _page("Error 413", "<p>Nothing was changed.</p>",
+                                           "refused"))(scope, receive, send)
+                return
+            sent = False
+
+            async def replay() -> Any:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, logged)
+        log.info("kamflow web: %s %d", method, status)
+
+    def _refusal(self, declared: list[bytes]) -> int | None:
+        if not declared:
+            return None
+        if len(set(declared)) > 1:
+            return 400
+        text = declared[0].strip()
+        if not text.isdigit():  # negative, signed, empty or not a number
+            return 400
+        return 413 if int(text) > self.limit else None
+
+
+class LinkServer:
+    """uvicorn serving `asgi_app` on a socket bound at once (port 0: a free port, read it in
+    ``server_address``); ``serve_forever`` blocks until ``shutdown`` (from another thread) or
+    Ctrl-C (in the main thread)."""
+
+    def __init__(self, app: WebApp, host: str, port: int) -> None:
+        import uvicorn
+
+        self.socket = socket.create_server((host, port), family=_family(host), reuse_port=False)
+        self.server_address = self.socket.getsockname()[:2]
+        self.config = uvicorn.Config(
+            asgi_app(app), timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            limit_concurrency=MAX_CONNECTIONS, h11_max_incomplete_event_size=MAX_BODY_BYTES,
+            access_log=False,  # uvicorn's access log prints the path, which holds the token
+            server_header=False, log_config=None, timeout_graceful_shutdown=5)
+        self.server: uvicorn.Server = uvicorn.Server(self.config)
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+        self._stopped.wait(timeout=15)
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def make_server(app: WebApp, host: str = "127.0.0.1", port: int = 8765) -> LinkServer:
+    """A server for ``app`` (bound, not started)."""
+    return LinkServer(app, host, port)
 
 
 def serve(app: WebApp, host: str, port: int, ready: threading.Event | None = None) -> None:
@@ -188,3 +342,25 @@ def serve(app: WebApp, host: str, port: int, ready: threading.Event | None = Non
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def run_server(settings: Settings, host: str, port: int,
+               announce: Callable[[str], None] = log.info) -> None:
+    """``kamflow web``: serve the links of this installation until Ctrl-C (``announce`` gets the
+    line saying where)."""
+    from kamflow import config
+
+    signer = LinkSigner.from_settings(settings)
+    timezone = config.load_calendar(settings.conf_dir / "calendar.yaml").timezone
+    store = TaskStore(settings.database_url)
+    try:
+        server = make_server(WebApp(store, signer, timezone), host, port)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        announce(f"kamflow web: serving task links on http://{host}:{server.server_address[1]} "
+                 f"(links in emails point at {signer.base_url}); Ctrl-C to stop")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+    finally:
+        store.dispose()

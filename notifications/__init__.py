@@ -10,7 +10,7 @@ the message and raises `SendError` (with `permanent` telling whether a retry can
   with the timeout and the retries (429/5xx/timeouts, `Retry-After`) that the client lacks.
 - `notifications.testing.RecordingBackend`: a fake that records and fails on request, for tests.
 
-`backend_from_env` picks one from the environment:
+`backend_from_env` picks one from the settings (kamflow.core.settings), which read:
 
     KAMFLOW_EMAIL_BACKEND   file (default) | smtp | sendgrid
     KAMFLOW_EMAIL_FROM      sender address (default kamflow@operator.example), see sender_from_env
@@ -34,17 +34,16 @@ personalizations per request), and returns one result per email.
 email for an escalated or reassigned task.
 
 This package is a leaf: it imports no other kamflow package than the core (the vocabulary its
-emails are worded from), and it is the only one that imports
+emails are worded from, the settings' type), and it is the only one that imports
 `sendgrid` or `smtplib`. `sendgrid` itself is imported only when a SendGrid backend is built.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 from kamflow.notifications.backend import EmailBackend
 from kamflow.notifications.message import Email, SendError, to_email_message
@@ -58,6 +57,9 @@ from kamflow.notifications.render import (
 from kamflow.notifications.sandbox import HELD, Allowlist, SandboxBackend
 from kamflow.notifications.sendgrid_backend import SendGridBackend
 from kamflow.notifications.smtp import SmtpBackend
+
+if TYPE_CHECKING:
+    from kamflow.core.settings import Settings
 
 __all__ = [
     "BACKEND_NAMES",
@@ -85,23 +87,20 @@ logger = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("file", "smtp", "sendgrid")
 DEFAULT_SENDER = "kamflow@operator.example"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-_N = TypeVar("_N", int, float)
 
 
-def backend_from_env(outbox_dir: Path, env: Mapping[str, str] = os.environ) -> EmailBackend:
-    """The backend named by `KAMFLOW_EMAIL_BACKEND` in `env`, configured from `env`, wrapped in
-    the sandbox when `KAMFLOW_EMAIL_SANDBOX` is on.
+def backend_from_env(outbox_dir: Path, settings: Settings) -> EmailBackend:
+    """The backend named by `KAMFLOW_EMAIL_BACKEND` in `settings`, configured from them,
+    wrapped in the sandbox when `KAMFLOW_EMAIL_SANDBOX` is on.
 
-    Raises `ValueError` naming the allowed values for an unknown backend, and naming the variable
-    for a missing `SENDGRID_API_KEY` or a malformed number.
+    Raises `ValueError` naming the variables for a missing `SENDGRID_API_KEY` or a half-given
+    SMTP login (the settings themselves refuse unknown names and malformed numbers).
     """
-    backend = _real_backend_from_env(outbox_dir, env)
-    if not _flag(env, "KAMFLOW_EMAIL_SANDBOX"):
+    backend = _real_backend_from_env(outbox_dir, settings)
+    if not settings.email_sandbox:
         return backend
-    allowlist = Allowlist.parse(env.get("KAMFLOW_EMAIL_ALLOWLIST"))
-    redirect = _get(env, "KAMFLOW_EMAIL_SANDBOX_REDIRECT")
+    allowlist = Allowlist.parse(settings.email_allowlist)
+    redirect = settings.email_sandbox_redirect
     logger.warning(
         "email sandbox on: only %r receive email; others are %s",
         allowlist,
@@ -125,22 +124,22 @@ def send_all(backend: EmailBackend, emails: Sequence[Email]) -> list[str | SendE
     return results
 
 
-def _real_backend_from_env(outbox_dir: Path, env: Mapping[str, str]) -> EmailBackend:
-    name = (env.get("KAMFLOW_EMAIL_BACKEND") or "file").strip().lower()
+def _real_backend_from_env(outbox_dir: Path, settings: Settings) -> EmailBackend:
+    name = settings.email_backend
     if name == "file":
         logger.info("email backend: file outbox in %s", outbox_dir)
         return FileOutbox(Path(outbox_dir))
     if name == "smtp":
-        host = _get(env, "KAMFLOW_SMTP_HOST") or "127.0.0.1"
-        port = _number(env, "KAMFLOW_SMTP_PORT", 25, int)
-        username = _get(env, "KAMFLOW_SMTP_USER")
-        password = env.get("KAMFLOW_SMTP_PASSWORD") or None  # not stripped: may hold spaces
+        host = settings.smtp_host
+        port = settings.smtp_port
+        username = settings.smtp_user
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         if (username is None) != (password is None):
             raise ValueError(
                 "KAMFLOW_EMAIL_BACKEND=smtp: set both KAMFLOW_SMTP_USER and "
                 "KAMFLOW_SMTP_PASSWORD, or neither"
             )
-        starttls = _flag(env, "KAMFLOW_SMTP_STARTTLS")
+        starttls = settings.smtp_starttls
         logger.info(
             "email backend: smtp %s:%s (starttls=%s, login=%s)",
             host,
@@ -150,15 +149,15 @@ def _real_backend_from_env(outbox_dir: Path, env: Mapping[str, str]) -> EmailBac
         )
         return SmtpBackend(host, port, username, password, starttls=starttls)
     if name == "sendgrid":
-        api_key = _get(env, "SENDGRID_API_KEY")
-        if api_key is None:
+        if settings.sendgrid_api_key is None:
             raise ValueError(
                 "KAMFLOW_EMAIL_BACKEND=sendgrid needs the SendGrid API key in the "
                 "SENDGRID_API_KEY environment variable, which is not set"
             )
-        host = _get(env, "KAMFLOW_SENDGRID_HOST") or "https://api.sendgrid.com"
-        timeout = _number(env, "KAMFLOW_SENDGRID_TIMEOUT", 10.0, float)
-        template_id = _get(env, "KAMFLOW_SENDGRID_TEMPLATE_ID")
+        api_key = settings.sendgrid_api_key.get_secret_value()
+        host = settings.sendgrid_host
+        timeout = settings.sendgrid_timeout
+        template_id = settings.sendgrid_template_id
         logger.info("email backend: sendgrid at %s (timeout %s s, batching %s)", host, timeout,
                     f"with template {template_id}" if template_id else "small emails")
         return SendGridBackend(api_key, host=host, timeout=timeout, template_id=template_id)
@@ -167,35 +166,6 @@ def _real_backend_from_env(outbox_dir: Path, env: Mapping[str, str]) -> EmailBac
     )
 
 
-def sender_from_env(env: Mapping[str, str] = os.environ) -> str:
+def sender_from_env(settings: Settings) -> str:
     """The From address: `KAMFLOW_EMAIL_FROM`, default `kamflow@operator.example`."""
-    return _get(env, "KAMFLOW_EMAIL_FROM") or DEFAULT_SENDER
-
-
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
-
-
-def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:
-    value = _get(env, name)
-    if value is None:
-        return default
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return number
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name} must be 1 or 0 (true/false), got {value!r}")
+    return settings.email_from or DEFAULT_SENDER

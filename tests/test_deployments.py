@@ -28,7 +28,7 @@ from prefect.deployments import run_deployment
 from prefect.flows import load_flow_from_entrypoint
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from kamflow.cli_ops import deployment_specs
+from kamflow.cli.ops import deployment_specs
 from tests.conftest import AS_OF
 
 SPECS = deployment_specs()

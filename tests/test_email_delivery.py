@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from kamflow import notifications
+from kamflow.core.settings import Settings
 from kamflow.flows.delivery import dispatch, drain_outbox
 from kamflow.notifications import Allowlist, Email, SandboxBackend, SendError, SendGridBackend
 from kamflow.notifications.sendgrid_backend import batchable, build_batch
@@ -292,7 +293,7 @@ def test_sandbox_from_env_keeps_staff_out_of_a_drain(tmp_path: Path) -> None:
     """KAMFLOW_EMAIL_SANDBOX=1 with an allowlist: the drain writes only the allowlisted
     recipient's email; the others are recorded as held and never sent later."""
     env = {"KAMFLOW_EMAIL_SANDBOX": "1", "KAMFLOW_EMAIL_ALLOWLIST": "m1@staff.example.test"}
-    backend = notifications.backend_from_env(tmp_path / "outbox", env)
+    backend = notifications.backend_from_env(tmp_path / "outbox", Settings.from_env(env))
     assert isinstance(backend, SandboxBackend) and backend.name == "sandbox+file"
     store = TaskStore(f"sqlite:///{tmp_path / 'k.db'}")
     dispatch(owners_decisions(3), TITLES, OWNERS, store, "r", NOW, BusinessCalendar())
@@ -301,5 +302,6 @@ def test_sandbox_from_env_keeps_staff_out_of_a_drain(tmp_path: Path) -> None:
     written = list((tmp_path / "outbox").glob("*.eml"))
     assert len(written) == 1 and b"m1@staff.example.test" in written[0].read_bytes()
     assert store.unsent_emails() == []  # held ones are not retried
-    assert notifications.backend_from_env(tmp_path, {}).name == "file"  # off unless asked
+    off = Settings.from_env({})  # off unless asked
+    assert notifications.backend_from_env(tmp_path, off).name == "file"
     store.dispose()

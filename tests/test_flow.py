@@ -126,13 +126,15 @@ def history_dir(tmp_path: Path) -> Path:
 
 
 def run_with(prefect_api: str, source: Path, history=None):
+    from kamflow.core.settings import Settings
     from kamflow.flows.retention import retention_run, summary_path
 
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         state = retention_run(source=str(source), as_of=AS_OF.isoformat(), history=history,
                               return_state=True)
     run_id = str(state.state_details.flow_run_id)
-    return state, json.loads(summary_path(run_id).read_text(encoding="utf-8")), run_id
+    summary = summary_path(run_id, Settings.from_env()).read_text(encoding="utf-8")
+    return state, json.loads(summary), run_id
 
 
 def summary_markdown(prefect_api: str, run_id: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 
 from kamflow import notifications
 from kamflow.core.links import LinkError, LinkSigner, load_secret
+from kamflow.core.settings import Settings
 from kamflow.flows.delivery import dispatch, drain_outbox
 from kamflow.web import WebApp, make_server
 from kamflow.worklist import TaskStore
@@ -53,10 +54,11 @@ def test_token_round_trip_and_refusals() -> None:
 def test_secret_is_generated_once_private_and_env_wins(tmp_path: Path) -> None:
     """Without KAMFLOW_LINK_SECRET a random key is made once under KAMFLOW_HOME (mode 0600) and
     reused; the variable, when set, is used instead."""
-    first = load_secret(tmp_path, {})
-    assert load_secret(tmp_path, {}) == first and len(first) >= 32
+    first = load_secret(tmp_path, None)
+    assert load_secret(tmp_path, None) == first and len(first) >= 32
     assert (tmp_path / "link-secret").stat().st_mode & 0o777 == 0o600
-    assert load_secret(tmp_path, {"KAMFLOW_LINK_SECRET": "from-the-environment-123"}) == \
+    configured = Settings.from_env({"KAMFLOW_LINK_SECRET": "from-the-environment-123"})
+    assert load_secret(tmp_path, configured.link_secret) == \
         b"from-the-environment-123"
 
 
@@ -246,3 +248,107 @@ def test_task_is_closed_from_the_link_in_its_email_in_a_real_browser(web: Web,
     task = web.store.get_task(claim.task_id)
     assert task.status == "done" and task.closed_at is not None
     assert web.store.history(claim.task_id)[-1].detail == "by li@staff.example.test (email link)"
+
+
+# --------------------------------------------------------------------------- ownership and limits
+
+def test_a_reassigned_task_ignores_the_old_owners_link_and_says_where_it_went(web: Web) -> None:
+    """After a reassignment the old owner's link (GET and POST) changes nothing and names the
+    new owner; the new owner's own link still works."""
+    from kamflow.flows.delivery import reassign_task
+
+    task = next(t for t in web.store.list_tasks() if t.owner_email == "wang@staff.example.test")
+    old_link = web.signer.url(task.id, "done", task.owner_email)
+    reassign_task(web.store, OWNERS, task.id, "zhao@staff.example.test", "wang", NOW, "leave",
+                  links=web.signer)
+    for method in ("GET", "POST"):
+        status, page = fetch(old_link, method)
+        assert status == 409 and "data-outcome='moved'" in page, method
+        assert "赵主管 &lt;zhao@staff.example.test&gt;" in page and "Nothing was changed" in page
+    assert web.store.get_task(task.id).status == "open"
+    assert [e.event for e in web.store.history(task.id)] == ["created", "reassigned"]
+    new_link = web.signer.url(task.id, "done", "Zhao@Staff.example.test")  # case does not matter
+    status, page = fetch(new_link, "POST")
+    assert status == 200 and "is now done" in page
+    assert web.store.get_task(task.id).status == "done"
+
+
+def raw_post(web: Web, path: str, headers: dict[str, str], body: bytes | None = None,
+             chunks: list[bytes] | None = None) -> tuple[int, str]:
+    """POST with headers as given (http.client does not check them), the body plain or
+    chunked."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", web.server.server_address[1],
+                                            timeout=10)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        if body is not None:
+            connection.send(body)
+        for chunk in chunks or []:
+            connection.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        if chunks is not None:
+            connection.send(b"0\r\n\r\n")
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    except (ConnectionError, http.client.HTTPException):  # closed on us: a refusal too
+        return 0, ""
+    finally:
+        connection.close()
+
+
+def test_request_bodies_are_bounded(web: Web) -> None:
+    """A body over 16 KiB (declared or chunked) gets 413, a negative or malformed Content-Length
+    gets 400, and none of them changes the task; a small form body is accepted."""
+    from kamflow.web import MAX_BODY_BYTES
+
+    task = web.store.list_tasks()[0]
+    path = "/t/" + web.signer.token(task.id, "done", task.owner_email)
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    assert raw_post(web, path, {"Content-Length": str(len(big))}, big)[0] == 413
+    assert raw_post(web, path, {"Content-Length": "99999999999"})[0] == 413
+    assert raw_post(web, path, {"Transfer-Encoding": "chunked"},
+                    chunks=[b"y" * 8192] * 3)[0] == 413
+    for bad in ("-1", "ten", "+5"):
+        status, _ = raw_post(web, path, {"Content-Length": bad})
+        assert status == 400, bad
+    assert web.store.get_task(task.id).status == "open"
+    form = b"confirm=1"
+    status, page = raw_post(web, path, {"Content-Length": str(len(form)),
+                                        "Content-Type": "application/x-www-form-urlencoded"},
+                            form)
+    assert status == 200 and "is now done" in page
+
+
+def test_links_point_at_the_public_url(tmp_path: Path) -> None:
+    """KAMFLOW_PUBLIC_URL is the base of every link (KAMFLOW_WEB_URL, its older name, still
+    works, and the new name wins); a URL without http(s) is refused naming the variable."""
+    from kamflow.core.errors import ConfigError
+
+    def signer(env: dict[str, str]) -> LinkSigner:
+        return LinkSigner.from_settings(Settings.from_env({"KAMFLOW_HOME": str(tmp_path), **env}))
+
+    public = signer({"KAMFLOW_PUBLIC_URL": "https://kam.operator.example/links/"})
+    assert public.url(7, "ack", "a@b.c").startswith("https://kam.operator.example/links/t/v1.")
+    assert signer({"KAMFLOW_WEB_URL": "https://old.example"}).base_url == "https://old.example"
+    assert signer({"KAMFLOW_WEB_URL": "https://old.example",
+                   "KAMFLOW_PUBLIC_URL": "https://new.example"}).base_url == "https://new.example"
+    assert signer({}).base_url == "http://127.0.0.1:8765"
+    with pytest.raises(ConfigError, match="KAMFLOW_PUBLIC_URL .* must be an http:// or https://"):
+        signer({"KAMFLOW_PUBLIC_URL": "kam.operator.example"})
+
+
+def test_the_confirm_form_posts_back_to_the_link_behind_a_path_prefix(web: Web) -> None:
+    """The confirm button posts to the link's own address, also when a proxy serves kamflow
+    under a path prefix (KAMFLOW_PUBLIC_URL=https://intranet.example/kamflow)."""
+    from urllib.parse import urljoin
+
+    task = web.store.list_tasks()[0]
+    token = web.signer.token(task.id, "done", task.owner_email)
+    status, page = web.app.page("GET", f"/t/{token}")
+    [action] = re.findall(r"<form method='post' action='([^']+)'>", page)
+    link = f"https://intranet.example/kamflow/t/{token}"
+    assert status == 200 and urljoin(link, action) == link

@@ -27,6 +27,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from kamflow import notifications
+from kamflow.core.errors import ConfigError
+from kamflow.core.settings import Settings
 from kamflow.notifications import (
     Email,
     EmailBackend,
@@ -752,7 +754,7 @@ def test_digest_can_be_sent_through_the_outbox(tmp_path: Path) -> None:
     subject, text, html = render_task_digest("王经理", digest_tasks(), "zh-CN")
     email = Email(
         key="digest-u7-2026-11-25",
-        sender=sender_from_env({}),
+        sender=sender_from_env(Settings.from_env({})),
         to="wang@op.example",
         subject=subject,
         text=text,
@@ -767,16 +769,21 @@ def test_digest_can_be_sent_through_the_outbox(tmp_path: Path) -> None:
 # Configuration from the environment
 
 
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
 def test_backend_from_env_defaults_to_the_file_outbox(tmp_path: Path) -> None:
     """No KAMFLOW_EMAIL_BACKEND: a FileOutbox in the given directory."""
-    backend = backend_from_env(tmp_path, {})
+    backend = backend_from_env(tmp_path, settings({}))
     assert isinstance(backend, FileOutbox) and backend.directory == tmp_path
-    assert isinstance(backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": " FILE "}), FileOutbox)
+    assert isinstance(backend_from_env(tmp_path, settings({"KAMFLOW_EMAIL_BACKEND": " FILE "})),
+                      FileOutbox)
 
 
 def test_backend_from_env_smtp(tmp_path: Path) -> None:
     """smtp: host, port, login and STARTTLS from the environment; defaults 127.0.0.1:25."""
-    default = backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": "smtp"})
+    default = backend_from_env(tmp_path, settings({"KAMFLOW_EMAIL_BACKEND": "smtp"}))
     assert isinstance(default, SmtpBackend)
     assert (default.host, default.port, default.username, default.starttls) == (
         "127.0.0.1",
@@ -792,7 +799,7 @@ def test_backend_from_env_smtp(tmp_path: Path) -> None:
         "KAMFLOW_SMTP_PASSWORD": "pw",
         "KAMFLOW_SMTP_STARTTLS": "1",
     }
-    configured = backend_from_env(tmp_path, env)
+    configured = backend_from_env(tmp_path, settings(env))
     assert isinstance(configured, SmtpBackend)
     assert (configured.host, configured.port, configured.username, configured.starttls) == (
         "relay.operator.example",
@@ -800,26 +807,25 @@ def test_backend_from_env_smtp(tmp_path: Path) -> None:
         "kam",
         True,
     )
-    assert "pw" not in repr(configured)
-    with pytest.raises(ValueError, match="KAMFLOW_SMTP_PORT"):
-        backend_from_env(tmp_path, {**env, "KAMFLOW_SMTP_PORT": "smtp"})
+    assert "pw" not in repr(configured) and "pw" not in repr(settings(env))
+    with pytest.raises(ConfigError, match="KAMFLOW_SMTP_PORT must be a whole number, not 'smtp'"):
+        settings({**env, "KAMFLOW_SMTP_PORT": "smtp"})
+    with pytest.raises(ValueError, match="KAMFLOW_SMTP_USER and KAMFLOW_SMTP_PASSWORD"):
+        backend_from_env(tmp_path, settings({**env, "KAMFLOW_SMTP_PASSWORD": ""}))
 
 
 def test_backend_from_env_sendgrid(tmp_path: Path) -> None:
     """sendgrid: needs SENDGRID_API_KEY (clear error without it); host and timeout configurable."""
-    backend = backend_from_env(
-        tmp_path,
-        {
-            "KAMFLOW_EMAIL_BACKEND": "sendgrid",
-            "SENDGRID_API_KEY": API_KEY,
-            "KAMFLOW_SENDGRID_HOST": "http://127.0.0.1:4010",
-            "KAMFLOW_SENDGRID_TIMEOUT": "2.5",
-        },
-    )
+    backend = backend_from_env(tmp_path, settings({
+        "KAMFLOW_EMAIL_BACKEND": "sendgrid",
+        "SENDGRID_API_KEY": API_KEY,
+        "KAMFLOW_SENDGRID_HOST": "http://127.0.0.1:4010",
+        "KAMFLOW_SENDGRID_TIMEOUT": "2.5",
+    }))
     assert isinstance(backend, SendGridBackend)
     assert (backend.host, backend.timeout) == ("http://127.0.0.1:4010", 2.5)
     default = backend_from_env(
-        tmp_path, {"KAMFLOW_EMAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": API_KEY}
+        tmp_path, settings({"KAMFLOW_EMAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": API_KEY})
     )
     assert isinstance(default, SendGridBackend)
     assert (default.host, default.timeout) == ("https://api.sendgrid.com", 10.0)
@@ -828,19 +834,22 @@ def test_backend_from_env_sendgrid(tmp_path: Path) -> None:
         {"KAMFLOW_EMAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": "  "},
     ):
         with pytest.raises(ValueError, match="SENDGRID_API_KEY"):
-            backend_from_env(tmp_path, env)
+            backend_from_env(tmp_path, settings(env))
 
 
 def test_backend_from_env_unknown_name(tmp_path: Path) -> None:
-    """An unknown backend name is a ValueError listing the allowed values."""
-    with pytest.raises(ValueError, match="'mailgun'.*file, smtp, sendgrid"):
-        backend_from_env(tmp_path, {"KAMFLOW_EMAIL_BACKEND": "mailgun"})
+    """An unknown backend name is refused when the settings are read, listing the allowed
+    values."""
+    with pytest.raises(ConfigError, match="KAMFLOW_EMAIL_BACKEND .*'mailgun'.*file, smtp, "
+                                          "sendgrid"):
+        settings({"KAMFLOW_EMAIL_BACKEND": "mailgun"})
 
 
 def test_sender_from_env() -> None:
     """KAMFLOW_EMAIL_FROM sets the sender; the default is kamflow@operator.example."""
-    assert sender_from_env({}) == "kamflow@operator.example"
-    assert sender_from_env({"KAMFLOW_EMAIL_FROM": "kam@op.example"}) == "kam@op.example"
+    assert sender_from_env(settings({})) == "kamflow@operator.example"
+    assert sender_from_env(settings({"KAMFLOW_EMAIL_FROM": "kam@op.example"})) == \
+        "kam@op.example"
 
 
 def test_message_date_is_utc_and_injectable() -> None:

@@ -16,6 +16,7 @@ import pytest
 import kamflow.notifications.workers as workers
 from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
+from kamflow.core.settings import Settings
 from kamflow.flows.delivery import dispatch, queue_daily_digests, render_workers_for
 from kamflow.notifications.workers import RenderWorkerError, render_in_workers
 from kamflow.worklist import TaskStore, plan_tasks
@@ -110,13 +111,15 @@ def test_link_signer_pickles_to_the_same_key() -> None:
 
 def test_render_workers_setting() -> None:
     cpus = os.cpu_count() or 1
-    assert render_workers_for(100, {}) == 0  # small runs render in process
-    assert render_workers_for(20_000, {}) == (cpus if cpus > 1 else 0)
-    assert render_workers_for(100, {"KAMFLOW_RENDER_WORKERS": "3"}) == 3
-    assert render_workers_for(10**6, {"KAMFLOW_RENDER_WORKERS": "0"}) == 0
+    assert render_workers_for(100) == 0  # small runs render in process
+    assert render_workers_for(20_000) == (cpus if cpus > 1 else 0)
+    assert render_workers_for(100, Settings.from_env({"KAMFLOW_RENDER_WORKERS": "3"})
+                              .render_workers) == 3
+    assert render_workers_for(10**6, Settings.from_env({"KAMFLOW_RENDER_WORKERS": "0"})
+                              .render_workers) == 0
     for bad in ("two", "-1"):
         with pytest.raises(ConfigError, match="KAMFLOW_RENDER_WORKERS"):
-            render_workers_for(100, {"KAMFLOW_RENDER_WORKERS": bad})
+            Settings.from_env({"KAMFLOW_RENDER_WORKERS": bad})
 
 
 def test_nothing_to_render_starts_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,9 +7,10 @@ the recipient the link was made for and an expiry time, and ends in an HMAC of a
 The key comes from ``KAMFLOW_LINK_SECRET``; when that is unset, a random key is generated once
 and kept in ``$KAMFLOW_HOME/link-secret`` (mode 0600): never in the repository, never logged.
 Rotating the key (changing the variable or deleting the file) invalidates every link sent.
+The settings (kamflow.core.settings) carry the variables:
 
-    KAMFLOW_WEB_URL        base URL of `kamflow web` as staff reach it
-                           (default http://127.0.0.1:8765)
+    KAMFLOW_PUBLIC_URL     base URL of `kamflow web` as staff reach it (older name:
+                           KAMFLOW_WEB_URL; default http://127.0.0.1:8765)
     KAMFLOW_LINK_TTL_DAYS  how long a link works (default 7 days; each daily digest brings new ones)
 """
 
@@ -25,10 +26,14 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from kamflow.core.settings import Settings
 
 __all__ = ["ACTIONS", "LinkError", "LinkSigner", "Claim", "load_secret"]
 
@@ -54,10 +59,13 @@ class Claim:
     expires: dt.datetime
 
 
-def load_secret(home: Path, env: Mapping[str, str] = os.environ) -> bytes:
-    """The signing key: ``KAMFLOW_LINK_SECRET``, else ``$KAMFLOW_HOME/link-secret`` (created
-    with a random key, readable by its owner only, the first time it is needed)."""
-    value = (env.get("KAMFLOW_LINK_SECRET") or "").strip()
+def load_secret(home: Path, configured: SecretStr | str | None = None) -> bytes:
+    """The signing key: ``configured`` (``KAMFLOW_LINK_SECRET``), else
+    ``$KAMFLOW_HOME/link-secret`` (created with a random key, readable by its owner only, the
+    first time it is needed)."""
+    if isinstance(configured, SecretStr):
+        configured = configured.get_secret_value()
+    value = (configured or "").strip()
     if value:
         if len(value) < 16:
             raise ValueError("KAMFLOW_LINK_SECRET must be at least 16 characters long")
@@ -95,12 +103,10 @@ class LinkSigner:
         return f"LinkSigner(base_url={self.base_url!r}, ttl={self.ttl})"
 
     @classmethod
-    def from_env(cls, home: Path, env: Mapping[str, str] = os.environ) -> LinkSigner:
-        ttl_days = float(env.get("KAMFLOW_LINK_TTL_DAYS") or DEFAULT_TTL_DAYS)
-        if ttl_days <= 0:
-            raise ValueError("KAMFLOW_LINK_TTL_DAYS must be positive")
-        return cls(load_secret(home, env), env.get("KAMFLOW_WEB_URL") or DEFAULT_WEB_URL,
-                   dt.timedelta(days=ttl_days))
+    def from_settings(cls, settings: Settings) -> LinkSigner:
+        """The signer of this installation: key, public URL and lifetime from the settings."""
+        return cls(load_secret(settings.home, settings.link_secret), settings.public_url,
+                   dt.timedelta(days=settings.link_ttl_days))
 
     def token(self, task_id: int, action: str, recipient: str,
               now: dt.datetime | None = None) -> str:

@@ -1,26 +1,88 @@
-"""Where kamflow keeps its state, and the environment it sets up for Prefect.
+"""Every setting kamflow reads from the environment, in one typed object.
 
-Everything lives under ``$KAMFLOW_HOME`` (default ``~/.kamflow``): the SQLite task store,
-the email outbox, quarantined rows and run reports. ``PREFECT_HOME`` defaults to a folder
-inside it so a demo leaves nothing elsewhere.
+``Settings`` is built by the entry points (each CLI command, ``kamflow web``, and each Prefect
+flow at the start of its run, since a Prefect worker runs the flow function itself) and passed
+down; no other module reads ``os.environ``. Importing this module changes nothing.
+
+Everything lives under ``$KAMFLOW_HOME`` (default ``~/.kamflow``): the SQLite task store, the
+email outbox, quarantined rows and run reports. ``PREFECT_HOME`` defaults to a folder inside it
+so a demo leaves nothing elsewhere (`configure_prefect_env`). The variables and their defaults
+are documented in docs/configuration.md; a bad value is a `ConfigError` naming the variable.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from kamflow.core.errors import ConfigError
+
+__all__ = ["DEFAULT_CONF_DIR", "EMAIL_BACKENDS", "Settings", "configure_prefect_env",
+           "load_settings"]
 
 # The shipped defaults (conf/ in the repo) are package data: found the same way in a checkout
 # and in an installed wheel.
 DEFAULT_CONF_DIR = Path(str(resources.files("kamflow.conf")))
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8765"
+EMAIL_BACKENDS = ("file", "smtp", "sendgrid")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_UNSTRIPPED = {"smtp_password", "KAMFLOW_SMTP_PASSWORD"}  # a password may hold spaces
 
 
-@dataclass(frozen=True)
-class Paths:
-    home: Path
+class Settings(BaseSettings):
+    """kamflow's environment (``KAMFLOW_*``, plus ``SENDGRID_API_KEY`` and ``PREFECT_API_URL``).
 
+    An empty or blank variable counts as unset. Secrets are `SecretStr`: never in a repr or log.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KAMFLOW_", env_ignore_empty=True,
+                                      populate_by_name=True, extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".kamflow")
+    conf: Path | None = None
+    database: str | None = Field(None, validation_alias=AliasChoices(
+        "KAMFLOW_DATABASE_URL", "database"))
+    source: str | None = None
+    ops_email: str = "ops@operator.example"
+    render_workers: int | None = None
+    # the base of the one-click links (KAMFLOW_WEB_URL is its older name, still honoured)
+    public_url: str = Field(DEFAULT_PUBLIC_URL, validation_alias=AliasChoices(
+        "KAMFLOW_PUBLIC_URL", "KAMFLOW_WEB_URL", "public_url"))
+    link_secret: SecretStr | None = None
+    link_ttl_days: float = 7.0
+    email_backend: str = "file"
+    email_from: str = "kamflow@operator.example"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    sendgrid_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices(
+        "SENDGRID_API_KEY", "sendgrid_api_key"))
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 10.0
+    sendgrid_template_id: str | None = None
+    email_sandbox: bool = False
+    email_allowlist: str | None = None
+    email_sandbox_redirect: str | None = None
+    prefect_api_url: str | None = Field(None, validation_alias=AliasChoices(
+        "PREFECT_API_URL", "prefect_api_url"))
+
+    # -- derived -------------------------------------------------------------------------------
     @property
     def outbox(self) -> Path:
         return self.home / "outbox"
@@ -35,23 +97,110 @@ class Paths:
 
     @property
     def database_url(self) -> str:
-        return os.environ.get("KAMFLOW_DATABASE_URL") or f"sqlite:///{self.home / 'kamflow.db'}"
+        return self.database or f"sqlite:///{self.home / 'kamflow.db'}"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.conf or DEFAULT_CONF_DIR
+
+    def ensure_home(self) -> Settings:
+        """Create ``home`` (the SQLite store and the outbox live there); returns self."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- building ------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: the process environment), ``overrides`` winning.
+        A bad value is a one-line `ConfigError` naming the variable."""
+        try:
+            if env is None:
+                return cls(**overrides)
+            return cls(_build_sources=((_MappingSource(cls, env),), overrides))  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise ConfigError(_message(exc)) from None
+
+    # -- checks: each message names what is wrong; the variable is added by _message -----------
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        cleaned = {}
+        for key, value in data.items():
+            if isinstance(value, str) and key not in _UNSTRIPPED:
+                value = value.strip()
+                if not value:
+                    continue
+            cleaned[key] = value
+        return cleaned
+
+    @field_validator("home", "conf", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("render_workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        return _number(value, int, "a whole number", minimum=0, word="0 or more")
+
+    @field_validator("smtp_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        return _number(value, int, "a whole number", minimum=1, word="positive")
+
+    @field_validator("sendgrid_timeout", "link_ttl_days", mode="before")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        number = _number(value, float, "a number", minimum=0, word="positive")
+        if number is not None and number <= 0:
+            raise ValueError(f"must be positive, not {value!r}")
+        return number
+
+    @field_validator("smtp_starttls", "email_sandbox", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"must be 1 or 0 (true/false), not {value!r}")
+
+    @field_validator("email_backend", mode="before")
+    @classmethod
+    def _backend(cls, value: Any) -> Any:
+        name = str(value).strip().lower()
+        if name not in EMAIL_BACKENDS:
+            raise ValueError(f"is unknown: {value!r}; use one of {', '.join(EMAIL_BACKENDS)}")
+        return name
+
+    @field_validator("link_secret", mode="after")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return value
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// address, not {value!r}")
+        return value.rstrip("/")
 
 
-def kamflow_home() -> Path:
-    return Path(os.environ.get("KAMFLOW_HOME") or Path.home() / ".kamflow").expanduser().resolve()
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of this process (``env`` in tests), with ``$KAMFLOW_HOME`` created."""
+    return Settings.from_env(env).ensure_home()
 
 
-def paths() -> Paths:
-    home = kamflow_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return Paths(home)
+def configure_prefect_env(settings: Settings) -> None:
+    """Set Prefect's environment before ``prefect`` is imported: telemetry off, home inside ours.
 
-
-def configure_prefect_env() -> None:
-    """Set Prefect's environment before ``prefect`` is imported: telemetry off, home inside ours."""
-    home = kamflow_home()
-    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    The one place that writes ``os.environ``; entry points call it, never an import."""
+    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     # Prefect creates only the last level of its home; without the parents its server cannot
     # open its database and the ephemeral server start times out.
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
@@ -59,7 +208,50 @@ def configure_prefect_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # The stages log through their own loggers; this sends their lines to the run's log in the
     # Prefect UI too (quarantine counts, engine facts, outbox progress, ...).
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS",
-                          "kamflow")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "kamflow")
     # An ephemeral server takes 12-14 s to start cold on 2 cores; Prefect's default is 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+class _MappingSource(EnvSettingsSource):
+    """The environment source reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = dict(env)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # as pydantic-settings reads os.environ: names compared in lower case, empty ones unset
+        return {name.lower(): value for name, value in self._mapping.items() if value != ""}
+
+
+def _number(value: Any, kind: type, what: str, *, minimum: float, word: str) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be {what}, not {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"must be {word}, not {value!r}")
+    return number
+
+
+def _variable(loc: str) -> str:
+    """The variable(s) behind a field, or behind one of its aliases (pydantic reports either)."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        names = [str(n) for n in alias.choices if str(n).isupper()] \
+            if isinstance(alias, AliasChoices) else [f"KAMFLOW_{name.upper()}"]
+        if loc == name or loc in names:
+            return names[0] + "".join(f" (or {other})" for other in names[1:])
+    return loc
+
+
+def _message(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = _variable(str(error["loc"][0])) if error["loc"] else "the environment"
+    text = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] != "value_error":
+        text = f"is not valid ({text[:1].lower()}{text[1:]})"
+    return f"{where} {text}"

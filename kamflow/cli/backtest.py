@@ -12,53 +12,41 @@ carries its label (IBM Telco: ``Churn``), name the export itself:
 ``--labels DIR/telco_churn.csv --id-column customerID --label-column Churn``.
 """
 
-from __future__ import annotations
-
-import argparse
 import datetime as dt
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import numpy as np
+import typer
 
+from kamflow.cli.app import AsOf, Verbose, app, command, settings
 from kamflow.core.errors import KamflowError
-from kamflow.core.settings import paths
 
 MIN_ACCOUNTS = 10  # a backtest only measures: it can do with fewer accounts than learning
 
 
-def register(commands: Any, groups: dict[str, Any]) -> None:
-    from kamflow.cli import _date, common
-
-    backtest = commands.add_parser(
-        "backtest", help="measure churn risk against known outcomes (AUC, top-k, lift)",
-        description="Read the snapshot in SOURCE (through --mapping if given) and the known "
-                    "churn outcome of its accounts, then measure on held-out accounts how well "
-                    "each method ranks the churners first: the configured (expert) weights, "
-                    "weights by information gain, and a logistic regression trained on the "
-                    "other accounts. Prints and saves AUC, precision and recall in the top k%% "
-                    "and the lift over random under $KAMFLOW_HOME/reports/backtests/.")
-    backtest.add_argument("--source", type=Path, required=True,
-                          help="snapshot directory (CSV or Parquet files)")
-    backtest.add_argument("--mapping", type=Path, default=None,
-                          help="mapping file (YAML) for an operator's own export")
-    backtest.add_argument("--labels", type=Path, default=None,
-                          help="CSV of known outcomes (default: SOURCE/ground_truth.csv)")
-    backtest.add_argument("--id-column", default=None,
-                          help="account id column of the labels file (default: account_id)")
-    backtest.add_argument("--label-column", default=None,
-                          help="outcome column, 1 = churned (default: declining for "
-                               "ground_truth.csv, else churned)")
-    backtest.add_argument("--as-of", type=_date, default=None,
-                          help="snapshot date YYYY-MM-DD (default: today)")
-    backtest.add_argument("--json", action="store_true", help="print one JSON object")
-    backtest.set_defaults(handler=_backtest)
-    common(backtest)
-
-
-def _backtest(args: argparse.Namespace) -> int:
+@command(app, "backtest", help="measure churn risk against known outcomes (AUC, top-k, lift)",
+         description="Read the snapshot in SOURCE (through --mapping if given) and the known "
+                     "churn outcome of its accounts, then measure on held-out accounts how well "
+                     "each method ranks the churners first: the configured (expert) weights, "
+                     "weights by information gain, and a logistic regression trained on the "
+                     "other accounts. Prints and saves AUC, precision and recall in the top k% "
+                     "and the lift over random under $KAMFLOW_HOME/reports/backtests/.")
+def backtest(source: Annotated[Path, typer.Option(
+                 help="snapshot directory (CSV or Parquet files)")],
+             mapping: Annotated[Path | None, typer.Option(
+                 help="mapping file (YAML) for an operator's own export")] = None,
+             labels: Annotated[Path | None, typer.Option(
+                 help="CSV of known outcomes (default: SOURCE/ground_truth.csv)")] = None,
+             id_column: Annotated[str | None, typer.Option(
+                 help="account id column of the labels file (default: account_id)")] = None,
+             label_column: Annotated[str | None, typer.Option(
+                 help="outcome column, 1 = churned (default: declining for ground_truth.csv, "
+                      "else churned)")] = None,
+             as_of: AsOf = None,
+             json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+             verbose: Verbose = False) -> int:
     from functools import partial
 
     from kamflow import config
@@ -67,22 +55,22 @@ def _backtest(args: argparse.Namespace) -> int:
     from kamflow.scoring.backtest import run_backtest
     from kamflow.scoring.learn import history_problem
 
-    if not args.source.is_dir():
-        raise KamflowError(f"snapshot directory {args.source} does not exist")
-    as_of = args.as_of or dt.date.today()
-    scoring = config.load_scoring()
-    spec = HistorySource(str(args.source), str(args.labels) if args.labels else None,
-                         args.id_column, args.label_column)
+    if not source.is_dir():
+        raise KamflowError(f"snapshot directory {source} does not exist")
+    home = settings()
+    as_of = as_of or dt.date.today()
+    scoring = config.load_scoring(home.conf_dir / "scoring.yaml")
+    spec = HistorySource(str(source), str(labels) if labels else None, id_column, label_column)
     history = read_labelled_history(
-        spec, load_mapping(args.mapping) if args.mapping else None,
-        config.load_pipeline().validation, as_of,
+        spec, load_mapping(mapping) if mapping else None,
+        config.load_pipeline(home.conf_dir / "pipeline.yaml").validation, as_of,
         partial(history_problem, minimum=MIN_ACCOUNTS, per_outcome=1))
     result = run_backtest(history.view, history.churned, scoring)
-    report = {"source": str(args.source), "labels": str(history.labels), "as_of": str(as_of),
+    report = {"source": str(source), "labels": str(history.labels), "as_of": str(as_of),
               "accounts_in_snapshot": history.accounts_in_snapshot,
               "accounts_without_outcome": history.accounts_without_outcome, **result.as_dict()}
-    saved = _save(report)
-    if args.json:
+    saved = _save(report, home.reports)
+    if json_:
         print(json.dumps({**report, "report": str(saved)}, ensure_ascii=False, indent=2))
     else:
         print(_text(report))
@@ -90,8 +78,8 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save(report: dict[str, Any]) -> Path:
-    folder = paths().reports / "backtests"
+def _save(report: dict[str, Any], reports: Path) -> Path:
+    folder = reports / "backtests"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (f"backtest-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-"
                        f"{uuid.uuid4().hex[:6]}.json")
@@ -101,6 +89,8 @@ def _save(report: dict[str, Any]) -> Path:
 
 
 def _plain(value: Any) -> Any:
+    import numpy as np  # here: the CLI starts without numpy
+
     return value.item() if isinstance(value, np.generic) else str(value)
 
 

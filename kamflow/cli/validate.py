@@ -6,58 +6,50 @@ stop (2 when the files cannot be read at all). The quarantine and the reports ar
 run writes them, under a run id starting with ``validate-``.
 """
 
-from __future__ import annotations
-
-import argparse
 import datetime as dt
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from kamflow.cli.app import AsOf, Verbose, app, command, settings
 from kamflow.core.errors import BatchRejected, KamflowError
-from kamflow.core.settings import Paths, paths
+from kamflow.core.settings import Settings
 
 
-def register(commands: Any, groups: dict[str, Any]) -> None:
-    from kamflow.cli import _date, common
-
-    validate = commands.add_parser(
-        "validate", help="validate a snapshot (and mapping) without running the rest",
-        description="Read the snapshot in SOURCE (through --mapping if given), run every "
-                    "expectation suite and print the counts per expectation, where the "
-                    "quarantined rows and the reports (JSON, GX Data Docs) went. Creates no "
-                    "task and sends no email. Exit 0: the batch would go on; 3: it would be "
-                    "stopped; 2: the files cannot be read.")
-    validate.add_argument("--source", type=Path, required=True,
-                          help="snapshot directory (CSV or Parquet files)")
-    validate.add_argument("--mapping", type=Path, default=None,
-                          help="mapping file (YAML) for an operator's own export "
-                               "(docs/mapping.md)")
-    validate.add_argument("--as-of", type=_date, default=None,
-                          help="snapshot date YYYY-MM-DD (default: today)")
-    validate.add_argument("--json", action="store_true",
-                          help="print one JSON object instead of the table")
-    validate.set_defaults(handler=_validate)
-    common(validate)
-
-
-def _validate(args: argparse.Namespace) -> int:
+@command(app, "validate", help="validate a snapshot (and mapping) without running the rest",
+         description="Read the snapshot in SOURCE (through --mapping if given), run every "
+                     "expectation suite and print the counts per expectation, where the "
+                     "quarantined rows and the reports (JSON, GX Data Docs) went. Creates no task "
+                     "and sends no email. Exit 0: the batch would go on; 3: it would be stopped; "
+                     "2: the files cannot be read.")
+def validate(source: Annotated[Path, typer.Option(
+                 help="snapshot directory (CSV or Parquet files)")],
+             mapping: Annotated[Path | None, typer.Option(
+                 help="mapping file (YAML) for an operator's own export "
+                      "(docs/mapping.md)")] = None,
+             as_of: AsOf = None,
+             json_: Annotated[bool, typer.Option(
+                 "--json", help="print one JSON object instead of the table")] = False,
+             verbose: Verbose = False) -> int:
     from kamflow import config
     from kamflow.expectations import results_table, results_text, validate_snapshot
     from kamflow.intake import load_mapping, read_snapshot
 
-    if not args.source.is_dir():
-        raise KamflowError(f"snapshot directory {args.source} does not exist")
-    as_of = args.as_of or dt.date.today()
-    mapping = load_mapping(args.mapping) if args.mapping else None
-    pipeline = config.load_pipeline()
-    snapshot = read_snapshot(args.source, mapping, as_of)
+    if not source.is_dir():
+        raise KamflowError(f"snapshot directory {source} does not exist")
+    home = settings()
+    as_of = as_of or dt.date.today()
+    loaded_mapping = load_mapping(mapping) if mapping else None
+    pipeline = config.load_pipeline(home.conf_dir / "pipeline.yaml")
+    snapshot = read_snapshot(source, loaded_mapping, as_of)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
                                 as_of=as_of, files=snapshot.files)
     run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    written = _write_reports(paths(), run_id, outcome)
-    if args.json:
+    written = write_reports(home, run_id, outcome)
+    if json_:
         print(json.dumps({
             "run_id": run_id, "stopped": outcome.stopped, "message": outcome.message,
             "accounts_in": outcome.accounts_in,
@@ -76,7 +68,7 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_reports(home: Paths, run_id: str, outcome: Any) -> dict[str, str]:
+def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:
     """The same files a run keeps: quarantine.csv, validation.json/.md and the Data Docs."""
     from kamflow.expectations import results_markdown, write_data_docs
 

@@ -1,45 +1,18 @@
-"""Operations commands: ``kamflow serve`` runs every deployment of prefect.yaml in one process."""
+"""Operations commands: ``kamflow serve`` runs every deployment of prefect.yaml in one process,
+``kamflow setup`` creates the automation that alerts ops when a run fails."""
 
-from __future__ import annotations
-
-import argparse
-import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
 
+from kamflow.cli.app import Verbose, app, command, settings
 from kamflow.core.errors import ConfigError
 from kamflow.core.settings import DEFAULT_CONF_DIR, configure_prefect_env
 
 # Shipped as package data beside the other defaults, so an installed kamflow can serve it too.
 PREFECT_YAML = DEFAULT_CONF_DIR / "prefect.yaml"
-
-
-def register(commands: Any, groups: dict[str, Any]) -> None:
-    from kamflow.cli import common
-
-    serve = commands.add_parser(
-        "serve", help="serve the scheduled deployments of prefect.yaml from this process",
-        description="Serve every deployment in prefect.yaml (the daily retention run and the "
-                    "others) with its schedule, from this one process, against the Prefect "
-                    "server in PREFECT_API_URL. Stop with Ctrl-C. For a real setup use "
-                    "`prefect deploy --all` with a process work pool (README.md).")
-    serve.add_argument("--list", action="store_true",
-                       help="only list the deployments and their schedules")
-    serve.set_defaults(handler=_serve)
-    common(serve)
-
-    setup = commands.add_parser(
-        "setup", help="create the Prefect automation that alerts ops when a run fails",
-        description="Create (or update: it is idempotent) the Prefect automation that starts "
-                    "the ops-alert deployment, which emails KAMFLOW_OPS_EMAIL, whenever a "
-                    "kamflow flow run fails or crashes. Needs PREFECT_API_URL and the "
-                    "deployments registered (kamflow serve or prefect deploy).")
-    setup.add_argument("--ui-url", default=None,
-                       help="Prefect UI address put in alert emails (default: from the API URL)")
-    setup.set_defaults(handler=_setup)
-    common(setup)
 
 
 def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -63,7 +36,7 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
 
     deployments = []
     for spec in specs:
-        flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
+        flow: Any = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
         schedules = [Cron(s["cron"], timezone=s.get("timezone")) for s in
                      spec.get("schedules") or [] if "cron" in s]
         deployments.append(flow.to_deployment(
@@ -72,22 +45,30 @@ def build_deployments(specs: list[dict[str, Any]]) -> list[Any]:
     return deployments
 
 
-def _serve(args: argparse.Namespace) -> int:
+@command(app, "serve", help="serve the scheduled deployments of prefect.yaml from this process",
+         description="Serve every deployment in prefect.yaml (the daily retention run and the "
+                     "others) with its schedule, from this one process, against the Prefect "
+                     "server in PREFECT_API_URL. Stop with Ctrl-C. For a real setup use "
+                     "`prefect deploy --all` with a process work pool (README.md).")
+def serve(list_: Annotated[bool, typer.Option(
+              "--list", help="only list the deployments and their schedules")] = False,
+          verbose: Verbose = False) -> int:
     specs = deployment_specs()
     for spec in specs:
         crons = ", ".join(f"{s['cron']} ({s.get('timezone', 'UTC')})"
                           for s in spec.get("schedules") or [])
         print(f"{spec['name']:<20} {spec['entrypoint']:<40} {crons or 'no schedule'}")
-    if args.list:
+    if list_:
         return 0
-    if not os.environ.get("PREFECT_API_URL"):
+    home = settings()
+    if not home.prefect_api_url:
         raise ConfigError("kamflow serve needs a running Prefect server: start one with "
                           "`prefect server start` and set PREFECT_API_URL "
                           "(e.g. http://127.0.0.1:4200/api)")
-    configure_prefect_env()
-    from prefect import serve
+    configure_prefect_env(home)
+    from prefect import serve as serve_all
 
-    serve(*build_deployments(specs))
+    serve_all(*build_deployments(specs))
     return 0
 
 
@@ -95,12 +76,20 @@ AUTOMATION_NAME = "kamflow: email ops when a run fails or crashes"
 WATCHED_FLOWS = ("retention_run", "sla_watch", "daily_digest")
 
 
-def _setup(args: argparse.Namespace) -> int:
-    api = os.environ.get("PREFECT_API_URL")
+@command(app, "setup", help="create the Prefect automation that alerts ops when a run fails",
+         description="Create (or update: it is idempotent) the Prefect automation that starts "
+                     "the ops-alert deployment, which emails KAMFLOW_OPS_EMAIL, whenever a "
+                     "kamflow flow run fails or crashes. Needs PREFECT_API_URL and the "
+                     "deployments registered (kamflow serve or prefect deploy).")
+def setup(ui_url: Annotated[str | None, typer.Option(
+              help="Prefect UI address put in alert emails (default: from the API URL)")] = None,
+          verbose: Verbose = False) -> int:
+    home = settings()
+    api = home.prefect_api_url
     if not api:
         raise ConfigError("kamflow setup needs PREFECT_API_URL (the Prefect server to configure)")
-    configure_prefect_env()
-    automation = ensure_failure_automation(args.ui_url or api.rstrip("/").removesuffix("/api"))
+    configure_prefect_env(home)
+    automation = ensure_failure_automation(ui_url or api.rstrip("/").removesuffix("/api"))
     print(f"automation {automation.name!r} ({automation.id}) is in place: failed or crashed "
           f"runs of {', '.join(WATCHED_FLOWS)} start ops_alert/ops-alert")
     return 0
@@ -135,7 +124,7 @@ def ensure_failure_automation(ui_url: str) -> Any:
             match_related=ResourceSpecification({"prefect.resource.role": "flow",
                                                  "prefect.resource.name": list(WATCHED_FLOWS)}),
             posture=Posture.Reactive, threshold=1),
-        actions=[RunDeployment(
+        actions=[RunDeployment(  # type: ignore[call-arg]  # job_variables is optional
             source="selected", deployment_id=deployment.id,
             # Single-expression templates are JSON-encoded by Prefect: UUIDs must become text.
             parameters={"flow_run_id": "{{ flow_run.id | string }}",

@@ -1,0 +1,280 @@
+"""Commands that close the loop on tasks, escalate overdue ones, send digests and serve links.
+
+    kamflow tasks list [--json] [--status S]  the tasks, newest last
+    kamflow tasks show ID [--json]          the task, its reason and its whole history
+    kamflow tasks ack ID [--note TEXT]      acknowledge (I have it)
+    kamflow tasks done ID [--note TEXT]     mark done (closes it; its cooldown starts)
+    kamflow tasks reassign ID --to EMAIL    give it to someone else, who is emailed at once
+    kamflow sla-watch [--now ISO]           run the sla_watch flow once
+    kamflow digest [--force]                run the daily_digest flow once
+    kamflow web [--host H] [--port P]       serve the one-click links of the emails
+"""
+
+import datetime as dt
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+
+from kamflow.cli.app import Verbose, app, command, positive_int, settings, tasks_app
+from kamflow.core.errors import KamflowError
+from kamflow.core.settings import Settings, configure_prefect_env
+
+TaskId = Annotated[int, typer.Argument(parser=positive_int, metavar="ID", help="task id")]
+Note = Annotated[str, typer.Option(help="what was done (kept in the history)")]
+By = Annotated[str | None, typer.Option(help="who acts (default: your login name)")]
+Now = Annotated[str | None, typer.Option(
+    help="ISO date-time to treat as now (default: the current time)")]
+
+TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "owner_role",
+               "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
+               "status", "created_at", "due_at", "closed_at", "run_id")
+
+
+def _store(home: Settings | None = None) -> Any:
+    from kamflow.worklist import TaskStore
+
+    return TaskStore((home or settings()).database_url)
+
+
+@command(tasks_app, "list", help="list tasks", description="List tasks, newest last.")
+def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON array of tasks")]
+               = False,
+               status: Annotated[str | None, typer.Option(
+                   help="only tasks with this status (e.g. open)")] = None,
+               limit: Annotated[int | None, typer.Option(
+                   parser=positive_int, help="at most N tasks")] = None,
+               verbose: Verbose = False) -> int:
+    store = _store()
+    try:
+        tasks = store.list_tasks(status=status, limit=limit)
+    finally:
+        store.dispose()
+    records = [task_record(t, aware=False) for t in tasks]
+    if json_:
+        print(json.dumps(records, ensure_ascii=False, indent=2))
+        return 0
+    if not records:
+        print("no tasks")
+        return 0
+    print(f"{'id':>6}  {'status':<8} {'due':<16} {'pri':>3}  {'account':<10} {'action':<24} owner")
+    for r in records:
+        print(f"{r['id']:>6}  {r['status']:<8} {r['due_at'][:16]:<16} {r['priority']:>3}  "
+              f"{r['account_id']:<10} {r['action']:<24} {r['owner_email']}")
+    print(f"{len(records):,} task(s)")
+    return 0
+
+
+@command(tasks_app, "show", help="show a task, its reason and its history",
+         description="Show one task: account, action, owner, deadline, status, the rule and "
+                     "reason that raised it, and every change in its history (created, "
+                     "acknowledged, escalated, reassigned, done).")
+def show(task_id: TaskId,
+         json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+         verbose: Verbose = False) -> int:
+    store = _store()
+    try:
+        try:
+            task = store.get_task(task_id)
+        except LookupError as exc:
+            raise KamflowError(str(exc)) from None
+        history = store.history(task_id)
+    finally:
+        store.dispose()
+    record = {**task_record(task), "escalation_level": task.escalation_level,
+              "history": [{"at": _iso(e.at), "event": e.event, "detail": e.detail}
+                          for e in history]}
+    if json_:
+        print(json.dumps(record, ensure_ascii=False, indent=2))
+        return 0
+    print(f"task {task.id}: {task.action_title} for {task.account_name} ({task.account_id})")
+    for label, key in (("status", "status"), ("owner", "owner_email"), ("due", "due_at"),
+                       ("priority", "priority"), ("rule", "rule_id"),
+                       ("rule set", "ruleset_version"), ("created", "created_at"),
+                       ("closed", "closed_at"), ("escalations", "escalation_level")):
+        value = record.get(key)
+        if key == "owner_email":
+            value = f"{task.owner_name} <{task.owner_email}>"
+        if value is not None:
+            print(f"  {label + ':':<13}{value}")
+    print(f"  {'reason:':<13}{task.reason}")
+    print("history:")
+    for event in record["history"]:
+        print(f"  {event['at'][:19]}  {event['event']:<13}{event['detail']}")
+    return 0
+
+
+@command(tasks_app, "ack", help="acknowledge a task",
+         description="Acknowledge a task: you have taken it on. It stays open (and still "
+                     "escalates if its deadline passes).")
+def ack(task_id: TaskId, note: Note = "", by: By = None, verbose: Verbose = False) -> int:
+    return _transition(task_id, "ack", note, by)
+
+
+@command(tasks_app, "done", help="mark a task done",
+         description="Mark a task done: it closes, and the same action is not raised for the "
+                     "account again during its cooldown.")
+def done(task_id: TaskId, note: Note = "", by: By = None, verbose: Verbose = False) -> int:
+    return _transition(task_id, "done", note, by)
+
+
+def _actor(by: str | None) -> str:
+    if by:
+        return str(by)
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _transition(task_id: int, action: str, note: str, by: str | None) -> int:
+    from kamflow.worklist.store import TaskClosedError
+
+    store = _store()
+    try:
+        try:
+            task, changed = store.transition(task_id, action, dt.datetime.now(dt.UTC),
+                                             _actor(by), note)
+        except (LookupError, TaskClosedError) as exc:
+            raise KamflowError(str(exc)) from None
+    finally:
+        store.dispose()
+    state = "acknowledged" if action == "ack" else "done"
+    print(f"task {task.id} is {'now' if changed else 'already'} {state} "
+          f"({task.account_id}, {task.action})")
+    return 0
+
+
+@command(tasks_app, "reassign", help="give a task to someone else",
+         description="Give an open task to another owner. The new owner gets an email at once "
+                     "(through the outbox), and the change is kept in the history. The deadline "
+                     "stays unless --due-in-days sets a new one (working days, "
+                     "conf/calendar.yaml).")
+def reassign(task_id: TaskId,
+             to: Annotated[str, typer.Option(help="email address of the new owner")],
+             name: Annotated[str | None, typer.Option(
+                 help="name of the new owner (default: from conf/owners.yaml)")] = None,
+             due_in_days: Annotated[float | None, typer.Option(
+                 help="new deadline in working days from now")] = None,
+             note: Annotated[str, typer.Option(
+                 help="why (kept in the history and the email)")] = "",
+             by: By = None, verbose: Verbose = False) -> int:
+    from kamflow import config
+    from kamflow.core.links import LinkSigner
+    from kamflow.flows.delivery import reassign_task
+    from kamflow.rules import load_ruleset
+    from kamflow.worklist.calendar import add_business_time
+    from kamflow.worklist.store import TaskClosedError
+
+    if "@" not in to:
+        raise KamflowError(f"--to must be an email address, not {to!r}")
+    home = settings()
+    now = dt.datetime.now(dt.UTC)
+    calendar = config.load_calendar(home.conf_dir / "calendar.yaml")
+    owners = config.load_owners(home.conf_dir / "owners.yaml")
+    due = None
+    if due_in_days is not None:
+        if due_in_days <= 0:
+            raise KamflowError("--due-in-days must be positive")
+        person = owners.lookup(to)
+        due = add_business_time(now, due_in_days,
+                                calendar.with_hours(person.working_hours if person else None))
+    titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
+    store = _store(home)
+    try:
+        try:
+            task = reassign_task(store, owners, task_id, to, _actor(by), now, note, name, due,
+                                 titles, calendar.timezone, LinkSigner.from_settings(home))
+        except (LookupError, TaskClosedError) as exc:
+            raise KamflowError(str(exc)) from None
+    finally:
+        store.dispose()
+    print(f"task {task.id} reassigned to {task.owner_name} <{task.owner_email}>; the email to "
+          "them is in the outbox (the next run or `kamflow sla-watch` sends it)")
+    return 0
+
+
+def _run_flow_once(name: str, **kwargs: Any) -> Any:
+    configure_prefect_env(settings())
+    if name == "sla_watch":
+        from kamflow.flows.sla_watch import sla_watch as flow
+    else:
+        from kamflow.flows.digest import daily_digest as flow
+    state = flow(**kwargs, return_state=True)
+    data = getattr(state, "data", None)
+    if not isinstance(data, dict):
+        try:
+            data = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001 - the summary is a nicety; the state says what happened
+            data = {}
+    data = data if isinstance(data, dict) else {}
+    if not state.is_completed():
+        raise KamflowError(state.message or f"the {name} run failed; see the log above")
+    return state, data
+
+
+@command(app, "sla-watch", help="escalate overdue tasks once (the hourly flow)",
+         description="Run the sla_watch flow once: every open task past its deadline moves one "
+                     "rung up its ladder (owner, supervisor, department head; conf/owners.yaml), "
+                     "gets a new deadline, a history row, an email to the new owner and a "
+                     "Prefect event.")
+def sla_watch(now: Now = None, verbose: Verbose = False) -> int:
+    _check_iso(now)
+    state, data = _run_flow_once("sla_watch", now=now)
+    print(f"sla-watch: {data.get('overdue', 0)} overdue, {data.get('escalated', 0)} escalated, "
+          f"{data.get('at_top', 0)} already with the department head; "
+          f"{data.get('emails_sent', 0)} email(s) sent")
+    return 0
+
+
+@command(app, "digest", help="email every owner their open tasks (daily)",
+         description="Run the daily_digest flow once: one email per owner listing all their "
+                     "open tasks, overdue ones marked, with one-click links. At most one digest "
+                     "per owner and day.")
+def digest(force: Annotated[bool, typer.Option(
+               help="send even on a day off in conf/calendar.yaml")] = False,
+           now: Now = None, verbose: Verbose = False) -> int:
+    _check_iso(now)
+    state, _ = _run_flow_once("daily_digest", now=now, force=force)
+    print(f"digest: {state.message}")
+    return 0
+
+
+@command(app, "web", help="serve the one-click task links of the emails",
+         description="Serve the links in task emails (acknowledge, mark done): each shows the "
+                     "task and a confirm button. Links are signed (KAMFLOW_LINK_SECRET, or a key "
+                     "kept in $KAMFLOW_HOME/link-secret) and expire (KAMFLOW_LINK_TTL_DAYS, "
+                     "default 7). Set KAMFLOW_PUBLIC_URL to the address staff use to reach this "
+                     "server (behind a TLS reverse proxy: docs/configuration.md).")
+def web(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(parser=positive_int, help="port to listen on")] = 8765,
+        verbose: Verbose = False) -> int:
+    from kamflow.web import run_server
+
+    run_server(settings(), host, port, announce=lambda line: print(line, flush=True))
+    return 0
+
+
+def task_record(task: Any, aware: bool = True) -> dict[str, Any]:
+    """The task as JSON-ready values (``aware``: naive times read as UTC, as `tasks show`
+    prints them; `tasks list` prints them as stored)."""
+    record = {name: getattr(task, name) for name in TASK_FIELDS}
+    for name in ("created_at", "due_at", "closed_at"):
+        if record[name] is not None:
+            record[name] = _iso(record[name]) if aware else record[name].isoformat()
+    return record
+
+
+def _check_iso(text: str | None) -> None:
+    if text is None:
+        return
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise KamflowError(f"--now {text!r} is not an ISO date-time such as "
+                           "2026-11-27T10:00:00+08:00") from None
+
+
+def _iso(stamp: dt.datetime) -> str:
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).isoformat()
