@@ -100,11 +100,9 @@ def sla_watch(now: str | None = None) -> State:
         store = TaskStore(paths().database_url)
     except KamflowError as exc:
         return Failed(message=str(exc))
-    try:
+    with store:
         result = escalate_stage(store, moment)
         drained = send_stage(store)
-    finally:
-        store.dispose()
     if result.escalated:
         create_table_artifact(result.escalated, key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")

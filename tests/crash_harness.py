@@ -78,8 +78,7 @@ def main() -> int:
         backend = notifications.FileOutbox(Path(args.outbox))
     calendar = BusinessCalendar()
     links = LinkSigner(SECRET)
-    store = TaskStore(args.db)
-    try:
+    with TaskStore(args.db) as store:
         for phase in args.phases:
             if phase == "dispatch":
                 dispatch(decisions(), TITLES, OWNERS, store, "harness", NOW, calendar, links)
@@ -89,8 +88,6 @@ def main() -> int:
                 queue_daily_digests(store, OWNERS, calendar, NOW, TITLES, links)
             elif phase == "escalate":
                 escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links)
-    finally:
-        store.dispose()
     return 0
 
 
