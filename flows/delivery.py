@@ -39,6 +39,7 @@ from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
 from kamflow.worklist.store import QueuedEmail
+from kamflow.worklist.tasks import Escalation
 
 __all__ = [
     "DrainResult",
@@ -82,8 +83,9 @@ def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, st
 @dataclass(frozen=True)
 class EmailRenderer:
     """One owner's email listing tasks, in the owner's language with their one-click links:
-    ``new_tasks`` (the tasks a run just raised) or ``open_tasks`` (the daily digest).
-    A picklable value, so render workers can run it."""
+    ``new_tasks`` (the tasks a run just raised; those marked ``urgent`` in an email of their
+    own), ``open_tasks`` (the daily digest) or ``escalations`` (the tasks an sla_watch run
+    escalated to them). A picklable value, so render workers can run it."""
 
     template: str
     titles: Titles
@@ -102,6 +104,10 @@ class EmailRenderer:
         if self.template == "open_tasks":
             return notifications.render_open_tasks_digest(owner_name, tasks, language,
                                                           self.timezone, self.now)
+        if self.template == "escalations":
+            return notifications.render_escalations(owner_name, tasks, language, self.timezone)
+        if tasks and tasks[0].get("urgent"):
+            return notifications.render_urgent_tasks(owner_name, tasks, language, self.timezone)
         return notifications.render_task_digest(owner_name, tasks, language, self.timezone)
 
 
@@ -168,11 +174,14 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                      emit: Callable[[dict[str, Any]], None] | None = None) -> EscalationResult:
     """Move every overdue open task one rung up its ladder (owner -> supervisor -> ... ->
     department head): new owner, a new deadline of ``due_days`` working days, status
-    ``escalated``, a history row and an immediate email to the new owner, committed together per
-    task; then ``emit(step)`` (the flow sends a Prefect event)."""
+    ``escalated`` and a history row per task, and ONE email per new owner listing every task
+    escalated to them (by priority, then the longest overdue; each with its ladder and links),
+    all committed together; then ``emit(step)`` per step (the flow sends a Prefect event)."""
     result = EscalationResult()
     overdue = store.overdue_tasks(now)
     result.overdue = len(overdue)
+    ladders = store.ladders([t.id for t in overdue])
+    steps: list[Escalation] = []
     for task in overdue:
         rung = owners.next_rung(task.owner_email)
         if rung is None:
@@ -180,33 +189,41 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
             continue
         level = task.escalation_level + 1
         due = add_business_time(now, due_days, calendar.with_hours(rung.working_hours))
-        language = rung.language
-        view = task_view(task, due_at=due, escalation_level=level, status="escalated")
-        view = _localise([view], titles or {}, language)[0]
-        if links is not None:
-            view.update(links.links(task.id, rung.email, now))
-        previous = f"{task.owner_name} <{task.owner_email}>"
-        subject, text, html = notifications.render_task_assignment(
-            rung.name, view, "escalation", previous, language, calendar.timezone)
-        email = QueuedEmail(f"escalation-{task.id}-{level}", rung.email, rung.name, subject, text,
-                            html, "escalation", (task.id,))
+        held = [*ladders.get(task.id, [(task.owner_email, _aware(task.created_at))]),
+                (rung.email, now)]
+        view = task_view(task, due_at=due, escalation_level=level, status="escalated",
+                         overdue_since=_aware(task.due_at),
+                         ladder=[(_who(owners, email), since) for email, since in held])
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
                   f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
-        if not store.escalate(task, rung.email, rung.name, due, now, detail, email):
-            result.skipped += 1
-            continue
-        step = {"task_id": task.id, "account_id": task.account_id, "action": task.action,
-                "level": level, "from": task.owner_email, "to": rung.email,
-                "overdue_since": _aware(task.due_at).isoformat(), "due_at": due.isoformat()}
-        result.escalated.append(step)
-        log.info("escalated task %d (%s, %s) %s", task.id, task.account_id, task.action, detail)
+        steps.append(Escalation(task, rung.email, rung.name, due, detail, view))
+    render = EmailRenderer("escalations", dict(titles or {}), owners, calendar.timezone, now,
+                           links)
+    taken = store.escalate_all(steps, now, render)
+    result.skipped = len(steps) - len(taken)
+    for step in taken:
+        task = step.task
+        level = task.escalation_level + 1
+        event = {"task_id": task.id, "account_id": task.account_id, "action": task.action,
+                 "level": level, "from": task.owner_email, "to": step.owner_email,
+                 "overdue_since": _aware(task.due_at).isoformat(),
+                 "due_at": step.due_at.isoformat()}
+        result.escalated.append(event)
+        log.info("escalated task %d (%s, %s) %s", task.id, task.account_id, task.action,
+                 step.detail)
         if emit is not None:
-            emit(step)
+            emit(event)
     if result.at_top:
         log.warning("%d overdue task(s) are already with the top of their ladder (no one left to "
                     "escalate to): %s", len(result.at_top),
                     ", ".join(map(str, result.at_top[:20])))
     return result
+
+
+def _who(owners: OwnerDirectory, email: str) -> str:
+    """A ladder rung as a reader knows it: the person's name when the directory has it."""
+    person = owners.lookup(email) if email else None
+    return f"{person.name} <{person.email}>" if person else email
 
 
 # -- the daily digest ------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 An open task (open, acknowledged or escalated) past its deadline moves from its owner to the
 owner's supervisor, then on up to the key-account department head (conf/owners.yaml), with a
-new deadline of ``escalation_due_days`` working days (conf/calendar.yaml). Each step is one
-transaction (task, history row, immediate email to the new owner in the outbox) followed by a
-Prefect event ``kamflow.task.escalated``; then the outbox is drained. Run it once with
+new deadline of ``escalation_due_days`` working days (conf/calendar.yaml). A run's steps are one
+transaction (tasks, history rows, and ONE email per new owner listing every task escalated to
+them) followed by a Prefect event ``kamflow.task.escalated`` per step; then the outbox is
+drained. Run it once with
 ``kamflow sla-watch``; serve it hourly with ``python -m flows.sla_watch``.
 """
 

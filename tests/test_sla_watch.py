@@ -61,11 +61,15 @@ def test_escalation_climbs_the_ladder_one_step_per_run(tmp_path: Path) -> None:
     assert "wang@staff.example.test -> zhao@staff.example.test" in history[1].detail
     assert "zhao@staff.example.test -> head@staff.example.test" in history[2].detail
     emails = [e for e in store.unsent_emails() if e.kind == "escalation"]
-    assert sorted(e.recipient for e in emails if str(wang_task.id) == e.task_ids) == [
-        "head@staff.example.test", "zhao@staff.example.test"]
+    assert sorted(e.recipient for e in emails if str(wang_task.id) in e.task_ids.split(",")) \
+        == ["head@staff.example.test", "zhao@staff.example.test"]
+    # one email per new owner and run: zhao once (four tasks), the head once per run
+    assert sorted((e.recipient, len(e.task_ids.split(","))) for e in emails) == [
+        ("head@staff.example.test", 1), ("head@staff.example.test", 4),
+        ("zhao@staff.example.test", 4)]
     zhao = next(e for e in emails if e.recipient == "zhao@staff.example.test")
     assert "逾期任务升级给您" in zhao.subject and "主动关怀回访" in zhao.subject  # in zh-CN
-    assert "/t/v1." in zhao.body_text  # with its one-click links
+    assert zhao.body_text.count("/t/v1.") == 8  # each task with its two one-click links
     store.dispose()
 
 

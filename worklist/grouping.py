@@ -26,8 +26,8 @@ from kamflow.worklist.models import OPEN_STATUSES, OutboxEmail, Task
 from kamflow.worklist.outbox import EMAIL_CHUNK, QueuedEmail
 
 __all__ = ["DIGEST_FIELDS", "MAX_TASKS_PER_EMAIL", "DigestRenderer", "DigestStore",
-           "ManyRenderer", "Renderer", "digest_key", "email_parts", "new_task_emails",
-           "one_by_one", "urgency"]
+           "ManyRenderer", "Renderer", "digest_key", "email_parts", "escalation_emails",
+           "escalation_key", "new_task_emails", "one_by_one", "urgency"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ def digest_key(day: dt.date, owner_email: str, part: int = 1) -> str:
     return f"digest-{day.isoformat()}-{digest}" + (f"-{part}" if part > 1 else "")
 
 
+def escalation_key(owner_email: str, first_task_id: int, level: int) -> str:
+    """The outbox key of one escalation email: its recipient and the first task it lists at its
+    new level. Each (task, level) step happens once, so a key never repeats across runs."""
+    digest = hashlib.sha256(owner_email.strip().lower().encode("utf-8")).hexdigest()[:16]
+    return f"escalation-{digest}-{first_task_id}-{level}"
+
+
 def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """An owner's tasks (most urgent first) in emails of at most ``MAX_TASKS_PER_EMAIL``: a
     team mailbox can receive tens of thousands of tasks on a first national run, and one email
@@ -71,20 +78,52 @@ def urgency(view: dict[str, Any]) -> tuple[Any, ...]:
     return (int(view["priority"]), as_datetime(view["due_at"]), view["task_id"])
 
 
+def escalation_order(view: dict[str, Any]) -> tuple[Any, ...]:
+    """An escalation email's order: priority, then the longest overdue, then the oldest task."""
+    return (int(view["priority"]), as_datetime(view["overdue_since"]), view["task_id"])
+
+
+def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str, Any]]],
+                      run_id: str, render_many: ManyRenderer, now: dt.datetime) -> int:
+    """One email per new owner listing every task escalated to them in this run (``views``:
+    (owner email, owner name, the task as the email shows it), each view with its ``task_id``,
+    new ``escalation_level``, ``priority`` and ``overdue_since``), split at
+    ``MAX_TASKS_PER_EMAIL``; written inside the caller's transaction. Returns how many."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    names: dict[str, str] = {}
+    for owner_email, owner_name, view in views:
+        name = names.setdefault(owner_email.lower(), owner_name)
+        groups.setdefault((owner_email, name), []).append(view)
+    parts = [(owner, part) for owner, group in sorted(groups.items())
+             for part in email_parts(sorted(group, key=escalation_order))]
+    rendered = render_many((name, email, part) for (email, name), part in parts)
+    for ((owner_email, owner_name), part), (subject, text, html) in zip(parts, rendered,
+                                                                       strict=True):
+        first = part[0]
+        key = escalation_key(owner_email, first["task_id"], first["escalation_level"])
+        insert_rows(session, OutboxEmail.__table__, [QueuedEmail(
+            key, owner_email, owner_name, subject, text, html, "escalation",
+            tuple(v["task_id"] for v in part)).values(now, run_id)])
+        crash_point("escalate.written")
+    return len(parts)
+
+
 def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], run_id: str,
                     render_many: ManyRenderer, now: dt.datetime) -> int:
     """Write the emails announcing newly raised tasks (``fresh``, whose ids are ``ids``) into
     the outbox, inside the caller's transaction; returns how many."""
     if not ids:
         return 0
-    # An action whose email mode is "own" (rules/actions.yaml) gets an email of its own;
-    # the rest go into one email per owner listing their new tasks.
+    # Tasks of an action whose email mode is "own" (rules/actions.yaml) go into one "urgent"
+    # email per owner (views marked ``urgent``), apart from the routine one listing the rest.
     own = (fresh["email"] == "own").to_numpy() if "email" in fresh else \
         np.zeros(len(fresh), dtype=bool)
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for task_id, alone, record in zip(ids, own, records(fresh, _NEW_TASK_COLUMNS), strict=True):
-        owner = (record.pop("owner_email"), record.pop("owner_name"), task_id if alone else 0)
+    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    for task_id, urgent, record in zip(ids, own, records(fresh, _NEW_TASK_COLUMNS), strict=True):
+        owner = (record.pop("owner_email"), record.pop("owner_name"), bool(urgent))
         record["task_id"] = task_id
+        if urgent:
+            record["urgent"] = True
         groups.setdefault(owner, []).append(record)
     # Rendered and stored a few hundred at a time: a national first run renders 3 GB of
     # email, which must not sit in memory at once (all still in the one transaction).
@@ -93,11 +132,11 @@ def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], r
              for part in email_parts(sorted(views, key=urgency))]
     del groups
     rendered = render_many((name, email, views) for (email, name, _), views in parts)
-    for done, (((owner_email, owner_name, _), views), (subject, text, html)) in enumerate(
+    for done, (((owner_email, owner_name, urgent), views), (subject, text, html)) in enumerate(
             zip(parts, rendered, strict=True), start=1):
         rows.append(QueuedEmail(uuid.uuid4().hex, owner_email, owner_name, subject, text,
-                                html, "new_tasks", tuple(v["task_id"] for v in views))
-                    .values(now, run_id))
+                                html, "urgent_tasks" if urgent else "new_tasks",
+                                tuple(v["task_id"] for v in views)).values(now, run_id))
         if len(rows) == EMAIL_CHUNK:
             insert_rows(session, OutboxEmail.__table__, rows)
             rows = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +22,17 @@ from sqlalchemy.orm import Session
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
-from kamflow.worklist.grouping import ManyRenderer, Renderer, new_task_emails, one_by_one
+from kamflow.worklist.grouping import (
+    ManyRenderer,
+    Renderer,
+    escalation_emails,
+    new_task_emails,
+    one_by_one,
+)
 from kamflow.worklist.models import OPEN_STATUSES, STATUSES, Task, TaskEvent
 from kamflow.worklist.outbox import QueuedEmail
 
-__all__ = ["TASK_FIELDS", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
+__all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,22 @@ class RaiseResult:
     skipped_cooldown: int
     emails: int
     created_by_action: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """One planned step up the ladder: the task as read, its new owner and deadline, the history
+    detail, and the task as the new owner's email shows it (``view``)."""
+
+    task: Task
+    owner_email: str
+    owner_name: str
+    due_at: dt.datetime
+    detail: str
+    view: dict[str, Any]
+
+
+_MOVE = re.compile(r"(\S+@\S+) -> (\S+@\S+)")  # "from -> to" in escalation/reassignment details
 
 
 class TaskLifecycle(StoreBase):
@@ -215,6 +239,65 @@ class TaskLifecycle(StoreBase):
             crash_point("escalate.written")
         crash_point("escalate.committed")
         return True
+
+
+    def escalate_all(self, steps: Sequence[Escalation], now: dt.datetime, render: Renderer,
+                     render_many: ManyRenderer | None = None) -> list[Escalation]:
+        """Take every planned step whose task is still as it was read (same owner and level,
+        open, overdue), with its history row, and write ONE email per new owner listing the
+        tasks escalated to them (split at ``MAX_TASKS_PER_EMAIL``), all in one transaction:
+        a crash leaves all of it or none, so each step is recorded and emailed exactly once.
+        Returns the steps taken; the others were changed by someone meanwhile."""
+        now = utc(now)
+        taken: list[Escalation] = []
+        with self.session() as session:
+            for step in steps:
+                task = step.task
+                changed = session.execute(update(Task).where(
+                    Task.id == task.id, Task.escalation_level == task.escalation_level,
+                    Task.owner_email == task.owner_email, Task.status.in_(OPEN_STATUSES),
+                    Task.due_at < now).values(
+                    owner_email=step.owner_email, owner_name=step.owner_name,
+                    status="escalated", escalation_level=task.escalation_level + 1,
+                    due_at=utc(step.due_at))).rowcount
+                if changed == 1:
+                    taken.append(step)
+            insert_rows(session, TaskEvent.__table__, [
+                {"task_id": s.task.id, "at": now, "event": "escalated", "detail": s.detail}
+                for s in taken])
+            escalation_emails(session, [(s.owner_email, s.owner_name, s.view) for s in taken],
+                              f"sla-{now:%Y%m%dT%H%M%S}", render_many or one_by_one(render), now)
+        crash_point("escalate.committed")
+        return taken
+
+    def ladders(self, task_ids: Sequence[int]) -> dict[int, list[tuple[str, dt.datetime]]]:
+        """Who held each task and since when, oldest first: its first owner from its creation,
+        then every escalation and reassignment (read from the history)."""
+        found: dict[int, list[tuple[str, dt.datetime]]] = {}
+        ids = list(task_ids)
+        with self.session() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                owners = dict(session.execute(select(Task.id, Task.owner_email).where(
+                    Task.id.in_(chunk))).tuples().all())
+                events = session.execute(select(
+                    TaskEvent.task_id, TaskEvent.at, TaskEvent.event, TaskEvent.detail).where(
+                    TaskEvent.task_id.in_(chunk),
+                    TaskEvent.event.in_(("created", "escalated", "reassigned")))
+                    .order_by(TaskEvent.id)).tuples().all()
+                for task_id, at, event, detail in events:
+                    ladder = found.setdefault(task_id, [])
+                    move = _MOVE.search(detail or "")
+                    if event == "created":
+                        ladder.append(("", aware(at)))  # its first owner: filled in below
+                    elif move:
+                        if ladder and not ladder[0][0]:
+                            ladder[0] = (move.group(1).rstrip(";,"), ladder[0][1])
+                        ladder.append((move.group(2).rstrip(";,"), aware(at)))
+                for task_id, ladder in found.items():
+                    if task_id in owners and ladder and not ladder[0][0]:
+                        ladder[0] = (owners[task_id], ladder[0][1])
+        return found
 
 
 def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:

@@ -1,0 +1,65 @@
+"""Escalations arrive as one email per recipient and run, not one per task (issue 17): a
+generated base a week overdue, escalated by the shipped owners directory and calendar."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import math
+from pathlib import Path
+
+import pytest
+
+from kamflow import config
+from kamflow.core.links import LinkSigner
+from kamflow.flows.delivery import dispatch, escalate_overdue
+from kamflow.worklist import TaskStore
+from kamflow.worklist.grouping import MAX_TASKS_PER_EMAIL
+
+ACCOUNTS = 10_000
+RUN_AT = dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)  # the daily run, 10:00 in Shanghai
+WEEK_LATER = RUN_AT + dt.timedelta(days=7)
+
+
+@pytest.fixture(scope="module")
+def decisions():
+    """The shipped rules' decisions on a generated base of ACCOUNTS clean accounts."""
+    from kamflow.generate import make_snapshot, typed_tables
+    from kamflow.intake import build_customer_view
+    from kamflow.rules import decide, load_ruleset
+    from kamflow.scoring import score_accounts
+
+    as_of = RUN_AT.date()
+    tables = typed_tables(make_snapshot(ACCOUNTS, as_of, seed=17, bad_share=0.0))
+    view = build_customer_view(tables, as_of).drop(columns=["_row"], errors="ignore")
+    return decide(score_accounts(view, config.load_scoring()), load_ruleset())
+
+
+def titles() -> dict[str, tuple[str, str]]:
+    from kamflow.rules import load_ruleset
+
+    return {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
+
+
+def test_a_week_overdue_base_sends_one_escalation_email_per_recipient(decisions,
+                                                                      tmp_path: Path) -> None:
+    """Every open task a week overdue escalates, yet each new owner gets one email listing all
+    of theirs (more only past the per-email maximum of 200 tasks), and each task is listed in
+    exactly one email; the daily run's urgent tasks are one email per owner too."""
+    owners, calendar, links = config.load_owners(), config.load_calendar(), LinkSigner(b"e" * 32)
+    with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+        raised = dispatch(decisions, titles(), owners, store, "daily", RUN_AT, calendar, links)
+        urgent = collections.Counter(e.recipient for e in store.unsent_emails()
+                                     if e.kind == "urgent_tasks")
+        assert urgent and set(urgent.values()) == {1}  # one urgent email per owner and run
+        result = escalate_overdue(store, owners, calendar, config.load_escalation_due_days(),
+                                  WEEK_LATER, titles(), links)
+        assert len(result.escalated) + len(result.at_top) == result.overdue > 100
+        assert raised.created >= result.overdue
+        to = collections.Counter(step["to"] for step in result.escalated)
+        emails = [e for e in store.unsent_emails() if e.kind == "escalation"]
+    per_recipient = collections.Counter(e.recipient for e in emails)
+    assert per_recipient == {r: math.ceil(n / MAX_TASKS_PER_EMAIL) for r, n in to.items()}
+    assert len(emails) < len(result.escalated) / 10  # the storm of one email per task is gone
+    listed = [int(i) for e in emails for i in e.task_ids.split(",")]
+    assert sorted(listed) == sorted(step["task_id"] for step in result.escalated)
