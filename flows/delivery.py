@@ -45,6 +45,7 @@ __all__ = [
     "DrainResult",
     "EmailRenderer",
     "EscalationResult",
+    "StormPolicy",
     "dispatch",
     "drain_outbox",
     "escalate_overdue",
@@ -166,20 +167,45 @@ class EscalationResult:
     escalated: list[dict[str, Any]] = field(default_factory=list)
     at_top: list[int] = field(default_factory=list)  # overdue with nobody left above
     skipped: int = 0  # changed by someone else while sla_watch ran
+    storm: bool = False  # too many overdue at once: summaries instead of lists
+    ops_alerted: bool = False  # this run raised the storm's one ops alert
+
+
+@dataclass(frozen=True)
+class StormPolicy:
+    """When an escalation run is a storm: more than ``share`` of the open tasks overdue at once
+    (and at least ``minimum`` of them), as after a holiday missing from the calendar, an outage
+    or a first national run. Every overdue task still moves up one rung (the ladder's promise
+    that someone above sees it holds), but each new owner gets one summary email of their
+    ``summary_size`` most urgent tasks instead of the list, and ops get one alert (none again
+    within ``alert_quiet``, so the next hourly runs of the same storm stay quiet)."""
+
+    share: float = 0.25
+    minimum: int = 100
+    summary_size: int = 20
+    alert_quiet: dt.timedelta = dt.timedelta(days=3)  # a storm can outlast a long weekend
+
+    def is_storm(self, overdue: int, open_tasks: int) -> bool:
+        return overdue >= self.minimum and overdue > self.share * open_tasks
 
 
 def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: BusinessCalendar,
                      due_days: float, now: dt.datetime, titles: Titles | None = None,
                      links: LinkSigner | None = None,
-                     emit: Callable[[dict[str, Any]], None] | None = None) -> EscalationResult:
+                     emit: Callable[[dict[str, Any]], None] | None = None,
+                     storm: StormPolicy | None = StormPolicy(),
+                     ops_email: str | None = None) -> EscalationResult:
     """Move every overdue open task one rung up its ladder (owner -> supervisor -> ... ->
     department head): new owner, a new deadline of ``due_days`` working days, status
     ``escalated`` and a history row per task, and ONE email per new owner listing every task
     escalated to them (by priority, then the longest overdue; each with its ladder and links),
-    all committed together; then ``emit(step)`` per step (the flow sends a Prefect event)."""
+    all committed together; then ``emit(step)`` per step (the flow sends a Prefect event).
+    In a ``storm`` each new owner gets a summary instead, and ``ops_email`` one alert."""
     result = EscalationResult()
     overdue = store.overdue_tasks(now)
     result.overdue = len(overdue)
+    open_tasks = store.open_task_count() if storm is not None and overdue else 0
+    result.storm = storm is not None and storm.is_storm(len(overdue), open_tasks)
     ladders = store.ladders([t.id for t in overdue])
     steps: list[Escalation] = []
     for task in overdue:
@@ -199,7 +225,15 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
         steps.append(Escalation(task, rung.email, rung.name, due, detail, view))
     render = EmailRenderer("escalations", dict(titles or {}), owners, calendar.timezone, now,
                            links)
-    taken = store.escalate_all(steps, now, render)
+    alert = None
+    if result.storm and storm is not None:
+        log.warning("escalation storm: %d of %d open task(s) overdue at once; each new owner "
+                    "gets one summary email", len(overdue), open_tasks)
+        if ops_email:
+            alert = storm_alert(ops_email, len(overdue), open_tasks, now, storm)
+    taken, result.ops_alerted = store.escalate_all(
+        steps, now, render, summary_size=storm.summary_size if result.storm and storm else None,
+        storm_alert=alert, alert_quiet=storm.alert_quiet if storm else dt.timedelta(0))
     result.skipped = len(steps) - len(taken)
     for step in taken:
         task = step.task
@@ -218,6 +252,23 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                     "escalate to): %s", len(result.at_top),
                     ", ".join(map(str, result.at_top[:20])))
     return result
+
+
+def storm_alert(ops_email: str, overdue: int, open_tasks: int, now: dt.datetime,
+                storm: StormPolicy) -> QueuedEmail:
+    """The one email telling ops that an escalation storm began."""
+    share = 100 * overdue / max(open_tasks, 1)
+    text = (f"sla_watch found {overdue} of {open_tasks} open tasks ({share:.0f} %) overdue at "
+            f"once at {now.isoformat()}, more than the storm threshold of "
+            f"{100 * storm.share:.0f} %.\n\nThey were escalated one rung each, and each new "
+            "owner got one summary email instead of the full list.\n\nTypical causes: a "
+            "holiday missing from conf/calendar.yaml, a system outage that stopped work, or a "
+            "first national run. Check the calendar and the owners, then handle or reassign the "
+            "tasks (`kamflow tasks list`).\n\nNo further storm alert is sent for "
+            f"{storm.alert_quiet}.\n")
+    return QueuedEmail(f"storm-{now.astimezone(dt.UTC):%Y%m%dT%H%M%S}", ops_email, "ops",
+                       f"[kamflow] Escalation storm: {overdue} of {open_tasks} open tasks "
+                       "overdue at once", text, "", "storm_alert")
 
 
 def _who(owners: OwnerDirectory, email: str) -> str:

@@ -28,6 +28,7 @@ from kamflow import (
 from kamflow.core.errors import KamflowError
 from kamflow.core.links import LinkSigner
 from kamflow.core.settings import paths
+from kamflow.flows.alerts import ops_address
 from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
@@ -71,11 +72,16 @@ def escalate_stage(store: TaskStore, now: dt.datetime) -> EscalationResult:
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
-                              LinkSigner.from_env(home.home), emit_escalation)
+                              LinkSigner.from_env(home.home), emit_escalation,
+                              ops_email=ops_address())
     logger = get_run_logger()
     logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
                 "ladder, %d changed meanwhile", result.overdue, len(result.escalated),
                 len(result.at_top), result.skipped)
+    if result.storm:
+        logger.warning("sla_watch: escalation storm (%d overdue at once): each new owner got one "
+                       "summary email; ops alerted %s", result.overdue,
+                       "now" if result.ops_alerted else "already, earlier in this storm")
     if result.at_top:
         logger.warning("sla_watch: overdue with no one left to escalate to (department head "
                        "holds them): tasks %s", ", ".join(map(str, result.at_top[:50])))
@@ -108,7 +114,7 @@ def sla_watch(now: str | None = None) -> State:
         create_table_artifact(result.escalated, key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")
     data = {"overdue": result.overdue, "escalated": len(result.escalated),
-            "at_top": len(result.at_top), "emails_sent": drained.sent,
+            "at_top": len(result.at_top), "storm": result.storm, "emails_sent": drained.sent,
             "emails_failed": drained.failed}
     if drained.failed:
         return Failed(message=f"{drained.failed} email(s) could not be sent; they stay in the "

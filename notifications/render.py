@@ -146,6 +146,7 @@ def render_escalations(
     overdue = {t["task_id"]: _comparable(t["overdue_since"], t["overdue_since"].tzinfo)
                for t in tasks}
     extra = {
+        "storm_total": max(int(t.get("storm_total") or 0) for t in tasks),
         "overdue_since": {t["task_id"]: _due_text(t["overdue_since"], t["overdue_since"].tzinfo,
                                                   timezone)[0] for t in tasks},
         "ladders": {t["task_id"]: [(who, _due_text(since, since.tzinfo, timezone)[0])

@@ -41,11 +41,42 @@ def titles() -> dict[str, tuple[str, str]]:
     return {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
 
 
+def escalation_rows(store: TaskStore) -> list:
+    return [e for e in store.unsent_emails() if e.kind == "escalation"]
+
+
+def test_a_week_overdue_base_is_a_storm_one_summary_per_recipient_one_ops_alert(
+        decisions, tmp_path: Path) -> None:
+    """The issue's scenario: 10,000 accounts, sla-watch a week later. Every overdue task still
+    escalates, each new owner gets exactly one (summary) email naming all of theirs, ops get one
+    alert; the next day's run, still in the storm, again one email per owner and no alert."""
+    owners, calendar, links = config.load_owners(), config.load_calendar(), LinkSigner(b"e" * 32)
+    due_days = config.load_escalation_due_days()
+    with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+        dispatch(decisions, titles(), owners, store, "daily", RUN_AT, calendar, links)
+        seen = 0
+        for at, alerted in ((WEEK_LATER, True), (WEEK_LATER + dt.timedelta(days=1, hours=1),
+                                                 False)):
+            result = escalate_overdue(store, owners, calendar, due_days, at, titles(), links,
+                                      ops_email="ops@operator.example")
+            assert result.storm and result.ops_alerted is alerted and len(result.escalated) > 100
+            emails = escalation_rows(store)[seen:]
+            seen += len(emails)
+            per_recipient = collections.Counter(e.recipient for e in emails)
+            assert per_recipient == dict.fromkeys({s["to"] for s in result.escalated}, 1)
+            listed = sorted(int(i) for e in emails for i in e.task_ids.split(","))
+            assert listed == sorted(step["task_id"] for step in result.escalated)
+            assert all(e.body_text.count("/t/v1.") <= 40 for e in emails)  # a summary: top 20
+        alerts = [e for e in store.unsent_emails() if e.kind == "storm_alert"]
+    assert [a.recipient for a in alerts] == ["ops@operator.example"]
+    assert "overdue at once" in alerts[0].subject and "calendar.yaml" in alerts[0].body_text
+
+
 def test_a_week_overdue_base_sends_one_escalation_email_per_recipient(decisions,
                                                                       tmp_path: Path) -> None:
-    """Every open task a week overdue escalates, yet each new owner gets one email listing all
-    of theirs (more only past the per-email maximum of 200 tasks), and each task is listed in
-    exactly one email; the daily run's urgent tasks are one email per owner too."""
+    """Without the storm policy every open task a week overdue escalates, yet each new owner
+    gets one email listing all of theirs (more only past the per-email maximum of 200 tasks),
+    each task in exactly one email; the daily run's urgent tasks are one email per owner too."""
     owners, calendar, links = config.load_owners(), config.load_calendar(), LinkSigner(b"e" * 32)
     with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
         raised = dispatch(decisions, titles(), owners, store, "daily", RUN_AT, calendar, links)
@@ -53,11 +84,12 @@ def test_a_week_overdue_base_sends_one_escalation_email_per_recipient(decisions,
                                      if e.kind == "urgent_tasks")
         assert urgent and set(urgent.values()) == {1}  # one urgent email per owner and run
         result = escalate_overdue(store, owners, calendar, config.load_escalation_due_days(),
-                                  WEEK_LATER, titles(), links)
+                                  WEEK_LATER, titles(), links, storm=None)
+        assert not result.storm
         assert len(result.escalated) + len(result.at_top) == result.overdue > 100
         assert raised.created >= result.overdue
         to = collections.Counter(step["to"] for step in result.escalated)
-        emails = [e for e in store.unsent_emails() if e.kind == "escalation"]
+        emails = escalation_rows(store)
     per_recipient = collections.Counter(e.recipient for e in emails)
     assert per_recipient == {r: math.ceil(n / MAX_TASKS_PER_EMAIL) for r, n in to.items()}
     assert len(emails) < len(result.escalated) / 10  # the storm of one email per task is gone

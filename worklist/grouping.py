@@ -84,26 +84,37 @@ def escalation_order(view: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str, Any]]],
-                      run_id: str, render_many: ManyRenderer, now: dt.datetime) -> int:
+                      run_id: str, render_many: ManyRenderer, now: dt.datetime,
+                      summary_size: int | None = None) -> int:
     """One email per new owner listing every task escalated to them in this run (``views``:
     (owner email, owner name, the task as the email shows it), each view with its ``task_id``,
     new ``escalation_level``, ``priority`` and ``overdue_since``), split at
-    ``MAX_TASKS_PER_EMAIL``; written inside the caller's transaction. Returns how many."""
+    ``MAX_TASKS_PER_EMAIL``; written inside the caller's transaction. Returns how many.
+
+    With ``summary_size`` (an escalation storm) each owner gets exactly one summary email
+    instead: their ``summary_size`` most urgent tasks, each view marked with ``storm_total``
+    (how many were escalated to them); the outbox row still names every task."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     names: dict[str, str] = {}
     for owner_email, owner_name, view in views:
         name = names.setdefault(owner_email.lower(), owner_name)
         groups.setdefault((owner_email, name), []).append(view)
-    parts = [(owner, part) for owner, group in sorted(groups.items())
-             for part in email_parts(sorted(group, key=escalation_order))]
-    rendered = render_many((name, email, part) for (email, name), part in parts)
-    for ((owner_email, owner_name), part), (subject, text, html) in zip(parts, rendered,
-                                                                       strict=True):
-        first = part[0]
+    parts: list[tuple[tuple[str, str], list[dict[str, Any]], list[dict[str, Any]]]] = []
+    for owner, group in sorted(groups.items()):
+        ordered = sorted(group, key=escalation_order)
+        if summary_size is None:
+            parts += [(owner, part, part) for part in email_parts(ordered)]
+        else:
+            shown = [{**v, "storm_total": len(ordered)} for v in ordered[:summary_size]]
+            parts.append((owner, shown, ordered))
+    rendered = render_many((name, email, shown) for (email, name), shown, _ in parts)
+    for ((owner_email, owner_name), _, listed), (subject, text, html) in zip(parts, rendered,
+                                                                            strict=True):
+        first = listed[0]
         key = escalation_key(owner_email, first["task_id"], first["escalation_level"])
         insert_rows(session, OutboxEmail.__table__, [QueuedEmail(
             key, owner_email, owner_name, subject, text, html, "escalation",
-            tuple(v["task_id"] for v in part)).values(now, run_id)])
+            tuple(v["task_id"] for v in listed)).values(now, run_id)])
         crash_point("escalate.written")
     return len(parts)
 

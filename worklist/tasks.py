@@ -29,7 +29,7 @@ from kamflow.worklist.grouping import (
     new_task_emails,
     one_by_one,
 )
-from kamflow.worklist.models import OPEN_STATUSES, STATUSES, Task, TaskEvent
+from kamflow.worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
 from kamflow.worklist.outbox import QueuedEmail
 
 __all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
@@ -242,15 +242,27 @@ class TaskLifecycle(StoreBase):
 
 
     def escalate_all(self, steps: Sequence[Escalation], now: dt.datetime, render: Renderer,
-                     render_many: ManyRenderer | None = None) -> list[Escalation]:
+                     render_many: ManyRenderer | None = None, summary_size: int | None = None,
+                     storm_alert: QueuedEmail | None = None,
+                     alert_quiet: dt.timedelta = dt.timedelta(hours=24),
+                     ) -> tuple[list[Escalation], bool]:
         """Take every planned step whose task is still as it was read (same owner and level,
         open, overdue), with its history row, and write ONE email per new owner listing the
-        tasks escalated to them (split at ``MAX_TASKS_PER_EMAIL``), all in one transaction:
-        a crash leaves all of it or none, so each step is recorded and emailed exactly once.
-        Returns the steps taken; the others were changed by someone meanwhile."""
+        tasks escalated to them (split at ``MAX_TASKS_PER_EMAIL``; one summary of at most
+        ``summary_size`` tasks each in a storm), all in one transaction: a crash leaves all of
+        it or none, so each step is recorded and emailed exactly once. ``storm_alert`` (to
+        ops) is written too unless one was written within ``alert_quiet``: one per storm.
+        Returns the steps taken (the others were changed by someone meanwhile) and whether the
+        alert was written."""
         now = utc(now)
         taken: list[Escalation] = []
+        alerted = False
         with self.session() as session:
+            if storm_alert is not None and not session.scalar(select(OutboxEmail.id).where(
+                    OutboxEmail.kind == storm_alert.kind,
+                    OutboxEmail.created_at > now - alert_quiet).limit(1)):
+                session.add(storm_alert.row(now, f"sla-{now:%Y%m%dT%H%M%S}"))
+                alerted = True
             for step in steps:
                 task = step.task
                 changed = session.execute(update(Task).where(
@@ -266,9 +278,10 @@ class TaskLifecycle(StoreBase):
                 {"task_id": s.task.id, "at": now, "event": "escalated", "detail": s.detail}
                 for s in taken])
             escalation_emails(session, [(s.owner_email, s.owner_name, s.view) for s in taken],
-                              f"sla-{now:%Y%m%dT%H%M%S}", render_many or one_by_one(render), now)
+                              f"sla-{now:%Y%m%dT%H%M%S}", render_many or one_by_one(render), now,
+                              summary_size)
         crash_point("escalate.committed")
-        return taken
+        return taken, alerted
 
     def ladders(self, task_ids: Sequence[int]) -> dict[int, list[tuple[str, dt.datetime]]]:
         """Who held each task and since when, oldest first: its first owner from its creation,
