@@ -23,9 +23,9 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -33,12 +33,12 @@ from kamflow import notifications
 from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
-from kamflow.notifications.workers import EmailPart, render_in_workers
+from kamflow.notifications.workers import render_in_workers
 from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
-from kamflow.worklist.store import QueuedEmail
+from kamflow.worklist.store import ManyRenderer, QueuedEmail
 from kamflow.worklist.tasks import Escalation
 
 __all__ = [
@@ -132,14 +132,13 @@ def render_workers_for(tasks: int, env: Mapping[str, str] = os.environ) -> int:
     return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0
 
 
-def _parallel(render: EmailRenderer, tasks: int,
-              workers: int | None) -> Callable[[Iterable[EmailPart]], Iterator[tuple[str, ...]]] \
-        | None:
+def _parallel(render: EmailRenderer, tasks: int, workers: int | None) -> ManyRenderer | None:
     workers = render_workers_for(tasks) if workers is None else workers
     if workers <= 0:
         return None
     log.info("rendering the emails of %d task(s) in %d worker process(es)", tasks, workers)
-    return functools.partial(render_in_workers, render, workers=workers)
+    # the workers yield what ``render`` returns: (subject, text, html)
+    return cast(ManyRenderer, functools.partial(render_in_workers, render, workers=workers))
 
 
 def _localise(tasks: list[dict[str, Any]], titles: Titles, language: str) -> list[dict[str, Any]]:

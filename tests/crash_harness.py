@@ -7,7 +7,8 @@ PHASE: dispatch | send | digest | escalate. The decisions are fixed (DECISIONS b
 decisions for three owners, so a correct end state has exactly five tasks, three new-task emails
 and three digests, whatever crashed in between. Escalation sends one email per new owner: zhao
 (four tasks) and the head (one). With ``--urgent`` the key-account department's actions are
-``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both.
+``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both. With
+``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from kamflow import notifications
 from kamflow.core.links import LinkSigner
 from kamflow.flows.delivery import (
+    StormPolicy,
     dispatch,
     drain_outbox,
     escalate_overdue,
@@ -54,6 +56,7 @@ DECISIONS = [  # (account, action, owner role, manager email)
 URGENT_DECISIONS = [*DECISIONS, ("KA4", "escalate_to_key_account", "key_account_department",
                                    "li@staff.example.test")]
 SECRET = b"crash-harness-link-secret-0123456789"
+OPS = "ops@staff.example.test"
 
 
 def decisions(urgent: bool = False) -> pd.DataFrame:
@@ -82,6 +85,8 @@ def main() -> int:
     parser.add_argument("--outbox", required=True)
     parser.add_argument("--sendgrid", default=None, help="base URL of a SendGrid stand-in")
     parser.add_argument("--urgent", action="store_true", help="raise URGENT_DECISIONS")
+    parser.add_argument("--storm", action="store_true",
+                        help="escalate as a storm (any overdue share counts), alerting OPS")
     parser.add_argument("phases", nargs="+",
                         choices=["dispatch", "send", "digest", "escalate"])
     args = parser.parse_args()
@@ -102,7 +107,9 @@ def main() -> int:
             elif phase == "digest":
                 queue_daily_digests(store, OWNERS, calendar, NOW, TITLES, links)
             elif phase == "escalate":
-                escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links)
+                storm = StormPolicy(share=0.5, minimum=1) if args.storm else StormPolicy()
+                escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links,
+                                 storm=storm, ops_email=OPS)
     return 0
 
 

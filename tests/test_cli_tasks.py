@@ -82,7 +82,7 @@ def test_sla_watch_and_digest_commands_run_the_flows(home: Path, prefect_api: st
     watched = kamflow("sla-watch", "--now", later, home=home, api=prefect_api)
     assert watched.returncode == 0, watched.stderr
     assert "5 overdue, 5 escalated" in watched.stdout
-    assert len(list((home / "outbox").glob("escalation-*.eml"))) == 5
+    assert len(list((home / "outbox").glob("escalation-*.eml"))) == 1  # one per new owner
     first = kamflow("digest", "--force", "--now", later, home=home, api=prefect_api)
     again = kamflow("digest", "--force", "--now", later, home=home, api=prefect_api)
     assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
-from tests.crash_harness import DECISIONS
+from tests.crash_harness import DECISIONS, OPS
 from tests.postgres import temporary_database
 
 HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
@@ -30,7 +30,8 @@ HEAD, ZHAO, KA = "head@staff.example.test", "zhao@staff.example.test", "ka@staff
 
 
 def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
-            sendgrid: str | None = None, urgent: bool = False) -> subprocess.CompletedProcess:
+            sendgrid: str | None = None, urgent: bool = False,
+            storm: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "KAMFLOW_TEST_CRASH_AT"}
     if crash_at:
         env["KAMFLOW_TEST_CRASH_AT"] = crash_at
@@ -39,6 +40,8 @@ def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
         args += ["--sendgrid", sendgrid]
     if urgent:
         args.append("--urgent")
+    if storm:
+        args.append("--storm")
     return subprocess.run([*args, *phases], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -155,6 +158,27 @@ def test_crash_during_escalation_escalates_and_emails_each_task_once(point: str,
     sent = {to: n for (to, kind), n in eml_by_recipient_and_kind(outbox).items()
             if kind == "escalation"}
     assert sent == {HEAD: 1, ZHAO: 1}
+
+
+@pytest.mark.parametrize("point", ["escalate.written", "escalate.committed", "send.claimed"])
+def test_crash_during_a_storm_sends_one_summary_per_owner_and_one_alert(point: str,
+                                                                         tmp_path: Path) -> None:
+    """Killed mid-storm, a rerun leaves one summary email per new owner naming all their
+    escalated tasks and exactly one ops alert, each sent."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    assert harness(db, outbox, "dispatch", "send").returncode == 0
+    crashed = harness(db, outbox, "escalate", "send", crash_at=point, storm=True)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert harness(db, outbox, "escalate", "send", storm=True).returncode == 0
+    emails = rows(db, "SELECT recipient, kind, task_ids, sent_at FROM outbox "
+                      "WHERE kind IN ('escalation', 'storm_alert')")
+    assert collections.Counter((r, k) for r, k, _, _ in emails) == {
+        (HEAD, "escalation"): 1, (ZHAO, "escalation"): 1, (OPS, "storm_alert"): 1}
+    assert sorted(int(i) for _, k, ids, _ in emails if k == "escalation"
+                  for i in ids.split(",")) == [i for (i,) in rows(db, "SELECT id FROM tasks")]
+    assert all(sent for *_, sent in emails)
+    assert len(list(outbox.glob("escalation-*.eml"))) == 2
+    assert len(list(outbox.glob("storm-*.eml"))) == 1
 
 
 @pytest.mark.parametrize("point", ["dispatch.emails_written", "dispatch.committed",

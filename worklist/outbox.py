@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import OutboxEmail
@@ -72,7 +72,7 @@ class OutboxStore(StoreBase):
         """Record in one transaction that the backend accepted these (outbox id, provider id)."""
         if not sent:
             return
-        table = OutboxEmail.__table__
+        table = cast(Table, OutboxEmail.__table__)
         statement = update(table).where(table.c.id == bindparam("email_id")).values(
             sent_at=utc(now), backend=backend, provider_id=bindparam("provider"),
             attempts=table.c.attempts + 1, last_error=None, in_flight_since=None)

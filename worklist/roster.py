@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import bindparam, update
+from sqlalchemy import Table, bindparam, update
 
 from kamflow.worklist.bulk import insert_rows
 from kamflow.worklist.db import StoreBase, utc
@@ -45,7 +46,9 @@ class RosterStore(StoreBase):
         now = utc(now)
         today = _roster_frame(accounts)
         with self.session() as session:
-            cursor = session.connection().connection.driver_connection.cursor()
+            driver = session.connection().connection.driver_connection
+            assert driver is not None  # a live connection inside the session's transaction
+            cursor = driver.cursor()
             try:  # plain tuples from the driver: SQLAlchemy rows cost 5 s per million here
                 cursor.execute("SELECT account_id, manager_email, lost_at IS NULL FROM accounts")
                 known = pd.DataFrame(cursor.fetchall(),
@@ -78,7 +81,7 @@ class RosterStore(StoreBase):
                 log.warning("%d of %d accounts are missing from this snapshot, more than %.0f%%: "
                             "it looks like a partial export, so none is marked lost", held,
                             int(active.sum()), 100 * max_lost_share)
-            table = AccountRecord.__table__
+            table = cast(Table, AccountRecord.__table__)
             for ids, value in ((missing, now), (returned, None)):
                 if ids:
                     session.execute(update(table).where(table.c.account_id == bindparam("a"))

@@ -13,10 +13,10 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
@@ -171,10 +171,10 @@ class TaskLifecycle(StoreBase):
                 raise TaskClosedError(f"task {task_id} is already {task.status}; it cannot be "
                                       f"{'acknowledged' if action == 'ack' else 'marked done'}")
             closing = status == "done"
-            changed = session.execute(
+            changed = _changed(session.execute(
                 update(Task).where(Task.id == task_id, Task.status == task.status).values(
                     status=status, closed_at=now if closing else None,
-                    open_key=None if closing else Task.open_key)).rowcount
+                    open_key=None if closing else Task.open_key)))
             if changed != 1:
                 raise TaskClosedError(f"task {task_id} changed while it was being updated; "
                                       "try again")
@@ -225,12 +225,12 @@ class TaskLifecycle(StoreBase):
         """
         now = utc(now)
         with self.session() as session:
-            changed = session.execute(update(Task).where(
+            changed = _changed(session.execute(update(Task).where(
                 Task.id == task.id, Task.escalation_level == task.escalation_level,
                 Task.owner_email == task.owner_email, Task.status.in_(OPEN_STATUSES),
                 Task.due_at < now).values(
                 owner_email=owner_email, owner_name=owner_name, status="escalated",
-                escalation_level=task.escalation_level + 1, due_at=utc(due_at))).rowcount
+                escalation_level=task.escalation_level + 1, due_at=utc(due_at))))
             if changed != 1:
                 return False
             session.add(TaskEvent(task_id=task.id, at=now, event="escalated", detail=detail))
@@ -265,13 +265,13 @@ class TaskLifecycle(StoreBase):
                 alerted = True
             for step in steps:
                 task = step.task
-                changed = session.execute(update(Task).where(
+                changed = _changed(session.execute(update(Task).where(
                     Task.id == task.id, Task.escalation_level == task.escalation_level,
                     Task.owner_email == task.owner_email, Task.status.in_(OPEN_STATUSES),
                     Task.due_at < now).values(
                     owner_email=step.owner_email, owner_name=step.owner_name,
                     status="escalated", escalation_level=task.escalation_level + 1,
-                    due_at=utc(step.due_at))).rowcount
+                    due_at=utc(step.due_at))))
                 if changed == 1:
                     taken.append(step)
             insert_rows(session, TaskEvent.__table__, [
@@ -311,6 +311,11 @@ class TaskLifecycle(StoreBase):
                     if task_id in owners and ladder and not ladder[0][0]:
                         ladder[0] = (owners[task_id], ladder[0][1])
         return found
+
+
+def _changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE changed (its result is a CursorResult)."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
