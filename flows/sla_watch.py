@@ -36,6 +36,7 @@ from kamflow.flows.delivery import (
     escalate_overdue,
 )
 from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 EVENT = "kamflow.task.escalated"
@@ -62,6 +63,13 @@ def emit_escalation(step: dict[str, Any]) -> None:
         payload={k: str(v) for k, v in step.items()},
         id=escalation_event_id(step["task_id"], step["level"]),
     )
+
+
+def readable_step(step: dict[str, Any], calendar: BusinessCalendar) -> dict[str, Any]:
+    """An escalation step as a person reads it in the artifact: its times in the business
+    zone, the zone named (the Prefect event keeps ISO 8601 with its offset)."""
+    return {**step, **{key: calendar.format_local(dt.datetime.fromisoformat(step[key]))
+                       for key in ("overdue_since", "due_at")}}
 
 
 @task(name="escalate", **STAGE)
@@ -111,7 +119,9 @@ def sla_watch(now: str | None = None) -> State:
         result = escalate_stage(store, moment)
         drained = send_stage(store)
     if result.escalated:
-        create_table_artifact(result.escalated, key="sla-escalations",
+        calendar = config.load_calendar()
+        create_table_artifact([readable_step(s, calendar) for s in result.escalated],
+                              key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")
     data = {"overdue": result.overdue, "escalated": len(result.escalated),
             "at_top": len(result.at_top), "storm": result.storm, "emails_sent": drained.sent,

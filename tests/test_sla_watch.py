@@ -137,3 +137,15 @@ def test_sla_watch_flow_escalates_emails_and_emits_events(prefect_api: str, kamf
     assert sample.resource.id == f"kamflow.task.{manager_task.id}"
     assert sample.payload["to"] == HEAD and sample.payload["level"] == "2"
     store.dispose()
+
+
+def test_the_escalation_artifact_shows_times_in_the_business_zone() -> None:
+    """The sla_watch artifact row shows when a task fell overdue and its new deadline in the
+    calendar's zone, named; the other fields are as the Prefect event carries them."""
+    from kamflow.flows.sla_watch import readable_step
+
+    step = {"task_id": 7, "overdue_since": "2026-12-03T10:00:00+00:00",
+            "due_at": "2026-12-11T02:00:00+00:00"}
+    assert readable_step(step, BusinessCalendar()) == {
+        "task_id": 7, "overdue_since": "2026-12-03 18:00 Asia/Shanghai",
+        "due_at": "2026-12-11 10:00 Asia/Shanghai"}
