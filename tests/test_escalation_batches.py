@@ -95,3 +95,29 @@ def test_a_week_overdue_base_sends_one_escalation_email_per_recipient(decisions,
     assert len(emails) < len(result.escalated) / 10  # the storm of one email per task is gone
     listed = [int(i) for e in emails for i in e.task_ids.split(",")]
     assert sorted(listed) == sorted(step["task_id"] for step in result.escalated)
+
+
+def test_the_escalation_email_lists_by_priority_then_longest_overdue_with_the_ladder() -> None:
+    """One new owner's escalation email: priority first, then the task overdue longest; each
+    task with who held it since when (in the business zone) and its links."""
+    from kamflow.notifications import render_escalations
+
+    def task(task_id: int, priority: int, overdue_day: int) -> dict:
+        since = dt.datetime(2026, 12, overdue_day, 10, 0, tzinfo=dt.UTC)
+        return {"task_id": task_id, "account_id": f"KA{task_id}", "account_name": f"A{task_id}",
+                "action": "care_call", "action_title": "Care call", "priority": priority,
+                "due_at": WEEK_LATER, "reason": "r", "rule_id": "r1", "escalation_level": 1,
+                "overdue_since": since, "ack_url": f"https://k/ack/{task_id}",
+                "ladder": [("wang@op.example", since - dt.timedelta(days=2)),
+                           ("Zhao <zhao@op.example>", WEEK_LATER)]}
+
+    subject, text, html = render_escalations(
+        "Zhao", [task(1, 3, 5), task(2, 1, 6), task(3, 3, 2), task(4, 1, 1)], "en",
+        "Asia/Shanghai")
+    order = [int(line.split("(KA")[1].split(")")[0]) for line in text.splitlines()
+             if line[:1].isdigit() and "(KA" in line]
+    assert order == [4, 2, 3, 1]
+    assert "4 tasks" in subject and "A4 (KA4)" in subject
+    assert "wang@op.example since 2026-11-29 18:00 -> Zhao <zhao@op.example> since " \
+           "2026-12-10 10:00" in text
+    assert "Overdue since: 2026-12-01 18:00" in text and "https://k/ack/4" in html
