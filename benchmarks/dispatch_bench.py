@@ -99,21 +99,20 @@ def run(accounts: int, database_url: str | None) -> dict[str, Any]:
     owners, calendar = config.load_owners(), config.load_calendar()
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     links = LinkSigner(b"benchmark-secret-0123456789abcdef")
-    store = TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}")
     sink = _SendGridSink()
     try:
-        now = dt.datetime.now(dt.UTC)
-        started = time.perf_counter()
-        raised = dispatch(decisions, titles, owners, store, "bench", now, calendar, links)
-        seconds = time.perf_counter() - started
-        backend = SendGridBackend("SG.benchmark", host=sink.url, timeout=30, max_retries=2,
-                                  template_id=TEMPLATE_ID)
-        started = time.perf_counter()
-        drained = drain_outbox(store, backend, "kamflow@operator.example")
-        email_seconds = time.perf_counter() - started
+        with TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}") as store:
+            now = dt.datetime.now(dt.UTC)
+            started = time.perf_counter()
+            raised = dispatch(decisions, titles, owners, store, "bench", now, calendar, links)
+            seconds = time.perf_counter() - started
+            backend = SendGridBackend("SG.benchmark", host=sink.url, timeout=30, max_retries=2,
+                                      template_id=TEMPLATE_ID)
+            started = time.perf_counter()
+            drained = drain_outbox(store, backend, "kamflow@operator.example")
+            email_seconds = time.perf_counter() - started
     finally:
         sink.close()
-        store.dispose()
         shutil.rmtree(work, ignore_errors=True)
     return {"benchmark": "dispatch", "accounts": accounts,
             "database": (database_url or "sqlite").split(":")[0].split("+")[0],

@@ -115,20 +115,19 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
     decisions = decide(scored, ruleset)
     del scored
     t = lap("decide", t)
-    store = TaskStore(database_url)
-    roster = store.record_accounts(roster_accounts, now)
-    del roster_accounts
-    t = lap("roster", t)
-    titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
-    raised = delivery.dispatch(decisions, titles, config.load_owners(), store, "bench", now,
-                               config.load_calendar(), LinkSigner.from_settings(
-                                   Settings.from_env(home=work)))
-    t = lap("dispatch", t)
-    drained = delivery.drain_outbox(store, notifications.FileOutbox(work / "outbox"),
-                                    "kamflow@operator.example")
-    lap("send", t)
+    with TaskStore(database_url) as store:
+        roster = store.record_accounts(roster_accounts, now)
+        del roster_accounts
+        t = lap("roster", t)
+        titles = {name: (spec.title_en, spec.title_zh) for name, spec in ruleset.actions.items()}
+        raised = delivery.dispatch(decisions, titles, config.load_owners(), store, "bench", now,
+                                   config.load_calendar(),
+                                   LinkSigner.from_settings(Settings.from_env(home=work)))
+        t = lap("dispatch", t)
+        drained = delivery.drain_outbox(store, notifications.FileOutbox(work / "outbox"),
+                                        "kamflow@operator.example")
+        lap("send", t)
     total = round(time.perf_counter() - started, 3)
-    store.dispose()
     return {"seconds": total, "stage_seconds": {**seconds, "total": total},
             "accounts_quarantined": outcome.accounts_quarantined, "accounts_new": roster.new,
             "decisions": len(decisions), "tasks_created": raised.created,

@@ -23,9 +23,9 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -34,17 +34,19 @@ from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
 from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
-from kamflow.notifications.workers import EmailPart, render_in_workers
+from kamflow.notifications.workers import render_in_workers
 from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
-from kamflow.worklist.store import QueuedEmail
+from kamflow.worklist.store import ManyRenderer, QueuedEmail
+from kamflow.worklist.tasks import Escalation
 
 __all__ = [
     "DrainResult",
     "EmailRenderer",
     "EscalationResult",
+    "StormPolicy",
     "dispatch",
     "drain_outbox",
     "escalate_overdue",
@@ -84,8 +86,9 @@ def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, st
 @dataclass(frozen=True)
 class EmailRenderer:
     """One owner's email listing tasks, in the owner's language with their one-click links:
-    ``new_tasks`` (the tasks a run just raised) or ``open_tasks`` (the daily digest).
-    A picklable value, so render workers can run it."""
+    ``new_tasks`` (the tasks a run just raised; those marked ``urgent`` in an email of their
+    own), ``open_tasks`` (the daily digest) or ``escalations`` (the tasks an sla_watch run
+    escalated to them). A picklable value, so render workers can run it."""
 
     template: str
     titles: Titles
@@ -104,6 +107,12 @@ class EmailRenderer:
         if self.template == "open_tasks":
             return notifications.render_open_tasks_digest(owner_name, tasks, language,
                                                           self.timezone, self.now, self.titles)
+        if self.template == "escalations":
+            return notifications.render_escalations(owner_name, tasks, language, self.timezone,
+                                                    self.titles)
+        if tasks and tasks[0].get("urgent"):
+            return notifications.render_urgent_tasks(owner_name, tasks, language, self.timezone,
+                                                     self.titles)
         return notifications.render_task_digest(owner_name, tasks, language, self.timezone,
                                                 self.titles)
 
@@ -123,14 +132,13 @@ def render_workers_for(tasks: int, configured: int | None = None) -> int:
     return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0
 
 
-def _parallel(render: EmailRenderer, tasks: int,
-              workers: int | None) -> Callable[[Iterable[EmailPart]], Iterator[tuple[str, ...]]] \
-        | None:
+def _parallel(render: EmailRenderer, tasks: int, workers: int | None) -> ManyRenderer | None:
     workers = render_workers_for(tasks, workers)
     if workers <= 0:
         return None
     log.info("rendering the emails of %d task(s) in %d worker process(es)", tasks, workers)
-    return functools.partial(render_in_workers, render, workers=workers)
+    # the workers yield what ``render`` returns: (subject, text, html)
+    return cast(ManyRenderer, functools.partial(render_in_workers, render, workers=workers))
 
 
 def _localise(tasks: list[dict[str, Any]], titles: Titles, language: str) -> list[dict[str, Any]]:
@@ -158,19 +166,47 @@ class EscalationResult:
     escalated: list[dict[str, Any]] = field(default_factory=list)
     at_top: list[int] = field(default_factory=list)  # overdue with nobody left above
     skipped: int = 0  # changed by someone else while sla_watch ran
+    storm: bool = False  # too many overdue at once: summaries instead of lists
+    ops_alerted: bool = False  # this run raised the storm's one ops alert
+
+
+@dataclass(frozen=True)
+class StormPolicy:
+    """When an escalation run is a storm: more than ``share`` of the open tasks overdue at once
+    (and at least ``minimum`` of them), as after a holiday missing from the calendar, an outage
+    or a first national run. Every overdue task still moves up one rung (the ladder's promise
+    that someone above sees it holds), but each new owner gets one summary email of their
+    ``summary_size`` most urgent tasks instead of the list, and ops get one alert (none again
+    within ``alert_quiet``, so the next hourly runs of the same storm stay quiet)."""
+
+    share: float = 0.25
+    minimum: int = 100
+    summary_size: int = 20
+    alert_quiet: dt.timedelta = dt.timedelta(days=3)  # a storm can outlast a long weekend
+
+    def is_storm(self, overdue: int, open_tasks: int) -> bool:
+        return overdue >= self.minimum and overdue > self.share * open_tasks
 
 
 def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: BusinessCalendar,
                      due_days: float, now: dt.datetime, titles: Titles | None = None,
                      links: LinkSigner | None = None,
-                     emit: Callable[[dict[str, Any]], None] | None = None) -> EscalationResult:
+                     emit: Callable[[dict[str, Any]], None] | None = None,
+                     storm: StormPolicy | None = StormPolicy(),
+                     ops_email: str | None = None) -> EscalationResult:
     """Move every overdue open task one rung up its ladder (owner -> supervisor -> ... ->
     department head): new owner, a new deadline of ``due_days`` working days, status
-    ``escalated``, a history row and an immediate email to the new owner, committed together per
-    task; then ``emit(step)`` (the flow sends a Prefect event)."""
+    ``escalated`` and a history row per task, and ONE email per new owner listing every task
+    escalated to them (by priority, then the longest overdue; each with its ladder and links),
+    all committed together; then ``emit(step)`` per step (the flow sends a Prefect event).
+    In a ``storm`` each new owner gets a summary instead, and ``ops_email`` one alert."""
     result = EscalationResult()
     overdue = store.overdue_tasks(now)
     result.overdue = len(overdue)
+    open_tasks = store.open_task_count() if storm is not None and overdue else 0
+    result.storm = storm is not None and storm.is_storm(len(overdue), open_tasks)
+    ladders = store.ladders([t.id for t in overdue])
+    steps: list[Escalation] = []
     for task in overdue:
         rung = owners.next_rung(task.owner_email)
         if rung is None:
@@ -178,34 +214,66 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
             continue
         level = task.escalation_level + 1
         due = add_business_time(now, due_days, calendar.with_hours(rung.working_hours))
-        language = rung.language
-        view = task_view(task, due_at=due, escalation_level=level, status="escalated")
-        view = _localise([view], titles or {}, language)[0]
-        if links is not None:
-            view.update(links.links(task.id, rung.email, now))
-        previous = f"{task.owner_name} <{task.owner_email}>"
-        subject, text, html = notifications.render_task_assignment(
-            rung.name, view, "escalation", previous, language, calendar.timezone,
-            wording=Wording.of(titles or {}))
-        email = QueuedEmail(f"escalation-{task.id}-{level}", rung.email, rung.name, subject, text,
-                            html, "escalation", (task.id,))
+        held = [*ladders.get(task.id, [(task.owner_email, _aware(task.created_at))]),
+                (rung.email, now)]
+        view = task_view(task, due_at=due, escalation_level=level, status="escalated",
+                         overdue_since=_aware(task.due_at),
+                         ladder=[(_who(owners, email), since) for email, since in held])
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
                   f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
-        if not store.escalate(task, rung.email, rung.name, due, now, detail, email):
-            result.skipped += 1
-            continue
-        step = {"task_id": task.id, "account_id": task.account_id, "action": task.action,
-                "level": level, "from": task.owner_email, "to": rung.email,
-                "overdue_since": _aware(task.due_at).isoformat(), "due_at": due.isoformat()}
-        result.escalated.append(step)
-        log.info("escalated task %d (%s, %s) %s", task.id, task.account_id, task.action, detail)
+        steps.append(Escalation(task, rung.email, rung.name, due, detail, view))
+    render = EmailRenderer("escalations", Wording.of(titles or {}), owners, calendar.timezone,
+                           now, links)
+    alert = None
+    if result.storm and storm is not None:
+        log.warning("escalation storm: %d of %d open task(s) overdue at once; each new owner "
+                    "gets one summary email", len(overdue), open_tasks)
+        if ops_email:
+            alert = storm_alert(ops_email, len(overdue), open_tasks, now, storm)
+    taken, result.ops_alerted = store.escalate_all(
+        steps, now, render, summary_size=storm.summary_size if result.storm and storm else None,
+        storm_alert=alert, alert_quiet=storm.alert_quiet if storm else dt.timedelta(0))
+    result.skipped = len(steps) - len(taken)
+    for step in taken:
+        task = step.task
+        level = task.escalation_level + 1
+        event = {"task_id": task.id, "account_id": task.account_id, "action": task.action,
+                 "level": level, "from": task.owner_email, "to": step.owner_email,
+                 "overdue_since": _aware(task.due_at).isoformat(),
+                 "due_at": step.due_at.isoformat()}
+        result.escalated.append(event)
+        log.info("escalated task %d (%s, %s) %s", task.id, task.account_id, task.action,
+                 step.detail)
         if emit is not None:
-            emit(step)
+            emit(event)
     if result.at_top:
         log.warning("%d overdue task(s) are already with the top of their ladder (no one left to "
                     "escalate to): %s", len(result.at_top),
                     ", ".join(map(str, result.at_top[:20])))
     return result
+
+
+def storm_alert(ops_email: str, overdue: int, open_tasks: int, now: dt.datetime,
+                storm: StormPolicy) -> QueuedEmail:
+    """The one email telling ops that an escalation storm began."""
+    share = 100 * overdue / max(open_tasks, 1)
+    text = (f"sla_watch found {overdue} of {open_tasks} open tasks ({share:.0f} %) overdue at "
+            f"once at {now.isoformat()}, more than the storm threshold of "
+            f"{100 * storm.share:.0f} %.\n\nThey were escalated one rung each, and each new "
+            "owner got one summary email instead of the full list.\n\nTypical causes: a "
+            "holiday missing from conf/calendar.yaml, a system outage that stopped work, or a "
+            "first national run. Check the calendar and the owners, then handle or reassign the "
+            "tasks (`kamflow tasks list`).\n\nNo further storm alert is sent for "
+            f"{storm.alert_quiet}.\n")
+    return QueuedEmail(f"storm-{now.astimezone(dt.UTC):%Y%m%dT%H%M%S}", ops_email, "ops",
+                       f"[kamflow] Escalation storm: {overdue} of {open_tasks} open tasks "
+                       "overdue at once", text, "", "storm_alert")
+
+
+def _who(owners: OwnerDirectory, email: str) -> str:
+    """A ladder rung as a reader knows it: the person's name when the directory has it."""
+    person = owners.lookup(email) if email else None
+    return f"{person.name} <{person.email}>" if person else email
 
 
 # -- the daily digest ------------------------------------------------------------------------

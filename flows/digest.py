@@ -62,12 +62,9 @@ def daily_digest(now: str | None = None, force: bool = False,
     if not force and not calendar.is_workday(day):
         return Completed(message=f"{day} is not a working day: no digest",
                          data={"digests": 0, "emails_sent": 0})
-    store = TaskStore(settings.database_url)
-    try:
+    with TaskStore(settings.database_url) as store:
         queued = queue_stage(store, moment, settings, rules_dir)
         sent, failed = send_stage(store, settings)
-    finally:
-        store.dispose()
     data = {"digests": queued, "emails_sent": sent, "emails_failed": failed}
     if failed:
         return Failed(message=f"{failed} email(s) could not be sent; they stay in the outbox",

@@ -195,11 +195,8 @@ def roster_columns(accounts: pd.DataFrame) -> pd.DataFrame:
 def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) -> RosterChange:
     """Keep the account roster current: new accounts in, accounts gone from the snapshot marked
     lost (each manager's churn KPI), returning ones restored."""
-    store = TaskStore(database_url)
-    try:
+    with TaskStore(database_url) as store:
         return store.record_accounts(accounts, now)
-    finally:
-        store.dispose()
 
 
 @task(name="dispatch", **STAGE)
@@ -336,8 +333,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
     summary.accounts_back, summary.accounts_missing_unmarked = roster.returned, roster.held
 
-    store = TaskStore(home.database_url)
-    try:
+    with TaskStore(home.database_url) as store:
         with timer("dispatch"):
             raised = dispatch_stage(decisions, ruleset, owners, store, run_id,
                                     dt.datetime.now(dt.UTC), settings)
@@ -349,8 +345,6 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         with timer("send"):
             summary.emails_sent, summary.emails_failed = send_stage(
                 store, backend, notifications.sender_from_env(settings))
-    finally:
-        store.dispose()
 
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
@@ -425,11 +419,8 @@ def _write_validation(home: Settings, run_id: str, outcome: ValidationOutcome,
         target = quarantine_dir / "quarantine.csv"
         outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
         summary.quarantine_file = str(target)
-        store = TaskStore(home.database_url)  # and in the database, queryable across runs
-        try:
+        with TaskStore(home.database_url) as store:  # and in the database, across runs
             store.record_quarantine(run_id, outcome.quarantine)
-        finally:
-            store.dispose()
     docs = write_data_docs(outcome, report_dir / "data_docs")
     outcome.release_gx()  # the GX results are rendered: let their memory go
     summary.data_docs = docs.as_uri()
@@ -456,11 +447,8 @@ def _publish_picture(home: Settings, run_id: str, scored: pd.DataFrame,
 
 def _publish_kpis(home: Settings) -> None:
     """Per-owner KPIs from the task store: open, overdue, handled on time or late."""
-    store = TaskStore(home.database_url)
-    try:
+    with TaskStore(home.database_url) as store:
         kpis = store.owner_kpis(dt.datetime.now(dt.UTC))
-    finally:
-        store.dispose()
     if kpis:
         create_table_artifact(kpis, key="owner-kpis",
                               description="Per account manager and queue: open, overdue, "

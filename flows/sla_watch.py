@@ -2,9 +2,10 @@
 
 An open task (open, acknowledged or escalated) past its deadline moves from its owner to the
 owner's supervisor, then on up to the key-account department head (conf/owners.yaml), with a
-new deadline of ``escalation_due_days`` working days (conf/calendar.yaml). Each step is one
-transaction (task, history row, immediate email to the new owner in the outbox) followed by a
-Prefect event ``kamflow.task.escalated``; then the outbox is drained. Run it once with
+new deadline of ``escalation_due_days`` working days (conf/calendar.yaml). A run's steps are one
+transaction (tasks, history rows, and ONE email per new owner listing every task escalated to
+them) followed by a Prefect event ``kamflow.task.escalated`` per step; then the outbox is
+drained. Run it once with
 ``kamflow sla-watch``; serve it hourly with ``python -m flows.sla_watch``.
 """
 
@@ -27,6 +28,7 @@ from kamflow import (
 from kamflow.core.errors import KamflowError
 from kamflow.core.links import LinkSigner
 from kamflow.core.settings import Settings, load_settings
+from kamflow.flows.alerts import ops_address
 from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
@@ -34,6 +36,7 @@ from kamflow.flows.delivery import (
     escalate_overdue,
 )
 from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 
 STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
 EVENT = "kamflow.task.escalated"
@@ -62,6 +65,13 @@ def emit_escalation(step: dict[str, Any]) -> None:
     )
 
 
+def readable_step(step: dict[str, Any], calendar: BusinessCalendar) -> dict[str, Any]:
+    """An escalation step as a person reads it in the artifact: its times in the business
+    zone, the zone named (the Prefect event keeps ISO 8601 with its offset)."""
+    return {**step, **{key: calendar.format_local(dt.datetime.fromisoformat(step[key]))
+                       for key in ("overdue_since", "due_at")}}
+
+
 @task(name="escalate", **STAGE)
 def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
                    rules_dir: str | None = None) -> EscalationResult:
@@ -71,11 +81,16 @@ def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
     titles = load_wording(rules_dir or RULES_DIR)
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
-                              LinkSigner.from_settings(settings), emit_escalation)
+                              LinkSigner.from_settings(settings), emit_escalation,
+                              ops_email=ops_address(settings))
     logger = get_run_logger()
     logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
                 "ladder, %d changed meanwhile", result.overdue, len(result.escalated),
                 len(result.at_top), result.skipped)
+    if result.storm:
+        logger.warning("sla_watch: escalation storm (%d overdue at once): each new owner got one "
+                       "summary email; ops alerted %s", result.overdue,
+                       "now" if result.ops_alerted else "already, earlier in this storm")
     if result.at_top:
         logger.warning("sla_watch: overdue with no one left to escalate to (department head "
                        "holds them): tasks %s", ", ".join(map(str, result.at_top[:50])))
@@ -103,16 +118,16 @@ def sla_watch(now: str | None = None, rules_dir: str | None = None) -> State:
         store = TaskStore(settings.database_url)
     except KamflowError as exc:
         return Failed(message=str(exc))
-    try:
+    with store:
         result = escalate_stage(store, moment, settings, rules_dir)
         drained = send_stage(store, settings)
-    finally:
-        store.dispose()
     if result.escalated:
-        create_table_artifact(result.escalated, key="sla-escalations",
+        calendar = config.load_calendar()
+        create_table_artifact([readable_step(s, calendar) for s in result.escalated],
+                              key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")
     data = {"overdue": result.overdue, "escalated": len(result.escalated),
-            "at_top": len(result.at_top), "emails_sent": drained.sent,
+            "at_top": len(result.at_top), "storm": result.storm, "emails_sent": drained.sent,
             "emails_failed": drained.failed}
     if drained.failed:
         return Failed(message=f"{drained.failed} email(s) could not be sent; they stay in the "

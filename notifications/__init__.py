@@ -50,9 +50,11 @@ from kamflow.notifications.message import Email, SendError, to_email_message
 from kamflow.notifications.outbox import FileOutbox
 from kamflow.notifications.render import (
     SUPPORTED_LANGUAGES,
+    render_escalations,
     render_open_tasks_digest,
     render_task_assignment,
     render_task_digest,
+    render_urgent_tasks,
 )
 from kamflow.notifications.sandbox import HELD, Allowlist, SandboxBackend
 from kamflow.notifications.sendgrid_backend import SendGridBackend
@@ -75,9 +77,11 @@ __all__ = [
     "SendGridBackend",
     "SmtpBackend",
     "backend_from_env",
+    "render_escalations",
     "render_open_tasks_digest",
     "render_task_assignment",
     "render_task_digest",
+    "render_urgent_tasks",
     "send_all",
     "sender_from_env",
     "to_email_message",

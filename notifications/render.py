@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +30,11 @@ __all__ = [
     "SUPPORTED_LANGUAGES",
     "TASK_FIELDS",
     "normalise_language",
+    "render_escalations",
     "render_open_tasks_digest",
     "render_task_assignment",
     "render_task_digest",
+    "render_urgent_tasks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,50 @@ def render_task_assignment(
     return _render("task_assigned", owner_name, [task], language, timezone, extra, wording)
 
 
+def render_urgent_tasks(
+    owner_name: str,
+    tasks: Sequence[Mapping[str, Any]],
+    language: str = "en",
+    timezone: str | None = None,
+    wording: Titles | None = None,
+) -> tuple[str, str, str]:
+    """The one "urgent" email a run sends each owner about its new tasks whose action says
+    `email: own`, apart from the routine list of new tasks. Tasks as for `render_task_digest`."""
+    if not tasks:
+        raise ValueError("render_urgent_tasks needs at least one task")
+    return _render("urgent_tasks", owner_name, tasks, language, timezone, {}, wording)
+
+
+def render_escalations(
+    owner_name: str,
+    tasks: Sequence[Mapping[str, Any]],
+    language: str = "en",
+    timezone: str | None = None,
+    wording: Titles | None = None,
+) -> tuple[str, str, str]:
+    """The one email an sla_watch run sends a new owner: every task escalated to them, by
+    priority, then the longest overdue first; each with its ladder (who held it, since when),
+    its new deadline and one-click links.
+
+    Tasks as for `render_task_digest` (`due_at` is the new deadline) plus `overdue_since` (the
+    deadline that passed), `escalation_level` and `ladder`: (who, since) pairs, oldest first.
+    """
+    if not tasks:
+        raise ValueError("render_escalations needs at least one task")
+    overdue = {t["task_id"]: _comparable(t["overdue_since"], t["overdue_since"].tzinfo)
+               for t in tasks}
+    extra = {
+        "storm_total": max(int(t.get("storm_total") or 0) for t in tasks),
+        "overdue_since": {t["task_id"]: _due_text(t["overdue_since"], t["overdue_since"].tzinfo,
+                                                  timezone)[0] for t in tasks},
+        "ladders": {t["task_id"]: [(who, _due_text(since, since.tzinfo, timezone)[0])
+                                   for who, since in t.get("ladder", ())] for t in tasks},
+    }
+    return _render("task_escalations", owner_name, tasks, language, timezone, extra, wording,
+                   order=lambda row: (int(row["priority"]), overdue[row["task_id"]],
+                                      row["task_id"]))
+
+
 def _render(
     name: str,
     owner_name: str,
@@ -137,11 +183,12 @@ def _render(
     timezone: str | None,
     extra: Mapping[str, Any],
     wording: Titles | None = None,
+    order: Callable[[Mapping[str, Any]], Any] | None = None,
 ) -> tuple[str, str, str]:
     lang = normalise_language(language)
     words = _Words(lang, wording)
     rows = sorted((words.localise(_row(i, task, timezone)) for i, task in enumerate(tasks)),
-                  key=_sort_key)
+                  key=order or _sort_key)
     if "now" in extra:
         for row in rows:
             row["overdue"] = _utc_naive(row["due_at"]) < extra["now"]

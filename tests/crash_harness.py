@@ -5,7 +5,10 @@ can kill it at a named step (KAMFLOW_TEST_CRASH_AT, see worklist/faults.py) and 
 
 PHASE: dispatch | send | digest | escalate. The decisions are fixed (DECISIONS below): five
 decisions for three owners, so a correct end state has exactly five tasks, three new-task emails
-and three digests, whatever crashed in between.
+and three digests, whatever crashed in between. Escalation sends one email per new owner: zhao
+(four tasks) and the head (one). With ``--urgent`` the key-account department's actions are
+``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both. With
+``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from kamflow import notifications
 from kamflow.core.links import LinkSigner
 from kamflow.flows.delivery import (
+    StormPolicy,
     dispatch,
     drain_outbox,
     escalate_overdue,
@@ -49,10 +53,22 @@ DECISIONS = [  # (account, action, owner role, manager email)
     ("KA3", "care_call", "account_manager", "li@staff.example.test"),
     ("KA4", "care_call", "account_manager", "li@staff.example.test"),
 ]
+URGENT_DECISIONS = [*DECISIONS, ("KA4", "escalate_to_key_account", "key_account_department",
+                                   "li@staff.example.test")]
 SECRET = b"crash-harness-link-secret-0123456789"
+OPS = "ops@staff.example.test"
 
 
-def decisions() -> pd.DataFrame:
+def decisions(urgent: bool = False) -> pd.DataFrame:
+    """The fixed decisions; ``urgent``: URGENT_DECISIONS, the department's with ``email: own``."""
+    if urgent:
+        frame = decisions_of(URGENT_DECISIONS)
+        return frame.assign(email=["own" if a == "escalate_to_key_account" else "digest"
+                                   for a in frame["action"]])
+    return decisions_of(DECISIONS)
+
+
+def decisions_of(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     return pd.DataFrame([{
         "account_id": account, "account_name": f"客户 {account}", "account_manager": "经理",
         "manager_email": email, "value_class": "high", "churn_band": "critical",
@@ -60,7 +76,7 @@ def decisions() -> pd.DataFrame:
         "priority": 1 if role != "account_manager" else 3, "due_in_days": 2.0,
         "cooldown_days": 30.0, "why": "churn_band=critical", "churn_factors": "revenue_decline",
         "ruleset_version": "v-test",
-    } for account, action, role, email in DECISIONS])
+    } for account, action, role, email in rows])
 
 
 def main() -> int:
@@ -68,6 +84,9 @@ def main() -> int:
     parser.add_argument("--db", required=True)
     parser.add_argument("--outbox", required=True)
     parser.add_argument("--sendgrid", default=None, help="base URL of a SendGrid stand-in")
+    parser.add_argument("--urgent", action="store_true", help="raise URGENT_DECISIONS")
+    parser.add_argument("--storm", action="store_true",
+                        help="escalate as a storm (any overdue share counts), alerting OPS")
     parser.add_argument("phases", nargs="+",
                         choices=["dispatch", "send", "digest", "escalate"])
     args = parser.parse_args()
@@ -78,19 +97,19 @@ def main() -> int:
         backend = notifications.FileOutbox(Path(args.outbox))
     calendar = BusinessCalendar()
     links = LinkSigner(SECRET)
-    store = TaskStore(args.db)
-    try:
+    with TaskStore(args.db) as store:
         for phase in args.phases:
             if phase == "dispatch":
-                dispatch(decisions(), TITLES, OWNERS, store, "harness", NOW, calendar, links)
+                dispatch(decisions(args.urgent), TITLES, OWNERS, store, "harness", NOW,
+                         calendar, links)
             elif phase == "send":
                 drain_outbox(store, backend, "kamflow@operator.example")
             elif phase == "digest":
                 queue_daily_digests(store, OWNERS, calendar, NOW, TITLES, links)
             elif phase == "escalate":
-                escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links)
-    finally:
-        store.dispose()
+                storm = StormPolicy(share=0.5, minimum=1) if args.storm else StormPolicy()
+                escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links,
+                                 storm=storm, ops_email=OPS)
     return 0
 
 

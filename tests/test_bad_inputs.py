@@ -473,13 +473,10 @@ def test_mostly_bad_export_through_the_flow_sends_nothing_and_keeps_the_evidence
     state = flow_run(source)
     assert state.is_failed() and STOPPED in state.message
     assert "last_contact_date" in state.message
-    store = TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}")
-    try:
+    with TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}") as store:
         assert store.counts()["tasks"] == 0 and store.counts()["emails"] == 0
         run_id = str(state.state_details.flow_run_id)
         recorded = store.quarantine(run_id)
-    finally:
-        store.dispose()
     assert not list((kamflow_home / "outbox").glob("*.eml"))
     csv_rows = pd.read_csv(kamflow_home / "quarantine" / run_id / "quarantine.csv")
     assert len(recorded) == len(csv_rows) > 0

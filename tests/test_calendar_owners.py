@@ -13,7 +13,7 @@ import yaml
 from kamflow import config
 from kamflow.core.errors import ConfigError
 from kamflow.worklist import Owner, OwnerDirectory, plan_tasks
-from kamflow.worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.calendar import BusinessCalendar, add_business_time, format_local
 from tests.test_worklist import OWNERS, TITLES, decisions
 
 SH = BusinessCalendar.build(holidays=[dt.date(2026, 10, 1), dt.date(2026, 10, 2)],
@@ -131,3 +131,20 @@ def test_unknown_or_malformed_owner_goes_to_fallback(caplog: pytest.LogCaptureFi
                                                                       tzinfo=dt.UTC))
     assert plan.loc[0, "owner_email"] == "fb@operator.example"
     assert "KA7" in caplog.text and "fallback" in caplog.text
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", "2026-12-11 10:00 Asia/Shanghai"),
+    ("zh-CN", "2026-12-11 10:00 北京时间"),
+])
+def test_times_a_person_reads_are_in_the_business_zone_with_the_zone_named(
+        language: str, expected: str) -> None:
+    """A stored UTC due time (naive, as SQLite returns it) shows in the calendar's zone, named;
+    an aware one too; no time shows as an empty text."""
+    calendar = BusinessCalendar()
+    assert calendar.format_local(dt.datetime(2026, 12, 11, 2, 0), language) == expected
+    assert format_local(dt.datetime(2026, 12, 11, 2, 0, tzinfo=dt.UTC), "Asia/Shanghai",
+                        language) == expected
+    assert calendar.format_local(None, language) == ""
+    assert format_local(dt.datetime(2026, 12, 11, 2, 0), "Europe/Berlin", language) == \
+        "2026-12-11 03:00 Europe/Berlin"

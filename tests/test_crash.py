@@ -20,22 +20,28 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
-from tests.crash_harness import DECISIONS
+from tests.crash_harness import DECISIONS, OPS
 from tests.postgres import temporary_database
 
 HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
 OWNERS = {"wang@staff.example.test", "ka@staff.example.test", "li@staff.example.test"}
 ALL = ["dispatch", "send", "digest", "send"]
+HEAD, ZHAO, KA = "head@staff.example.test", "zhao@staff.example.test", "ka@staff.example.test"
 
 
 def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
-            sendgrid: str | None = None) -> subprocess.CompletedProcess:
+            sendgrid: str | None = None, urgent: bool = False,
+            storm: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "KAMFLOW_TEST_CRASH_AT"}
     if crash_at:
         env["KAMFLOW_TEST_CRASH_AT"] = crash_at
     args = [sys.executable, str(HARNESS), "--db", db, "--outbox", str(outbox)]
     if sendgrid:
         args += ["--sendgrid", sendgrid]
+    if urgent:
+        args.append("--urgent")
+    if storm:
+        args.append("--storm")
     return subprocess.run([*args, *phases], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -54,7 +60,9 @@ def eml_by_recipient_and_kind(outbox: Path) -> collections.Counter:
         message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
         key = message["X-Kamflow-Key"]
         kind = "daily_digest" if key.startswith("digest-") else (
-            "escalation" if key.startswith("escalation-") else "new_tasks")
+            "escalation" if key.startswith("escalation-") else (
+                "urgent_tasks" if any(w in message["Subject"] for w in ("URGENT", "紧急"))
+                else "new_tasks"))
         counts[(message["To"], kind)] += 1
     return counts
 
@@ -124,10 +132,14 @@ def test_crash_and_rerun_on_postgresql(point: str, tmp_path: Path, fresh_pg: str
     assert_exactly_once(fresh_pg, outbox)
 
 
-@pytest.mark.parametrize("point", ["escalate.written", "escalate.committed", "escalate.written#3"])
-def test_crash_during_escalation_escalates_each_task_once(point: str, tmp_path: Path) -> None:
-    """Killed while escalating, a rerun escalates every overdue task exactly one step, with one
-    history row and one email to the new owner each."""
+@pytest.mark.parametrize("point", ["escalate.written", "escalate.written#2",
+                                   "escalate.committed", "send.accepted"])
+def test_crash_during_escalation_escalates_and_emails_each_task_once(point: str,
+                                                                    tmp_path: Path) -> None:
+    """Killed while escalating (before the first or second batched email is committed, after
+    the commit, or mid-send), a rerun escalates every overdue task exactly one step with one
+    history row, and each new owner gets ONE email listing every task escalated to them:
+    never two, none lost."""
     db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
     assert harness(db, outbox, "dispatch", "send").returncode == 0
     crashed = harness(db, outbox, "escalate", "send", crash_at=point)
@@ -138,9 +150,56 @@ def test_crash_during_escalation_escalates_each_task_once(point: str, tmp_path: 
     steps = rows(db, "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'escalated' "
                      "GROUP BY task_id")
     assert len(steps) == len(DECISIONS) and all(n == 1 for _, n in steps)
-    emails = rows(db, "SELECT key, sent_at FROM outbox WHERE kind = 'escalation'")
-    assert len(emails) == len(DECISIONS) and all(sent for _, sent in emails)
-    assert len(list(outbox.glob("escalation-*.eml"))) == len(DECISIONS)
+    emails = rows(db, "SELECT recipient, task_ids, sent_at FROM outbox "
+                      "WHERE kind = 'escalation'")
+    assert sorted(r for r, _, _ in emails) == [HEAD, ZHAO] and all(s for _, _, s in emails)
+    listed = sorted(int(i) for _, ids, _ in emails for i in ids.split(","))
+    assert listed == sorted(i for i, _ in steps)  # every escalated task in exactly one email
+    sent = {to: n for (to, kind), n in eml_by_recipient_and_kind(outbox).items()
+            if kind == "escalation"}
+    assert sent == {HEAD: 1, ZHAO: 1}
+
+
+@pytest.mark.parametrize("point", ["escalate.written", "escalate.committed", "send.claimed"])
+def test_crash_during_a_storm_sends_one_summary_per_owner_and_one_alert(point: str,
+                                                                         tmp_path: Path) -> None:
+    """Killed mid-storm, a rerun leaves one summary email per new owner naming all their
+    escalated tasks and exactly one ops alert, each sent."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    assert harness(db, outbox, "dispatch", "send").returncode == 0
+    crashed = harness(db, outbox, "escalate", "send", crash_at=point, storm=True)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert harness(db, outbox, "escalate", "send", storm=True).returncode == 0
+    emails = rows(db, "SELECT recipient, kind, task_ids, sent_at FROM outbox "
+                      "WHERE kind IN ('escalation', 'storm_alert')")
+    assert collections.Counter((r, k) for r, k, _, _ in emails) == {
+        (HEAD, "escalation"): 1, (ZHAO, "escalation"): 1, (OPS, "storm_alert"): 1}
+    assert sorted(int(i) for _, k, ids, _ in emails if k == "escalation"
+                  for i in ids.split(",")) == [i for (i,) in rows(db, "SELECT id FROM tasks")]
+    assert all(sent for *_, sent in emails)
+    assert len(list(outbox.glob("escalation-*.eml"))) == 2
+    assert len(list(outbox.glob("storm-*.eml"))) == 1
+
+
+@pytest.mark.parametrize("point", ["dispatch.emails_written", "dispatch.committed",
+                                   "send.accepted"])
+def test_urgent_tasks_go_in_one_email_per_owner_across_a_crash(point: str,
+                                                               tmp_path: Path) -> None:
+    """`email: own` tasks: one urgent email per owner and run listing them all, apart from
+    the routine new-task emails; killed mid-dispatch or mid-send, the rerun sends it once."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    crashed = harness(db, outbox, "dispatch", "send", crash_at=point, urgent=True)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert harness(db, outbox, "dispatch", "send", urgent=True).returncode == 0
+    emails = rows(db, "SELECT recipient, kind, task_ids, sent_at FROM outbox")
+    kinds = collections.Counter((r, k) for r, k, _, _ in emails)
+    assert kinds == {(KA, "urgent_tasks"): 1, ("wang@staff.example.test", "new_tasks"): 1,
+                     ("li@staff.example.test", "new_tasks"): 1}
+    urgent = next(ids for r, k, ids, _ in emails if k == "urgent_tasks")
+    ka_tasks = rows(db, f"SELECT id FROM tasks WHERE owner_email = '{KA}' ORDER BY id")
+    assert sorted(map(int, urgent.split(","))) == [i for (i,) in ka_tasks] and len(ka_tasks) == 2
+    assert all(sent for *_, sent in emails)
+    assert eml_by_recipient_and_kind(outbox) == kinds
 
 
 class RecordingSendGrid:

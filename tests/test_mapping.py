@@ -114,12 +114,9 @@ def test_telco_export_runs_through_the_flow_with_the_good_rows(telco_dir: Path, 
         state = retention_run(source=str(telco_dir), as_of=AS_OF.isoformat(),
                               mapping=str(TELCO_MAPPING), return_state=True)
     assert state.is_completed(), state.message
-    store = TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}")
-    try:
+    with TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}") as store:
         tasks = store.list_tasks()
         recorded = store.quarantine(str(state.state_details.flow_run_id))
-    finally:
-        store.dispose()
     assert not {t.account_id for t in tasks} & BLANK_TOTAL
     assert {r.account_id for r in recorded if r.column_name == "TotalCharges"} == BLANK_TOTAL
 
@@ -318,13 +315,10 @@ def test_quarantine_rows_are_recorded_in_the_task_store(tmp_path: Path) -> None:
         "column": ["billed", ""], "value": ["abc", "长" * 5000],
         "expectation": ["parse", "expect_column_value_lengths_to_be_between"],
         "reason": ["not a valid float", "broken field"]})
-    store = TaskStore(f"sqlite:///{tmp_path / 'kamflow.db'}")
-    try:
+    with TaskStore(f"sqlite:///{tmp_path / 'kamflow.db'}") as store:
         assert store.record_quarantine("run-1", frame) == 2
         assert store.record_quarantine("run-2", frame.iloc[:0]) == 0
         rows = store.quarantine("run-1")
-    finally:
-        store.dispose()
     assert [(r.table_name, r.row, r.account_id, r.column_name, r.expectation) for r in rows] == [
         ("billing", 5, "KA1", "billed", "parse"),
         ("accounts", None, None, "", "expect_column_value_lengths_to_be_between")]

@@ -10,12 +10,9 @@ from tests.conftest import AS_OF
 
 
 def tasks_of(home) -> set[tuple]:
-    store = TaskStore(f"sqlite:///{home / 'kamflow.db'}")
-    try:
+    with TaskStore(f"sqlite:///{home / 'kamflow.db'}") as store:
         return {(t.account_id, t.action, t.rule_id, t.owner_email, t.priority, t.reason,
                  t.ruleset_version) for t in store.list_tasks()}
-    finally:
-        store.dispose()
 
 
 def test_dask_partitions_equal_single_process(prefect_api, snapshot_dir, tmp_path, monkeypatch):

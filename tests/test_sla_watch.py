@@ -61,11 +61,15 @@ def test_escalation_climbs_the_ladder_one_step_per_run(tmp_path: Path) -> None:
     assert "wang@staff.example.test -> zhao@staff.example.test" in history[1].detail
     assert "zhao@staff.example.test -> head@staff.example.test" in history[2].detail
     emails = [e for e in store.unsent_emails() if e.kind == "escalation"]
-    assert sorted(e.recipient for e in emails if str(wang_task.id) == e.task_ids) == [
-        "head@staff.example.test", "zhao@staff.example.test"]
+    assert sorted(e.recipient for e in emails if str(wang_task.id) in e.task_ids.split(",")) \
+        == ["head@staff.example.test", "zhao@staff.example.test"]
+    # one email per new owner and run: zhao once (four tasks), the head once per run
+    assert sorted((e.recipient, len(e.task_ids.split(","))) for e in emails) == [
+        ("head@staff.example.test", 1), ("head@staff.example.test", 4),
+        ("zhao@staff.example.test", 4)]
     zhao = next(e for e in emails if e.recipient == "zhao@staff.example.test")
     assert "逾期任务升级给您" in zhao.subject and "主动关怀回访" in zhao.subject  # in zh-CN
-    assert "/t/v1." in zhao.body_text  # with its one-click links
+    assert zhao.body_text.count("/t/v1.") == 8  # each task with its two one-click links
     store.dispose()
 
 
@@ -121,8 +125,11 @@ def test_sla_watch_flow_escalates_emails_and_emits_events(prefect_api: str, kamf
     assert store.counts()["unsent_emails"] == 0
     sent = [BytesParser(policy=policy.default).parsebytes(p.read_bytes())
             for p in (kamflow_home / "outbox").glob("escalation-*.eml")]
-    assert sorted(m["To"] for m in sent).count(HEAD) == len(ids)  # everyone ends with the head
-    assert sum(1 for m in sent if m["To"] == DIRECTOR) == 4  # the four manager tasks
+    # one email per new owner and run: the director's lists the four manager tasks; the head
+    # gets the department's task in the first run and those four in the second
+    assert sorted(m["To"] for m in sent) == [HEAD, HEAD, DIRECTOR]
+    director = next(m for m in sent if m["To"] == DIRECTOR)
+    assert director.get_body(("plain",)).get_content().count("/t/v1.") == 8  # 4 tasks x 2 links
     events = _events(prefect_api, 9)
     mine = {e.id for e in events} & {escalation_event_id(i, lvl) for i in ids for lvl in (1, 2)}
     assert len(mine) == 9  # 5 first steps + 4 second steps, no more, no fewer
@@ -130,3 +137,15 @@ def test_sla_watch_flow_escalates_emails_and_emits_events(prefect_api: str, kamf
     assert sample.resource.id == f"kamflow.task.{manager_task.id}"
     assert sample.payload["to"] == HEAD and sample.payload["level"] == "2"
     store.dispose()
+
+
+def test_the_escalation_artifact_shows_times_in_the_business_zone() -> None:
+    """The sla_watch artifact row shows when a task fell overdue and its new deadline in the
+    calendar's zone, named; the other fields are as the Prefect event carries them."""
+    from kamflow.flows.sla_watch import readable_step
+
+    step = {"task_id": 7, "overdue_since": "2026-12-03T10:00:00+00:00",
+            "due_at": "2026-12-11T02:00:00+00:00"}
+    assert readable_step(step, BusinessCalendar()) == {
+        "task_id": 7, "overdue_since": "2026-12-03 18:00 Asia/Shanghai",
+        "due_at": "2026-12-11 10:00 Asia/Shanghai"}

@@ -61,12 +61,11 @@ def store(request, tmp_path: Path):
         url = f"sqlite:///{tmp_path / 'tasks.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    task_store = TaskStore(url)
-    with task_store.session() as session:  # module-scoped PG database: start each test empty
-        for table in (OutboxEmail, TaskEvent, Task, AccountRecord):
-            session.query(table).delete()
-    yield task_store
-    task_store.dispose()
+    with TaskStore(url) as task_store:
+        with task_store.session() as session:  # module-scoped PG database: start each test empty
+            for table in (OutboxEmail, TaskEvent, Task, AccountRecord):
+                session.query(table).delete()
+        yield task_store
 
 
 def planned(rows: list[tuple[str, str, str, str]], now: dt.datetime = NOW) -> pd.DataFrame:

@@ -18,10 +18,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
-__all__ = ["WEEKDAYS", "BusinessCalendar", "add_business_time", "parse_hours"]
+__all__ = ["WEEKDAYS", "BusinessCalendar", "add_business_time", "format_local", "parse_hours",
+           "zone_label"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS_SCANNED = 3 * 366  # a calendar with no working day left would loop forever
+# How a Chinese reader names the zones of mainland China's one official time.
+_ZH_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Chongqing": "北京时间", "Asia/Harbin": "北京时间",
+             "Asia/Urumqi": "新疆时间", "PRC": "北京时间", "Asia/Hong_Kong": "香港时间",
+             "Asia/Taipei": "台北时间", "Asia/Macau": "澳门时间"}
 
 
 def parse_hours(text: str) -> tuple[dt.time, dt.time]:
@@ -77,6 +82,14 @@ class BusinessCalendar:
         """The calendar date of ``moment`` (aware) in this calendar's timezone."""
         return _aware(moment).astimezone(self.zone).date()
 
+    def zone_label(self, language: str = "en") -> str:
+        """This calendar's zone as a reader names it (see `zone_label`)."""
+        return zone_label(self.timezone, language)
+
+    def format_local(self, moment: dt.datetime | None, language: str = "en") -> str:
+        """``moment`` in this calendar's zone, with the zone named (see `format_local`)."""
+        return format_local(moment, self.timezone, language)
+
     @classmethod
     def build(cls, timezone: str = "Asia/Shanghai", workdays: Iterable[str] = WEEKDAYS[:5],
               hours: str = "09:00-18:00", holidays: Iterable[dt.date] = (),
@@ -117,6 +130,26 @@ def add_business_time(start: dt.datetime, days: float, calendar: BusinessCalenda
         day += dt.timedelta(days=1)
         cursor = _on(day, dt.time(0, 0))
     raise ValueError("the business calendar has no working day in the next three years")
+
+
+def zone_label(timezone: str, language: str = "en") -> str:
+    """A time zone as a person reading a list names it: ``北京时间`` for Asia/Shanghai in
+    Chinese; otherwise the IANA name, e.g. ``Asia/Shanghai``."""
+    if language.lower().replace("_", "-").startswith("zh") and timezone in _ZH_NAMES:
+        return _ZH_NAMES[timezone]
+    return timezone
+
+
+def format_local(moment: dt.datetime | None, timezone: str, language: str = "en",
+                 pattern: str = "%Y-%m-%d %H:%M") -> str:
+    """``moment`` as a person reads it: in the business zone, with the zone named, e.g.
+    ``2026-12-11 10:00 Asia/Shanghai`` or ``2026-12-11 10:00 北京时间``. A naive ``moment`` is
+    UTC (as SQLite returns stored times); None gives "". JSON output should keep ISO 8601
+    with its offset instead."""
+    if moment is None:
+        return ""
+    local = _aware(moment).astimezone(ZoneInfo(timezone))
+    return f"{local.strftime(pattern)} {zone_label(timezone, language)}"
 
 
 def _on(day: dt.date, time: dt.time) -> dt.datetime:

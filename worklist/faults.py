@@ -24,8 +24,9 @@ CRASH_POINTS = (
     "send.marked",                # marked sent, the rest of the outbox not yet sent
     "digest.written",             # the daily digests inserted, not committed
     "digest.committed",           # committed, not sent
-    "escalate.written",           # an escalation (task, history, email) written, not committed
-    "escalate.committed",         # committed, its Prefect event not yet emitted
+    "escalate.written",           # the run's escalations and one more batched email written,
+                                  # not committed (``#N``: after the N-th email)
+    "escalate.committed",         # committed, the Prefect events not yet emitted
 )
 _VARIABLE = "KAMFLOW_TEST_CRASH_AT"
 _hits: Counter[str] = Counter()

@@ -76,7 +76,7 @@ class OutboxEmail(Base):
     provider_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # new_tasks | escalation | reassignment | daily_digest: the SendGrid category and template
+    # new_tasks | urgent_tasks | escalation | reassignment | daily_digest: its category, template
     kind: Mapped[str] = mapped_column(String(32), default="new_tasks", server_default="new_tasks")
     # set just before a backend is called, cleared when the outcome is recorded: a row still
     # in flight at the next drain was interrupted mid-send and may already have been delivered

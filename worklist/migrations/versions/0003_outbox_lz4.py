@@ -27,11 +27,12 @@ BODIES = ("body_text", "body_html")
 
 def _lz4_available() -> bool:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql" or bind.dialect.server_version_info < (14,):
+    version = bind.dialect.server_version_info
+    if bind.dialect.name != "postgresql" or version is None or version < (14,):
         return False
     values = bind.execute(sa.text(
         "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")).scalar()
-    return bool(values) and "lz4" in values
+    return values is not None and "lz4" in values
 
 
 def upgrade() -> None:

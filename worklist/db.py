@@ -1,0 +1,159 @@
+"""The task store's database: the engine, its SQLite settings, and the schema migrations.
+
+Every part of the store (tasks, outbox, digests, roster, quarantine, KPIs) is a small class on
+``StoreBase``, which owns one engine and one session factory. The schema comes from Alembic
+(worklist/migrations), brought to head once per process and database URL: a run builds the store
+several times, and each full ``alembic upgrade`` costs a script-directory load for nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["MIGRATIONS", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "alembic_config", "aware",
+           "ensure_migrated", "make_engine", "migrate", "utc"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# A writer (a national dispatch, sla_watch) may hold SQLite's write lock for a while; another
+# process waits this long for it instead of failing with "database is locked" after 5 s.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreBase:
+    """One engine and its sessions; a context manager that disposes of the engine on exit."""
+
+    def __init__(self, url: str, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url, echo)
+        try:
+            ensure_migrated(self.engine)  # schema from worklist/migrations, never create_all
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    close = dispose
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.dispose()
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite connections in WAL mode (readers do not wait for a writer,
+    so link clicks and sla_watch keep working during a long dispatch) with a busy timeout."""
+    engine = create_engine(url, echo=echo, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # an in-memory database answers "memory"
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def alembic_config(url: str) -> Any:
+    """The Alembic configuration of the task store, built in code (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # configparser escaping
+    return cfg
+
+
+_migrated: set[str] = set()  # URLs brought to head by this process
+_migration_lock = threading.Lock()
+_head: list[str] = []  # the newest revision, read once
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """``migrate`` the first time this process opens the engine's database; afterwards only a
+    one-row check that the schema is still at head (a test may have dropped it, or a file
+    database been deleted), migrating again if not. Thread-safe: one migration at a time."""
+    url = engine.url.render_as_string(hide_password=False)
+    in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+    with _migration_lock:
+        if in_memory or url not in _migrated or not _at_head(engine):
+            migrate(engine)
+            if not in_memory:  # each in-memory engine is a new, empty database
+                _migrated.add(url)
+
+
+def _at_head(engine: Engine) -> bool:
+    if not _head:
+        from alembic.script import ScriptDirectory
+
+        _head.append(str(ScriptDirectory.from_config(alembic_config("")).get_current_head()))
+    try:
+        with engine.connect() as connection:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception:  # no alembic_version table: not migrated (any more)
+        return False
+    return current == _head[0]
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (``alembic upgrade head``) on the engine's own
+    connection. A database created before kamflow used migrations is refused with what to do."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            if "tasks" in tables and "alembic_version" not in tables:
+                raise RuntimeError(
+                    f"the task store at {engine.url!r} was created before kamflow used schema "
+                    "migrations and cannot be upgraded in place: move it aside (a new one is "
+                    "created on the next start), or after checking its schema matches, record "
+                    "it with `alembic -c worklist/migrations/alembic.ini -x url=URL stamp head`")
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    except RuntimeError:
+        raise
+    except Exception:
+        # Two processes migrating one new SQLite file at once: the loser fails on "table
+        # exists". Fine if the winner got the schema to head; anything else is a real error.
+        from alembic.runtime.migration import MigrationContext
+
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        if current != ScriptDirectory.from_config(cfg).get_current_head():
+            raise
+
+
+def aware(stamp: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes; everything kamflow stores is UTC."""
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def utc(stamp: dt.datetime) -> dt.datetime:
+    return aware(stamp).astimezone(dt.UTC)

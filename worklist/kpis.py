@@ -1,0 +1,63 @@
+"""Per-owner KPIs (DOMAIN.md) and the store's row counts, read from the task store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from kamflow.worklist.db import StoreBase
+from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, Task
+
+__all__ = ["LOST_KPI_DAYS", "KpiStore"]
+
+LOST_KPI_DAYS = 365  # the managers' churn KPI counts accounts lost in the past year
+
+
+class KpiStore(StoreBase):
+    def owner_kpis(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """Per owner: open, overdue, handled on time and late, and accounts lost in the past
+        year (DOMAIN.md's per-manager KPIs; the loss is counted for the account's last
+        manager)."""
+        overdue = case((Task.status.in_(OPEN_STATUSES) & (Task.due_at < now), 1), else_=0)
+        open_ = case((Task.status.in_(OPEN_STATUSES), 1), else_=0)
+        on_time = case((Task.closed_at.is_not(None) & (Task.status == "done")
+                        & (Task.closed_at <= Task.due_at), 1), else_=0)
+        late = case((Task.closed_at.is_not(None) & (Task.status == "done")
+                     & (Task.closed_at > Task.due_at), 1), else_=0)
+        with self.session() as session:
+            rows = session.execute(
+                select(Task.owner_email, Task.owner_name, func.sum(open_), func.sum(overdue),
+                       func.sum(on_time), func.sum(late), func.count(func.distinct(
+                           Task.account_id)))
+                .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
+            kpis = [{"owner": name, "email": email, "open": int(o or 0),
+                     "overdue": int(d or 0), "done on time": int(t or 0),
+                     "done late": int(late_n or 0), "accounts with tasks": int(a or 0),
+                     "accounts lost": 0}
+                    for email, name, o, d, t, late_n, a in rows]
+            # Churn of each manager's own accounts (DOMAIN.md): lost in the past year.
+            lost = session.execute(
+                select(AccountRecord.manager_email, func.max(AccountRecord.manager_name),
+                       func.count())
+                .where(AccountRecord.lost_at >= now - dt.timedelta(days=LOST_KPI_DAYS))
+                .group_by(AccountRecord.manager_email))
+        by_email = {k["email"].lower(): k for k in kpis}
+        for email, name, count in lost:
+            row = by_email.get(email)
+            if row is None:
+                row = by_email[email] = {"owner": name, "email": email, "open": 0, "overdue": 0,
+                                         "done on time": 0, "done late": 0,
+                                         "accounts with tasks": 0, "accounts lost": 0}
+                kpis.append(row)
+            row["accounts lost"] += int(count)
+        return sorted(kpis, key=lambda k: k["email"])
+
+    def counts(self) -> dict[str, int]:
+        with self.session() as session:
+            tasks = session.scalar(select(func.count()).select_from(Task)) or 0
+            emails = session.scalar(select(func.count()).select_from(OutboxEmail)) or 0
+            unsent = session.scalar(select(func.count()).select_from(OutboxEmail).where(
+                OutboxEmail.sent_at.is_(None))) or 0
+        return {"tasks": tasks, "emails": emails, "unsent_emails": unsent}

@@ -1,0 +1,106 @@
+"""The email outbox: emails written in the transaction of the change they announce, sent later.
+
+The flows' drain pages through ``unsent_emails`` and marks each email (or batch) sent right
+after a backend accepted it, so a crash between writing and sending loses nothing: the next
+drain sends what is still unsent (flows/delivery.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+
+from kamflow.worklist.db import StoreBase, utc
+from kamflow.worklist.models import OutboxEmail
+
+__all__ = ["EMAIL_CHUNK", "OutboxStore", "QueuedEmail"]
+
+EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
+
+
+@dataclass(frozen=True)
+class QueuedEmail:
+    """An email to write into the outbox (rendered by the caller)."""
+
+    key: str
+    recipient: str
+    recipient_name: str
+    subject: str
+    text: str
+    html: str
+    kind: str
+    task_ids: tuple[int, ...] = ()
+
+    def values(self, now: dt.datetime, run_id: str) -> dict[str, Any]:
+        """The outbox row's column values (bulk inserts take these)."""
+        return {"key": self.key, "recipient": self.recipient,
+                "recipient_name": self.recipient_name, "subject": self.subject,
+                "body_text": self.text, "body_html": self.html,
+                "task_ids": ",".join(map(str, self.task_ids)), "created_at": utc(now),
+                "run_id": run_id, "kind": self.kind, "attempts": 0}
+
+    def row(self, now: dt.datetime, run_id: str) -> OutboxEmail:
+        return OutboxEmail(**self.values(now, run_id))
+
+
+class OutboxStore(StoreBase):
+    """Reading, claiming and marking the outbox's emails; queueing a single one."""
+
+    def unsent_emails(self, after_id: int = 0, limit: int | None = None) -> list[OutboxEmail]:
+        """Unsent emails in outbox order, from the one after ``after_id``; ``limit`` of them
+        (the drain pages through a big outbox rather than holding every body at once)."""
+        with self.session() as session:
+            query = select(OutboxEmail).where(OutboxEmail.sent_at.is_(None),
+                                              OutboxEmail.id > after_id).order_by(OutboxEmail.id)
+            return list(session.scalars(query.limit(limit) if limit else query))
+
+    def unsent_count(self) -> int:
+        with self.session() as session:
+            return int(session.scalar(select(func.count()).select_from(OutboxEmail).where(
+                OutboxEmail.sent_at.is_(None))) or 0)
+
+    def mark_sent(self, email_id: int, backend: str, provider_id: str,
+                  now: dt.datetime) -> None:
+        self.mark_sent_many([(email_id, provider_id)], backend, now)
+
+    def mark_sent_many(self, sent: Sequence[tuple[int, str]], backend: str,
+                       now: dt.datetime) -> None:
+        """Record in one transaction that the backend accepted these (outbox id, provider id)."""
+        if not sent:
+            return
+        table = cast(Table, OutboxEmail.__table__)
+        statement = update(table).where(table.c.id == bindparam("email_id")).values(
+            sent_at=utc(now), backend=backend, provider_id=bindparam("provider"),
+            attempts=table.c.attempts + 1, last_error=None, in_flight_since=None)
+        with self.session() as session:  # one executemany, not one statement per email
+            session.connection().execute(statement, [
+                {"email_id": email_id, "provider": (provider_id or "")[:500]}
+                for email_id, provider_id in sent])
+
+    def mark_failed(self, email_id: int, error: str) -> None:
+        with self.session() as session:
+            session.execute(update(OutboxEmail).where(OutboxEmail.id == email_id).values(
+                attempts=OutboxEmail.attempts + 1, last_error=error[:2000],
+                in_flight_since=None))
+
+    def mark_in_flight(self, email_ids: Sequence[int], now: dt.datetime) -> None:
+        """Note that these emails are being handed to a backend right now. If the process dies
+        before ``mark_sent``/``mark_failed``, the next drain sees them still in flight: they may
+        have been delivered, and are sent again (at least once, never silently lost)."""
+        if not email_ids:
+            return
+        with self.session() as session:
+            session.execute(update(OutboxEmail).where(OutboxEmail.id.in_(list(email_ids)))
+                            .values(in_flight_since=now))
+
+    def queue_email(self, email: QueuedEmail, now: dt.datetime, run_id: str = "") -> bool:
+        """Put one email in the outbox unless one with the same key is there already."""
+        with self.session() as session:
+            if session.scalar(select(OutboxEmail.id).where(OutboxEmail.key == email.key)):
+                return False
+            session.add(email.row(now, run_id))
+        return True

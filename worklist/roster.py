@@ -1,0 +1,114 @@
+"""The account roster: every account seen in a snapshot, with its manager, and when it was lost.
+
+Each snapshot brings the roster up to date (new accounts in, missing ones marked lost, returning
+ones restored), which gives every manager the churn KPI of DOMAIN.md (worklist/kpis.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+import pandas as pd
+from sqlalchemy import Table, bindparam, update
+
+from kamflow.worklist.bulk import insert_rows
+from kamflow.worklist.db import StoreBase, utc
+from kamflow.worklist.models import AccountRecord
+
+__all__ = ["MAX_LOST_SHARE", "RosterChange", "RosterStore"]
+
+log = logging.getLogger(__name__)
+
+MAX_LOST_SHARE = 0.05  # more of the roster gone in one snapshot looks like a partial export
+_ROSTER_CHUNK = 100_000  # roster rows inserted at a time
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    new: int  # accounts seen for the first time
+    lost: int  # in the roster, missing from this snapshot: marked lost
+    returned: int  # marked lost before, back in this snapshot
+    held: int = 0  # missing but not marked lost: too many at once (a partial export?)
+
+
+class RosterStore(StoreBase):
+    def record_accounts(self, accounts: pd.DataFrame, now: dt.datetime,
+                        max_lost_share: float = MAX_LOST_SHARE) -> RosterChange:
+        """Bring the account roster up to this snapshot (``account_id``, ``account_manager``,
+        ``manager_email``: every account in it, accepted or quarantined). New accounts are
+        added; accounts of the roster missing from the snapshot are marked lost (their
+        manager's churn), unless more than ``max_lost_share`` of the roster went missing at
+        once, which looks like a partial export: then nothing is marked and a warning says
+        so. Accounts back in the snapshot are not lost any more; managers are kept current."""
+        now = utc(now)
+        today = _roster_frame(accounts)
+        with self.session() as session:
+            driver = session.connection().connection.driver_connection
+            assert driver is not None  # a live connection inside the session's transaction
+            cursor = driver.cursor()
+            try:  # plain tuples from the driver: SQLAlchemy rows cost 5 s per million here
+                cursor.execute("SELECT account_id, manager_email, lost_at IS NULL FROM accounts")
+                known = pd.DataFrame(cursor.fetchall(),
+                                     columns=["account_id", "known_email", "active"])
+            finally:
+                cursor.close()
+            if known.empty:  # the first snapshot: everyone is new
+                merged = today.assign(known_email=None, active=False, _merge="left_only")
+            else:
+                known["account_id"] = known["account_id"].astype(today["account_id"].dtype)
+                merged = today.merge(known, on="account_id", how="outer", indicator=True)
+            present = (merged["_merge"] != "right_only").to_numpy()
+            both = (merged["_merge"] == "both").to_numpy()
+            active = (merged["active"].astype("float64").fillna(0.0) > 0).to_numpy()
+            new = merged.loc[merged["_merge"] == "left_only"]
+            missing = merged.loc[~present & active, "account_id"].tolist()
+            returned = merged.loc[both & ~active, "account_id"].tolist()
+            moved = merged.loc[both & (merged["manager_email"] != merged["known_email"])
+                               .to_numpy()]
+            for start in range(0, len(new), _ROSTER_CHUNK):  # bounded memory at 1M accounts
+                part = new.iloc[start:start + _ROSTER_CHUNK]
+                insert_rows(session, AccountRecord.__table__, [
+                    {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now}
+                    for a, e, n in zip(part["account_id"].tolist(),
+                                       part["manager_email"].tolist(),
+                                       part["manager_name"].tolist(), strict=True)])
+            held = 0
+            if missing and len(missing) > max_lost_share * int(active.sum()):
+                held, missing = len(missing), []
+                log.warning("%d of %d accounts are missing from this snapshot, more than %.0f%%: "
+                            "it looks like a partial export, so none is marked lost", held,
+                            int(active.sum()), 100 * max_lost_share)
+            table = cast(Table, AccountRecord.__table__)
+            for ids, value in ((missing, now), (returned, None)):
+                if ids:
+                    session.execute(update(table).where(table.c.account_id == bindparam("a"))
+                                    .values(lost_at=value), [{"a": a} for a in ids])
+            if len(moved):
+                session.execute(update(table).where(table.c.account_id == bindparam("a"))
+                                .values(manager_email=bindparam("e"), manager_name=bindparam("n")),
+                                [{"a": a, "e": e, "n": n} for a, e, n in zip(
+                                    moved["account_id"].tolist(),
+                                    moved["manager_email"].tolist(),
+                                    moved["manager_name"].tolist(), strict=True)])
+        change = RosterChange(len(new), len(missing), len(returned), held)
+        log.info("account roster: %d new, %d lost, %d back, %d missing but not marked",
+                 change.new, change.lost, change.returned, change.held)
+        return change
+
+
+def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:
+    """One row per account id of a snapshot's accounts (the last row of a duplicate id)."""
+    def text(column: str, limit: int) -> pd.Series:
+        values = accounts[column] if column in accounts else pd.Series(
+            "", index=accounts.index, dtype="str")
+        return values.astype("str").fillna("").str.strip().str.slice(0, limit)
+
+    frame = pd.DataFrame({"account_id": text("account_id", 64),
+                          "manager_email": text("manager_email", 320).str.lower(),
+                          "manager_name": text("account_manager", 200)})
+    frame = frame.loc[accounts["account_id"].notna().to_numpy() & (frame["account_id"] != "")
+                      .to_numpy()]
+    return frame.drop_duplicates("account_id", keep="last").reset_index(drop=True)

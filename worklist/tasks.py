@@ -1,0 +1,344 @@
+"""Task lifecycle: raise, acknowledge, finish, reassign and escalate tasks, with their history.
+
+``raise_tasks`` writes new tasks, their history rows and the outbox emails announcing them in one
+transaction, so a crash leaves either all of them or none. One open task per (account, action) is
+enforced by a unique key; a closed task blocks its action for the rule's cooldown. Every other
+change is one conditional update plus its history row (and email, if any) in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pandas as pd
+from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy.orm import Session
+
+from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
+from kamflow.worklist.db import StoreBase, aware, utc
+from kamflow.worklist.faults import crash_point
+from kamflow.worklist.grouping import (
+    ManyRenderer,
+    Renderer,
+    escalation_emails,
+    new_task_emails,
+    one_by_one,
+)
+from kamflow.worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
+from kamflow.worklist.outbox import QueuedEmail
+
+__all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
+
+log = logging.getLogger(__name__)
+
+TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
+               "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
+               "due_at", "cooldown_days", "open_key")
+
+
+class TaskClosedError(ValueError):
+    """The task is closed (done or cancelled): it can no longer be acknowledged or moved."""
+
+
+@dataclass(frozen=True)
+class RaiseResult:
+    created: int
+    skipped_open: int
+    skipped_cooldown: int
+    emails: int
+    created_by_action: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """One planned step up the ladder: the task as read, its new owner and deadline, the history
+    detail, and the task as the new owner's email shows it (``view``)."""
+
+    task: Task
+    owner_email: str
+    owner_name: str
+    due_at: dt.datetime
+    detail: str
+    view: dict[str, Any]
+
+
+_MOVE = re.compile(r"(\S+@\S+) -> (\S+@\S+)")  # "from -> to" in escalation/reassignment details
+
+
+class TaskLifecycle(StoreBase):
+    """Tasks from their creation to done: the only code that changes a task."""
+
+    # -- raising tasks ---------------------------------------------------------------------
+    def raise_tasks(self, planned: pd.DataFrame, run_id: str, render: Renderer,
+                    now: dt.datetime, render_many: ManyRenderer | None = None) -> RaiseResult:
+        if planned.empty:
+            return RaiseResult(0, 0, 0, 0, {})
+        with self.session() as session:
+            open_keys = set(session.scalars(select(Task.open_key).where(
+                Task.open_key.is_not(None))))
+            cooling = _cooling(session, now)
+            is_open = planned["open_key"].isin(open_keys)
+            in_cooldown = planned["open_key"].map(cooling).notna() & ~is_open
+            if in_cooldown.any():
+                # still cooling when closed_at + this decision's cooldown is in the future
+                until = planned.loc[in_cooldown, "open_key"].map(cooling) + pd.to_timedelta(
+                    planned.loc[in_cooldown, "cooldown_days"].astype(float), unit="D")
+                in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
+            fresh = planned.loc[~is_open & ~in_cooldown]
+            rows = [_task_row(record, run_id) for record in records(fresh, TASK_FIELDS)]
+            ids = insert_returning_ids(session, Task.__table__, rows)
+            del rows  # written: let 450,000 row dicts go before the emails are rendered
+            if ids:
+                insert_rows(session, TaskEvent.__table__, [
+                    {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
+                    for i in ids])
+            crash_point("dispatch.tasks_written")
+            emails = new_task_emails(session, fresh, ids, run_id,
+                                     render_many or one_by_one(render), now)
+            crash_point("dispatch.emails_written")
+        crash_point("dispatch.committed")
+        result = RaiseResult(len(ids), int(is_open.sum()), int(in_cooldown.sum()), emails,
+                             {str(k): int(v) for k, v in fresh["action"].value_counts().items()})
+        log.info("task store: %d new task(s), %d already open, %d in cooldown, %d email(s) queued",
+                 *(result.created, result.skipped_open, result.skipped_cooldown, result.emails))
+        return result
+
+    def set_status(self, task_id: int, status: str, now: dt.datetime, detail: str = "") -> Task:
+        """Move a task to a new status, recording the change in its history."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+        with self.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"no task with id {task_id}")
+            closing = status not in OPEN_STATUSES
+            task.status = status
+            task.closed_at = now if closing else None
+            task.open_key = None if closing else f"{task.account_id}|{task.action}"
+            session.add(TaskEvent(task_id=task_id, at=now, event=status, detail=detail))
+        return task
+
+    def history(self, task_id: int) -> list[TaskEvent]:
+        with self.session() as session:
+            return list(session.scalars(select(TaskEvent).where(
+                TaskEvent.task_id == task_id).order_by(TaskEvent.id)))
+
+    def get_task(self, task_id: int) -> Task:
+        """The task with this id; LookupError naming the id when there is none."""
+        with self.session() as session:
+            task = session.get(Task, task_id)
+        if task is None:
+            raise LookupError(f"no task with id {task_id}")
+        return task
+
+    def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Task]:
+        with self.session() as session:
+            query = select(Task).order_by(Task.id)
+            if status:
+                query = query.where(Task.status == status)
+            if limit:
+                query = query.limit(limit)
+            return list(session.scalars(query))
+
+    # -- closing the loop: acknowledge, done, reassign ----------------------------------------
+    def transition(self, task_id: int, action: str, now: dt.datetime, actor: str,
+                   note: str = "") -> tuple[Task, bool]:
+        """``ack`` or ``done`` a task on behalf of ``actor``; returns (task, changed).
+
+        Repeating what is already so (done twice, ack twice) changes nothing and returns
+        changed=False. Acknowledging a closed task, or finishing a cancelled one, raises
+        ``TaskClosedError``. The change and its history row are one transaction, and the update
+        is conditional on the status read, so a concurrent change (sla_watch escalating, another
+        click) cannot be overwritten unseen.
+        """
+        targets = {"ack": "acknowledged", "done": "done"}
+        if action not in targets:
+            raise ValueError(f"unknown action {action!r}; use ack or done")
+        status = targets[action]
+        now = utc(now)
+        with self.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"no task with id {task_id}")
+            if task.status == status:
+                return task, False
+            if task.status not in OPEN_STATUSES:
+                raise TaskClosedError(f"task {task_id} is already {task.status}; it cannot be "
+                                      f"{'acknowledged' if action == 'ack' else 'marked done'}")
+            closing = status == "done"
+            changed = _changed(session.execute(
+                update(Task).where(Task.id == task_id, Task.status == task.status).values(
+                    status=status, closed_at=now if closing else None,
+                    open_key=None if closing else Task.open_key)))
+            if changed != 1:
+                raise TaskClosedError(f"task {task_id} changed while it was being updated; "
+                                      "try again")
+            detail = f"by {actor}" + (f": {note}" if note else "")
+            session.add(TaskEvent(task_id=task_id, at=now, event=status, detail=detail))
+        return self.get_task(task_id), True
+
+    def reassign(self, task_id: int, owner_email: str, owner_name: str, now: dt.datetime,
+                 actor: str, note: str = "", due_at: dt.datetime | None = None,
+                 email: QueuedEmail | None = None) -> Task:
+        """Give an open task to someone else (history row, optional new deadline, and the email
+        telling the new owner, all in one transaction)."""
+        now = utc(now)
+        with self.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"no task with id {task_id}")
+            if task.status not in OPEN_STATUSES:
+                raise TaskClosedError(f"task {task_id} is already {task.status}; it cannot be "
+                                      "reassigned")
+            previous = task.owner_email
+            task.owner_email, task.owner_name = owner_email, owner_name
+            if due_at is not None:
+                task.due_at = utc(due_at)
+            detail = f"{previous} -> {owner_email} by {actor}" + (f": {note}" if note else "")
+            if due_at is not None:
+                detail += f"; due {utc(due_at).isoformat()}"
+            session.add(TaskEvent(task_id=task_id, at=now, event="reassigned", detail=detail))
+            if email is not None:
+                session.add(email.row(now, f"reassign-{task_id}"))
+        return self.get_task(task_id)
+
+    # -- SLA: overdue tasks and escalation -------------------------------------------------------
+    def overdue_tasks(self, now: dt.datetime) -> list[Task]:
+        """Open tasks (open, acknowledged, escalated) whose deadline has passed, oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(Task).where(
+                Task.status.in_(OPEN_STATUSES), Task.due_at < utc(now))
+                .order_by(Task.due_at, Task.id)))
+
+    def escalate(self, task: Task, owner_email: str, owner_name: str, due_at: dt.datetime,
+                 now: dt.datetime, detail: str, email: QueuedEmail | None) -> bool:
+        """Move an overdue task one rung up the ladder: new owner and deadline, status
+        ``escalated``, a history row and the email to the new owner, in one transaction.
+
+        Only if the task is still as it was read (same level, still open and overdue); returns
+        False when someone acted on it meanwhile, so a task escalates once per step.
+        """
+        now = utc(now)
+        with self.session() as session:
+            changed = _changed(session.execute(update(Task).where(
+                Task.id == task.id, Task.escalation_level == task.escalation_level,
+                Task.owner_email == task.owner_email, Task.status.in_(OPEN_STATUSES),
+                Task.due_at < now).values(
+                owner_email=owner_email, owner_name=owner_name, status="escalated",
+                escalation_level=task.escalation_level + 1, due_at=utc(due_at))))
+            if changed != 1:
+                return False
+            session.add(TaskEvent(task_id=task.id, at=now, event="escalated", detail=detail))
+            if email is not None:
+                session.add(email.row(now, f"sla-{task.id}-{task.escalation_level + 1}"))
+            crash_point("escalate.written")
+        crash_point("escalate.committed")
+        return True
+
+
+    def escalate_all(self, steps: Sequence[Escalation], now: dt.datetime, render: Renderer,
+                     render_many: ManyRenderer | None = None, summary_size: int | None = None,
+                     storm_alert: QueuedEmail | None = None,
+                     alert_quiet: dt.timedelta = dt.timedelta(hours=24),
+                     ) -> tuple[list[Escalation], bool]:
+        """Take every planned step whose task is still as it was read (same owner and level,
+        open, overdue), with its history row, and write ONE email per new owner listing the
+        tasks escalated to them (split at ``MAX_TASKS_PER_EMAIL``; one summary of at most
+        ``summary_size`` tasks each in a storm), all in one transaction: a crash leaves all of
+        it or none, so each step is recorded and emailed exactly once. ``storm_alert`` (to
+        ops) is written too unless one was written within ``alert_quiet``: one per storm.
+        Returns the steps taken (the others were changed by someone meanwhile) and whether the
+        alert was written."""
+        now = utc(now)
+        taken: list[Escalation] = []
+        alerted = False
+        with self.session() as session:
+            if storm_alert is not None and not session.scalar(select(OutboxEmail.id).where(
+                    OutboxEmail.kind == storm_alert.kind,
+                    OutboxEmail.created_at > now - alert_quiet).limit(1)):
+                session.add(storm_alert.row(now, f"sla-{now:%Y%m%dT%H%M%S}"))
+                alerted = True
+            for step in steps:
+                task = step.task
+                changed = _changed(session.execute(update(Task).where(
+                    Task.id == task.id, Task.escalation_level == task.escalation_level,
+                    Task.owner_email == task.owner_email, Task.status.in_(OPEN_STATUSES),
+                    Task.due_at < now).values(
+                    owner_email=step.owner_email, owner_name=step.owner_name,
+                    status="escalated", escalation_level=task.escalation_level + 1,
+                    due_at=utc(step.due_at))))
+                if changed == 1:
+                    taken.append(step)
+            insert_rows(session, TaskEvent.__table__, [
+                {"task_id": s.task.id, "at": now, "event": "escalated", "detail": s.detail}
+                for s in taken])
+            escalation_emails(session, [(s.owner_email, s.owner_name, s.view) for s in taken],
+                              f"sla-{now:%Y%m%dT%H%M%S}", render_many or one_by_one(render), now,
+                              summary_size)
+        crash_point("escalate.committed")
+        return taken, alerted
+
+    def ladders(self, task_ids: Sequence[int]) -> dict[int, list[tuple[str, dt.datetime]]]:
+        """Who held each task and since when, oldest first: its first owner from its creation,
+        then every escalation and reassignment (read from the history)."""
+        found: dict[int, list[tuple[str, dt.datetime]]] = {}
+        ids = list(task_ids)
+        with self.session() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                owners = dict(session.execute(select(Task.id, Task.owner_email).where(
+                    Task.id.in_(chunk))).tuples().all())
+                events = session.execute(select(
+                    TaskEvent.task_id, TaskEvent.at, TaskEvent.event, TaskEvent.detail).where(
+                    TaskEvent.task_id.in_(chunk),
+                    TaskEvent.event.in_(("created", "escalated", "reassigned")))
+                    .order_by(TaskEvent.id)).tuples().all()
+                for task_id, at, event, detail in events:
+                    ladder = found.setdefault(task_id, [])
+                    move = _MOVE.search(detail or "")
+                    if event == "created":
+                        ladder.append(("", aware(at)))  # its first owner: filled in below
+                    elif move:
+                        if ladder and not ladder[0][0]:
+                            ladder[0] = (move.group(1).rstrip(";,"), ladder[0][1])
+                        ladder.append((move.group(2).rstrip(";,"), aware(at)))
+                for task_id, ladder in found.items():
+                    if task_id in owners and ladder and not ladder[0][0]:
+                        ladder[0] = (owners[task_id], ladder[0][1])
+        return found
+
+
+def _changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE changed (its result is a CursorResult)."""
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
+    """Latest close time per (account, action) key among recently closed tasks."""
+    rows = session.execute(
+        select(Task.account_id, Task.action, Task.closed_at).where(
+            Task.closed_at.is_not(None), Task.status.not_in(OPEN_STATUSES),
+            Task.closed_at > now - dt.timedelta(days=366)))
+    latest: dict[str, pd.Timestamp] = {}
+    for account_id, action, closed_at in rows:
+        key = f"{account_id}|{action}"
+        stamp = pd.Timestamp(aware(closed_at))
+        if key not in latest or stamp > latest[key]:
+            latest[key] = stamp
+    return latest
+
+
+def _task_row(record: dict[str, Any], run_id: str) -> dict[str, Any]:
+    row = record  # a fresh dict from records(): completed in place, not copied
+    for key in ("created_at", "due_at"):
+        row[key] = as_datetime(row[key])  # records() gives datetimes already
+    row["priority"] = int(row["priority"])
+    row["cooldown_days"] = float(row["cooldown_days"])
+    row["status"] = "open"
+    row["run_id"] = run_id
+    return row
