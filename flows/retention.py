@@ -249,7 +249,12 @@ def retention_run(source: str | None = None, as_of: str | None = None,
         message = "no snapshot directory: pass source or set KAMFLOW_SOURCE"
         get_run_logger().error(message)
         return Failed(message=message)
-    snapshot_date = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    try:  # the operator's today (conf/calendar.yaml's zone), not the host's
+        snapshot_date = dt.date.fromisoformat(as_of) if as_of else config.business_today(
+            settings.conf_dir)
+    except (KamflowError, ValueError) as exc:
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc))
     summary = RunSummary(run_id=run_id, source=str(source), as_of=snapshot_date.isoformat())
     try:
         state = _retention(summary, source, snapshot_date, rules_dir, mapping, partitions,

@@ -172,6 +172,11 @@ def _refuse_supervisor_cycles(directory: OwnerDirectory, path: Path) -> None:
             current = directory.lookup(nxt)
 
 
+def business_today(conf_dir: Path | None = None) -> dt.date:
+    """Today in the operator's time zone (conf/calendar.yaml), the default snapshot date."""
+    return load_calendar(conf_dir / "calendar.yaml" if conf_dir else None).today()
+
+
 def load_calendar(path: Path | None = None) -> BusinessCalendar:
     """The business calendar in ``conf/calendar.yaml`` (timezone, working days and hours,
     holidays, worked weekend days)."""

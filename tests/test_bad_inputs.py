@@ -399,7 +399,8 @@ def kamflow(*args: str, home: Path, api: str | None = None) -> subprocess.Comple
 def test_validate_command_prints_counts_and_where_reports_went(source: Path,
                                                                tmp_path: Path) -> None:
     """`kamflow validate` (a real process) prints a count per expectation and the paths of the
-    quarantine, the JSON report and the Data Docs, which exist; a bad row does not stop it."""
+    offline report (en, zh-CN), the quarantine, the JSON report and the Data Docs, which exist;
+    a bad row does not stop it."""
     set_cell(source / "billing.csv", 5, "billed", "-1")
     home = tmp_path / "home"
     result = kamflow("validate", "--source", str(source), "--as-of", AS_OF.isoformat(),
@@ -409,11 +410,15 @@ def test_validate_command_prints_counts_and_where_reports_went(source: Path,
     assert "quarantined" in out and "billing.billed" in out and "e.g. -1" in out
     assert "validated 60 accounts: 59 accepted, 1 quarantined" in out
     paths = dict(line.split(": ", 1) for line in out.splitlines()
-                 if line.startswith(("quarantine file", "validation report", "data docs")))
+                 if line.startswith(("offline report", "quarantine file", "validation report",
+                                     "data docs")))
+    assert Path(paths["offline report"]).is_file()
+    assert "billing" in Path(paths["offline report (中文)"]).read_text(encoding="utf-8")
     assert Path(paths["quarantine file"]).is_file()
     assert Path(paths["validation report"]).is_file()
-    assert paths["data docs"].startswith("file://")
-    index = Path(paths["data docs"].removeprefix("file://"))
+    docs = paths["data docs (need internet access)"]
+    assert docs.startswith("file://")
+    index = Path(docs.removeprefix("file://"))
     assert index.is_file() and "billing" in index.read_text(encoding="utf-8")
     assert not (home / "kamflow.db").exists()  # validate touches no task store
 

@@ -148,3 +148,13 @@ def test_times_a_person_reads_are_in_the_business_zone_with_the_zone_named(
     assert calendar.format_local(None, language) == ""
     assert format_local(dt.datetime(2026, 12, 11, 2, 0), "Europe/Berlin", language) == \
         "2026-12-11 03:00 Europe/Berlin"
+
+
+def test_today_is_the_operators_date_not_the_hosts() -> None:
+    """At 22:30 UTC it is already tomorrow in Shanghai: the default snapshot date follows the
+    calendar's zone (the 06:00 Shanghai run on a UTC host took yesterday before)."""
+    from kamflow.worklist.calendar import BusinessCalendar
+
+    late_utc = dt.datetime(2026, 12, 1, 22, 30, tzinfo=dt.UTC)
+    assert BusinessCalendar.build("Asia/Shanghai").today(late_utc) == dt.date(2026, 12, 2)
+    assert BusinessCalendar.build("UTC").today(late_utc) == dt.date(2026, 12, 1)

@@ -18,16 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from kamflow.core import vocabulary
+
 __all__ = ["WEEKDAYS", "BusinessCalendar", "add_business_time", "format_local", "parse_hours",
            "zone_label"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS_SCANNED = 3 * 366  # a calendar with no working day left would loop forever
 # How a Chinese reader names the zones of mainland China's one official time.
-_ZH_NAMES = {"Asia/Shanghai": "北京时间", "Asia/Chongqing": "北京时间", "Asia/Harbin": "北京时间",
-             "Asia/Urumqi": "新疆时间", "PRC": "北京时间", "Asia/Hong_Kong": "香港时间",
-             "Asia/Taipei": "台北时间", "Asia/Macau": "澳门时间"}
-
 
 def parse_hours(text: str) -> tuple[dt.time, dt.time]:
     """``"09:00-18:00"`` -> (09:00, 18:00). Raises ValueError unless start < end."""
@@ -71,6 +69,11 @@ class BusinessCalendar:
         if day in self.extra_workdays:
             return True
         return day.weekday() in self.workdays and day not in self.holidays
+
+    def today(self, now: dt.datetime | None = None) -> dt.date:
+        """The operator's date now: in this calendar's zone, not the host's (a UTC host's
+        06:00 Shanghai run would otherwise take yesterday's date)."""
+        return (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(self.timezone)).date()
 
     def with_hours(self, hours: tuple[dt.time, dt.time] | None) -> BusinessCalendar:
         """The same calendar with someone's own working hours (None: unchanged)."""
@@ -135,8 +138,8 @@ def add_business_time(start: dt.datetime, days: float, calendar: BusinessCalenda
 def zone_label(timezone: str, language: str = "en") -> str:
     """A time zone as a person reading a list names it: ``北京时间`` for Asia/Shanghai in
     Chinese; otherwise the IANA name, e.g. ``Asia/Shanghai``."""
-    if language.lower().replace("_", "-").startswith("zh") and timezone in _ZH_NAMES:
-        return _ZH_NAMES[timezone]
+    if language.lower().replace("_", "-").startswith("zh"):
+        return vocabulary.timezone_label(timezone, "zh-CN")
     return timezone
 
 

@@ -82,6 +82,13 @@ def settings() -> Settings:
     return load_settings()
 
 
+def business_today() -> dt.date:
+    """The default snapshot date: today in the operator's zone (conf/calendar.yaml)."""
+    from kamflow import config
+
+    return config.business_today(settings().conf_dir)
+
+
 # -- option types ---------------------------------------------------------------------------
 def positive_int(text: str) -> int:
     try:

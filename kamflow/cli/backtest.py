@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, command, settings
+from kamflow.cli.app import AsOf, Verbose, app, business_today, command, settings
 from kamflow.core.errors import KamflowError
 
 MIN_ACCOUNTS = 10  # a backtest only measures: it can do with fewer accounts than learning
@@ -58,7 +58,7 @@ def backtest(source: Annotated[Path, typer.Option(
     if not source.is_dir():
         raise KamflowError(f"snapshot directory {source} does not exist")
     home = settings()
-    as_of = as_of or dt.date.today()
+    as_of = as_of or business_today()
     scoring = config.load_scoring(home.conf_dir / "scoring.yaml")
     spec = HistorySource(str(source), str(labels) if labels else None, id_column, label_column)
     history = read_labelled_history(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, command, rules_app, settings
+from kamflow.cli.app import AsOf, Verbose, app, business_today, command, rules_app, settings
 from kamflow.core.errors import BatchRejected
 
 
@@ -55,7 +55,7 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
     home = settings()
     proposed = load_ruleset(rules)  # refuse a broken rule set before reading any data
     current = load_ruleset(against or RULES_DIR)
-    as_of = as_of or dt.date.today()
+    as_of = as_of or business_today()
     loaded_mapping = load_mapping(mapping) if mapping else None
     snapshot = read_snapshot(source, loaded_mapping, as_of)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, command, date, positive_int, settings
+from kamflow.cli.app import (
+    AsOf,
+    Verbose,
+    app,
+    business_today,
+    command,
+    date,
+    positive_int,
+    settings,
+)
 from kamflow.core.errors import BatchRejected, KamflowError
 from kamflow.core.settings import Settings, configure_prefect_env
 
@@ -28,7 +37,7 @@ def generate(out: Annotated[Path, typer.Option(help="directory to write the CSV 
              verbose: Verbose = False) -> int:
     from kamflow.generate import generate_snapshot
 
-    as_of = as_of or dt.date.today()
+    as_of = as_of or business_today()
     if not 0 <= bad_share <= 1:
         raise KamflowError("--bad-share must be between 0 and 1")
     rows = generate_snapshot(out, accounts, as_of, seed=seed, bad_share=bad_share)
@@ -45,7 +54,7 @@ def demo(accounts: Accounts = 2000, seed: Seed = 7, verbose: Verbose = False) ->
 
     home = settings()
     source = home.home / "demo"
-    as_of = dt.date.today()
+    as_of = business_today()
     generate_snapshot(source, accounts, as_of, seed=seed)
     print(f"generated {accounts:,} sample accounts in {source}")
     ok, message, summary = run_flow(home, source, as_of, None)
@@ -172,12 +181,15 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"{summary.get('tasks_created', 0):,} (already open: "
               f"{summary.get('tasks_already_open', 0):,}); emails sent: "
               f"{summary.get('emails_sent', 0):,} via {summary.get('email_backend')}")
+    if summary.get("offline_report"):
+        print(f"validation report (opens offline): {summary['offline_report']} "
+              f"(中文: {summary.get('offline_report_zh', '')})")
     if summary.get("quarantine_file"):
         print(f"quarantine: {summary['quarantine_file']}")
     if summary.get("validation_report"):
-        print(f"validation report: {summary['validation_report']}")
+        print(f"validation results (JSON): {summary['validation_report']}")
     if summary.get("data_docs"):
-        print(f"data docs: {summary['data_docs']}")
+        print(f"data docs (need internet access): {summary['data_docs']}")
 
 
 def raise_unless(ok: bool, message: str, summary: dict[str, Any]) -> None:

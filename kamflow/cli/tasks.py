@@ -13,6 +13,7 @@
 import datetime as dt
 import getpass
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,9 @@ from kamflow.core.settings import Settings, configure_prefect_env
 TaskId = Annotated[int, typer.Argument(parser=positive_int, metavar="ID", help="task id")]
 Note = Annotated[str, typer.Option(help="what was done (kept in the history)")]
 By = Annotated[str | None, typer.Option(help="who acts (default: your login name)")]
+Rules = Annotated[Path | None, typer.Option(
+    help="rule set whose words (action titles, rule descriptions) the emails use "
+         "(default: the rules/ shipped with kamflow)")]
 Now = Annotated[str | None, typer.Option(
     help="ISO date-time to treat as now (default: the current time)")]
 
@@ -46,24 +50,31 @@ def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON 
                limit: Annotated[int | None, typer.Option(
                    parser=positive_int, help="at most N tasks")] = None,
                verbose: Verbose = False) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         tasks = store.list_tasks(status=status, limit=limit)
-    finally:
-        store.dispose()
-    records = [task_record(t, aware=False) for t in tasks]
+    records = [task_record(t) for t in tasks]
     if json_:
         print(json.dumps(records, ensure_ascii=False, indent=2))
         return 0
     if not records:
         print("no tasks")
         return 0
-    print(f"{'id':>6}  {'status':<8} {'due':<16} {'pri':>3}  {'account':<10} {'action':<24} owner")
-    for r in records:
-        print(f"{r['id']:>6}  {r['status']:<8} {r['due_at'][:16]:<16} {r['priority']:>3}  "
+    calendar = _calendar()
+    # Due times as staff read them: in the business zone of conf/calendar.yaml, zone named.
+    print(f"{'id':>6}  {'status':<9} {'due (' + calendar.zone_label() + ')':<22} {'pri':>3}  "
+          f"{'account':<10} {'action':<24} owner")
+    for task, r in zip(tasks, records, strict=True):
+        due = calendar.format_local(task.due_at).rsplit(" ", 1)[0]
+        print(f"{r['id']:>6}  {r['status']:<9} {due:<22} {r['priority']:>3}  "
               f"{r['account_id']:<10} {r['action']:<24} {r['owner_email']}")
     print(f"{len(records):,} task(s)")
     return 0
+
+
+def _calendar() -> Any:
+    from kamflow import config
+
+    return config.load_calendar(settings().conf_dir / "calendar.yaml")
 
 
 @command(tasks_app, "show", help="show a task, its reason and its history",
@@ -73,35 +84,35 @@ def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON 
 def show(task_id: TaskId,
          json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
          verbose: Verbose = False) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         try:
             task = store.get_task(task_id)
         except LookupError as exc:
             raise KamflowError(str(exc)) from None
         history = store.history(task_id)
-    finally:
-        store.dispose()
     record = {**task_record(task), "escalation_level": task.escalation_level,
               "history": [{"at": _iso(e.at), "event": e.event, "detail": e.detail}
                           for e in history]}
     if json_:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
+    calendar = _calendar()  # times as staff read them: the business zone, named
+    local = {key: calendar.format_local(getattr(task, key))
+             for key in ("due_at", "created_at", "closed_at")}
     print(f"task {task.id}: {task.action_title} for {task.account_name} ({task.account_id})")
     for label, key in (("status", "status"), ("owner", "owner_email"), ("due", "due_at"),
                        ("priority", "priority"), ("rule", "rule_id"),
                        ("rule set", "ruleset_version"), ("created", "created_at"),
                        ("closed", "closed_at"), ("escalations", "escalation_level")):
-        value = record.get(key)
+        value = local.get(key) or record.get(key)
         if key == "owner_email":
             value = f"{task.owner_name} <{task.owner_email}>"
         if value is not None:
             print(f"  {label + ':':<13}{value}")
     print(f"  {'reason:':<13}{task.reason}")
     print("history:")
-    for event in record["history"]:
-        print(f"  {event['at'][:19]}  {event['event']:<13}{event['detail']}")
+    for event, stored in zip(record["history"], history, strict=True):
+        print(f"  {calendar.format_local(stored.at):<28}{event['event']:<13}{event['detail']}")
     return 0
 
 
@@ -131,15 +142,12 @@ def _actor(by: str | None) -> str:
 def _transition(task_id: int, action: str, note: str, by: str | None) -> int:
     from kamflow.worklist.store import TaskClosedError
 
-    store = _store()
-    try:
+    with _store() as store:
         try:
             task, changed = store.transition(task_id, action, dt.datetime.now(dt.UTC),
                                              _actor(by), note)
         except (LookupError, TaskClosedError) as exc:
             raise KamflowError(str(exc)) from None
-    finally:
-        store.dispose()
     state = "acknowledged" if action == "ack" else "done"
     print(f"task {task.id} is {'now' if changed else 'already'} {state} "
           f"({task.account_id}, {task.action})")
@@ -159,11 +167,11 @@ def reassign(task_id: TaskId,
                  help="new deadline in working days from now")] = None,
              note: Annotated[str, typer.Option(
                  help="why (kept in the history and the email)")] = "",
-             by: By = None, verbose: Verbose = False) -> int:
+             rules: Rules = None, by: By = None, verbose: Verbose = False) -> int:
     from kamflow import config
     from kamflow.core.links import LinkSigner
     from kamflow.flows.delivery import reassign_task
-    from kamflow.rules import load_ruleset
+    from kamflow.rules import RULES_DIR, load_wording
     from kamflow.worklist.calendar import add_business_time
     from kamflow.worklist.store import TaskClosedError
 
@@ -180,16 +188,14 @@ def reassign(task_id: TaskId,
         person = owners.lookup(to)
         due = add_business_time(now, due_in_days,
                                 calendar.with_hours(person.working_hours if person else None))
-    titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
-    store = _store(home)
-    try:
+    # The rule set's words (action titles, rule descriptions) for the new owner's email.
+    titles = load_wording(rules or RULES_DIR)
+    with _store(home) as store:
         try:
             task = reassign_task(store, owners, task_id, to, _actor(by), now, note, name, due,
                                  titles, calendar.timezone, LinkSigner.from_settings(home))
         except (LookupError, TaskClosedError) as exc:
             raise KamflowError(str(exc)) from None
-    finally:
-        store.dispose()
     print(f"task {task.id} reassigned to {task.owner_name} <{task.owner_email}>; the email to "
           "them is in the outbox (the next run or `kamflow sla-watch` sends it)")
     return 0
@@ -219,9 +225,9 @@ def _run_flow_once(name: str, **kwargs: Any) -> Any:
                      "rung up its ladder (owner, supervisor, department head; conf/owners.yaml), "
                      "gets a new deadline, a history row, an email to the new owner and a "
                      "Prefect event.")
-def sla_watch(now: Now = None, verbose: Verbose = False) -> int:
+def sla_watch(now: Now = None, rules: Rules = None, verbose: Verbose = False) -> int:
     _check_iso(now)
-    state, data = _run_flow_once("sla_watch", now=now)
+    state, data = _run_flow_once("sla_watch", now=now, rules_dir=_rules_dir(rules))
     print(f"sla-watch: {data.get('overdue', 0)} overdue, {data.get('escalated', 0)} escalated, "
           f"{data.get('at_top', 0)} already with the department head; "
           f"{data.get('emails_sent', 0)} email(s) sent")
@@ -234,9 +240,9 @@ def sla_watch(now: Now = None, verbose: Verbose = False) -> int:
                      "per owner and day.")
 def digest(force: Annotated[bool, typer.Option(
                help="send even on a day off in conf/calendar.yaml")] = False,
-           now: Now = None, verbose: Verbose = False) -> int:
+           now: Now = None, rules: Rules = None, verbose: Verbose = False) -> int:
     _check_iso(now)
-    state, _ = _run_flow_once("daily_digest", now=now, force=force)
+    state, _ = _run_flow_once("daily_digest", now=now, force=force, rules_dir=_rules_dir(rules))
     print(f"digest: {state.message}")
     return 0
 
@@ -256,14 +262,20 @@ def web(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0
     return 0
 
 
-def task_record(task: Any, aware: bool = True) -> dict[str, Any]:
-    """The task as JSON-ready values (``aware``: naive times read as UTC, as `tasks show`
-    prints them; `tasks list` prints them as stored)."""
+def task_record(task: Any) -> dict[str, Any]:
+    """The task as JSON-ready values: times as ISO 8601 with their offset (naive stored times
+    are UTC)."""
     record = {name: getattr(task, name) for name in TASK_FIELDS}
     for name in ("created_at", "due_at", "closed_at"):
         if record[name] is not None:
-            record[name] = _iso(record[name]) if aware else record[name].isoformat()
+            record[name] = _iso(record[name])
     return record
+
+
+def _rules_dir(rules: Path | None) -> str | None:
+    if rules is not None and not rules.is_dir():
+        raise KamflowError(f"rule set directory {rules} does not exist")
+    return str(rules.resolve()) if rules else None
 
 
 def _check_iso(text: str | None) -> None:

@@ -14,9 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, command, settings
+from kamflow.cli.app import AsOf, Verbose, app, business_today, command, settings
 from kamflow.core.errors import BatchRejected, KamflowError
 from kamflow.core.settings import Settings
+
+# How `kamflow validate` names what it wrote (the --json keys stay the names on the left).
+LABELS = {"offline_report": "offline report", "offline_report_zh": "offline report (中文)",
+          "data_docs": "data docs (need internet access)"}
 
 
 @command(app, "validate", help="validate a snapshot (and mapping) without running the rest",
@@ -41,7 +45,7 @@ def validate(source: Annotated[Path, typer.Option(
     if not source.is_dir():
         raise KamflowError(f"snapshot directory {source} does not exist")
     home = settings()
-    as_of = as_of or dt.date.today()
+    as_of = as_of or business_today()
     loaded_mapping = load_mapping(mapping) if mapping else None
     pipeline = config.load_pipeline(home.conf_dir / "pipeline.yaml")
     snapshot = read_snapshot(source, loaded_mapping, as_of)
@@ -62,15 +66,16 @@ def validate(source: Annotated[Path, typer.Option(
         print(results_text(outcome))
         print(f"\n{outcome.message if not outcome.stopped else 'the batch would be STOPPED'}")
         for name, path in written.items():
-            print(f"{name.replace('_', ' ')}: {path}")
+            print(f"{LABELS.get(name, name.replace('_', ' '))}: {path}")
     if outcome.stopped:
         raise BatchRejected(outcome.message)
     return 0
 
 
 def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:
-    """The same files a run keeps: quarantine.csv, validation.json/.md and the Data Docs."""
-    from kamflow.expectations import results_markdown, write_data_docs
+    """The same files a run keeps: quarantine.csv, validation.json/.md, the offline report (en,
+    zh-CN; listed first: it opens without internet access) and the Data Docs."""
+    from kamflow.expectations import results_markdown, write_data_docs, write_offline_report
 
     written: dict[str, str] = {}
     if len(outcome.quarantine):
@@ -87,6 +92,12 @@ def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:
         default=str), encoding="utf-8")
     written["validation_report"] = str(report)
     docs = write_data_docs(outcome, reports / "data_docs")
-    (reports / "validation.md").write_text(results_markdown(outcome, docs), encoding="utf-8")
-    written["data_docs"] = docs.as_uri()
+    quarantine = written.get("quarantine_file")
+    pages = write_offline_report(outcome, reports, run_id=run_id, data_docs=docs,
+                                 results_json=report,
+                                 quarantine_file=Path(quarantine) if quarantine else None)
+    (reports / "validation.md").write_text(results_markdown(outcome, docs, pages),
+                                           encoding="utf-8")
+    written = {"offline_report": str(pages["en"]), "offline_report_zh": str(pages["zh-CN"]),
+               **written, "data_docs": docs.as_uri()}
     return written

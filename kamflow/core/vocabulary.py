@@ -147,6 +147,9 @@ _TIMEZONES = {
     "Asia/Harbin": Label("北京时间", "Beijing time"),
     "PRC": Label("北京时间", "Beijing time"),
     "Asia/Hong_Kong": Label("香港时间", "Hong Kong time"),
+    "Asia/Macau": Label("澳门时间", "Macau time"),
+    "Asia/Taipei": Label("台北时间", "Taipei time"),
+    "Asia/Urumqi": Label("新疆时间", "Xinjiang time"),
     "UTC": Label("协调世界时（UTC）", "UTC"),
 }
 
