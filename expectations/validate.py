@@ -120,7 +120,7 @@ class Suite:
 
 def load_suites(directory: Path = SUITES_DIR) -> dict[str, Suite]:
     """Load every ``*.json`` suite; an expectation GX would silently drop fails loudly here."""
-    suites = {}
+    suites: dict[str, Suite] = {}
     for path in sorted(Path(directory).glob("*.json")):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ with ``kamflow digest``; serve it with ``python -m flows.digest`` (08:30 Asia/Sh
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,7 +24,8 @@ from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.delivery import drain_outbox, queue_daily_digests
 from kamflow.worklist import TaskStore
 
-STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
+# One Prefect task per stage; nothing cached or persisted (a rerun recomputes).
+STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="queue-digests", **STAGE)

@@ -15,8 +15,9 @@ import functools
 import json
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -58,14 +59,16 @@ from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem,
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
 
-STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
+STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _returning_input_errors(fn: Any) -> Any:
+def _returning_input_errors(fn: Callable[P, R]) -> Callable[P, R | KamflowError]:
     """Bad input is an expected outcome, not a crash: hand the error back to the flow as a value
     so the run fails with the message alone (no traceback in the logs)."""
     @functools.wraps(fn)
-    def stage(*args: Any, **kwargs: Any) -> Any:
+    def stage(*args: P.args, **kwargs: P.kwargs) -> R | KamflowError:
         try:
             return fn(*args, **kwargs)
         except KamflowError as exc:
@@ -123,7 +126,7 @@ def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.Pi
 
 
 @task(name="score", **STAGE)
-def score_stage(tables: dict[str, pd.DataFrame], as_of: dt.date, scoring: ScoringConfig,
+def score_stage(tables: Mapping[str, pd.DataFrame], as_of: dt.date, scoring: ScoringConfig,
                 view: pd.DataFrame | None = None, model: ChurnModel | None = None,
                 ) -> pd.DataFrame:
     view = _customer_view(tables, as_of, view)
@@ -151,7 +154,7 @@ def partition_stage(view: pd.DataFrame, scoring: ScoringConfig, population: Popu
     return scored, decide(scored, ruleset)
 
 
-def _customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date,
+def _customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date,
                    view: pd.DataFrame | None) -> pd.DataFrame:
     """The view validation already built (and checked), or a new one from the tables."""
     if view is None:
@@ -159,7 +162,7 @@ def _customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date,
     return view.drop(columns=["_row"], errors="ignore")
 
 
-def score_and_decide_partitioned(tables: dict[str, pd.DataFrame], as_of: dt.date,
+def score_and_decide_partitioned(tables: Mapping[str, pd.DataFrame], as_of: dt.date,
                                  scoring: ScoringConfig, ruleset: RuleSet, partitions: int,
                                  view: pd.DataFrame | None = None,
                                  model: ChurnModel | None = None,

@@ -38,7 +38,8 @@ from kamflow.flows.delivery import (
 from kamflow.worklist import TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
 
-STAGE = {"cache_policy": NO_CACHE, "persist_result": False}
+# One Prefect task per stage; nothing cached or persisted (a rerun recomputes).
+STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 EVENT = "kamflow.task.escalated"
 _EVENT_NAMESPACE = uuid.UUID("6b616d66-6c6f-7700-8000-736c61776174")
 

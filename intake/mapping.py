@@ -275,7 +275,8 @@ class Expression:
                                                or node.func.id not in cls._FUNCTIONS
                                                or node.keywords):
                 fail(key, f"{text!r}: the functions are {', '.join(cls._FUNCTIONS)}")
-            if isinstance(node, ast.Call) and len(node.args) != cls._ARITY[node.func.id]:
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and len(node.args) != cls._ARITY[node.func.id]:
                 name, arity = node.func.id, cls._ARITY[node.func.id]
                 fail(key, f"{text!r}: {name}() takes {arity} argument{'s' if arity > 1 else ''}"
                           f", not {len(node.args)}")
@@ -286,7 +287,7 @@ class Expression:
 
     def _eval(self, node: ast.AST, columns: Mapping[str, pd.Series]) -> Any:
         if isinstance(node, ast.Constant):
-            return float(node.value)
+            return float(node.value)  # type: ignore[arg-type]  # compile() allows numbers only
         if isinstance(node, ast.Name):
             return columns[self.aliases.get(node.id, node.id)].to_numpy(dtype="float64")
         if isinstance(node, ast.UnaryOp):

@@ -9,6 +9,7 @@ from a silent one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ VIEW_COLUMNS = [
 ]
 
 
-def build_customer_view(tables: dict[str, pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
+def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
     accounts = tables["accounts"].reset_index(drop=True)
     as_of_ts = np.datetime64(as_of, "ns")
     # Text columns stay Series (Arrow strings): a round trip through numpy objects cost more

@@ -162,7 +162,7 @@ def _read_people_csv(csv_path: Path, owners_path: Path) -> list[tuple[int, dict[
 def _refuse_supervisor_cycles(directory: OwnerDirectory, path: Path) -> None:
     for start in directory.people.values():
         seen = [start.email.lower()]
-        current = start
+        current: Owner | None = start
         while current is not None and current.supervisor:
             nxt = current.supervisor.lower()
             if nxt in seen:

@@ -39,6 +39,7 @@ KEY_HEADER = "X-Kamflow-Key"
 # and Chinese text survives byte for byte. Built with "\n" so a decoded body equals `Email.text`;
 # serialised with CRLF (RFC 5322) by `message_bytes` and by smtplib.
 MESSAGE_POLICY = policy.default.clone(cte_type="7bit")
+MAX_LINE_LENGTH = MESSAGE_POLICY.max_line_length or 998  # RFC 5322's hard limit if unset
 WIRE_POLICY = MESSAGE_POLICY.clone(linesep="\r\n")
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -252,14 +253,14 @@ def _part(text: str, subtype: str) -> tuple[list[tuple[str, str]], bytes]:
     content_type = ("Content-Type", f'text/{subtype}; charset="utf-8"')
     lines = text.splitlines()
     if text.isascii():
-        if all(len(line) <= MESSAGE_POLICY.max_line_length for line in lines):
-            body = "\r\n".join(lines) + "\r\n"
-            return [content_type, ("Content-Transfer-Encoding", "7bit")], body.encode("ascii")
+        if all(len(line) <= MAX_LINE_LENGTH for line in lines):
+            plain = "\r\n".join(lines) + "\r\n"
+            return [content_type, ("Content-Transfer-Encoding", "7bit")], plain.encode("ascii")
         part = EmailMessage(policy=MESSAGE_POLICY)  # rare: let the email package pick
         _set_body(part, text, subtype)
-        payload = str(part.get_payload()).replace("\n", "\r\n").encode("ascii")
+        encoded = str(part.get_payload()).replace("\n", "\r\n").encode("ascii")
         return [content_type, ("Content-Transfer-Encoding", str(part["Content-Transfer-Encoding"]))
-                ], payload
+                ], encoded
     data = ("\n".join(lines) + "\n").encode("utf-8")
     body = base64_lines(data, b"\r\n")
     return [content_type, ("Content-Transfer-Encoding", "base64")], body

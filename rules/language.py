@@ -405,7 +405,7 @@ def _parse_then(raw: Any, file: str, line: int, rule_id: str,
         for key in sorted(set(item) - set(OVERRIDE_KEYS)):
             problems.add(file, line, rule_id, f"unknown field {key!r} in 'then'; allowed: "
                          + ", ".join(OVERRIDE_KEYS))
-        name = item.get("action")
+        name = str(item.get("action"))
         if name not in actions:
             problems.add(file, line, rule_id, f"unknown action {name!r}; known: "
                          + ", ".join(sorted(actions)))

@@ -203,6 +203,7 @@ def reassign(task_id: TaskId,
 
 def _run_flow_once(name: str, **kwargs: Any) -> Any:
     configure_prefect_env(settings())
+    flow: Any
     if name == "sla_watch":
         from kamflow.flows.sla_watch import sla_watch as flow
     else:

@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 
 from kamflow.worklist.models import Base
 
@@ -40,7 +40,7 @@ def _url() -> str:
     return url
 
 
-def _run(connection) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite",  # ALTER on SQLite
                       compare_type=True)
