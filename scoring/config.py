@@ -15,7 +15,9 @@ CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "t
 POTENTIAL_INDICATORS = ("new_services", "employees", "strategic_industry")
 # Signals a churn factor may read: columns of the customer view, plus derived ones.
 CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
-                 "days_to_contract_end", "arrears_ratio", "days_since_contact")
+                 "days_to_contract_end", "arrears_ratio", "days_since_contact",
+                 "relationship_months", "commitment_months", "competitor_complaints",
+                 "revenue_volatility")
 # How value weights are set: the numbers in the file (expert judgement, Delphi) or the entropy
 # weight method over the snapshot's indicators.
 VALUE_WEIGHT_METHODS = ("expert", "entropy")

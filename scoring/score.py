@@ -105,8 +105,8 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
                             + [len(signal_names)])
     signal_categories = [*signal_names, ""]
     for rank in range(min(TOP_FACTORS, len(config.factors))):
-        # A factor that contributes nothing is not a reason.
-        named = top[:, rank] > 0
+        # A factor that contributes nothing is not a reason, nor is one behind a risk shown as 0.
+        named = (top[:, rank] > 0) & (scored["churn_risk"].to_numpy() > 0)
         index = np.where(named, order[:, rank], len(config.factors))
         scored[f"churn_factor_{rank + 1}"] = names[index]
         scored[f"churn_factor_{rank + 1}_signal"] = pd.Categorical.from_codes(
@@ -192,12 +192,21 @@ def _lifecycle(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
         ["decline", "identification", "development"], default="stable").astype(object)
 
 
+# Signals a view may lack (built before they existed, or by hand): missing, so their factors
+# stay silent (a NaN signal raises no warning).
+OPTIONAL_SIGNALS = ("relationship_months", "commitment_months", "competitor_complaints",
+                    "revenue_volatility")
+
+
 def churn_signals(view: pd.DataFrame) -> dict[str, np.ndarray]:
     """The raw signal behind each churn factor (revenue decline is the negated trend)."""
     signals = {name: view[name].to_numpy(dtype="float64") for name in (
         "complaints_90d", "sla_breaches_90d", "outage_hours_90d", "days_to_contract_end",
         "arrears_ratio", "days_since_contact")}
     signals["revenue_decline"] = -view["revenue_trend"].to_numpy(dtype="float64")
+    for name in OPTIONAL_SIGNALS:
+        signals[name] = (view[name].to_numpy(dtype="float64") if name in view
+                         else np.full(len(view), np.nan))
     return signals
 
 
