@@ -23,8 +23,10 @@ CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outag
 VALUE_WEIGHT_METHODS = ("expert", "entropy")
 # What the daily run learns from a labelled history when it is given one (`kamflow run
 # --history`): nothing (the configured factor weights stay), factor weights by information gain,
-# or a logistic regression whose churn probability becomes churn_risk.
-LEARN_METHODS = ("none", "information_gain", "logistic_regression")
+# or a model whose calibrated churn probability becomes churn_risk: a logistic regression,
+# gradient boosting, or whichever of the two has the better cross-validated AUC (best_model).
+LEARN_METHODS = ("none", "information_gain", "logistic_regression", "gradient_boosting",
+                 "best_model")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class BacktestConfig:
     top_k: tuple[float, ...] = (0.01, 0.05, 0.10)  # shares of the riskiest accounts
     holdout_share: float = 0.3  # accounts kept out of training, to measure every method on
     seed: int = 7               # the split is random but repeatable
+    folds: int = 5              # k of the stratified k-fold cross-validation
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
     """The optional ``backtest`` section; absent keys keep their defaults."""
     if "backtest" not in doc:
         return BacktestConfig()
-    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed"))
+    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed", "folds"))
     default = BacktestConfig()
     top_k = spec.get("top_k", list(default.top_k))
     if not isinstance(top_k, list) or not top_k:
@@ -162,7 +165,10 @@ def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
     seed = spec.get("seed", default.seed)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise c.error("backtest.seed", f"must be a whole number, not {seed!r}")
-    return BacktestConfig(shares, holdout, seed)
+    folds = spec.get("folds", default.folds)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
+        raise c.error("backtest.folds", f"must be a whole number from 2 to 20, not {folds!r}")
+    return BacktestConfig(shares, holdout, seed, folds)
 
 
 class _Checker:

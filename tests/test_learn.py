@@ -251,3 +251,40 @@ def test_a_history_stopped_by_validation_is_refused(snapshot_dir) -> None:
     accounts.drop(columns=["contract_end"]).to_csv(snapshot_dir / "accounts.csv", index=False)
     with pytest.raises(BatchRejected, match="history snapshot .* stopped by validation"):
         read(HistorySource(str(snapshot_dir)))
+
+
+# --------------------------------------------------------------------------- model choice
+
+def test_best_model_is_chosen_by_cross_validated_auc(config, history) -> None:
+    """best_model cross-validates both models on the training part and keeps the logistic
+    regression unless gradient boosting is clearly better; the record says which and why."""
+    from kamflow.scoring.model import CLEARLY_BETTER
+
+    learnt = learn_churn(*history, config, "best_model")
+    selection = {row["kind"]: row for row in learnt.as_dict()["model_selection"]}
+    assert set(selection) == {"logistic_regression", "gradient_boosting"}
+    chosen = [kind for kind, row in selection.items() if row["chosen"]]
+    assert chosen == [learnt.model.kind]
+    lr, gb = selection["logistic_regression"], selection["gradient_boosting"]
+    expected = ("gradient_boosting" if gb["auc_mean"] > lr["auc_mean"] + CLEARLY_BETTER
+                else "logistic_regression")
+    assert learnt.model.kind == expected
+    assert all(len(row["fold_aucs"]) == 5 for row in selection.values())
+    assert learnt.model.kind.replace("_", " ") in learnt.describe()
+
+
+def test_gradient_boosting_scores_and_explains(config, history, todays) -> None:
+    """A gradient-boosting model rates today's accounts and names only raised warnings."""
+    learnt = learn_churn(*history, config, "gradient_boosting")
+    assert learnt.model.kind == "gradient_boosting" and learnt.coefficients is None
+    view, truth = todays
+    scored = score_accounts(view, config, model=learnt.model)
+    assert roc_auc(scored["churn_risk"].to_numpy(), truth) >= 0.95
+    for rank in (1, 2, 3):
+        named = scored[f"churn_factor_{rank}"] != ""
+        assert scored.loc[named, f"churn_factor_{rank}_level"].gt(0).all()
+
+
+def test_labels_matching_no_account_are_refused_saying_so() -> None:
+    """When no labelled id matches an accepted account, the message says to check the ids."""
+    assert "no labelled account id matches" in history_problem(np.array([], dtype=int))
