@@ -39,6 +39,20 @@ class ChurnFactor:
 
 
 @dataclass(frozen=True)
+class LearntBands:
+    """Bands under a learnt model (its churn_risk is a calibrated probability): a band is
+    reached at ``multiple`` × the history's churn rate (at most the fixed cut-off), or by being
+    in the ``top_share`` riskiest accounts of the snapshot, whichever comes first."""
+
+    medium_multiple: float = 2.0
+    high_multiple: float = 4.0
+    critical_multiple: float = 10.0
+    medium_top_share: float = 0.10
+    high_top_share: float = 0.03
+    critical_top_share: float = 0.01
+
+
+@dataclass(frozen=True)
 class BacktestConfig:
     """How `kamflow backtest` measures a churn ranking against known outcomes."""
 
@@ -64,7 +78,8 @@ class ScoringConfig:
     band_high: float
     band_critical: float
     value_weights: str = "expert"  # one of VALUE_WEIGHT_METHODS
-    learn: str = "logistic_regression"  # one of LEARN_METHODS
+    learn: str = "best_model"  # one of LEARN_METHODS
+    learnt_bands: LearntBands = field(default_factory=LearntBands)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def with_factor_weights(self, weights: Mapping[str, float]) -> ScoringConfig:
@@ -104,8 +119,8 @@ class ScoringConfig:
                             prefix="value.")
         life = c.section(doc, "lifecycle", ("identification_months", "development_months",
                                             "growth_trend", "decline_trend"))
-        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn",))
-        learn = churn.get("learn", "logistic_regression")
+        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn", "learnt_bands"))
+        learn = churn.get("learn", "best_model")
         if learn not in LEARN_METHODS:
             raise c.error("churn.learn", f"must be one of {', '.join(LEARN_METHODS)}, "
                           f"not {learn!r}")
@@ -144,7 +159,34 @@ class ScoringConfig:
             decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
             factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
             value_weights=value_weights, learn=learn, backtest=_backtest(doc, c),
+            learnt_bands=_learnt_bands(churn, c),
         )
+
+
+def _learnt_bands(churn: Mapping[str, Any], c: _Checker) -> LearntBands:
+    """The optional ``churn.learnt_bands`` section: per band a ``rate_multiple`` (> 0) and a
+    ``top_share`` (0..1), both rising from medium to critical (shares falling)."""
+    default = LearntBands()
+    if "learnt_bands" not in churn:
+        return default
+    spec = c.section(churn, "learnt_bands", (), optional=("medium", "high", "critical"),
+                     prefix="churn.")
+    values: dict[str, float] = {}
+    for band in ("medium", "high", "critical"):
+        key = f"churn.learnt_bands.{band}"
+        part = c.section(spec, band, (), optional=("rate_multiple", "top_share"),
+                         prefix="churn.learnt_bands.") if band in spec else {}
+        multiple = part.get("rate_multiple", getattr(default, f"{band}_multiple"))
+        share = part.get("top_share", getattr(default, f"{band}_top_share"))
+        values[f"{band}_multiple"] = c.number({"m": multiple}, f"{key}.rate_multiple", "m", 0)
+        values[f"{band}_top_share"] = c.number({"s": share}, f"{key}.top_share", "s", 0, 1)
+    if not values["medium_multiple"] < values["high_multiple"] < values["critical_multiple"]:
+        raise c.error("churn.learnt_bands", "rate multiples must rise: medium < high < critical")
+    if not (values["medium_top_share"] >= values["high_top_share"]
+            >= values["critical_top_share"]):
+        raise c.error("churn.learnt_bands", "top shares must not rise: medium >= high >= "
+                      "critical")
+    return LearntBands(**values)
 
 
 def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:

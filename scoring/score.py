@@ -90,7 +90,9 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     else:
         risk, contributions = model.rate(signals, levels, config)
     scored["churn_risk"] = risk.round(1)
-    scored["churn_band"] = _band(scored["churn_risk"].to_numpy(), config)
+    scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
+                            else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
+                                             config))
     names = np.array([f.name for f in config.factors] + [""], dtype=object)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_FACTORS]
     top = np.take_along_axis(contributions, order, axis=1)
@@ -234,4 +236,26 @@ def factor_levels(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
 def _band(risk: np.ndarray, config: ScoringConfig) -> np.ndarray:
     return np.select(
         [risk >= config.band_critical, risk >= config.band_high, risk >= config.band_medium],
+        ["critical", "high", "medium"], default="low").astype(object)
+
+
+def learnt_band(risk: np.ndarray, base_rate: float, config: ScoringConfig) -> np.ndarray:
+    """Bands for a calibrated churn probability (``risk`` in %): a band from ``multiple`` × the
+    base churn rate (capped at the fixed cut-off, so a high base rate keeps the fixed bands), or
+    for the ``top_share`` riskiest accounts (floor of share × accounts; ties at the cut all in),
+    so a portfolio with 1 % churn still yields a worklist."""
+    bands = config.learnt_bands
+    order = np.sort(risk)[::-1]
+
+    def reached(multiple: float, fixed: float, share: float) -> np.ndarray:
+        cutoff = min(multiple * base_rate * 100.0, fixed)
+        top = int(np.floor(share * len(risk) + 1e-9))
+        if top > 0:
+            cutoff = min(cutoff, order[top - 1])
+        return risk >= cutoff
+
+    return np.select(
+        [reached(bands.critical_multiple, config.band_critical, bands.critical_top_share),
+         reached(bands.high_multiple, config.band_high, bands.high_top_share),
+         reached(bands.medium_multiple, config.band_medium, bands.medium_top_share)],
         ["critical", "high", "medium"], default="low").astype(object)

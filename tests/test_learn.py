@@ -288,3 +288,51 @@ def test_gradient_boosting_scores_and_explains(config, history, todays) -> None:
 def test_labels_matching_no_account_are_refused_saying_so() -> None:
     """When no labelled id matches an accepted account, the message says to check the ids."""
     assert "no labelled account id matches" in history_problem(np.array([], dtype=int))
+
+
+# --------------------------------------------------------------------------- learnt bands
+
+@pytest.mark.parametrize(("risk", "base_rate", "bands"), [
+    # 1 % churn: critical from 10 %, high from 4 %, medium from 2 % (no rank rule under 10)
+    ([12.0, 5.0, 2.5, 1.0, 0.2], 0.01, ["critical", "high", "medium", "low", "low"]),
+    # 30 % churn: the multiples pass the fixed cut-offs (15/22/40), which apply instead
+    ([45.0, 30.0, 16.0, 10.0], 0.30, ["critical", "high", "medium", "low"]),
+])
+def test_learnt_bands_follow_the_base_rate(config, risk, base_rate, bands) -> None:
+    """Under a learnt model a band is reached at a multiple of the base churn rate, capped
+    at the fixed cut-off."""
+    from kamflow.scoring.score import learnt_band
+
+    assert learnt_band(np.array(risk), base_rate, config).tolist() == bands
+
+
+def test_learnt_bands_by_rank_give_a_worklist_however_low_the_probabilities(config) -> None:
+    """With every probability under the multiples, the top 1 % / 3 % / 10 % still get the
+    critical / high / medium bands."""
+    from kamflow.scoring.score import learnt_band
+
+    risk = np.linspace(1.5, 0.1, 1000)  # all below 2 x a 1 % base rate
+    bands = pd.Series(learnt_band(risk, 0.01, config))
+    assert bands.value_counts().to_dict() == {"low": 900, "medium": 70, "high": 20,
+                                              "critical": 10}
+    assert (bands[:10] == "critical").all()
+
+
+def test_a_one_percent_portfolio_still_yields_a_usable_worklist(config) -> None:
+    """Realistic mode at 1 % churn: a model learnt on one year's history puts about the top
+    1 % of today's accounts in critical, and they churn several times the base rate."""
+    def realistic(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frames = make_snapshot(8000, AS_OF, seed=seed, bad_share=0.0, mode="realistic",
+                               churn_rate=0.01)
+        view = build_customer_view(typed_tables(frames), AS_OF)
+        truth = frames["ground_truth"].set_index("account_id")["declining"]
+        return view, view["account_id"].map(truth).to_numpy()
+
+    learnt = learn_churn(*realistic(7), config, "logistic_regression")
+    view, churned = realistic(8)
+    scored = score_accounts(view, config, model=learnt.model)
+    critical = (scored["churn_band"] == "critical").to_numpy()
+    assert 0.01 <= critical.mean() <= 0.03
+    assert churned[critical].mean() >= 3 * churned.mean()
+    assert (scored["churn_band"] != "low").mean() <= 0.2
+    assert scored["churn_risk"].mean() == pytest.approx(1.0, abs=0.5)  # calibrated
