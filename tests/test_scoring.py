@@ -370,7 +370,8 @@ def test_factor_weights_can_be_replaced(config: ScoringConfig) -> None:
     ("backtest", "top_k", [2], "backtest.top_k[0]"),
     ("backtest", "holdout_share", 1.5, "backtest.holdout_share"),
     ("backtest", "seed", "x", "backtest.seed"),
-    ("backtest", "folds", 3, "backtest.folds"),
+    ("backtest", "folds", 1, "backtest.folds"),
+    ("backtest", "folds", 30, "backtest.folds"),
     ("churn", "learn", "always", "churn.learn"),
 ])
 def test_new_scoring_options_are_checked_naming_the_key(shipped: dict, section: str, key: str,
@@ -385,16 +386,16 @@ def test_new_scoring_options_are_checked_naming_the_key(shipped: dict, section: 
 
 
 def test_what_is_learnt_from_a_history_is_configured(shipped: dict) -> None:
-    """churn.learn: the shipped file learns the logistic model; each method can be chosen, and
-    a file without the key learns the model too."""
-    assert ScoringConfig.from_mapping(shipped).learn == "logistic_regression"
-    for method in ("none", "information_gain", "logistic_regression"):
+    """churn.learn: the shipped file learns the better model by CV AUC; each method can be
+    chosen, and a file without the key learns the better model too."""
+    assert ScoringConfig.from_mapping(shipped).learn == "best_model"
+    for method in ("none", "information_gain", "logistic_regression", "gradient_boosting"):
         doc = copy.deepcopy(shipped)
         doc["churn"]["learn"] = method
         assert ScoringConfig.from_mapping(doc).learn == method
     doc = copy.deepcopy(shipped)
     del doc["churn"]["learn"]
-    assert ScoringConfig.from_mapping(doc).learn == "logistic_regression"
+    assert ScoringConfig.from_mapping(doc).learn == "best_model"
 
 
 # --------------------------------------------------------------------------- explanations
