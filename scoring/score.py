@@ -7,7 +7,7 @@ is never modified, so a retried task sees the same input.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,10 +39,18 @@ class Population:
     sorted_values: Mapping[str, np.ndarray]
     current_weights: Mapping[str, float] = field(default_factory=dict)
     potential_weights: Mapping[str, float] = field(default_factory=dict)
+    # Under a learnt model: the churn_risk from which an account is in each band's top share
+    # of the whole snapshot (learnt_bands), so partitions rank against everyone.
+    rank_cutoffs: Mapping[str, float] = field(default_factory=dict)
 
 
-def fit_population(view: pd.DataFrame, config: ScoringConfig) -> Population:
-    return _fit(_raw_indicators(view, config), config)
+def fit_population(view: pd.DataFrame, config: ScoringConfig,
+                   model: ChurnModel | None = None) -> Population:
+    population = _fit(_raw_indicators(view, config), config)
+    if model is None:
+        return population
+    risk = model.risk(view, config).round(1)
+    return replace(population, rank_cutoffs=rank_cutoffs(risk, config))
 
 
 def _fit(raw: dict[str, np.ndarray], config: ScoringConfig) -> Population:
@@ -92,7 +100,7 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     scored["churn_risk"] = risk.round(1)
     scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
                             else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
-                                             config))
+                                             config, population.rank_cutoffs or None))
     names = np.array([f.name for f in config.factors] + [""], dtype=object)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_FACTORS]
     top = np.take_along_axis(contributions, order, axis=1)
@@ -239,23 +247,36 @@ def _band(risk: np.ndarray, config: ScoringConfig) -> np.ndarray:
         ["critical", "high", "medium"], default="low").astype(object)
 
 
-def learnt_band(risk: np.ndarray, base_rate: float, config: ScoringConfig) -> np.ndarray:
-    """Bands for a calibrated churn probability (``risk`` in %): a band from ``multiple`` × the
-    base churn rate (capped at the fixed cut-off, so a high base rate keeps the fixed bands), or
-    for the ``top_share`` riskiest accounts (floor of share × accounts; ties at the cut all in),
-    so a portfolio with 1 % churn still yields a worklist."""
+def rank_cutoffs(risk: np.ndarray, config: ScoringConfig) -> dict[str, float]:
+    """Per band, the churn_risk of the last account in its ``top_share`` of ``risk`` (floor of
+    share × accounts; absent when that is no account)."""
     bands = config.learnt_bands
     order = np.sort(risk)[::-1]
-
-    def reached(multiple: float, fixed: float, share: float) -> np.ndarray:
-        cutoff = min(multiple * base_rate * 100.0, fixed)
+    cutoffs = {}
+    for band, share in (("critical", bands.critical_top_share), ("high", bands.high_top_share),
+                        ("medium", bands.medium_top_share)):
         top = int(np.floor(share * len(risk) + 1e-9))
         if top > 0:
-            cutoff = min(cutoff, order[top - 1])
+            cutoffs[band] = float(order[top - 1])
+    return cutoffs
+
+
+def learnt_band(risk: np.ndarray, base_rate: float, config: ScoringConfig,
+                cutoffs: Mapping[str, float] | None = None) -> np.ndarray:
+    """Bands for a calibrated churn probability (``risk`` in %): a band from ``multiple`` × the
+    base churn rate (capped at the fixed cut-off, so a high base rate keeps the fixed bands), or
+    for the ``top_share`` riskiest accounts (ties at the cut all in; ranked within ``risk``
+    unless the whole snapshot's ``cutoffs`` are given), so a portfolio with 1 % churn still
+    yields a worklist."""
+    bands = config.learnt_bands
+    cutoffs = rank_cutoffs(risk, config) if cutoffs is None else cutoffs
+
+    def reached(band: str, multiple: float, fixed: float) -> np.ndarray:
+        cutoff = min(multiple * base_rate * 100.0, fixed, cutoffs.get(band, np.inf))
         return risk >= cutoff
 
     return np.select(
-        [reached(bands.critical_multiple, config.band_critical, bands.critical_top_share),
-         reached(bands.high_multiple, config.band_high, bands.high_top_share),
-         reached(bands.medium_multiple, config.band_medium, bands.medium_top_share)],
+        [reached("critical", bands.critical_multiple, config.band_critical),
+         reached("high", bands.high_multiple, config.band_high),
+         reached("medium", bands.medium_multiple, config.band_medium)],
         ["critical", "high", "medium"], default="low").astype(object)

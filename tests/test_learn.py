@@ -336,3 +336,20 @@ def test_a_one_percent_portfolio_still_yields_a_usable_worklist(config) -> None:
     assert churned[critical].mean() >= 3 * churned.mean()
     assert (scored["churn_band"] != "low").mean() <= 0.2
     assert scored["churn_risk"].mean() == pytest.approx(1.0, abs=0.5)  # calibrated
+
+
+def test_partitions_rank_learnt_bands_against_the_whole_snapshot(config, history,
+                                                                 todays) -> None:
+    """Scored in pieces against the whole population, a learnt model's bands (rank rule
+    included) equal those of scoring everything at once."""
+    from kamflow.scoring import fit_population
+
+    learnt = learn_churn(*history, config, "logistic_regression")
+    view, _ = todays
+    whole = score_accounts(view, config, model=learnt.model)
+    population = fit_population(view, config, learnt.model)
+    pieces = pd.concat([score_accounts(view.iloc[i:i + 150].reset_index(drop=True), config,
+                                       population, learnt.model)
+                        for i in range(0, len(view), 150)], ignore_index=True)
+    pd.testing.assert_series_equal(pieces["churn_band"], whole["churn_band"])
+    assert (whole["churn_band"] == "critical").sum() >= int(0.01 * len(view))
