@@ -171,7 +171,7 @@ def score_and_decide_partitioned(tables: Mapping[str, pd.DataFrame], as_of: dt.d
     runner (a Dask cluster in a scaled-out deployment); the result equals the one-piece run."""
     logger = get_run_logger()
     view = _customer_view(tables, as_of, view)
-    population = fit_population(view, scoring)
+    population = fit_population(view, scoring, model)  # a model's bands rank against everyone
     bounds = np.linspace(0, len(view), partitions + 1).astype(int)
     chunks = [view.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:],
                                                                       strict=False) if b > a]

@@ -15,6 +15,11 @@ SEGMENT_BY_INDUSTRY = {
     "education": "maintain", "culture": "maintain", "health": "maintain",
 }
 
+# Complaint categories that point to a competitor (DOMAIN.md: price, coverage and billing
+# disputes are churn factors), and contract types that bind the customer to no term.
+COMPETITOR_COMPLAINTS = ("billing", "price", "coverage")
+UNCOMMITTED_CONTRACTS = ("month-to-month", "monthly", "none", "no term", "按月", "无合约")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -54,6 +59,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("employees", "int", required=False),
         Column("cost_to_serve", "float", required=False),
         Column("last_contact_date", "date", required=False),
+        Column("customer_since", "date", required=False),  # the relationship's start
+        Column("contract_type", "str", required=False),    # month-to-month, one-year, ...
     )),
     Table("billing", (
         Column("account_id", "str"),

@@ -15,18 +15,25 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from kamflow.intake.schema import SEGMENT_BY_INDUSTRY
+from kamflow.intake.schema import (
+    COMPETITOR_COMPLAINTS,
+    SEGMENT_BY_INDUSTRY,
+    UNCOMMITTED_CONTRACTS,
+)
 
 RECENT_DAYS = 90      # complaints, SLA incidents: "the last 90 days"
 RECENT_MONTHS = 3     # revenue trend and arrears: the last 3 billed months ...
 EARLIER_MONTHS = 9    # ... against the 9 months before them
+DAYS_PER_MONTH = 30.4375
+ROLLING_DAYS = 31     # a contract ending within a month is a rolling monthly one: no commitment
 
 VIEW_COLUMNS = [
     "account_id", "name_zh", "name_en", "industry", "segment", "region", "account_manager",
     "manager_email", "avg_monthly_billed", "revenue_trend", "arrears", "arrears_ratio",
     "billing_months", "products_held", "new_services", "employees", "cost_to_serve",
     "tenure_months", "days_to_contract_end", "days_since_contact", "complaints_90d",
-    "sla_breaches_90d", "outage_hours_90d",
+    "sla_breaches_90d", "outage_hours_90d", "relationship_months", "commitment_months",
+    "competitor_complaints", "revenue_volatility",
 ]
 
 
@@ -53,6 +60,8 @@ def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> p
     end = accounts["contract_end"].to_numpy(dtype="datetime64[ns]")
     view["tenure_months"] = ((as_of_ts - start) / np.timedelta64(1, "D") / 30.4375).round(1)
     view["days_to_contract_end"] = (end - as_of_ts) / np.timedelta64(1, "D")
+    view["relationship_months"] = _relationship_months(accounts, start, as_of_ts)
+    view["commitment_months"] = _commitment_months(accounts, view["days_to_contract_end"])
     contact = accounts["last_contact_date"].to_numpy(dtype="datetime64[ns]") \
         if "last_contact_date" in accounts else np.full(len(accounts), np.datetime64("NaT", "ns"))
     since = (as_of_ts - contact) / np.timedelta64(1, "D")
@@ -65,12 +74,36 @@ def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> p
     for features in (_billing_features(tables["billing"], pd.Timestamp(as_of)),
                      _recent_count(tables["complaints"], "opened_date", as_of_ts,
                                    "complaints_90d"),
+                     _competitor_complaints(tables["complaints"], as_of_ts),
                      _sla_features(tables["sla_incidents"], as_of_ts)):
         _attach(view, features)
     zero_when_absent = ["avg_monthly_billed", "revenue_trend", "arrears", "arrears_ratio",
-                        "billing_months", "complaints_90d", "sla_breaches_90d", "outage_hours_90d"]
+                        "billing_months", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
+                        "competitor_complaints", "revenue_volatility"]
     view[zero_when_absent] = view[zero_when_absent].fillna(0.0)
     return view[VIEW_COLUMNS]
+
+
+def _relationship_months(accounts: pd.DataFrame, start: np.ndarray,
+                         as_of: np.datetime64) -> np.ndarray:
+    """Months since the customer came (``customer_since``; where blank or absent, the contract
+    start): a renewal does not make a ten-year customer new again."""
+    since = start
+    if "customer_since" in accounts:
+        known = accounts["customer_since"].to_numpy(dtype="datetime64[ns]")
+        since = np.where(np.isnat(known), start, known)
+    return ((as_of - since) / np.timedelta64(1, "D") / DAYS_PER_MONTH).round(1)
+
+
+def _commitment_months(accounts: pd.DataFrame, days_to_end: pd.Series) -> np.ndarray:
+    """Months the contract still binds the customer: 0 without a term (month-to-month,
+    ``contract_type``, or a contract ending within a month) or out of contract."""
+    days = days_to_end.to_numpy(dtype="float64")
+    months = np.where(days > ROLLING_DAYS, days / DAYS_PER_MONTH, 0.0)
+    if "contract_type" in accounts:
+        kind = accounts["contract_type"].astype("str").str.strip().str.lower()
+        months = np.where(kind.isin(UNCOMMITTED_CONTRACTS).to_numpy(), 0.0, months)
+    return np.nan_to_num(months, nan=0.0).round(1)
 
 
 def _attach(view: pd.DataFrame, features: pd.DataFrame) -> None:
@@ -152,6 +185,9 @@ def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFram
     recent_paid = np.bincount(codes[recent_known], weights=paid[recent_known],
                               minlength=n) / 100.0
     recent_n = np.bincount(codes[recent_known], minlength=n).astype("float64")
+    # How much the monthly bill swings: its coefficient of variation over the year.
+    amounts = billed / 100.0
+    squares = np.bincount(codes[known], weights=amounts[known] ** 2, minlength=n)
     earlier_billed = total - recent_billed
     months = np.bincount(codes[known], minlength=n).astype("float64")
     earlier_n = months - recent_n
@@ -160,6 +196,10 @@ def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFram
         earlier_mean = earlier_billed / np.where(earlier_n > 0, earlier_n, np.nan)
         trend = np.nan_to_num(recent_mean / np.where(earlier_mean > 0, earlier_mean, np.nan)
                               - 1.0, nan=0.0)
+        mean = total / months
+        spread = np.sqrt(np.clip(squares / months - mean ** 2, 0.0, None))
+        volatility = np.where((months >= 3) & (mean > 0), spread / np.where(mean > 0, mean, 1.0),
+                              0.0)
         arrears = np.clip(recent_billed - recent_paid, 0.0, None)
         arrears_ratio = np.nan_to_num(
             arrears / np.where(recent_billed > 0, recent_billed, np.nan), nan=0.0)
@@ -169,6 +209,7 @@ def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFram
         "arrears": np.round(arrears, 2),
         "arrears_ratio": np.round(arrears_ratio, 4),
         "billing_months": months,
+        "revenue_volatility": np.round(np.nan_to_num(volatility), 4),
     }, index=accounts)
 
 
@@ -182,6 +223,20 @@ def _recent_count(frame: pd.DataFrame, date_column: str, as_of: np.datetime64,
     codes, accounts = _per_account(frame["account_id"][_recent_mask(frame[date_column], as_of)])
     counts = np.bincount(codes[codes >= 0], minlength=len(accounts)).astype("float64")
     return pd.DataFrame({name: counts}, index=accounts)
+
+
+def _competitor_complaints(frame: pd.DataFrame, as_of: np.datetime64) -> pd.DataFrame:
+    """Billing, price and coverage complaints over the year before the snapshot (the
+    complaints file's span; in 90 days they are too rare to tell accounts apart). Without a
+    category column: none (the factor stays silent)."""
+    if "category" not in frame:
+        return pd.DataFrame({"competitor_complaints": []}, index=pd.Index([], name="account_id"))
+    age = (as_of - frame["opened_date"].to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
+    category = frame["category"].astype("str").str.strip().str.lower()
+    chosen = (age >= 0) & (age <= 365) & category.isin(COMPETITOR_COMPLAINTS).to_numpy()
+    codes, accounts = _per_account(frame["account_id"][chosen])
+    counts = np.bincount(codes[codes >= 0], minlength=len(accounts)).astype("float64")
+    return pd.DataFrame({"competitor_complaints": counts}, index=accounts)
 
 
 def _sla_features(frame: pd.DataFrame, as_of: np.datetime64) -> pd.DataFrame:

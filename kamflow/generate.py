@@ -28,6 +28,21 @@ complaints and SLA incidents (long outages, mostly breaching) in the last 90 day
 last 2-3 months (paid 40-80 % of billed), a contract ending within 90 days (or lapsed up to 30 days
 ago), and no contact for more than 120 days. About 3 % of healthy accounts show one signal as noise.
 
+That *easy* mode (the default) is for functional tests: every method scores it near-perfectly.
+``mode="realistic"`` judges scoring instead. Churn comes from four latent causes per account
+(dissatisfaction with the service, a competitor's pull, financial distress, engagement), the
+relationship age (about 20 % of accounts are in their first year, 识别期) and the contract
+(month-to-month 40 %, one-year 30 %, two-year 30 %; about 8 % of term contracts have lapsed),
+plus logistic noise: the ``churn_rate`` share (default 10 %; 1-3 % a year for key accounts)
+with the highest propensity churns within ``horizon_days`` (365) *after* ``as_of``, so the
+snapshot is a past one and ``ground_truth`` (same columns, plus ``churn_date``) is observed
+after the horizon. Each signal is drawn from some causes only (complaints from dissatisfaction
+and the competitor's pull, whose complaints are mostly billing, price and coverage; arrears from
+distress; the bill's month-to-month volatility from distress and pull; ...), so none separates
+churners; employees, products held and new services tell nothing. ``accounts`` gains
+``customer_since``, ``contract_type`` and ``payment_method`` (auto-debit, bank-transfer,
+invoice; invoice payers lean to distress). Drawn from a second stream seeded by ``seed``.
+
 *Bad rows* (about ``bad_share`` of the accounts, split evenly over four kinds, at least one of each
 when ``accounts >= 200`` and ``bad_share > 0``) exercise the intake validation: a negative billed
 amount, a blank ``manager_email``, an ``industry`` of ``"unknown"`` and an orphan billing row whose
@@ -46,6 +61,7 @@ import csv
 import datetime as dt
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +75,11 @@ __all__ = [
     "BILLING_COLUMNS",
     "COMPLAINT_CATEGORIES",
     "COMPLAINT_COLUMNS",
+    "CONTRACT_TYPES",
     "GROUND_TRUTH_COLUMNS",
     "INDUSTRIES",
+    "MODES",
+    "PAYMENT_METHODS",
     "REGIONS",
     "SLA_COLUMNS",
     "TABLES",
@@ -205,6 +224,15 @@ _HEALTHY_NOISE_SHARE = 0.03  # healthy accounts that show exactly one signal
 
 _STR = pd.StringDtype(storage="pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 
+# --- the realistic mode (mode="realistic")
+MODES = ("easy", "realistic")
+REALISTIC_CHURN_RATE = 0.10
+CONTRACT_TYPES = ("month-to-month", "one-year", "two-year")
+PAYMENT_METHODS = ("auto-debit", "bank-transfer", "invoice")
+_CONTRACT_DAYS = np.array([0, 365, 730])
+_COMPETITOR_CATEGORIES = [COMPLAINT_CATEGORIES.index(c) for c in ("billing", "price", "coverage")]
+_OTHER_CATEGORIES = [COMPLAINT_CATEGORIES.index(c) for c in ("network", "service", "other")]
+
 
 # --------------------------------------------------------------------------- string helpers
 def _decode(codes: np.ndarray, values) -> pa.Array:
@@ -246,6 +274,9 @@ def make_snapshot(
     as_of: dt.date,
     seed: int = 7,
     bad_share: float = 0.005,
+    mode: str = "easy",
+    churn_rate: float | None = None,
+    horizon_days: int = 365,
 ) -> dict[str, pd.DataFrame]:
     """Build a sample snapshot in memory.
 
@@ -253,8 +284,14 @@ def make_snapshot(
     ``ground_truth``. Date columns are ``datetime64[s]`` (midnight, ``NaT`` when missing),
     text columns pandas' ``str`` dtype (``NaN`` when missing), counts ``int64``, amounts
     ``float64`` rounded to 2 decimals (outage hours to 1). Pure: same arguments, same frames.
+
+    ``mode="easy"`` (the default, for functional tests) plants clear decline signals;
+    ``mode="realistic"`` draws churn from latent causes (see the module notes), with
+    ``churn_rate`` (default 0.10) the share of accounts that churn within ``horizon_days``
+    after ``as_of``.
     """
     n = _check_args(accounts, as_of, seed, bad_share)
+    realistic = _check_mode(mode, churn_rate, horizon_days)
     if isinstance(as_of, dt.datetime):
         as_of = as_of.date()
     rng = np.random.default_rng(seed)
@@ -340,6 +377,14 @@ def make_snapshot(
     noisy = healthy_idx[rng.random(healthy_idx.size) < _HEALTHY_NOISE_SHARE]
     sig[noisy, rng.integers(0, n_sig, size=noisy.size)] = True
     s_rev, s_cmp, s_sla, s_arr, s_end, s_contact = (sig[:, j] for j in range(n_sig))
+    # Realistic mode: its own stream (the easy draws above and below stay the same), whose
+    # latent causes replace who declines and which signals show.
+    world = _latent_world(np.random.default_rng([seed, 1]), n, z, churn_rate or
+                          REALISTIC_CHURN_RATE, horizon_days) if realistic else None
+    if world is not None:
+        declining = world.churned
+        s_rev, s_cmp, s_sla, s_arr, s_end, s_contact = (world.signals[:, j]
+                                                       for j in range(n_sig))
 
     # --- billing: 12 calendar months before as_of's month
     t = np.arange(12)
@@ -347,6 +392,9 @@ def make_snapshot(
     billed = base[:, None] * (1.0 + growth[:, None]) ** t[None, :]
     billed *= rng.uniform(0.95, 1.05, size=(n, 12))
     drop = rng.uniform(0.2, 0.6, size=n)
+    if world is not None:  # a volatile account's bills swing; a partial churn is milder
+        billed *= np.exp(world.volatility[:, None] * world.rng.standard_normal((n, 12)))
+        drop = world.rng.uniform(0.08, 0.45, size=n)
     drop_months = rng.integers(3, 5, size=n)
     pos = t[None, :] - (12 - drop_months)[:, None]  # 0 = first falling month
     fall = np.where(pos >= 0, 1.0 - drop[:, None] * np.minimum(1.0, (pos + 1) / 2.0), 1.0)
@@ -369,10 +417,15 @@ def make_snapshot(
     contract_start = _dates(day0, -rng.integers(365, 12 * 365 + 1, size=n))
     end_days = np.where(s_end, rng.integers(-30, 91, size=n),
                         rng.integers(-30, 3 * 365 + 1, size=n))
+    if world is not None:
+        contract_start = _dates(day0, world.contract_start_days)
+        end_days = world.contract_end_days
     contract_end = _dates(day0, end_days)
     p_geo = np.clip(0.45 - 0.08 * z, 0.15, 0.75)
     products_held = np.minimum(rng.geometric(p_geo), 12).astype(np.int64)
     new_services = np.minimum(rng.poisson(np.where(declining, 0.5, 0.9)), 5).astype(np.int64)
+    if world is not None:  # irrelevant to churn in the realistic world
+        new_services = np.minimum(world.rng.poisson(0.8, size=n), 5).astype(np.int64)
     employees = np.maximum(
         1, np.round(np.exp(np.log(250.0) + 0.7 * z + rng.standard_normal(n)))).astype(np.int64)
     cost_to_serve = np.round(np.maximum(
@@ -389,6 +442,8 @@ def make_snapshot(
             extra,
             rng.choice(len(COMPLAINT_CATEGORIES), size=size, p=_COMPLAINT_P_DECLINE),
             rng.choice(len(COMPLAINT_CATEGORIES), size=size, p=_COMPLAINT_P_BASE)))
+    if world is not None:  # a competitor's pull shows as billing, price and coverage complaints
+        cmp_cat = world.complaint_categories(cmp_acct)
     sla_acct, sla_days, sla_hours = _events(
         rng, n, 0.4, np.flatnonzero(s_sla), 1.0,
         lambda size, extra: np.where(
@@ -436,6 +491,11 @@ def make_snapshot(
         "cost_to_serve": cost_to_serve,
         "last_contact_date": last_contact,
     })
+    if world is not None:
+        accounts_df["customer_since"] = _dates(day0, world.customer_since_days)
+        accounts_df["contract_type"] = _str_series(_decode(world.contract_type, CONTRACT_TYPES))
+        accounts_df["payment_method"] = _str_series(_decode(world.payment_method,
+                                                            PAYMENT_METHODS))
 
     month_labels = np.datetime_as_string(
         np.datetime64(as_of, "M") - np.arange(12, 0, -1).astype("timedelta64[M]"), unit="M")
@@ -476,6 +536,8 @@ def make_snapshot(
         "account_id": _str_series(account_id),
         "declining": declining.astype(np.int64),
     })
+    if world is not None:  # observed after the horizon: when each churner left
+        truth_df["churn_date"] = _dates(day0, world.churn_days, missing=~declining)
     return {
         "accounts": accounts_df,
         "billing": billing_df,
@@ -527,10 +589,116 @@ def generate_snapshot(
     as_of: dt.date,
     seed: int = 7,
     bad_share: float = 0.005,
+    mode: str = "easy",
+    churn_rate: float | None = None,
+    horizon_days: int = 365,
 ) -> dict[str, int]:
     """``make_snapshot`` then ``write_snapshot``; returns ``{table name: rows written}``."""
-    return write_snapshot(make_snapshot(accounts, as_of, seed=seed, bad_share=bad_share),
-                          Path(out_dir))
+    return write_snapshot(make_snapshot(accounts, as_of, seed=seed, bad_share=bad_share,
+                                        mode=mode, churn_rate=churn_rate,
+                                        horizon_days=horizon_days), Path(out_dir))
+
+
+# --------------------------------------------------------------------------- realistic mode
+@dataclass(frozen=True)
+class _World:
+    """The realistic mode's accounts: latent causes, what shows of them, and who churned."""
+
+    rng: np.random.Generator
+    churned: np.ndarray              # bool: left within the horizon after as_of
+    churn_days: np.ndarray           # days after as_of each churner left
+    signals: np.ndarray              # accounts x _SIGNALS, bool
+    volatility: np.ndarray           # log-sd of the monthly bill
+    competitor_pull: np.ndarray      # share of complaints about billing, price, coverage
+    contract_type: np.ndarray        # codes into CONTRACT_TYPES
+    payment_method: np.ndarray       # codes into PAYMENT_METHODS
+    customer_since_days: np.ndarray  # days from as_of (negative: the past)
+    contract_start_days: np.ndarray
+    contract_end_days: np.ndarray
+
+    def complaint_categories(self, acct: np.ndarray) -> np.ndarray:
+        competitor = self.rng.random(acct.size) < self.competitor_pull[acct]
+        return np.where(competitor,
+                        self.rng.choice(_COMPETITOR_CATEGORIES, size=acct.size,
+                                        p=(0.40, 0.35, 0.25)),
+                        self.rng.choice(_OTHER_CATEGORIES, size=acct.size, p=(0.50, 0.35, 0.15)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate: float,
+                  horizon_days: int) -> _World:
+    """Four latent causes per account (dissatisfaction with the service, a competitor's pull,
+    financial distress, engagement), a relationship age and a contract. Churn within the
+    horizon: the ``churn_rate`` share of accounts with the highest latent propensity plus
+    logistic noise (the causes explain part of it, luck the rest). Each observable signal is
+    drawn from some of the causes, so it is only partly informative; employees, products held
+    and new services tell nothing about churn."""
+    dissatisfied, pull, distress, engaged = rng.standard_normal((4, n))
+    young = rng.random(n) < 0.2  # in the first year of the relationship (识别期)
+    months = np.where(young, rng.uniform(0.5, 12.0, n),
+                      np.minimum(12.0 + rng.exponential(48.0, n), 240.0))
+    customer_since = -np.round(months * 30.4375).astype(np.int64)
+    # Engaged, established accounts commit for longer.
+    commitment = 0.6 * engaged - 0.6 * young + rng.standard_normal(n)
+    contract_type = np.digitize(commitment, np.quantile(commitment, [0.40, 0.70]))
+    term = _CONTRACT_DAYS[contract_type]
+    lapsed = (term > 0) & (rng.random(n) < 0.08)  # out of contract, still served
+    end = np.where(term == 0, rng.integers(1, 32, n),  # rolling monthly: ends this month
+                   np.where(lapsed, rng.integers(-180, 0, n),
+                            np.ceil(rng.random(n) * term).astype(np.int64)))
+    start = np.where(term == 0, customer_since, np.maximum(customer_since, end - term))
+    start = np.minimum(start, end - 1)
+    customer_since = np.minimum(customer_since, start)  # a lapsed contract began earlier
+    method_score = 0.5 * distress - 0.3 * engaged + rng.standard_normal(n)
+    payment_method = np.digitize(method_score, np.quantile(method_score, [0.40, 0.75]))
+
+    ending = (term > 0) & (end >= 0) & (end <= 90)
+    # No commitment and a young relationship weigh most, as on real operators' exports.
+    propensity = (1.0 * dissatisfied + 0.9 * pull + 0.7 * distress - 0.5 * engaged
+                  + 1.3 * (contract_type == 0) + 0.4 * (contract_type == 1) + 0.8 * lapsed
+                  + 0.4 * ending + 1.2 * np.exp(-months / 12.0) + 0.2 * (payment_method == 2)
+                  + rng.logistic(0.0, 1.0, n))
+    churned = np.zeros(n, dtype=bool)
+    churned[np.argsort(-propensity, kind="stable")[: round(churn_rate * n)]] = True
+
+    def shows(logit: np.ndarray) -> np.ndarray:
+        return rng.random(n) < _sigmoid(logit)
+
+    signals = np.column_stack([
+        shows(-2.4 + 1.0 * pull + 0.7 * distress),        # revenue falls (partial churn)
+        shows(-2.0 + 1.1 * dissatisfied + 0.5 * pull),    # extra complaints
+        shows(-2.6 + 1.2 * dissatisfied),                 # SLA incidents
+        shows(-3.0 + 1.5 * distress),                     # arrears
+        ending | lapsed,                                  # contract ending or ended
+        shows(-2.4 - 1.1 * engaged),                      # no contact for months
+    ])
+    volatility = 0.02 + 0.10 * _sigmoid(0.8 * distress + 0.5 * pull - 1.0
+                                        + 0.7 * rng.standard_normal(n))
+    return _World(
+        rng=rng, churned=churned, churn_days=rng.integers(1, horizon_days + 1, n),
+        signals=signals, volatility=volatility,
+        competitor_pull=_sigmoid(-0.8 + 0.9 * pull),
+        contract_type=contract_type, payment_method=payment_method,
+        customer_since_days=customer_since, contract_start_days=start, contract_end_days=end)
+
+
+def _check_mode(mode, churn_rate, horizon_days) -> bool:
+    """True for the realistic mode; a clear error for a bad mode, rate or horizon."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if churn_rate is not None:
+        if mode != "realistic":
+            raise ValueError("churn_rate applies to mode='realistic' only (the easy mode "
+                             f"always declines {DECLINING_SHARE:.0%} of the accounts)")
+        if not 0.0 < float(churn_rate) <= 0.5:
+            raise ValueError(f"churn_rate must be above 0 and at most 0.5, got {churn_rate}")
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, (int, np.integer)) \
+            or horizon_days < 1:
+        raise ValueError(f"horizon_days must be a positive int, got {horizon_days!r}")
+    return mode == "realistic"
 
 
 # --------------------------------------------------------------------------- internals

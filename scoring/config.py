@@ -15,14 +15,18 @@ CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "t
 POTENTIAL_INDICATORS = ("new_services", "employees", "strategic_industry")
 # Signals a churn factor may read: columns of the customer view, plus derived ones.
 CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
-                 "days_to_contract_end", "arrears_ratio", "days_since_contact")
+                 "days_to_contract_end", "arrears_ratio", "days_since_contact",
+                 "relationship_months", "commitment_months", "competitor_complaints",
+                 "revenue_volatility")
 # How value weights are set: the numbers in the file (expert judgement, Delphi) or the entropy
 # weight method over the snapshot's indicators.
 VALUE_WEIGHT_METHODS = ("expert", "entropy")
 # What the daily run learns from a labelled history when it is given one (`kamflow run
 # --history`): nothing (the configured factor weights stay), factor weights by information gain,
-# or a logistic regression whose churn probability becomes churn_risk.
-LEARN_METHODS = ("none", "information_gain", "logistic_regression")
+# or a model whose calibrated churn probability becomes churn_risk: a logistic regression,
+# gradient boosting, or whichever of the two has the better cross-validated AUC (best_model).
+LEARN_METHODS = ("none", "information_gain", "logistic_regression", "gradient_boosting",
+                 "best_model")
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,27 @@ class ChurnFactor:
 
 
 @dataclass(frozen=True)
+class LearntBands:
+    """Bands under a learnt model (its churn_risk is a calibrated probability): a band is
+    reached at ``multiple`` × the history's churn rate (at most the fixed cut-off), or by being
+    in the ``top_share`` riskiest accounts of the snapshot, whichever comes first."""
+
+    medium_multiple: float = 2.0
+    high_multiple: float = 4.0
+    critical_multiple: float = 10.0
+    medium_top_share: float = 0.10
+    high_top_share: float = 0.03
+    critical_top_share: float = 0.01
+
+
+@dataclass(frozen=True)
 class BacktestConfig:
     """How `kamflow backtest` measures a churn ranking against known outcomes."""
 
     top_k: tuple[float, ...] = (0.01, 0.05, 0.10)  # shares of the riskiest accounts
     holdout_share: float = 0.3  # accounts kept out of training, to measure every method on
     seed: int = 7               # the split is random but repeatable
+    folds: int = 5              # k of the stratified k-fold cross-validation
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,8 @@ class ScoringConfig:
     band_high: float
     band_critical: float
     value_weights: str = "expert"  # one of VALUE_WEIGHT_METHODS
-    learn: str = "logistic_regression"  # one of LEARN_METHODS
+    learn: str = "best_model"  # one of LEARN_METHODS
+    learnt_bands: LearntBands = field(default_factory=LearntBands)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def with_factor_weights(self, weights: Mapping[str, float]) -> ScoringConfig:
@@ -99,8 +119,8 @@ class ScoringConfig:
                             prefix="value.")
         life = c.section(doc, "lifecycle", ("identification_months", "development_months",
                                             "growth_trend", "decline_trend"))
-        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn",))
-        learn = churn.get("learn", "logistic_regression")
+        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn", "learnt_bands"))
+        learn = churn.get("learn", "best_model")
         if learn not in LEARN_METHODS:
             raise c.error("churn.learn", f"must be one of {', '.join(LEARN_METHODS)}, "
                           f"not {learn!r}")
@@ -139,14 +159,41 @@ class ScoringConfig:
             decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
             factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
             value_weights=value_weights, learn=learn, backtest=_backtest(doc, c),
+            learnt_bands=_learnt_bands(churn, c),
         )
+
+
+def _learnt_bands(churn: Mapping[str, Any], c: _Checker) -> LearntBands:
+    """The optional ``churn.learnt_bands`` section: per band a ``rate_multiple`` (> 0) and a
+    ``top_share`` (0..1), both rising from medium to critical (shares falling)."""
+    default = LearntBands()
+    if "learnt_bands" not in churn:
+        return default
+    spec = c.section(churn, "learnt_bands", (), optional=("medium", "high", "critical"),
+                     prefix="churn.")
+    values: dict[str, float] = {}
+    for band in ("medium", "high", "critical"):
+        key = f"churn.learnt_bands.{band}"
+        part = c.section(spec, band, (), optional=("rate_multiple", "top_share"),
+                         prefix="churn.learnt_bands.") if band in spec else {}
+        multiple = part.get("rate_multiple", getattr(default, f"{band}_multiple"))
+        share = part.get("top_share", getattr(default, f"{band}_top_share"))
+        values[f"{band}_multiple"] = c.number({"m": multiple}, f"{key}.rate_multiple", "m", 0)
+        values[f"{band}_top_share"] = c.number({"s": share}, f"{key}.top_share", "s", 0, 1)
+    if not values["medium_multiple"] < values["high_multiple"] < values["critical_multiple"]:
+        raise c.error("churn.learnt_bands", "rate multiples must rise: medium < high < critical")
+    if not (values["medium_top_share"] >= values["high_top_share"]
+            >= values["critical_top_share"]):
+        raise c.error("churn.learnt_bands", "top shares must not rise: medium >= high >= "
+                      "critical")
+    return LearntBands(**values)
 
 
 def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
     """The optional ``backtest`` section; absent keys keep their defaults."""
     if "backtest" not in doc:
         return BacktestConfig()
-    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed"))
+    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed", "folds"))
     default = BacktestConfig()
     top_k = spec.get("top_k", list(default.top_k))
     if not isinstance(top_k, list) or not top_k:
@@ -160,7 +207,10 @@ def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
     seed = spec.get("seed", default.seed)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise c.error("backtest.seed", f"must be a whole number, not {seed!r}")
-    return BacktestConfig(shares, holdout, seed)
+    folds = spec.get("folds", default.folds)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
+        raise c.error("backtest.folds", f"must be a whole number from 2 to 20, not {folds!r}")
+    return BacktestConfig(shares, holdout, seed, folds)
 
 
 class _Checker:

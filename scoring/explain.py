@@ -20,8 +20,11 @@ def shown_value(signal: str, values: np.ndarray) -> np.ndarray:
         return np.round(-values * 100.0) + 0.0   # the revenue change in %: -38
     if signal == "arrears_ratio":
         return np.round(values * 100.0) + 0.0
-    if signal in ("outage_hours_90d", "days_to_contract_end", "days_since_contact"):
+    if signal in ("outage_hours_90d", "days_to_contract_end", "days_since_contact",
+                  "relationship_months", "commitment_months"):
         return np.round(values) + 0.0            # + 0.0: never print "-0"
+    if signal == "revenue_volatility":
+        return np.round(values * 100.0) + 0.0    # the bill's swing in %
     return values
 
 
@@ -48,6 +51,15 @@ def _words(signal: str, shown: float) -> str:
         return f"arrears {shown:.0f}% of billed"
     if signal == "days_since_contact":
         return f"no contact for {shown:.0f} days"
+    if signal == "relationship_months":
+        return f"customer for {shown:.0f} months"
+    if signal == "commitment_months":
+        return ("no commitment (month-to-month or out of contract)" if shown <= 0
+                else f"committed for {shown:.0f} more months")
+    if signal == "competitor_complaints":
+        return f"{shown:g} billing, price or coverage complaints in a year"
+    if signal == "revenue_volatility":
+        return f"monthly bill swings {shown:.0f}%"
     return f"{signal} {shown:g}"
 
 

@@ -5,8 +5,9 @@ A labelled history is a past snapshot of the accounts with, for each, whether it
 
 * ``information_gain``: each factor weighted by the information gain of its warning level about
   churn (the ramps stay; churn_risk is the weighted sum, as with configured weights);
-* ``logistic_regression``: the binary classification model (scoring.model); churn_risk is its
-  churn probability in %, cut into bands by the configured cut-offs.
+* ``logistic_regression``, ``gradient_boosting`` or ``best_model`` (the one of the two with the
+  better k-fold cross-validated AUC on the training part): the binary classification model
+  (scoring.model); churn_risk is its calibrated churn probability in %.
 
 Learning uses the training part of a split made within each outcome (``backtest.holdout_share``,
 ``backtest.seed``); the held-out part measures it with the backtest's metrics, next to the
@@ -24,7 +25,7 @@ import pandas as pd
 
 from kamflow.scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
 from kamflow.scoring.config import ScoringConfig
-from kamflow.scoring.model import ChurnModel, fit_churn_model
+from kamflow.scoring.model import MODEL_KINDS, ChurnModel, fit_churn_model
 from kamflow.scoring.score import factor_levels
 from kamflow.scoring.weights import information_gain_weights
 
@@ -32,6 +33,9 @@ from kamflow.scoring.weights import information_gain_weights
 # measures nothing: the run refuses the history rather than score with it.
 MIN_ACCOUNTS = 100
 MIN_PER_OUTCOME = 10
+# churn.learn -> the model kinds cross-validated (and chosen between) on the training part
+MODEL_METHODS = {"logistic_regression": ("logistic_regression",),
+                 "gradient_boosting": ("gradient_boosting",), "best_model": MODEL_KINDS}
 
 
 class UnusableHistory(ValueError):
@@ -42,7 +46,7 @@ class UnusableHistory(ValueError):
 class LearntChurn:
     """What a labelled history taught, and how it did on the accounts held out of learning."""
 
-    method: str                 # information_gain or logistic_regression
+    method: str                 # information_gain or one of MODEL_METHODS
     accounts: int               # labelled accounts in the history
     churned: int
     train_accounts: int
@@ -65,10 +69,19 @@ class LearntChurn:
             return config
         return config.with_factor_weights(self.factor_weights)
 
+    @property
+    def model_selection(self) -> list[dict[str, Any]] | None:
+        """Each model kind's k-fold cross-validated AUC on the training part, and which won."""
+        if self.model is None:
+            return None
+        return [{**asdict(result), "chosen": result.kind == self.model.kind}
+                for result in self.model.selection]
+
     def describe(self) -> str:
         """One line for the log and the summary."""
         what = ("churn weights (information gain)" if self.method == "information_gain"
-                else "churn model (logistic regression)")
+                else f"churn model ({self.model.kind.replace('_', ' ')})" if self.model
+                else "churn model")
         return (f"{what} learnt from {self.accounts:,} labelled accounts ({self.churned:,} "
                 f"churned), held-out AUC {self.learnt.auc:.3f} on {self.held_out_accounts:,} "
                 f"accounts (configured weights: {self.configured.auc:.3f})")
@@ -78,6 +91,9 @@ class LearntChurn:
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
         record["learnt"], record["configured"] = asdict(self.learnt), asdict(self.configured)
         record["factor_weights"] = self.factor_weights
+        record["model_selection"] = self.model_selection
+        if self.model is not None:
+            record["model_kind"], record["base_rate"] = self.model.kind, self.model.base_rate
         record["description"] = self.describe()
         return record
 
@@ -88,6 +104,10 @@ def history_problem(churned: np.ndarray, minimum: int = MIN_ACCOUNTS,
     file and column they came from."""
     churned = np.asarray(churned).astype(bool)
     n, positives = len(churned), int(churned.sum())
+    if n == 0:
+        return ("no labelled account id matches an accepted account of the snapshot: check "
+                "that the id column holds the same ids as the snapshot's account_id (the "
+                "id-column option) and that both come from the same system")
     if n < minimum:
         return (f"only {n:,} accepted accounts have a known outcome (matched by account id); "
                 f"at least {minimum:,} are needed")
@@ -108,7 +128,7 @@ def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfi
     """Learn ``method`` (default ``config.learn``) on part of the labelled ``history`` (a
     customer view; ``churned`` 0/1 per row) and measure it on the rest."""
     method = method or config.learn
-    if method not in ("information_gain", "logistic_regression"):
+    if method != "information_gain" and method not in MODEL_METHODS:
         raise ValueError(f"nothing to learn with churn.learn: {method}")
     churned = np.asarray(churned).astype(bool)
     if len(churned) != len(history):
@@ -133,7 +153,8 @@ def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfi
         learnt = measure(method, weighted_risk(levels[test], gain), churned[test],
                          settings.top_k, dict(zip(names, gain.tolist(), strict=True)))
     else:
-        model = fit_churn_model(history.iloc[train], churned[train], config, settings.seed)
+        model = fit_churn_model(history.iloc[train], churned[train], config, settings.seed,
+                                MODEL_METHODS[method], settings.folds)
         learnt = measure(method, model.risk(history.iloc[test], config), churned[test],
                          settings.top_k)
         coefficients = model.coefficients(config)

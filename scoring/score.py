@@ -7,7 +7,7 @@ is never modified, so a retried task sees the same input.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,10 +42,18 @@ class Population:
     sorted_values: Mapping[str, np.ndarray]
     current_weights: Mapping[str, float] = field(default_factory=dict)
     potential_weights: Mapping[str, float] = field(default_factory=dict)
+    # Under a learnt model: the churn_risk from which an account is in each band's top share
+    # of the whole snapshot (learnt_bands), so partitions rank against everyone.
+    rank_cutoffs: Mapping[str, float] = field(default_factory=dict)
 
 
-def fit_population(view: pd.DataFrame, config: ScoringConfig) -> Population:
-    return _fit(_raw_indicators(view, config), config)
+def fit_population(view: pd.DataFrame, config: ScoringConfig,
+                   model: ChurnModel | None = None) -> Population:
+    population = _fit(_raw_indicators(view, config), config)
+    if model is None:
+        return population
+    risk = model.risk(view, config).round(1)
+    return replace(population, rank_cutoffs=rank_cutoffs(risk, config))
 
 
 def _fit(raw: dict[str, np.ndarray], config: ScoringConfig) -> Population:
@@ -93,7 +101,9 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     else:
         risk, contributions = model.rate(signals, levels, config)
     scored["churn_risk"] = risk.round(1)
-    scored["churn_band"] = _band(scored["churn_risk"].to_numpy(), config)
+    scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
+                            else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
+                                             config, population.rank_cutoffs or None))
     names = np.array([f.name for f in config.factors] + [""], dtype=object)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_FACTORS]
     top = np.take_along_axis(contributions, order, axis=1)
@@ -108,8 +118,8 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
                             + [len(signal_names)])
     signal_categories = [*signal_names, ""]
     for rank in range(min(TOP_FACTORS, len(config.factors))):
-        # A factor that contributes nothing is not a reason.
-        named = top[:, rank] > 0
+        # A factor that contributes nothing is not a reason, nor is one behind a risk shown as 0.
+        named = (top[:, rank] > 0) & (scored["churn_risk"].to_numpy() > 0)
         index = np.where(named, order[:, rank], len(config.factors))
         scored[f"churn_factor_{rank + 1}"] = names[index]
         scored[f"churn_factor_{rank + 1}_signal"] = pd.Categorical.from_codes(
@@ -195,12 +205,21 @@ def _lifecycle(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
         ["decline", "identification", "development"], default="stable").astype(object)
 
 
+# Signals a view may lack (built before they existed, or by hand): missing, so their factors
+# stay silent (a NaN signal raises no warning).
+OPTIONAL_SIGNALS = ("relationship_months", "commitment_months", "competitor_complaints",
+                    "revenue_volatility")
+
+
 def churn_signals(view: pd.DataFrame) -> dict[str, np.ndarray]:
     """The raw signal behind each churn factor (revenue decline is the negated trend)."""
     signals = {name: view[name].to_numpy(dtype="float64") for name in (
         "complaints_90d", "sla_breaches_90d", "outage_hours_90d", "days_to_contract_end",
         "arrears_ratio", "days_since_contact")}
     signals["revenue_decline"] = -view["revenue_trend"].to_numpy(dtype="float64")
+    for name in OPTIONAL_SIGNALS:
+        signals[name] = (view[name].to_numpy(dtype="float64") if name in view
+                         else np.full(len(view), np.nan))
     return signals
 
 
@@ -228,4 +247,39 @@ def factor_levels(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
 def _band(risk: np.ndarray, config: ScoringConfig) -> np.ndarray:
     return np.select(
         [risk >= config.band_critical, risk >= config.band_high, risk >= config.band_medium],
+        ["critical", "high", "medium"], default="low").astype(object)
+
+
+def rank_cutoffs(risk: np.ndarray, config: ScoringConfig) -> dict[str, float]:
+    """Per band, the churn_risk of the last account in its ``top_share`` of ``risk`` (floor of
+    share × accounts; absent when that is no account)."""
+    bands = config.learnt_bands
+    order = np.sort(risk)[::-1]
+    cutoffs = {}
+    for band, share in (("critical", bands.critical_top_share), ("high", bands.high_top_share),
+                        ("medium", bands.medium_top_share)):
+        top = int(np.floor(share * len(risk) + 1e-9))
+        if top > 0:
+            cutoffs[band] = float(order[top - 1])
+    return cutoffs
+
+
+def learnt_band(risk: np.ndarray, base_rate: float, config: ScoringConfig,
+                cutoffs: Mapping[str, float] | None = None) -> np.ndarray:
+    """Bands for a calibrated churn probability (``risk`` in %): a band from ``multiple`` × the
+    base churn rate (capped at the fixed cut-off, so a high base rate keeps the fixed bands), or
+    for the ``top_share`` riskiest accounts (ties at the cut all in; ranked within ``risk``
+    unless the whole snapshot's ``cutoffs`` are given), so a portfolio with 1 % churn still
+    yields a worklist."""
+    bands = config.learnt_bands
+    cutoffs = rank_cutoffs(risk, config) if cutoffs is None else cutoffs
+
+    def reached(band: str, multiple: float, fixed: float) -> np.ndarray:
+        cutoff = min(multiple * base_rate * 100.0, fixed, cutoffs.get(band, np.inf))
+        return risk >= cutoff
+
+    return np.select(
+        [reached("critical", bands.critical_multiple, config.band_critical),
+         reached("high", bands.high_multiple, config.band_high),
+         reached("medium", bands.medium_multiple, config.band_medium)],
         ["critical", "high", "medium"], default="low").astype(object)

@@ -119,6 +119,15 @@ def test_kamflow_conf_points_at_another_directory(tmp_path: Path,
     ("churn.factors", {}, "churn.factors"),
     ("churn.factors", [1, 2], "churn.factors"),
     ("value.strategic_industry", ["government"], "value.strategic_industry"),
+    # learnt bands, folds and the learn method
+    ("churn.learnt_bands.critical.rate_multiple", 1, "churn.learnt_bands"),
+    ("churn.learnt_bands.critical.top_share", 0.5, "churn.learnt_bands"),
+    ("churn.learnt_bands.high.top_share", 1.5, "churn.learnt_bands.high.top_share"),
+    ("churn.learnt_bands.high.rank", 3, "churn.learnt_bands.high.rank"),
+    ("churn.learnt_bands.low", {}, "churn.learnt_bands.low"),
+    ("churn.learn", "random_forest", "churn.learn"),
+    ("backtest.folds", 1, "backtest.folds"),
+    ("backtest.folds", 2.5, "backtest.folds"),
 ])
 def test_bad_scoring_config_is_refused_naming_the_key(dotted: str, value: Any,
                                                       key: str) -> None:
@@ -135,6 +144,10 @@ def test_bad_scoring_config_is_refused_naming_the_key(dotted: str, value: Any,
     ("churn.factors.no_contact", DROP),                 # fewer factors
     ("churn.bands", {"medium": 1, "high": 2, "critical": 100}),
     ("value.strategic_industry.tourism", DROP),         # an unlisted industry scores 0
+    ("churn.learnt_bands", DROP),                       # the defaults
+    ("churn.learnt_bands.medium", DROP),                # the default for that band
+    ("churn.learn", "gradient_boosting"),
+    ("backtest.folds", 10),
 ])
 def test_acceptable_variations_load(dotted: str, value: Any) -> None:
     """Legitimate variations of the scoring configuration are accepted."""

@@ -161,7 +161,7 @@ def test_run_scores_with_a_model_learnt_from_the_history(prefect_api, snapshot_d
                                       HistorySource(str(history_dir)))
     assert state.is_completed(), state.message
     learning = summary["churn_learning"]
-    assert learning["method"] == "logistic_regression"
+    assert learning["method"] == "best_model" and learning["model_kind"] == "logistic_regression"
     assert learning["history"] == str(history_dir)
     assert learning["labels"] == str(history_dir / "ground_truth.csv")
     assert learning["accounts"] > 1400 and learning["held_out_accounts"] > 400

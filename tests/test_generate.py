@@ -354,3 +354,82 @@ def test_tiny_snapshots_are_consistent(n):
     assert len(frames["accounts"]) == n
     assert len(frames["billing"]) == 12 * n
     assert frames["ground_truth"]["declining"].sum() == round(0.12 * n)
+
+
+# --------------------------------------------------------------------------- realistic mode
+@pytest.fixture(scope="module")
+def realistic():
+    return make_snapshot(N, AS_OF, seed=7, bad_share=0.0, mode="realistic", churn_rate=0.10)
+
+
+def test_easy_mode_is_the_default_and_unchanged(clean):
+    """mode="easy" is the default: the same frames, no realistic columns."""
+    _assert_snapshots_equal(clean, make_snapshot(N, AS_OF, seed=7, bad_share=0.0, mode="easy"))
+    assert list(clean["accounts"].columns) == COLUMNS["accounts"]
+
+
+def test_realistic_mode_is_repeatable(realistic):
+    """The same arguments give identical realistic frames."""
+    _assert_snapshots_equal(realistic, make_snapshot(N, AS_OF, seed=7, bad_share=0.0,
+                                                     mode="realistic", churn_rate=0.10))
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.03, 0.10])
+def test_realistic_churn_rate_is_configurable(rate):
+    """Exactly round(rate * accounts) accounts churn, down to key-account rates of 1 %."""
+    frames = make_snapshot(N, AS_OF, seed=3, bad_share=0.0, mode="realistic", churn_rate=rate)
+    assert frames["ground_truth"]["declining"].sum() == round(rate * N)
+
+
+def test_realistic_labels_come_after_the_snapshot_within_the_horizon(realistic):
+    """Each churner has a churn_date after as_of and within the horizon; stayers have none."""
+    truth = realistic["ground_truth"]
+    assert list(truth.columns[:2]) == COLUMNS["ground_truth"]
+    days = (truth["churn_date"] - TS).dt.days
+    churned = truth["declining"] == 1
+    assert days[churned].between(1, 365).all()
+    assert truth.loc[~churned, "churn_date"].isna().all()
+
+
+def test_realistic_accounts_carry_operator_columns(realistic):
+    """customer_since, contract_type and payment_method are added, with consistent dates."""
+    accounts = realistic["accounts"]
+    assert list(accounts.columns) == [*COLUMNS["accounts"], "customer_since", "contract_type",
+                                      "payment_method"]
+    assert set(accounts["contract_type"]) == {"month-to-month", "one-year", "two-year"}
+    assert set(accounts["payment_method"]) == {"auto-debit", "bank-transfer", "invoice"}
+    assert (accounts["customer_since"] <= accounts["contract_start"]).all()
+    assert (accounts["contract_start"] < accounts["contract_end"]).all()
+    assert (accounts["customer_since"] < TS).all()
+    monthly = accounts["contract_type"] == "month-to-month"
+    assert _days_before(accounts.loc[monthly, "contract_end"]).between(-31, -1).all()
+
+
+def test_realistic_signals_are_only_partly_informative(realistic):
+    """No observable signal separates churners: contract type and complaints tell something,
+    employees nothing, and many churners show no complaint at all."""
+    accounts, truth = realistic["accounts"], realistic["ground_truth"]
+    churned = truth["declining"].to_numpy() == 1
+    rate = accounts.assign(c=churned).groupby("contract_type")["c"].mean()
+    assert rate["month-to-month"] > 2 * rate["two-year"]
+    assert 0.02 < rate["two-year"] < 0.10 < rate["month-to-month"] < 0.30
+    complained = accounts["account_id"].isin(realistic["complaints"]["account_id"]).to_numpy()
+    assert 0.3 < complained[churned].mean() < 0.9
+    from scipy.stats import mannwhitneyu
+    employees = accounts["employees"].to_numpy()
+    auc = mannwhitneyu(employees[churned], employees[~churned]).statistic / (
+        churned.sum() * (~churned).sum())
+    assert 0.45 < auc < 0.55
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "hard"}, "mode must be one of"),
+    ({"mode": "realistic", "churn_rate": 0.0}, "churn_rate must be above 0"),
+    ({"mode": "realistic", "churn_rate": 0.9}, "churn_rate must be above 0"),
+    ({"churn_rate": 0.05}, "applies to mode='realistic' only"),
+    ({"mode": "realistic", "horizon_days": 0}, "horizon_days must be a positive int"),
+])
+def test_rejects_bad_realistic_arguments(kwargs, message):
+    """A bad mode, churn rate or horizon is refused with a clear message."""
+    with pytest.raises(ValueError, match=message):
+        make_snapshot(10, AS_OF, **kwargs)

@@ -57,6 +57,8 @@ def test_typed_columns_numbers_are_float_and_dates_are_datetime(snapshot_dir: Pa
     for table in TABLES.values():
         frame = snapshot.tables[table.name]
         for column in table.columns:
+            if column.name not in frame and not column.required:
+                continue  # an optional column the generated snapshot does not carry
             dtype = frame[column.name].dtype
             if column.kind in ("int", "float", "flag"):
                 assert dtype == np.float64, (table.name, column.name, dtype)

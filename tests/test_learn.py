@@ -251,3 +251,105 @@ def test_a_history_stopped_by_validation_is_refused(snapshot_dir) -> None:
     accounts.drop(columns=["contract_end"]).to_csv(snapshot_dir / "accounts.csv", index=False)
     with pytest.raises(BatchRejected, match="history snapshot .* stopped by validation"):
         read(HistorySource(str(snapshot_dir)))
+
+
+# --------------------------------------------------------------------------- model choice
+
+def test_best_model_is_chosen_by_cross_validated_auc(config, history) -> None:
+    """best_model cross-validates both models on the training part and keeps the logistic
+    regression unless gradient boosting is clearly better; the record says which and why."""
+    from kamflow.scoring.model import CLEARLY_BETTER
+
+    learnt = learn_churn(*history, config, "best_model")
+    selection = {row["kind"]: row for row in learnt.as_dict()["model_selection"]}
+    assert set(selection) == {"logistic_regression", "gradient_boosting"}
+    chosen = [kind for kind, row in selection.items() if row["chosen"]]
+    assert chosen == [learnt.model.kind]
+    lr, gb = selection["logistic_regression"], selection["gradient_boosting"]
+    expected = ("gradient_boosting" if gb["auc_mean"] > lr["auc_mean"] + CLEARLY_BETTER
+                else "logistic_regression")
+    assert learnt.model.kind == expected
+    assert all(len(row["fold_aucs"]) == 5 for row in selection.values())
+    assert learnt.model.kind.replace("_", " ") in learnt.describe()
+
+
+def test_gradient_boosting_scores_and_explains(config, history, todays) -> None:
+    """A gradient-boosting model rates today's accounts and names only raised warnings."""
+    learnt = learn_churn(*history, config, "gradient_boosting")
+    assert learnt.model.kind == "gradient_boosting" and learnt.coefficients is None
+    view, truth = todays
+    scored = score_accounts(view, config, model=learnt.model)
+    assert roc_auc(scored["churn_risk"].to_numpy(), truth) >= 0.95
+    for rank in (1, 2, 3):
+        named = scored[f"churn_factor_{rank}"] != ""
+        assert scored.loc[named, f"churn_factor_{rank}_level"].gt(0).all()
+
+
+def test_labels_matching_no_account_are_refused_saying_so() -> None:
+    """When no labelled id matches an accepted account, the message says to check the ids."""
+    assert "no labelled account id matches" in history_problem(np.array([], dtype=int))
+
+
+# --------------------------------------------------------------------------- learnt bands
+
+@pytest.mark.parametrize(("risk", "base_rate", "bands"), [
+    # 1 % churn: critical from 10 %, high from 4 %, medium from 2 % (no rank rule under 10)
+    ([12.0, 5.0, 2.5, 1.0, 0.2], 0.01, ["critical", "high", "medium", "low", "low"]),
+    # 30 % churn: the multiples pass the fixed cut-offs (15/22/40), which apply instead
+    ([45.0, 30.0, 16.0, 10.0], 0.30, ["critical", "high", "medium", "low"]),
+])
+def test_learnt_bands_follow_the_base_rate(config, risk, base_rate, bands) -> None:
+    """Under a learnt model a band is reached at a multiple of the base churn rate, capped
+    at the fixed cut-off."""
+    from kamflow.scoring.score import learnt_band
+
+    assert learnt_band(np.array(risk), base_rate, config).tolist() == bands
+
+
+def test_learnt_bands_by_rank_give_a_worklist_however_low_the_probabilities(config) -> None:
+    """With every probability under the multiples, the top 1 % / 3 % / 10 % still get the
+    critical / high / medium bands."""
+    from kamflow.scoring.score import learnt_band
+
+    risk = np.linspace(1.5, 0.1, 1000)  # all below 2 x a 1 % base rate
+    bands = pd.Series(learnt_band(risk, 0.01, config))
+    assert bands.value_counts().to_dict() == {"low": 900, "medium": 70, "high": 20,
+                                              "critical": 10}
+    assert (bands[:10] == "critical").all()
+
+
+def test_a_one_percent_portfolio_still_yields_a_usable_worklist(config) -> None:
+    """Realistic mode at 1 % churn: a model learnt on one year's history puts about the top
+    1 % of today's accounts in critical, and they churn several times the base rate."""
+    def realistic(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        frames = make_snapshot(8000, AS_OF, seed=seed, bad_share=0.0, mode="realistic",
+                               churn_rate=0.01)
+        view = build_customer_view(typed_tables(frames), AS_OF)
+        truth = frames["ground_truth"].set_index("account_id")["declining"]
+        return view, view["account_id"].map(truth).to_numpy()
+
+    learnt = learn_churn(*realistic(7), config, "logistic_regression")
+    view, churned = realistic(8)
+    scored = score_accounts(view, config, model=learnt.model)
+    critical = (scored["churn_band"] == "critical").to_numpy()
+    assert 0.01 <= critical.mean() <= 0.03
+    assert churned[critical].mean() >= 3 * churned.mean()
+    assert (scored["churn_band"] != "low").mean() <= 0.2
+    assert scored["churn_risk"].mean() == pytest.approx(1.0, abs=0.5)  # calibrated
+
+
+def test_partitions_rank_learnt_bands_against_the_whole_snapshot(config, history,
+                                                                 todays) -> None:
+    """Scored in pieces against the whole population, a learnt model's bands (rank rule
+    included) equal those of scoring everything at once."""
+    from kamflow.scoring import fit_population
+
+    learnt = learn_churn(*history, config, "logistic_regression")
+    view, _ = todays
+    whole = score_accounts(view, config, model=learnt.model)
+    population = fit_population(view, config, learnt.model)
+    pieces = pd.concat([score_accounts(view.iloc[i:i + 150].reset_index(drop=True), config,
+                                       population, learnt.model)
+                        for i in range(0, len(view), 150)], ignore_index=True)
+    pd.testing.assert_series_equal(pieces["churn_band"], whole["churn_band"])
+    assert (whole["churn_band"] == "critical").sum() >= int(0.01 * len(view))
