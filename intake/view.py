@@ -92,7 +92,8 @@ def _relationship_months(accounts: pd.DataFrame, start: np.ndarray,
     if "customer_since" in accounts:
         known = accounts["customer_since"].to_numpy(dtype="datetime64[ns]")
         since = np.where(np.isnat(known), start, known)
-    return ((as_of - since) / np.timedelta64(1, "D") / DAYS_PER_MONTH).round(1)
+    days = (as_of - since).astype("timedelta64[s]").astype(np.float64) / 86_400
+    return (days / DAYS_PER_MONTH).round(1)
 
 
 def _commitment_months(accounts: pd.DataFrame, days_to_end: pd.Series) -> np.ndarray:

@@ -61,8 +61,10 @@ import csv
 import datetime as dt
 import io
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,7 +237,7 @@ _OTHER_CATEGORIES = [COMPLAINT_CATEGORIES.index(c) for c in ("network", "service
 
 
 # --------------------------------------------------------------------------- string helpers
-def _decode(codes: np.ndarray, values) -> pa.Array:
+def _decode(codes: np.ndarray, values: Sequence[Any]) -> pa.Array:
     """values[codes] as an Arrow string array, without building Python strings per row."""
     if not isinstance(values, pa.Array):
         values = pa.array(list(values), pa.string())
@@ -243,7 +245,7 @@ def _decode(codes: np.ndarray, values) -> pa.Array:
         pa.array(np.asarray(codes, dtype=np.int32)), values).dictionary_decode()
 
 
-def _join(*parts) -> pa.Array:
+def _join(*parts: Any) -> pa.Array:
     """Element-wise concatenation of Arrow string arrays / Python str scalars."""
     return pc.binary_join_element_wise(*parts, "")
 
@@ -259,7 +261,8 @@ def _str_series(arr: pa.Array | pa.ChunkedArray) -> pd.Series:
     return pd.Series(arr, dtype=_STR)
 
 
-def _dates(as_of: np.datetime64, days_offset: np.ndarray, missing=None) -> np.ndarray:
+def _dates(as_of: np.datetime64, days_offset: np.ndarray,
+           missing: np.ndarray | None = None) -> np.ndarray:
     """as_of + days_offset as datetime64[s]; NaT where ``missing`` is True."""
     out = (as_of + np.asarray(days_offset, dtype=np.int64).astype("timedelta64[D]"))
     out = out.astype("datetime64[s]")
@@ -334,13 +337,16 @@ def make_snapshot(
     base = 15_000.0 * ind_factor[industry] * np.exp(1.1 * z)
 
     # --- names
-    city_zh, city_en, city_off, city_cnt = [], [], [], []
+    city_zh: list[str] = []
+    city_en: list[str] = []
+    offsets: list[int] = []
+    sizes: list[int] = []
     for _, _, cities in _REGION_TABLE:
-        city_off.append(len(city_zh))
-        city_cnt.append(len(cities))
+        offsets.append(len(city_zh))
+        sizes.append(len(cities))
         city_zh += [c for c, _ in cities]
         city_en += [e for _, e in cities]
-    city_off, city_cnt = np.array(city_off), np.array(city_cnt)
+    city_off, city_cnt = np.array(offsets), np.array(sizes)
     city = city_off[region] + (rng.random(n) * city_cnt[region]).astype(np.int64)
 
     suf_ind = np.array([INDUSTRIES.index(s[0]) for s in _NAME_SUFFIXES])
@@ -685,7 +691,7 @@ def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate
         customer_since_days=customer_since, contract_start_days=start, contract_end_days=end)
 
 
-def _check_mode(mode, churn_rate, horizon_days) -> bool:
+def _check_mode(mode: str, churn_rate: float | None, horizon_days: int) -> bool:
     """True for the realistic mode; a clear error for a bad mode, rate or horizon."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -702,7 +708,7 @@ def _check_mode(mode, churn_rate, horizon_days) -> bool:
 
 
 # --------------------------------------------------------------------------- internals
-def _check_args(accounts, as_of, seed, bad_share) -> int:
+def _check_args(accounts: Any, as_of: Any, seed: Any, bad_share: float) -> int:
     if isinstance(accounts, bool) or not isinstance(accounts, (int, np.integer)):
         raise TypeError(f"accounts must be an int, got {type(accounts).__name__}")
     if not 1 <= accounts <= MAX_ACCOUNTS:
@@ -720,7 +726,9 @@ def _take(values: pa.Array, positions: np.ndarray) -> pa.Array:
     return pc.take(values, pa.array(np.asarray(positions, dtype=np.int64)))
 
 
-def _events(rng, n, base_rate, signal_idx, extra_mean, draw):
+def _events(rng: np.random.Generator, n: int, base_rate: float, signal_idx: np.ndarray,
+            extra_mean: float, draw: Callable[[int, np.ndarray], np.ndarray],
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events over the last 365 days (Poisson base_rate a year for every account) plus, for
     signal_idx, 1 + Poisson(extra_mean) more in the last 90 days. Returns (account positions,
     days before as_of, draw(size, is_extra)), ordered by date then account."""

@@ -18,6 +18,7 @@ Pure: the customer view and the outcomes in, numbers out (the CLI reads and writ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -145,7 +146,8 @@ def run_backtest(view: pd.DataFrame, churned: np.ndarray,
 
 
 def cross_measured(method: str, folds: list[tuple[np.ndarray, np.ndarray]],
-                   churned: np.ndarray, shares: tuple[float, ...], rate,
+                   churned: np.ndarray, shares: tuple[float, ...],
+                   rate: Callable[[np.ndarray, np.ndarray], np.ndarray],
                    weights: dict[str, float] | None = None,
                    calibrate: bool = False) -> MethodResult:
     """``rate(train, test)`` gives the risk of the ``test`` accounts learnt from ``train``

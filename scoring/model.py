@@ -13,8 +13,9 @@ risk in CNY = revenue × probability means something. Pure: frames in, probabili
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -50,14 +51,18 @@ def _first_of_each_signal(config: ScoringConfig) -> list[int]:
     return [next(i for i, f in enumerate(config.factors) if f.signal == s) for s in used]
 
 
-def one_thread(function):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_thread(function: Callable[P, R]) -> Callable[P, R]:
     """Run ``function`` with the numeric libraries on one thread: gradient boosting's OpenMP
     threads fight over a shared or busy machine (a 16k-account fit took 2.9 s on two busy cores
     with threads and 0.2 s without); the many small fits of a cross-validation gain nothing."""
     from functools import wraps
 
     @wraps(function)
-    def limited(*args, **kwargs):
+    def limited(*args: P.args, **kwargs: P.kwargs) -> R:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):

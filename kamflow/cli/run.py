@@ -34,13 +34,27 @@ def generate(out: Annotated[Path, typer.Option(help="directory to write the CSV 
              accounts: Accounts = 2000, as_of: AsOf = None, seed: Seed = 7,
              bad_share: Annotated[float, typer.Option(
                  help="share of accounts given deliberately bad rows (default 0.005)")] = 0.005,
+             mode: Annotated[str, typer.Option(
+                 help="easy: decliners show the scorer's own signals (functional tests); "
+                      "realistic: churn from hidden causes with noise, signals only partly "
+                      "informative (to judge scoring)")] = "easy",
+             churn_rate: Annotated[float | None, typer.Option(
+                 help="realistic mode: share of accounts that churn within the horizon "
+                      "(default 0.10; 0.01-0.03 is a key-account year)")] = None,
+             horizon_days: Annotated[int, typer.Option(
+                 parser=positive_int, help="realistic mode: days after the snapshot in which "
+                                           "churn is observed (default 365)")] = 365,
              verbose: Verbose = False) -> int:
     from kamflow.generate import generate_snapshot
 
     as_of = as_of or business_today()
     if not 0 <= bad_share <= 1:
         raise KamflowError("--bad-share must be between 0 and 1")
-    rows = generate_snapshot(out, accounts, as_of, seed=seed, bad_share=bad_share)
+    try:
+        rows = generate_snapshot(out, accounts, as_of, seed=seed, bad_share=bad_share, mode=mode,
+                                 churn_rate=churn_rate, horizon_days=horizon_days)
+    except ValueError as exc:  # a bad mode, rate or horizon, said in one line
+        raise KamflowError(str(exc)) from None
     print(f"wrote a snapshot of {accounts:,} accounts as of {as_of} to {out}: "
           + ", ".join(f"{name} {n:,} rows" for name, n in rows.items()))
     return 0
