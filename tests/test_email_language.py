@@ -125,7 +125,7 @@ def test_en_emails_read_the_same_in_english(emails) -> None:
         for body in (text, html):
             seen = visible(body)
             assert not codes_seen(seen, ("churn_factor", "churn_signal", "action"), ()) - {
-                "complaints", "arrears", "revenue_decline"}, body[:3000]
+                "complaints", "arrears", "revenue_decline", "commitment"}, body[:3000]
             assert not re.search(r"level \d|Top churn factors|\w=\S", seen), body[:3000]
     joined = "\n".join(text for text, _ in emails["en"])
     assert "Main churn factors:" in joined and "Beijing time" in joined

@@ -112,6 +112,10 @@ KINDS: dict[str, dict[str, Label]] = {
         "contract_ending": Label("合同到期", "contract ending"),
         "arrears": Label("欠费", "arrears"),
         "no_contact": Label("长期未联系", "no contact"),
+        "relationship_age": Label("客户关系尚浅", "young relationship"),
+        "commitment": Label("无合约承诺", "no commitment"),
+        "complaint_mix": Label("竞争类投诉", "competitor-type complaints"),
+        "revenue_volatility": Label("收入波动", "revenue volatility"),
     },
     # The signal a churn factor reads (scoring.config.CHURN_SIGNALS).
     "churn_signal": {
@@ -122,6 +126,11 @@ KINDS: dict[str, dict[str, Label]] = {
         "days_to_contract_end": Label("距合同到期天数", "days to contract end"),
         "arrears_ratio": Label("欠费占比", "arrears share of billed"),
         "days_since_contact": Label("距上次联系天数", "days since last contact"),
+        "relationship_months": Label("成为客户的月数", "months as a customer"),
+        "commitment_months": Label("合约剩余月数", "months of commitment left"),
+        "competitor_complaints": Label("近一年计费、资费或覆盖类投诉次数",
+                                       "billing, price or coverage complaints in a year"),
+        "revenue_volatility": Label("月账单波动幅度", "monthly bill volatility"),
     },
     # The built-in actions (DOMAIN.md "Actions"); a rule set's own actions bring their titles.
     "action": {
@@ -230,6 +239,20 @@ def factor_phrase(signal: str, shown: float, lang: str) -> str:
         return f"欠费占计费收入 {n}%" if zh else f"arrears {n}% of billed revenue"
     if signal == "days_since_contact":
         return f"已 {n} 天未联系" if zh else f"no contact for {_days(n)}"
+    if signal == "relationship_months":
+        return f"成为客户仅 {n} 个月" if zh else f"customer for {n} months"
+    if signal == "commitment_months":
+        if shown < 0:
+            return f"合同已到期 {n} 个月，无合约期" if zh else f"out of contract for {n} months"
+        if shown == 0:
+            return ("无合约期（按月付费或合同已到期）" if zh
+                    else "no commitment (month-to-month or out of contract)")
+        return f"合约剩余 {n} 个月" if zh else f"committed for {n} more months"
+    if signal == "competitor_complaints":
+        return (f"近一年计费、资费或覆盖类投诉 {n} 次" if zh
+                else _count(shown, "billing, price or coverage complaint", "in a year"))
+    if signal == "revenue_volatility":
+        return f"月账单波动 {n}%" if zh else f"monthly bill swings {n}%"
     raise UnknownLabel(f"no churn signal {signal!r} in the vocabulary; known: "
                        + ", ".join(KINDS["churn_signal"]))
 
@@ -268,6 +291,11 @@ _OPS_WORDS = (
     ("days_to_contract_end", r"contract ended (?P<n>[\d.]+) days ago", -1),
     ("arrears_ratio", r"arrears (?P<n>[\d.]+)% of billed", 1),
     ("days_since_contact", r"no contact for (?P<n>[\d.]+) days", 1),
+    ("relationship_months", r"customer for (?P<n>[\d.]+) months", 1),
+    ("commitment_months", r"committed for (?P<n>[\d.]+) more months", 1),
+    ("commitment_months", r"(?P<n>)no commitment \(month-to-month or out of contract\)", 1),
+    ("competitor_complaints", r"(?P<n>[\d.]+) billing, price or coverage complaints in a year", 1),
+    ("revenue_volatility", r"monthly bill swings (?P<n>[\d.]+)%", 1),
 )
 _OPS_PATTERNS = tuple((signal, re.compile(pattern + "$"), sign)
                       for signal, pattern, sign in _OPS_WORDS)
@@ -293,7 +321,7 @@ def _parse_factor_text(text: str) -> tuple[Factor, ...]:
         for signal, pattern, sign in _OPS_PATTERNS:
             value = pattern.match(match["words"])
             if value is not None:
-                found.append(Factor(match["name"], signal, sign * float(value["n"]) + 0.0,
+                found.append(Factor(match["name"], signal, sign * float(value["n"] or 0) + 0.0,
                                     float(match["level"])))
                 break
     return tuple(found)
