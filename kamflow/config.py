@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, Field, PlainValidator, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 
 from kamflow.core import yamlfile
 from kamflow.core.configmodel import ConfigModel, config_error
@@ -111,6 +118,8 @@ def load_scoring(path: Path | None = None) -> ScoringConfig:
 
 class _OwnerSpec(ConfigModel):
     """A person or a queue: under roles, fallback, department_head, people or a people_file row."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)  # merged with ConfigModel's
 
     name: Annotated[str, Field(min_length=1)]
     email: Email
