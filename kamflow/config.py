@@ -1,7 +1,8 @@
 """Load the YAML configuration in ``conf/`` (or ``$KAMFLOW_CONF``) into typed objects.
 
-Each loader names the file and the key in its error, so a bad value is refused with a message an
-operator can act on.
+Each file is parsed by a strict pydantic model (kamflow.core.configmodel), then converted into
+the domain objects the stages use. Every error names the file and the key, so a bad value is
+refused with a message an operator can act on.
 """
 
 from __future__ import annotations
@@ -12,18 +13,27 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 
 from kamflow.core import yamlfile
+from kamflow.core.configmodel import ConfigModel, config_error
 from kamflow.core.errors import ConfigError
 from kamflow.core.settings import Settings
 from kamflow.expectations import ValidationPolicy
 from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
-from kamflow.worklist.calendar import BusinessCalendar, parse_hours
+from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
 
 
 def conf_dir(settings: Settings | None = None) -> Path:
@@ -44,9 +54,101 @@ def read_yaml(path: Path) -> Mapping[str, Any]:
     return doc
 
 
+Model = TypeVar("Model", bound=ConfigModel)
+
+
+def _parse(model: type[Model], doc: Any, path: Path, prefix: str = "") -> Model:
+    """``doc`` checked by ``model``; a problem is a ConfigError naming ``path`` and the key."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise config_error(path, exc, model, prefix) from None
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if "@" not in value:
+        raise ValueError(f"must be an email address, not {value!r}")
+    return value
+
+
+def _hours(value: str) -> str:
+    parse_hours(value)  # raises ValueError naming the expected shape
+    return value
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
+                         "Asia/Shanghai)") from None
+    return value
+
+
+def _weekday(value: str) -> str:
+    if value.strip().lower()[:3] not in WEEKDAYS:
+        raise ValueError(f"unknown weekday {value!r}; use {', '.join(WEEKDAYS)}")
+    return value
+
+
+def _day(value: Any) -> dt.date:
+    # A plain validator: YAML gives dates for unquoted 2026-10-01 and strings when quoted;
+    # pydantic's own date parsing would also take an integer as a Unix timestamp.
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Language = Literal["en", "zh-CN"]
+Hours = Annotated[str, AfterValidator(_hours)]  # "09:00-18:00"
+Day = Annotated[dt.date, PlainValidator(_day)]
+
+
 def load_scoring(path: Path | None = None) -> ScoringConfig:
     path = path or conf_dir() / "scoring.yaml"
     return ScoringConfig.from_mapping(read_yaml(path), source=str(path))
+
+
+class _OwnerSpec(ConfigModel):
+    """A person or a queue: under roles, fallback, department_head, people or a people_file row."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)  # merged with ConfigModel's
+
+    name: Annotated[str, Field(min_length=1)]
+    email: Email
+    language: Language | None = None  # None: the default of where they are listed
+    supervisor: Email | None = None
+    working_hours: Hours | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        # An empty CSV cell (people_file) means the same as a key left out.
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
+    def owner(self, language_default: str) -> Owner:
+        hours = parse_hours(self.working_hours) if self.working_hours else None
+        return Owner(self.name, self.email, self.language or language_default, self.supervisor,
+                     hours)
+
+
+class _OwnersFile(ConfigModel):
+    manager_language: Language = "zh-CN"
+    roles: dict[str, _OwnerSpec] = {}
+    fallback: _OwnerSpec
+    department_head: _OwnerSpec | None = None
+    people: list[_OwnerSpec] = []
+    people_file: str | None = None
+    default_supervisor: Email | None = None
 
 
 def load_owners(path: Path | None = None) -> OwnerDirectory:
@@ -57,72 +159,32 @@ def load_owners(path: Path | None = None) -> OwnerDirectory:
     A supervisor cycle, an unknown language or malformed working hours are refused.
     """
     path = path or conf_dir() / "owners.yaml"
-    doc = read_yaml(path)
-
-    def owner(spec: Any, key: str, language_default: str = "en") -> Owner:
-        if not isinstance(spec, Mapping) or not spec.get("email") or not spec.get("name"):
-            raise ConfigError(f"{path}: key {key!r} needs a name and an email")
-        unknown_keys = sorted(set(spec) - OWNER_KEYS, key=str)
-        if unknown_keys:
-            raise ConfigError(f"{path}: key '{key}.{unknown_keys[0]}' is unknown; allowed: "
-                              f"{', '.join(sorted(OWNER_KEYS))}")
-        language = spec.get("language") or language_default
-        if language not in ("en", "zh-CN"):
-            raise ConfigError(f"{path}: key '{key}.language' must be en or zh-CN, not {language!r}")
-        hours = None
-        if spec.get("working_hours"):
-            try:
-                hours = parse_hours(str(spec["working_hours"]))
-            except ValueError as exc:
-                raise ConfigError(f"{path}: key '{key}.working_hours': {exc}") from None
-        supervisor = str(spec["supervisor"]).strip() if spec.get("supervisor") else None
-        if supervisor is not None and "@" not in supervisor:
-            raise ConfigError(f"{path}: key '{key}.supervisor' must be an email address, "
-                              f"not {supervisor!r}")
-        email = str(spec["email"]).strip()
-        if "@" not in email:
-            raise ConfigError(f"{path}: key '{key}.email' must be an email address, not {email!r}")
-        return Owner(str(spec["name"]).strip(), email, language, supervisor, hours)
-
-    unknown = sorted(set(doc) - OWNERS_FILE_KEYS, key=str)
-    if unknown:
-        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: "
-                          f"{', '.join(sorted(OWNERS_FILE_KEYS))}")
-    roles = doc.get("roles") or {}
-    if not isinstance(roles, Mapping):
-        raise ConfigError(f"{path}: key 'roles' must map role names to owners")
-    manager_language = doc.get("manager_language", "zh-CN")
-    if manager_language not in ("en", "zh-CN"):
-        raise ConfigError(f"{path}: key 'manager_language' must be en or zh-CN, "
-                          f"not {manager_language!r}")
-    people_specs = doc.get("people") or []
-    if not isinstance(people_specs, list):
-        raise ConfigError(f"{path}: key 'people' must be a list of people (email, name, ...)")
-    entries = [(spec, f"people[{i}]") for i, spec in enumerate(people_specs)]
-    if doc.get("people_file"):
-        csv_path = path.parent / str(doc["people_file"])
-        entries += [(row, f"people_file {csv_path.name} line {line}")
+    spec = _parse(_OwnersFile, read_yaml(path), path)
+    entries = [(person, f"people[{i}]") for i, person in enumerate(spec.people)]
+    if spec.people_file:
+        csv_path = path.parent / spec.people_file
+        label = f"people_file {csv_path.name} line"
+        entries += [(_parse(_OwnerSpec, row, path, f"{label} {line}"), f"{label} {line}")
                     for line, row in _read_people_csv(csv_path, path)]
     people: dict[str, Owner] = {}
-    for spec, key in entries:
-        person = owner(spec, key, manager_language)
+    for person_spec, key in entries:
+        person = person_spec.owner(spec.manager_language)
         if person.email.lower() in people:
             raise ConfigError(f"{path}: key '{key}': {person.email} is listed twice")
         people[person.email.lower()] = person
-    head = owner(doc["department_head"], "department_head", "zh-CN") \
-        if doc.get("department_head") else None
-    default_supervisor = doc.get("default_supervisor")
-    if default_supervisor is not None and "@" not in str(default_supervisor):
-        raise ConfigError(f"{path}: key 'default_supervisor' must be an email address")
     directory = OwnerDirectory(
-        {role: owner(spec, f"roles.{role}") for role, spec in roles.items()},
-        owner(doc.get("fallback"), "fallback"), manager_language, people, head,
-        str(default_supervisor).strip() if default_supervisor else None)
+        {role: queue.owner("en") for role, queue in spec.roles.items()},
+        spec.fallback.owner("en"), spec.manager_language, people,
+        spec.department_head.owner("zh-CN") if spec.department_head else None,
+        spec.default_supervisor)
     _refuse_unknown_supervisors(directory, path)
     _refuse_supervisor_cycles(directory, path)
     return directory
 
 
+# The two checks below span the whole file (who is listed where), so they stay plain functions
+# over the built directory rather than validators of one model: their messages name the people
+# and the chain, which a pydantic location could not.
 def _refuse_unknown_supervisors(directory: OwnerDirectory, path: Path) -> None:
     """A supervisor must be someone the file lists: an escalation to an address nobody owns
     would reach a person with no language, no working hours and no supervisor of their own
@@ -135,11 +197,6 @@ def _refuse_unknown_supervisors(directory: OwnerDirectory, path: Path) -> None:
         if supervisor and directory.lookup(supervisor) is None:
             raise ConfigError(f"{path}: {who} {supervisor!r} is not listed in the file; add "
                               "them under 'people' (or people_file) or correct the address")
-
-
-OWNER_KEYS = {"name", "email", "language", "supervisor", "working_hours"}
-OWNERS_FILE_KEYS = {"manager_language", "roles", "fallback", "department_head", "people",
-                    "people_file", "default_supervisor"}
 
 
 def _read_people_csv(csv_path: Path, owners_path: Path) -> list[tuple[int, dict[str, str]]]:
@@ -177,59 +234,40 @@ def business_today(conf_dir: Path | None = None) -> dt.date:
     return load_calendar(conf_dir / "calendar.yaml" if conf_dir else None).today()
 
 
+class _CalendarFile(ConfigModel):
+    timezone: Annotated[str, AfterValidator(_known_timezone)] = "Asia/Shanghai"
+    workdays: list[Annotated[str, AfterValidator(_weekday)]] = list(WEEKDAYS[:5])
+    working_hours: Hours = "09:00-18:00"
+    holidays: list[Day] = []
+    extra_workdays: list[Day] = []
+    escalation_due_days: Annotated[float, Field(gt=0)] = 1.0
+
+
 def load_calendar(path: Path | None = None) -> BusinessCalendar:
     """The business calendar in ``conf/calendar.yaml`` (timezone, working days and hours,
     holidays, worked weekend days)."""
     path = path or conf_dir() / "calendar.yaml"
-    doc = read_yaml(path)
-    allowed = {"timezone", "workdays", "working_hours", "holidays", "extra_workdays",
-               "escalation_due_days"}
-    unknown = sorted(set(doc) - allowed, key=str)
-    if unknown:
-        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: "
-                          f"{', '.join(sorted(allowed))}")
-
-    def dates(key: str) -> list[dt.date]:
-        values = doc.get(key) or []
-        if not isinstance(values, list):
-            raise ConfigError(f"{path}: key {key!r} must be a list of dates YYYY-MM-DD")
-        out = []
-        for value in values:
-            if isinstance(value, dt.date):
-                out.append(value)
-                continue
-            try:
-                out.append(dt.date.fromisoformat(str(value)))
-            except ValueError:
-                raise ConfigError(f"{path}: key {key!r}: {value!r} is not a date "
-                                  "YYYY-MM-DD") from None
-        return out
-
-    timezone = str(doc.get("timezone", "Asia/Shanghai"))
+    spec = _parse(_CalendarFile, read_yaml(path), path)
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{path}: key 'timezone': unknown timezone {timezone!r} "
-                          "(use an IANA name such as Asia/Shanghai)") from None
-    workdays = doc.get("workdays", ["mon", "tue", "wed", "thu", "fri"])
-    if not isinstance(workdays, list):
-        raise ConfigError(f"{path}: key 'workdays' must be a list such as [mon, tue, wed]")
-    try:
-        return BusinessCalendar.build(timezone, workdays, str(doc.get("working_hours",
-                                                                      "09:00-18:00")),
-                                      dates("holidays"), dates("extra_workdays"))
-    except ValueError as exc:
+        return BusinessCalendar.build(spec.timezone, spec.workdays, spec.working_hours,
+                                      spec.holidays, spec.extra_workdays)
+    except ValueError as exc:  # no working day at all: a rule across keys
         raise ConfigError(f"{path}: {exc}") from None
 
 
 def load_escalation_due_days(path: Path | None = None) -> float:
     """Working days each new owner on the escalation ladder gets (``escalation_due_days``)."""
     path = path or conf_dir() / "calendar.yaml"
-    value = read_yaml(path).get("escalation_due_days", 1)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{path}: key 'escalation_due_days' must be a positive number of "
-                          f"working days, not {value!r}")
-    return float(value)
+    return _parse(_CalendarFile, read_yaml(path), path).escalation_due_days
+
+
+class _ValidationSection(ConfigModel):
+    max_quarantine_share: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_snapshot_age_days: Annotated[int, Field(ge=1)] = 45
+
+
+class _PipelineFile(ConfigModel):
+    validation: _ValidationSection = _ValidationSection()
 
 
 @dataclass(frozen=True)
@@ -239,22 +277,6 @@ class PipelineConfig:
 
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
-    doc = read_yaml(path)
-    unknown = sorted(set(doc) - {"validation"}, key=str)
-    if unknown:
-        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: validation")
-    validation = doc.get("validation") or {}
-    if not isinstance(validation, Mapping):
-        raise ConfigError(f"{path}: key 'validation' must be a mapping, not {validation!r}")
-    share = validation.get("max_quarantine_share", 0.2)
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
-        raise ConfigError(f"{path}: key 'validation.max_quarantine_share' must be a number "
-                          f"between 0 and 1, not {share!r}")
-    age = validation.get("max_snapshot_age_days", 45)
-    if isinstance(age, bool) or not isinstance(age, int) or age < 1:
-        raise ConfigError(f"{path}: key 'validation.max_snapshot_age_days' must be a whole "
-                          f"number of days, at least 1, not {age!r}")
-    unknown = sorted(set(validation) - {"max_quarantine_share", "max_snapshot_age_days"})
-    if unknown:
-        raise ConfigError(f"{path}: key 'validation.{unknown[0]}' is unknown")
-    return PipelineConfig(ValidationPolicy(float(share), age))
+    spec = _parse(_PipelineFile, read_yaml(path), path).validation
+    return PipelineConfig(ValidationPolicy(spec.max_quarantine_share,
+                                           spec.max_snapshot_age_days))

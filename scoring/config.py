@@ -1,32 +1,40 @@
-"""Typed scoring configuration, checked key by key (see conf/scoring.yaml)."""
+"""Typed scoring configuration, checked key by key by strict pydantic models (see
+conf/scoring.yaml). Pure: the caller reads the file."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+
+from kamflow.core.configmodel import ConfigModel, config_error
 from kamflow.core.errors import ConfigError
 from kamflow.intake.schema import INDUSTRIES
 
-CURRENT_INDICATORS = ("avg_monthly_billed", "revenue_trend", "products_held", "tenure_months",
-                      "payment_record", "cost_to_serve")
-POTENTIAL_INDICATORS = ("new_services", "employees", "strategic_industry")
+CurrentIndicator = Literal["avg_monthly_billed", "revenue_trend", "products_held",
+                           "tenure_months", "payment_record", "cost_to_serve"]
+PotentialIndicator = Literal["new_services", "employees", "strategic_industry"]
 # Signals a churn factor may read: columns of the customer view, plus derived ones.
-CHURN_SIGNALS = ("revenue_decline", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
-                 "days_to_contract_end", "arrears_ratio", "days_since_contact",
-                 "relationship_months", "commitment_months", "competitor_complaints",
-                 "revenue_volatility")
+ChurnSignal = Literal["revenue_decline", "complaints_90d", "sla_breaches_90d",
+                      "outage_hours_90d", "days_to_contract_end", "arrears_ratio",
+                      "days_since_contact", "relationship_months", "commitment_months",
+                      "competitor_complaints", "revenue_volatility"]
+CURRENT_INDICATORS: tuple[str, ...] = get_args(CurrentIndicator)
+POTENTIAL_INDICATORS: tuple[str, ...] = get_args(PotentialIndicator)
+CHURN_SIGNALS: tuple[str, ...] = get_args(ChurnSignal)
 # How value weights are set: the numbers in the file (expert judgement, Delphi) or the entropy
 # weight method over the snapshot's indicators.
-VALUE_WEIGHT_METHODS = ("expert", "entropy")
+ValueWeightMethod = Literal["expert", "entropy"]
+VALUE_WEIGHT_METHODS: tuple[str, ...] = get_args(ValueWeightMethod)
 # What the daily run learns from a labelled history when it is given one (`kamflow run
 # --history`): nothing (the configured factor weights stay), factor weights by information gain,
 # or a model whose calibrated churn probability becomes churn_risk: a logistic regression,
 # gradient boosting, or whichever of the two has the better cross-validated AUC (best_model).
-LEARN_METHODS = ("none", "information_gain", "logistic_regression", "gradient_boosting",
-                 "best_model")
+LearnMethod = Literal["none", "information_gain", "logistic_regression", "gradient_boosting",
+                      "best_model"]
+LEARN_METHODS: tuple[str, ...] = get_args(LearnMethod)
 
 
 @dataclass(frozen=True)
@@ -92,174 +100,166 @@ class ScoringConfig:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], source: str = "scoring config") -> ScoringConfig:
-        c = _Checker(source)
-        if not isinstance(doc, Mapping):
-            raise c.error("(top level)", "must be a mapping of sections")
-        unknown = sorted(set(doc) - {"value", "lifecycle", "churn", "backtest"}, key=str)
-        if unknown:
-            raise c.error(str(unknown[0]),
-                          "unknown key; allowed: value, lifecycle, churn, backtest")
-        value = c.section(doc, "value", ("current", "potential", "strategic_industry", "classes"),
-                          optional=("weights",))
-        value_weights = value.get("weights", "expert")
-        if value_weights not in VALUE_WEIGHT_METHODS:
-            raise c.error("value.weights", f"must be one of {', '.join(VALUE_WEIGHT_METHODS)}, "
-                          f"not {value_weights!r}")
-        current = c.weights(value, "value.current", CURRENT_INDICATORS)
-        potential = c.weights(value, "value.potential", POTENTIAL_INDICATORS)
-        strategic_spec = c.mapping(value, "value.strategic_industry")
-        unknown = sorted(set(strategic_spec) - set(INDUSTRIES), key=str)
-        if unknown:
-            # A misspelt industry would silently score 0 for strategic importance.
-            raise c.error(f"value.strategic_industry.{unknown[0]}",
-                          f"unknown industry; known: {', '.join(INDUSTRIES)}")
-        strategic = {k: c.number(strategic_spec, f"value.strategic_industry.{k}", k, 0, 1)
-                     for k in strategic_spec}
-        classes = c.section(value, "classes", ("current_cutoff", "potential_cutoff"),
-                            prefix="value.")
-        life = c.section(doc, "lifecycle", ("identification_months", "development_months",
-                                            "growth_trend", "decline_trend"))
-        churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn", "learnt_bands"))
-        learn = churn.get("learn", "best_model")
-        if learn not in LEARN_METHODS:
-            raise c.error("churn.learn", f"must be one of {', '.join(LEARN_METHODS)}, "
-                          f"not {learn!r}")
-        factors = []
-        for name, spec in c.mapping(churn, "churn.factors").items():
-            key = f"churn.factors.{name}"
-            spec = c.section({name: spec}, name, ("signal", "weight", "start", "full"),
-                             prefix="churn.factors.")
-            if spec["signal"] not in CHURN_SIGNALS:
-                raise c.error(f"{key}.signal", f"unknown signal {spec['signal']!r}; known: "
-                              + ", ".join(CHURN_SIGNALS))
-            start = c.number(spec, f"{key}.start", "start")
-            full = c.number(spec, f"{key}.full", "full")
-            if start == full:
-                raise c.error(key, "start and full must differ")
-            factors.append(ChurnFactor(name, spec["signal"],
-                                       c.number(spec, f"{key}.weight", "weight", 0), start, full))
-        if not factors or sum(f.weight for f in factors) <= 0:
-            raise c.error("churn.factors", "at least one factor with a positive weight is needed")
-        bands = c.section(churn, "bands", ("medium", "high", "critical"), prefix="churn.")
-        medium, high, critical = (c.number(bands, f"churn.bands.{b}", b, 0, 100)
-                                  for b in ("medium", "high", "critical"))
-        if not medium < high < critical:
-            raise c.error("churn.bands", "cut-offs must rise: medium < high < critical")
+        """The configuration in ``doc`` (conf/scoring.yaml read as a mapping), every key checked;
+        a problem is a ConfigError naming ``source`` and the key."""
+        try:
+            spec = _ScoringFile.model_validate(doc)
+        except ValidationError as exc:
+            raise config_error(source, exc, _ScoringFile) from None
+        value, life, churn = spec.value, spec.lifecycle, spec.churn
         return cls(
-            current_weights=current, potential_weights=potential, strategic_industry=strategic,
-            current_cutoff=c.number(classes, "value.classes.current_cutoff", "current_cutoff",
-                                    0, 100),
-            potential_cutoff=c.number(classes, "value.classes.potential_cutoff",
-                                      "potential_cutoff", 0, 100),
-            identification_months=c.number(life, "lifecycle.identification_months",
-                                           "identification_months", 0),
-            development_months=c.number(life, "lifecycle.development_months",
-                                        "development_months", 0),
-            growth_trend=c.number(life, "lifecycle.growth_trend", "growth_trend"),
-            decline_trend=c.number(life, "lifecycle.decline_trend", "decline_trend"),
-            factors=tuple(factors), band_medium=medium, band_high=high, band_critical=critical,
-            value_weights=value_weights, learn=learn, backtest=_backtest(doc, c),
-            learnt_bands=_learnt_bands(churn, c),
+            current_weights=dict(value.current.items()),
+            potential_weights=dict(value.potential.items()),
+            strategic_industry=dict(value.strategic_industry),
+            current_cutoff=value.classes.current_cutoff,
+            potential_cutoff=value.classes.potential_cutoff,
+            identification_months=life.identification_months,
+            development_months=life.development_months,
+            growth_trend=life.growth_trend, decline_trend=life.decline_trend,
+            factors=tuple(ChurnFactor(name, f.signal, f.weight, f.start, f.full)
+                          for name, f in churn.factors.items()),
+            band_medium=churn.bands.medium, band_high=churn.bands.high,
+            band_critical=churn.bands.critical,
+            value_weights=value.weights, learn=churn.learn,
+            learnt_bands=LearntBands(**churn.learnt_bands.values()),
+            backtest=BacktestConfig(tuple(spec.backtest.top_k), spec.backtest.holdout_share,
+                                    spec.backtest.seed, spec.backtest.folds),
         )
 
 
-def _learnt_bands(churn: Mapping[str, Any], c: _Checker) -> LearntBands:
-    """The optional ``churn.learnt_bands`` section: per band a ``rate_multiple`` (> 0) and a
-    ``top_share`` (0..1), both rising from medium to critical (shares falling)."""
-    default = LearntBands()
-    if "learnt_bands" not in churn:
-        return default
-    spec = c.section(churn, "learnt_bands", (), optional=("medium", "high", "critical"),
-                     prefix="churn.")
-    values: dict[str, float] = {}
-    for band in ("medium", "high", "critical"):
-        key = f"churn.learnt_bands.{band}"
-        part = c.section(spec, band, (), optional=("rate_multiple", "top_share"),
-                         prefix="churn.learnt_bands.") if band in spec else {}
-        multiple = part.get("rate_multiple", getattr(default, f"{band}_multiple"))
-        share = part.get("top_share", getattr(default, f"{band}_top_share"))
-        values[f"{band}_multiple"] = c.number({"m": multiple}, f"{key}.rate_multiple", "m", 0)
-        values[f"{band}_top_share"] = c.number({"s": share}, f"{key}.top_share", "s", 0, 1)
-    if not values["medium_multiple"] < values["high_multiple"] < values["critical_multiple"]:
-        raise c.error("churn.learnt_bands", "rate multiples must rise: medium < high < critical")
-    if not (values["medium_top_share"] >= values["high_top_share"]
-            >= values["critical_top_share"]):
-        raise c.error("churn.learnt_bands", "top shares must not rise: medium >= high >= "
-                      "critical")
-    return LearntBands(**values)
+# --------------------------------------------------------------------------- the file's shape
+# Strict models of conf/scoring.yaml (the parsing layer; ScoringConfig above is what scoring
+# uses). Rules between keys (rising bands, start != full, a positive weight somewhere) are
+# validators of the section they span, so the error names that section.
+
+Number = float  # strict: an int is a number, "0.15", true, NaN and inf are not
+Share = Annotated[float, Field(ge=0, le=1)]
+Score = Annotated[float, Field(ge=0, le=100)]
+Weight = Annotated[float, Field(ge=0)]
 
 
-def _backtest(doc: Mapping[str, Any], c: _Checker) -> BacktestConfig:
-    """The optional ``backtest`` section; absent keys keep their defaults."""
-    if "backtest" not in doc:
-        return BacktestConfig()
-    spec = c.section(doc, "backtest", (), optional=("top_k", "holdout_share", "seed", "folds"))
-    default = BacktestConfig()
-    top_k = spec.get("top_k", list(default.top_k))
-    if not isinstance(top_k, list) or not top_k:
-        raise c.error("backtest.top_k", "must be a list of shares such as [0.01, 0.05, 0.10]")
-    shares = tuple(c.number({"k": k}, f"backtest.top_k[{i}]", "k", 0, 1)
-                   for i, k in enumerate(top_k))
+def _positive_weight(weights: dict[Any, float]) -> dict[Any, float]:
+    if sum(weights.values()) <= 0:
+        raise ValueError("needs at least one positive weight")
+    return weights
+
+
+def _known_industry(name: str) -> str:
+    # A misspelt industry would silently score 0 for strategic importance.
+    if name not in INDUSTRIES:
+        raise ValueError(f"unknown industry {name!r}; known: {', '.join(INDUSTRIES)}")
+    return name
+
+
+class _Classes(ConfigModel):
+    current_cutoff: Score
+    potential_cutoff: Score
+
+
+class _Value(ConfigModel):
+    weights: ValueWeightMethod = "expert"
+    current: Annotated[dict[CurrentIndicator, Weight], AfterValidator(_positive_weight)]
+    potential: Annotated[dict[PotentialIndicator, Weight], AfterValidator(_positive_weight)]
+    strategic_industry: dict[Annotated[str, AfterValidator(_known_industry)], Share]
+    classes: _Classes
+
+
+class _Lifecycle(ConfigModel):
+    identification_months: Weight
+    development_months: Weight
+    growth_trend: Number
+    decline_trend: Number
+
+
+class _Factor(ConfigModel):
+    signal: ChurnSignal
+    weight: Weight
+    start: Number
+    full: Number
+
+    @model_validator(mode="after")
+    def _ramps(self) -> _Factor:
+        if self.start == self.full:
+            raise ValueError("start and full must differ")
+        return self
+
+
+def _some_factor_weighs(factors: dict[str, _Factor]) -> dict[str, _Factor]:
+    if sum(f.weight for f in factors.values()) <= 0:
+        raise ValueError("at least one factor with a positive weight is needed")
+    return factors
+
+
+class _Bands(ConfigModel):
+    medium: Score
+    high: Score
+    critical: Score
+
+    @model_validator(mode="after")
+    def _rising(self) -> _Bands:
+        if not self.medium < self.high < self.critical:
+            raise ValueError("cut-offs must rise: medium < high < critical")
+        return self
+
+
+class _LearntBand(ConfigModel):
+    rate_multiple: Weight | None = None  # None: LearntBands' default for that band
+    top_share: Share | None = None
+
+
+class _LearntBands(ConfigModel):
+    """Per band a ``rate_multiple`` and a ``top_share``, multiples rising from medium to
+    critical and shares falling; an absent band or key keeps LearntBands' default."""
+
+    medium: _LearntBand = _LearntBand()
+    high: _LearntBand = _LearntBand()
+    critical: _LearntBand = _LearntBand()
+
+    def values(self) -> dict[str, float]:
+        default, out = LearntBands(), {}
+        for band in ("medium", "high", "critical"):
+            part: _LearntBand = getattr(self, band)
+            out[f"{band}_multiple"] = (part.rate_multiple if part.rate_multiple is not None
+                                       else getattr(default, f"{band}_multiple"))
+            out[f"{band}_top_share"] = (part.top_share if part.top_share is not None
+                                        else getattr(default, f"{band}_top_share"))
+        return out
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _LearntBands:
+        v = self.values()
+        if not v["medium_multiple"] < v["high_multiple"] < v["critical_multiple"]:
+            raise ValueError("rate multiples must rise: medium < high < critical")
+        if not v["medium_top_share"] >= v["high_top_share"] >= v["critical_top_share"]:
+            raise ValueError("top shares must not rise: medium >= high >= critical")
+        return self
+
+
+class _Churn(ConfigModel):
+    factors: Annotated[dict[str, _Factor], AfterValidator(_some_factor_weighs)]
+    bands: _Bands
+    learn: LearnMethod = "best_model"
+    learnt_bands: _LearntBands = _LearntBands()
+
+
+def _shares_above_zero(shares: list[float]) -> list[float]:
+    if not shares:
+        raise ValueError("must be a list of shares such as [0.01, 0.05, 0.10]")
     if 0 in shares:
-        raise c.error("backtest.top_k", "a share must be above 0")
-    holdout = c.number(spec, "backtest.holdout_share", "holdout_share", 0.05, 0.95) \
-        if "holdout_share" in spec else default.holdout_share
-    seed = spec.get("seed", default.seed)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise c.error("backtest.seed", f"must be a whole number, not {seed!r}")
-    folds = spec.get("folds", default.folds)
-    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
-        raise c.error("backtest.folds", f"must be a whole number from 2 to 20, not {folds!r}")
-    return BacktestConfig(shares, holdout, seed, folds)
+        raise ValueError("a share must be above 0")
+    return shares
 
 
-class _Checker:
-    """Small helpers that name the file and the key in every complaint."""
+class _Backtest(ConfigModel):
+    top_k: Annotated[list[Share], AfterValidator(_shares_above_zero)] = \
+        list(BacktestConfig().top_k)
+    holdout_share: Annotated[float, Field(ge=0.05, le=0.95)] = BacktestConfig().holdout_share
+    seed: int = BacktestConfig().seed
+    folds: Annotated[int, Field(ge=2, le=20)] = BacktestConfig().folds
 
-    def __init__(self, source: str) -> None:
-        self.source = source
 
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: key {key!r}: {problem}")
-
-    def mapping(self, parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-        value = parent.get(key.rsplit(".", 1)[-1])
-        if not isinstance(value, Mapping):
-            raise self.error(key, "must be a mapping of names to values")
-        return value
-
-    def section(self, parent: Any, key: str, allowed: tuple[str, ...],
-                prefix: str = "", optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
-        if not isinstance(parent, Mapping) or not isinstance(parent.get(key), Mapping):
-            raise self.error(prefix + key, "is missing or not a mapping")
-        section = parent[key]
-        unknown = sorted(set(section) - set(allowed) - set(optional), key=str)
-        if unknown:
-            raise self.error(f"{prefix}{key}.{unknown[0]}",
-                             f"unknown key; allowed: {', '.join((*allowed, *optional))}")
-        missing = [k for k in allowed if k not in section]
-        if missing:
-            raise self.error(f"{prefix}{key}.{missing[0]}", "is required")
-        return section
-
-    def number(self, parent: Mapping[str, Any], key: str, field: str,
-               low: float | None = None, high: float | None = None) -> float:
-        value = parent.get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
-            raise self.error(key, f"must be a number, not {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self.error(key, f"{value} is outside {low}..{high}")
-        return float(value)
-
-    def weights(self, parent: Mapping[str, Any], key: str,
-                allowed: tuple[str, ...]) -> dict[str, float]:
-        section = self.mapping(parent, key)
-        unknown = sorted(set(section) - set(allowed))
-        if unknown:
-            raise self.error(f"{key}.{unknown[0]}",
-                             f"unknown indicator; allowed: {', '.join(allowed)}")
-        weights = {k: self.number(section, f"{key}.{k}", k, 0) for k in section}
-        if sum(weights.values()) <= 0:
-            raise self.error(key, "needs at least one positive weight")
-        return weights
+class _ScoringFile(ConfigModel):
+    value: _Value
+    lifecycle: _Lifecycle
+    churn: _Churn
+    backtest: _Backtest = _Backtest()

@@ -165,8 +165,11 @@ def test_scoring_file_error_names_the_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- owners.yaml
 
 @pytest.mark.parametrize(("dotted", "value", "key"), [
-    ("roles.sla_team.email", DROP, "roles.sla_team"),
-    ("roles.sla_team.name", "", "roles.sla_team"),
+    ("roles.sla_team.email", DROP, "roles.sla_team.email"),
+    ("roles.sla_team.name", "", "roles.sla_team.name"),
+    ("roles.sla_team.email", "sla-team.operator.example", "roles.sla_team.email"),
+    ("roles.sla_team.supervisor", "noc-manager", "roles.sla_team.supervisor"),
+    ("roles.sla_team.working_hours", "9-6", "roles.sla_team.working_hours"),
     ("roles.sla_team", "sla-team@operator.example", "roles.sla_team"),
     ("roles.sla_team.language", "fr", "roles.sla_team.language"),
     ("fallback", DROP, "fallback"),
@@ -182,6 +185,44 @@ def test_bad_owners_config_is_refused_naming_the_key(tmp_path: Path, dotted: str
     with pytest.raises(ConfigError, match=re.escape(f"key '{key}'")) as caught:
         config.load_owners(path)
     assert str(path) in str(caught.value)
+
+
+def test_unknown_key_lists_the_allowed_keys_in_one_paragraph(tmp_path: Path) -> None:
+    """An unknown key is named with the keys allowed at that place, in one line without any
+    pydantic wording or link."""
+    path = write(tmp_path, "owners.yaml",
+                 changed(shipped("owners.yaml"), "roles.sla_team.team", "noc"))
+    with pytest.raises(ConfigError) as caught:
+        config.load_owners(path)
+    message = str(caught.value)
+    assert message == (f"{path}: key 'roles.sla_team.team' is unknown; allowed: name, email, "
+                       "language, supervisor, working_hours")
+    scoring = changed(shipped("scoring.yaml"), "churn.factors.complaints.weight", "0.15")
+    with pytest.raises(ConfigError) as caught:
+        ScoringConfig.from_mapping(scoring, source="s.yaml")
+    message = str(caught.value)
+    assert message.startswith("s.yaml: key 'churn.factors.complaints.weight': ")
+    assert "'0.15'" in message and "\n" not in message
+    assert not any(word in message for word in ("validation error", "pydantic", "Value error"))
+
+
+def test_bad_people_file_row_names_the_line_and_column(tmp_path: Path) -> None:
+    """A bad cell in people_file is refused naming the CSV line and the column; empty cells
+    are left unset."""
+    (tmp_path / "staff.csv").write_text("email,name,supervisor,language,working_hours\n"
+                                        "wang@x.example,W,,,\nli@x.example,L,,fr,\n",
+                                        encoding="utf-8")
+    path = write(tmp_path, "owners.yaml",
+                 changed(shipped("owners.yaml"), "people_file", "staff.csv"))
+    with pytest.raises(ConfigError, match=re.escape(
+            "key 'people_file staff.csv line 3.language': input should be 'en' or 'zh-CN', "
+            "not 'fr'")):
+        config.load_owners(path)
+    (tmp_path / "staff.csv").write_text("email,name,supervisor,language,working_hours\n"
+                                        "wang@x.example,W,,,\n", encoding="utf-8")
+    wang = config.load_owners(path).lookup("wang@x.example")
+    assert wang is not None and (wang.supervisor, wang.working_hours) == (None, None)
+    assert wang.language == shipped("owners.yaml")["manager_language"]
 
 
 # --------------------------------------------------------------------------- pipeline.yaml
