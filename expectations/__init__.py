@@ -6,6 +6,7 @@ row and its account, ``warning`` is reported only. This package is the only one 
 ``great_expectations`` (lazily: ``import expectations`` alone stays fast).
 """
 
+from kamflow.expectations.files import ValidationFiles, write_validation_files
 from kamflow.expectations.offline_report import REPORT_FILES, write_offline_report
 from kamflow.expectations.report import results_markdown, results_table, results_text
 from kamflow.expectations.validate import (
@@ -19,4 +20,5 @@ from kamflow.expectations.validate import (
 
 __all__ = ["REPORT_FILES", "ExpectationResult", "ValidationOutcome", "ValidationPolicy",
            "load_suites", "results_markdown", "results_table", "results_text",
-           "validate_snapshot", "write_data_docs", "write_offline_report"]
+           "validate_snapshot", "write_data_docs", "write_offline_report", "ValidationFiles",
+           "write_validation_files"]

@@ -34,13 +34,7 @@ from kamflow import (
 from kamflow.core.errors import InputError, KamflowError
 from kamflow.core.links import LinkSigner
 from kamflow.core.settings import Settings, load_settings
-from kamflow.expectations import (
-    ValidationOutcome,
-    results_markdown,
-    validate_snapshot,
-    write_data_docs,
-    write_offline_report,
-)
+from kamflow.expectations import ValidationOutcome, validate_snapshot, write_validation_files
 from kamflow.flows import delivery
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
@@ -412,31 +406,18 @@ def _write_validation(home: Settings, run_id: str, outcome: ValidationOutcome,
     summary.accounts_in = outcome.accounts_in
     summary.accounts_quarantined = outcome.accounts_quarantined
     summary.quarantine_rows = len(outcome.quarantine)
-    report_dir = home.reports / run_id
-    report_dir.mkdir(parents=True, exist_ok=True)
-    report = report_dir / "validation.json"
-    report.write_text(json.dumps({
-        "stopped": outcome.stopped, "message": outcome.message,
-        "results": [r.__dict__ for r in outcome.results]}, ensure_ascii=False, indent=2,
-        default=str), encoding="utf-8")
-    summary.validation_report = str(report)
-    target: Path | None = None  # quarantine.csv, when a row was quarantined
-    if len(outcome.quarantine):
-        quarantine_dir = home.quarantine / run_id
-        quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = quarantine_dir / "quarantine.csv"
-        outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
-        summary.quarantine_file = str(target)
+    files = write_validation_files(outcome, home.reports / run_id, home.quarantine / run_id,
+                                   run_id)
+    outcome.release_gx()  # the GX results are rendered: let their memory go
+    summary.validation_report = str(files.results_json)
+    summary.data_docs = files.data_docs.as_uri()
+    summary.offline_report = str(files.offline_report)
+    summary.offline_report_zh = str(files.offline_report_zh)
+    if files.quarantine_file is not None:
+        summary.quarantine_file = str(files.quarantine_file)
         with TaskStore(home.database_url) as store:  # and in the database, across runs
             store.record_quarantine(run_id, outcome.quarantine)
-    docs = write_data_docs(outcome, report_dir / "data_docs")
-    outcome.release_gx()  # the GX results are rendered: let their memory go
-    summary.data_docs = docs.as_uri()
-    # The report ops can open on a closed network (the Data Docs need CDNs): en and zh-CN.
-    pages = write_offline_report(outcome, report_dir, run_id=run_id, quarantine_file=target,
-                                 data_docs=docs, results_json=report)
-    summary.offline_report, summary.offline_report_zh = str(pages["en"]), str(pages["zh-CN"])
-    create_markdown_artifact(results_markdown(outcome, docs, pages), key="validation-results",
+    create_markdown_artifact(files.markdown, key="validation-results",
                              description="Counts per expectation; links the offline report")
 
 

@@ -376,6 +376,7 @@ def test_run_links_the_offline_report_first(prefect_api, kamflow_home: Path,
     artifacts link loads nothing remote; a stopped run (no accounts file rows) does the same."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from kamflow.core.settings import load_settings
     from kamflow.flows.retention import retention_run, summary_path
 
     def run(source: Path):
@@ -383,7 +384,8 @@ def test_run_links_the_offline_report_first(prefect_api, kamflow_home: Path,
             state = retention_run(source=str(source), as_of=AS_OF.isoformat(),
                                   return_state=True)
         run_id = str(state.state_details.flow_run_id)
-        return state, json.loads(summary_path(run_id).read_text(encoding="utf-8")), run_id
+        summary = summary_path(run_id, load_settings()).read_text(encoding="utf-8")
+        return state, json.loads(summary), run_id
 
     state, summary, run_id = run(snapshot_dir)
     assert state.is_completed(), state.message

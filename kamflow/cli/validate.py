@@ -73,31 +73,8 @@ def validate(source: Annotated[Path, typer.Option(
 
 
 def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:
-    """The same files a run keeps: quarantine.csv, validation.json/.md, the offline report (en,
-    zh-CN; listed first: it opens without internet access) and the Data Docs."""
-    from kamflow.expectations import results_markdown, write_data_docs, write_offline_report
+    """The same files a run keeps (kamflow.expectations.write_validation_files)."""
+    from kamflow.expectations import write_validation_files
 
-    written: dict[str, str] = {}
-    if len(outcome.quarantine):
-        target = home.quarantine / run_id / "quarantine.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        outcome.quarantine.to_csv(target, index=False, encoding="utf-8")
-        written["quarantine_file"] = str(target)
-    reports = home.reports / run_id
-    reports.mkdir(parents=True, exist_ok=True)
-    report = reports / "validation.json"
-    report.write_text(json.dumps({
-        "stopped": outcome.stopped, "message": outcome.message,
-        "results": [r.__dict__ for r in outcome.results]}, ensure_ascii=False, indent=2,
-        default=str), encoding="utf-8")
-    written["validation_report"] = str(report)
-    docs = write_data_docs(outcome, reports / "data_docs")
-    quarantine = written.get("quarantine_file")
-    pages = write_offline_report(outcome, reports, run_id=run_id, data_docs=docs,
-                                 results_json=report,
-                                 quarantine_file=Path(quarantine) if quarantine else None)
-    (reports / "validation.md").write_text(results_markdown(outcome, docs, pages),
-                                           encoding="utf-8")
-    written = {"offline_report": str(pages["en"]), "offline_report_zh": str(pages["zh-CN"]),
-               **written, "data_docs": docs.as_uri()}
-    return written
+    return write_validation_files(outcome, home.reports / run_id, home.quarantine / run_id,
+                                  run_id).paths()
