@@ -703,7 +703,8 @@ def test_digest_en_subject_and_bodies() -> None:
 
 
 def test_digest_zh_cn_subject_and_bodies() -> None:
-    """Chinese digest: Chinese wording, the same data, dates and reasons."""
+    """Chinese digest: Chinese wording, the same data and dates; a reason without the rule
+    set's words names the rule instead of showing its raw conditions."""
     subject, text, html = render_task_digest("王经理", digest_tasks(), "zh-CN")
     assert subject.startswith("[kamflow] 3 项新的大客户维系任务")
     assert all(s in subject for s in ("上海银行", "KA0000012", "Care call", "2026-11-27"))
@@ -715,10 +716,10 @@ def test_digest_zh_cn_subject_and_bodies() -> None:
             "上海银行",
             "Care call",
             "2026-11-27 18:00",
-            "churn_risk 0.82",
-            "high_value_at_risk",
+            "由规则 high_value_at_risk 触发",
         ):
             assert snippet in body, (snippet, body)
+        assert "churn_risk" not in body
     assert render_task_digest("王经理", digest_tasks(), "zh_CN")[0] == subject
 
 
