@@ -39,6 +39,7 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
+from kamflow.worklist.plan import owner_address
 from kamflow.worklist.store import ManyRenderer, QueuedEmail
 from kamflow.worklist.tasks import Escalation
 
@@ -295,6 +296,7 @@ def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_ema
                   due_at: dt.datetime | None = None, titles: Titles | None = None,
                   timezone: str | None = None, links: LinkSigner | None = None) -> Task:
     """Give a task to ``to_email`` and queue the email telling them (one transaction)."""
+    to_email = owner_address(to_email)  # stored as new tasks' owners are: one digest each
     task = store.get_task(task_id)
     person = owners.lookup(to_email)
     name = to_name or (person.name if person else to_email)
