@@ -352,10 +352,9 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
                 log.warning("email %s to %s was being sent when an earlier run stopped (%s); "
                             "sending it again, so it may arrive twice (at-least-once)", row.key,
                             row.recipient, row.in_flight_since)
-        emails = [outbox_email(row, sender) for row in chunk]
         store.mark_in_flight([row.id for row in chunk], now())
         crash_point("send.claimed")
-        outcomes = notifications.send_all(backend, emails)
+        outcomes = send_each(backend, chunk, sender)
         crash_point("send.accepted")
         accepted = [(row.id, outcome) for row, outcome in zip(chunk, outcomes, strict=True)
                     if isinstance(outcome, str)]
@@ -376,6 +375,54 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
     log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed", result.sent,
              backend.name, result.held, result.failed)
     return result
+
+
+def send_each(backend: notifications.EmailBackend, rows: list[OutboxEmail],
+              sender: str) -> list[str | notifications.SendError]:
+    """One outcome per row: what ``send_all`` returned, with an email that cannot even be
+    built, or that makes the backend raise, failing alone (a permanent ``SendError``) while the
+    rest go: a bad value must not leave the batch in flight for every later drain to trip on."""
+    outcomes: list[str | notifications.SendError | None] = []
+    emails: list[notifications.Email] = []
+    for row in rows:
+        try:
+            emails.append(outbox_email(row, sender))
+            outcomes.append(None)
+        except (ValueError, TypeError) as exc:
+            outcomes.append(_broken(backend, row.key, row.recipient, exc))
+    sent = iter(_send_isolated(backend, emails))
+    return [next(sent) if outcome is None else outcome for outcome in outcomes]
+
+
+def _send_isolated(backend: notifications.EmailBackend, emails: list[notifications.Email],
+                   ) -> list[str | notifications.SendError]:
+    if not emails:
+        return []
+    if not hasattr(backend, "send_many"):  # one at a time: each email's own outcome
+        outcomes: list[str | notifications.SendError] = []
+        for email in emails:
+            try:
+                outcomes.append(backend.send(email))
+            except notifications.SendError as exc:
+                outcomes.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a backend's bug fails this email alone
+                outcomes.append(_broken(backend, email.key, email.to, exc))
+        return outcomes
+    try:
+        return notifications.send_all(backend, emails)
+    except Exception as exc:  # noqa: BLE001 - the backends return errors; this is a last resort
+        if len(emails) == 1:
+            return [_broken(backend, emails[0].key, emails[0].to, exc)]
+        log.warning("%s raised on a batch of %d email(s) (%s: %s); sending them one by one",
+                    backend.name, len(emails), type(exc).__name__, exc)
+        return [_send_isolated(backend, [email])[0] for email in emails]
+
+
+def _broken(backend: notifications.EmailBackend, key: str, recipient: str,
+            exc: Exception) -> notifications.SendError:
+    return notifications.SendError(backend=backend.name, recipient=recipient, key=key,
+                                   reason=f"cannot send this email ({type(exc).__name__}: {exc})",
+                                   permanent=True)
 
 
 def _aware(stamp: dt.datetime) -> dt.datetime:
