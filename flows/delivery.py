@@ -315,6 +315,10 @@ def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_ema
 
 
 # -- sending -----------------------------------------------------------------------------------
+DEAD_LETTER_AFTER = 5  # permanent failures (KAMFLOW_DEAD_LETTER_AFTER)
+DEAD_LETTER_KIND = "dead_letter_alert"
+
+
 @dataclass
 class DrainResult:
     sent: int = 0
@@ -323,6 +327,8 @@ class DrainResult:
     resent_in_doubt: int = 0
     backend: str = ""
     errors: list[str] = field(default_factory=list)
+    dead_lettered: int = 0  # failed permanently for the last allowed time: no longer retried
+    ops_alerted: int = 0  # dead-letter alerts queued to ops (one per batch of dead letters)
 
 
 def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
@@ -336,9 +342,13 @@ def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
 
 
 def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,
-                 now: Now = _utcnow, batch_size: int | None = None) -> DrainResult:
+                 now: Now = _utcnow, batch_size: int | None = None,
+                 dead_after: int = DEAD_LETTER_AFTER, ops_email: str | None = None,
+                 ) -> DrainResult:
     """Send every unsent email (this run's and any a crash left behind), marking each one sent
-    right after the backend accepted it. Batched (1,000 per request) when the backend can."""
+    right after the backend accepted it. Batched (1,000 per request) when the backend can.
+    An email refused permanently ``dead_after`` times becomes a dead letter: not retried,
+    counted apart from the failures, and ``ops_email`` told once per batch of them."""
     result = DrainResult(backend=backend.name)
     size = batch_size or getattr(backend, "batch_size", None) or (
         MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
@@ -361,20 +371,46 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
         store.mark_sent_many(accepted, backend.name, now())
         result.sent += sum(1 for _, o in accepted if o != notifications.HELD)
         result.held += sum(1 for _, o in accepted if o == notifications.HELD)
+        dead: list[OutboxEmail] = []
         for row, outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, notifications.SendError):
-                result.failed += 1
                 result.errors.append(str(outcome))
-                store.mark_failed(row.id, str(outcome))
+                if store.mark_failed(row.id, str(outcome), outcome.permanent, dead_after, now()):
+                    dead.append(row)
+                    log.error("email %s to %s failed permanently %d times (%s): a dead letter, "
+                              "no longer retried", row.key, row.recipient, dead_after, outcome)
+                    continue
+                result.failed += 1
                 log.warning("email %s to %s failed (%s); it stays in the outbox", row.key,
                             row.recipient, outcome)
+        result.dead_lettered += len(dead)
+        alerted = [row for row in dead if row.kind != DEAD_LETTER_KIND]  # no alert about alerts
+        if alerted and ops_email:  # queued after this page: the drain sends it on a later one
+            result.ops_alerted += store.queue_email(dead_letter_alert(ops_email, alerted,
+                                                                      dead_after), now())
         crash_point("send.marked")
         handled += len(chunk)
         if total > size:  # a long drain shows its progress
             log.info("outbox: %d of %d email(s) handled", handled, total)
-    log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed", result.sent,
-             backend.name, result.held, result.failed)
+    log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed, %d dead "
+             "letter(s)", result.sent, backend.name, result.held, result.failed,
+             result.dead_lettered)
     return result
+
+
+def dead_letter_alert(ops_email: str, dead: list[OutboxEmail], dead_after: int) -> QueuedEmail:
+    """The one email telling ops which emails were given up on, and why."""
+    lines = "\n".join(f"- {row.key} ({row.kind}) to {row.recipient}: {row.last_error or ''}"
+                       for row in dead[:50])
+    more = f"\n... and {len(dead) - 50} more" if len(dead) > 50 else ""
+    text = (f"{len(dead)} email(s) were refused permanently {dead_after} times and are now dead "
+            f"letters: kamflow no longer retries them.\n\n{lines}{more}\n\nFix the cause (an "
+            "owner's address in the snapshot or conf/owners.yaml, the sender's configuration), "
+            "then reassign or handle the tasks: `kamflow tasks list`. Each is kept in the "
+            "outbox table with its error (dead_at set).\n")
+    return QueuedEmail(f"dead-letters-{dead[0].id}-{len(dead)}", ops_email, "ops",
+                       f"[kamflow] {len(dead)} email(s) given up after {dead_after} permanent "
+                       "failures", text, "", DEAD_LETTER_KIND)
 
 
 def send_each(backend: notifications.EmailBackend, rows: list[OutboxEmail],

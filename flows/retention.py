@@ -219,14 +219,18 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore, backend: notifications.EmailBackend,
-               sender: str) -> tuple[int, int]:
+def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: str,
+               dead_after: int = delivery.DEAD_LETTER_AFTER,
+               ops_email: str | None = None) -> tuple[int, int, int]:
     """Drain the outbox: every unsent email, this run's and any a crash left behind (batched
-    for SendGrid, each marked sent as soon as accepted: flows/delivery.py)."""
-    drained = delivery.drain_outbox(store, backend, sender)
-    get_run_logger().info("send: %d email(s) sent via %s, %d held by the sandbox, %d failed",
-                          drained.sent, backend.name, drained.held, drained.failed)
-    return drained.sent, drained.failed
+    for SendGrid, each marked sent as soon as accepted: flows/delivery.py). Returns how many
+    were sent, failed (retried next run) and became dead letters (never retried)."""
+    drained = delivery.drain_outbox(store, backend, sender, dead_after=dead_after,
+                                    ops_email=ops_email)
+    get_run_logger().info("send: %d email(s) sent via %s, %d held by the sandbox, %d failed, "
+                          "%d dead letter(s)", drained.sent, backend.name, drained.held,
+                          drained.failed, drained.dead_lettered)
+    return drained.sent, drained.failed, drained.dead_lettered
 
 
 @flow(name="retention_run", log_prints=False)
@@ -351,8 +355,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):
-            summary.emails_sent, summary.emails_failed = send_stage(
-                store, backend, notifications.sender_from_env(settings))
+            summary.emails_sent, summary.emails_failed, summary.emails_dead_lettered = send_stage(
+                store, backend, notifications.sender_from_env(settings),
+                settings.dead_letter_after, settings.ops_email)
 
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
@@ -364,6 +369,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         message = (f"{summary.emails_failed} email(s) could not be sent; they stay in the outbox "
                    "and the next run sends them")
         return Failed(message=message)
+    if summary.emails_dead_lettered:  # given up on and ops told: no reason to fail every run
+        summary.message = (f"{summary.emails_dead_lettered} email(s) failed permanently "
+                           f"{settings.dead_letter_after} times: dead letters, no longer "
+                           f"retried; ops were alerted at {settings.ops_email}")
+        logger.warning("%s", summary.message)
     return Completed(message="retention run completed")
 
 

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 
+from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
-from kamflow.flows.delivery import dispatch, drain_outbox, queue_daily_digests, reassign_task
+from kamflow.core.settings import Settings
+from kamflow.flows.delivery import (
+    DrainResult,
+    dispatch,
+    drain_outbox,
+    queue_daily_digests,
+    reassign_task,
+)
+from kamflow.flows.report import RunSummary, markdown
 from kamflow.notifications import Email, FileOutbox, SendError, SmtpBackend
 from kamflow.notifications.testing import RecordingBackend
 from kamflow.worklist import TaskStore
@@ -146,3 +157,61 @@ def test_smtp_an_unencodable_email_is_a_permanent_send_error(
     assert caught.value.permanent and "UnicodeEncodeError" in caught.value.reason
     backend.send(Email(key="k2", sender="kamflow@op.cn", to="b@op.cn", subject="s", text="ok"))
     assert sink.received == [["b@op.cn"]]
+
+
+# -- dead letters --------------------------------------------------------------------------
+def test_a_permanently_failing_email_becomes_a_dead_letter_and_ops_are_told_once(
+        tmp_path: Path) -> None:
+    """After ``dead_after`` permanent failures the email is a dead letter: not retried, not a
+    failure any more (the run need not fail every hour), and ops get one alert naming it."""
+    store = _store(tmp_path)
+    _queue(store, "a@op.cn", "wang@运营商.cn")
+    outbox = FileOutbox(tmp_path / "outbox")
+
+    def drain() -> DrainResult:
+        return drain_outbox(store, outbox, "kamflow@op.cn", dead_after=3, ops_email="ops@op.cn")
+
+    assert [(r.failed, r.dead_lettered) for r in (drain(), drain())] == [(1, 0), (1, 0)]
+    third = drain()
+    assert (third.sent, third.failed, third.dead_lettered, third.ops_alerted) == (1, 0, 1, 1)
+    [dead] = store.dead_letters()
+    assert dead.key == "k2" and dead.permanent_failures == 3 and dead.dead_at is not None
+    alerts = list((tmp_path / "outbox").glob("dead-letters-*.eml"))
+    assert len(alerts) == 1
+    alert = BytesParser(policy=policy.default).parsebytes(alerts[0].read_bytes())
+    assert alert["To"] == "ops@op.cn" and "given up" in alert["Subject"]
+    assert "k2 (new_tasks) to wang@运营商.cn" in alert.get_body(("plain",)).get_content()
+    assert store.unsent_count() == 0
+    fourth = drain()
+    assert (fourth.sent, fourth.failed, fourth.dead_lettered, fourth.ops_alerted) == (0, 0, 0, 0)
+    assert len(list((tmp_path / "outbox").glob("dead-letters-*.eml"))) == 1
+    store.dispose()
+
+
+def test_transient_failures_never_make_a_dead_letter(tmp_path: Path) -> None:
+    """Only permanent refusals count: an email a flaky server keeps refusing stays queued."""
+    store = _store(tmp_path)
+    _queue(store, "a@op.cn")
+    backend = RecordingBackend()
+    backend.fail_next(4, permanent=False)
+    for _ in range(4):
+        result = drain_outbox(store, backend, "kamflow@op.cn", dead_after=2,
+                              ops_email="ops@op.cn")
+        assert (result.failed, result.dead_lettered) == (1, 0)
+    assert store.dead_letters() == [] and store.unsent_count() == 1
+    store.dispose()
+
+
+def test_dead_letter_limit_is_a_setting_of_at_least_one() -> None:
+    """KAMFLOW_DEAD_LETTER_AFTER defaults to 5; 0 is refused naming the variable."""
+    assert Settings.from_env({}).dead_letter_after == 5
+    assert Settings.from_env({"KAMFLOW_DEAD_LETTER_AFTER": "2"}).dead_letter_after == 2
+    with pytest.raises(ConfigError, match="KAMFLOW_DEAD_LETTER_AFTER"):
+        Settings.from_env({"KAMFLOW_DEAD_LETTER_AFTER": "0"})
+
+
+def test_run_summary_shows_dead_letters() -> None:
+    """The run's summary artifact counts the dead letters (and says nothing when none)."""
+    summary = RunSummary(run_id="r", source="s", as_of="2026-11-25", emails_dead_lettered=2)
+    assert "| emails dead-lettered (not retried; ops alerted) | 2 |" in markdown(summary)
+    assert "dead-lettered" not in markdown(RunSummary(run_id="r", source="s", as_of="x"))
