@@ -58,6 +58,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.roster import IdDrift
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 P = ParamSpec("P")
@@ -202,6 +203,18 @@ def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) ->
         return store.record_accounts(accounts, now)
 
 
+@task(name="id drift guard", **STAGE)
+def id_drift_stage(accounts: pd.DataFrame, database_url: str,
+                   max_share: float) -> IdDrift | None:
+    """Stop before the roster and dispatch when the known accounts' ids vanished while about as
+    many new ones appeared: the ids changed format, not the customers (worklist/roster.py)."""
+    with TaskStore(database_url) as store:
+        drift = store.check_id_drift(accounts, max_share)
+    if drift is not None:
+        get_run_logger().error("%s", drift.message())
+    return drift
+
+
 @task(name="dispatch", **STAGE)
 def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirectory,
                    store: TaskStore, run_id: str, now: dt.datetime,
@@ -322,6 +335,12 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     # is brought up to date after scoring, when the view and the tables are let go.
     roster_accounts = roster_columns(snapshot.tables["accounts"])
     del snapshot  # what the later stages need is in the outcome
+    drift = id_drift_stage(roster_accounts, home.database_url, pipeline.max_id_drift_share)
+    if drift is not None:  # before any roster mark, task or email
+        summary.status = "stopped: account ids changed format"
+        summary.message = drift.message()
+        _publish(summary, [])
+        return Failed(message=summary.message)
 
     if partitions > 1:
         with timer("score+decide"):

@@ -235,14 +235,17 @@ def load_escalation_due_days(path: Path | None = None) -> float:
 @dataclass(frozen=True)
 class PipelineConfig:
     validation: ValidationPolicy
+    # more of the known account ids gone (with about as many new ones) stops the run before
+    # dispatch: the ids changed format (worklist/roster.py id_drift)
+    max_id_drift_share: float = 0.2
 
 
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
     doc = read_yaml(path)
-    unknown = sorted(set(doc) - {"validation"}, key=str)
+    unknown = sorted(set(doc) - {"validation", "guards"}, key=str)
     if unknown:
-        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: validation")
+        raise ConfigError(f"{path}: key {unknown[0]!r} is unknown; allowed: validation, guards")
     validation = doc.get("validation") or {}
     if not isinstance(validation, Mapping):
         raise ConfigError(f"{path}: key 'validation' must be a mapping, not {validation!r}")
@@ -257,4 +260,19 @@ def load_pipeline(path: Path | None = None) -> PipelineConfig:
     unknown = sorted(set(validation) - {"max_quarantine_share", "max_snapshot_age_days"})
     if unknown:
         raise ConfigError(f"{path}: key 'validation.{unknown[0]}' is unknown")
-    return PipelineConfig(ValidationPolicy(float(share), age))
+    return PipelineConfig(ValidationPolicy(float(share), age), _id_drift_share(doc, path))
+
+
+def _id_drift_share(doc: Mapping[str, Any], path: Path) -> float:
+    guards = doc.get("guards") or {}
+    if not isinstance(guards, Mapping):
+        raise ConfigError(f"{path}: key 'guards' must be a mapping, not {guards!r}")
+    unknown = sorted(set(guards) - {"max_id_drift_share"}, key=str)
+    if unknown:
+        raise ConfigError(f"{path}: key 'guards.{unknown[0]}' is unknown; allowed: "
+                          "max_id_drift_share")
+    share = guards.get("max_id_drift_share", 0.2)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ConfigError(f"{path}: key 'guards.max_id_drift_share' must be a number above 0 "
+                          f"and at most 1 (1 turns the guard off), not {share!r}")
+    return float(share)

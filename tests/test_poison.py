@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -26,6 +27,7 @@ from kamflow.notifications import Email, FileOutbox, SendError, SmtpBackend
 from kamflow.notifications.testing import RecordingBackend
 from kamflow.worklist import TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
+from kamflow.worklist.roster import id_drift
 from kamflow.worklist.store import QueuedEmail
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions_of
 
@@ -215,3 +217,93 @@ def test_run_summary_shows_dead_letters() -> None:
     summary = RunSummary(run_id="r", source="s", as_of="2026-11-25", emails_dead_lettered=2)
     assert "| emails dead-lettered (not retried; ops alerted) | 2 |" in markdown(summary)
     assert "dead-lettered" not in markdown(RunSummary(run_id="r", source="s", as_of="x"))
+
+
+# -- account-id drift --------------------------------------------------------------------------
+def test_leading_zeros_stripped_is_id_drift_naming_old_and_new_ids() -> None:
+    """000123 -> 123 for every account: drift, with the old and new ids named."""
+    known = [f"{n:06d}" for n in range(100, 200)]
+    drift = id_drift(known, [str(n) for n in range(100, 200)], 0.2)
+    assert drift is not None and (drift.known, drift.vanished, drift.appeared) == (100, 100, 100)
+    assert drift.examples[0] == ("000100", "100")
+    assert "'000100' -> '100'" in drift.message() and "no duplicate task" in drift.message()
+
+
+def test_scientific_notation_and_float_ids_are_matched_to_the_known_ids() -> None:
+    """1.23E+11 and 123.0 read as the ids they came from."""
+    drift = id_drift(["123000000000", "000123"], ["1.23E+11", "123.0"], 0.2)
+    assert drift is not None
+    assert set(drift.examples) == {("123000000000", "1.23E+11"), ("000123", "123.0")}
+
+
+def test_ordinary_churn_and_partial_exports_are_not_id_drift() -> None:
+    """A few accounts gone and a few new, or many gone with none new (a partial export, the
+    roster's own guard), or a first run with nothing known: no drift."""
+    known = [f"{n:06d}" for n in range(1000)]
+    churned = [f"{n:06d}" for n in range(100, 1100)]  # 10 % gone, 10 % new
+    assert id_drift(known, churned, 0.2) is None
+    assert id_drift(known, known[:300], 0.2) is None  # 70 % gone, nothing new
+    assert id_drift([], churned, 0.2) is None
+    assert id_drift(known, [str(int(a)) for a in known], 1.0) is None  # 1 turns it off
+
+
+def test_store_compares_a_snapshot_with_the_roster_and_open_tasks(tmp_path: Path) -> None:
+    """The store's check reads the roster (and open tasks' accounts) against a snapshot whose
+    id column turned numeric, as a Parquet export or Excel would make it."""
+    store = _store(tmp_path)
+    accounts = pd.DataFrame({"account_id": [f"{n:06d}" for n in range(1, 51)],
+                             "account_manager": "王", "manager_email": "wang@op.cn"})
+    store.record_accounts(accounts, NOW)
+    assert store.check_id_drift(accounts) is None
+    numeric = accounts.assign(account_id=range(1, 51))
+    drift = store.check_id_drift(numeric, 0.2)
+    assert drift is not None and drift.examples[0] == ("000001", "1")
+    store.dispose()
+
+
+def test_pipeline_guard_threshold_is_read_and_checked(tmp_path: Path) -> None:
+    """guards.max_id_drift_share defaults to 0.2, is read from conf/pipeline.yaml, and a value
+    outside (0, 1] is refused naming the key."""
+    from kamflow.config import load_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("validation: {}\n", encoding="utf-8")
+    assert load_pipeline(path).max_id_drift_share == 0.2
+    path.write_text("guards:\n  max_id_drift_share: 0.5\n", encoding="utf-8")
+    assert load_pipeline(path).max_id_drift_share == 0.5
+    path.write_text("guards:\n  max_id_drift_share: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="guards.max_id_drift_share"):
+        load_pipeline(path)
+
+
+def test_retention_run_stops_before_dispatch_when_the_ids_lost_their_leading_zeros(
+        prefect_api: str, kamflow_home: Path, frames: dict, tmp_path: Path) -> None:
+    """Yesterday's snapshot had ids 0000001...; today's export stripped the zeros: the run
+    ends Failed naming old and new ids, with no new task, email or roster account."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kamflow.flows.retention import retention_run
+    from kamflow.generate import write_snapshot
+    from tests.conftest import AS_OF
+
+    def snapshot(name: str, rename: Callable[[str], str]) -> str:
+        out = tmp_path / name
+        write_snapshot({table: frame.assign(account_id=frame["account_id"].map(rename))
+                        if "account_id" in frame else frame
+                        for table, frame in frames.items()}, out)
+        return str(out)
+
+    padded = snapshot("padded", lambda a: a.removeprefix("KA"))
+    stripped = snapshot("stripped", lambda a: a.removeprefix("KA").lstrip("0"))
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        first = retention_run(source=padded, as_of=AS_OF.isoformat(), return_state=True)
+        store = TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}")
+        tasks, emails = len(store.list_tasks()), len(list((kamflow_home / "outbox").iterdir()))
+        ids = store.known_account_ids()
+        second = retention_run(source=stripped, as_of=AS_OF.isoformat(), return_state=True)
+    assert first.is_completed() and tasks > 0
+    assert second.is_failed() and "account ids changed format" in second.message
+    assert "'0000001' -> '1'" in second.message
+    assert len(store.list_tasks()) == tasks and store.known_account_ids() == ids
+    assert len(list((kamflow_home / "outbox").iterdir())) == emails
+    store.dispose()
