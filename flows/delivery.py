@@ -222,7 +222,7 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                          ladder=[(_who(owners, email), since) for email, since in held])
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
                   f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
-        steps.append(Escalation(task, rung.email, rung.name, due, detail, view))
+        steps.append(Escalation(task, owner_address(rung.email), rung.name, due, detail, view))
     render = EmailRenderer("escalations", Wording.of(titles or {}), owners, calendar.timezone,
                            now, links)
     alert = None

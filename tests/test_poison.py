@@ -307,3 +307,22 @@ def test_retention_run_stops_before_dispatch_when_the_ids_lost_their_leading_zer
     assert len(store.list_tasks()) == tasks and store.known_account_ids() == ids
     assert len(list((kamflow_home / "outbox").iterdir())) == emails
     store.dispose()
+
+
+def test_escalation_stores_the_new_owner_lower_case(tmp_path: Path) -> None:
+    """A supervisor written Zhao@OP.cn in owners.yaml gets escalated tasks as zhao@op.cn, the
+    form every other task of theirs has, so their digest stays one email."""
+    from kamflow.flows.delivery import escalate_overdue
+    from kamflow.worklist import Owner, OwnerDirectory
+    from tests.crash_harness import LATER
+
+    owners = OwnerDirectory(roles=OWNERS.roles, fallback=OWNERS.fallback,
+                            people={"zhao@op.cn": Owner("赵主管", "Zhao@OP.cn", "zh-CN")},
+                            default_supervisor="Zhao@OP.cn")
+    store = _store(tmp_path)
+    calendar = BusinessCalendar()
+    dispatch(decisions_of(MIXED_CASE[:1]), TITLES, owners, store, "r", NOW, calendar)
+    result = escalate_overdue(store, owners, calendar, 1.0, LATER, TITLES)
+    assert len(result.escalated) == 1
+    assert [t.owner_email for t in store.list_tasks()] == ["zhao@op.cn"]
+    store.dispose()
