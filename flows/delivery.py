@@ -39,6 +39,7 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
+from kamflow.worklist.plan import owner_address
 from kamflow.worklist.store import ManyRenderer, QueuedEmail
 from kamflow.worklist.tasks import Escalation
 
@@ -221,7 +222,7 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                          ladder=[(_who(owners, email), since) for email, since in held])
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
                   f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
-        steps.append(Escalation(task, rung.email, rung.name, due, detail, view))
+        steps.append(Escalation(task, owner_address(rung.email), rung.name, due, detail, view))
     render = EmailRenderer("escalations", Wording.of(titles or {}), owners, calendar.timezone,
                            now, links)
     alert = None
@@ -295,6 +296,7 @@ def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_ema
                   due_at: dt.datetime | None = None, titles: Titles | None = None,
                   timezone: str | None = None, links: LinkSigner | None = None) -> Task:
     """Give a task to ``to_email`` and queue the email telling them (one transaction)."""
+    to_email = owner_address(to_email)  # stored as new tasks' owners are: one digest each
     task = store.get_task(task_id)
     person = owners.lookup(to_email)
     name = to_name or (person.name if person else to_email)
@@ -313,6 +315,10 @@ def reassign_task(store: TaskStore, owners: OwnerDirectory, task_id: int, to_ema
 
 
 # -- sending -----------------------------------------------------------------------------------
+DEAD_LETTER_AFTER = 5  # permanent failures (KAMFLOW_DEAD_LETTER_AFTER)
+DEAD_LETTER_KIND = "dead_letter_alert"
+
+
 @dataclass
 class DrainResult:
     sent: int = 0
@@ -321,6 +327,8 @@ class DrainResult:
     resent_in_doubt: int = 0
     backend: str = ""
     errors: list[str] = field(default_factory=list)
+    dead_lettered: int = 0  # failed permanently for the last allowed time: no longer retried
+    ops_alerted: int = 0  # dead-letter alerts queued to ops (one per batch of dead letters)
 
 
 def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
@@ -334,9 +342,13 @@ def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
 
 
 def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,
-                 now: Now = _utcnow, batch_size: int | None = None) -> DrainResult:
+                 now: Now = _utcnow, batch_size: int | None = None,
+                 dead_after: int = DEAD_LETTER_AFTER, ops_email: str | None = None,
+                 ) -> DrainResult:
     """Send every unsent email (this run's and any a crash left behind), marking each one sent
-    right after the backend accepted it. Batched (1,000 per request) when the backend can."""
+    right after the backend accepted it. Batched (1,000 per request) when the backend can.
+    An email refused permanently ``dead_after`` times becomes a dead letter: not retried,
+    counted apart from the failures, and ``ops_email`` told once per batch of them."""
     result = DrainResult(backend=backend.name)
     size = batch_size or getattr(backend, "batch_size", None) or (
         MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
@@ -350,30 +362,103 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
                 log.warning("email %s to %s was being sent when an earlier run stopped (%s); "
                             "sending it again, so it may arrive twice (at-least-once)", row.key,
                             row.recipient, row.in_flight_since)
-        emails = [outbox_email(row, sender) for row in chunk]
         store.mark_in_flight([row.id for row in chunk], now())
         crash_point("send.claimed")
-        outcomes = notifications.send_all(backend, emails)
+        outcomes = send_each(backend, chunk, sender)
         crash_point("send.accepted")
         accepted = [(row.id, outcome) for row, outcome in zip(chunk, outcomes, strict=True)
                     if isinstance(outcome, str)]
         store.mark_sent_many(accepted, backend.name, now())
         result.sent += sum(1 for _, o in accepted if o != notifications.HELD)
         result.held += sum(1 for _, o in accepted if o == notifications.HELD)
+        dead: list[OutboxEmail] = []
         for row, outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, notifications.SendError):
-                result.failed += 1
                 result.errors.append(str(outcome))
-                store.mark_failed(row.id, str(outcome))
+                if store.mark_failed(row.id, str(outcome), outcome.permanent, dead_after, now()):
+                    dead.append(row)
+                    log.error("email %s to %s failed permanently %d times (%s): a dead letter, "
+                              "no longer retried", row.key, row.recipient, dead_after, outcome)
+                    continue
+                result.failed += 1
                 log.warning("email %s to %s failed (%s); it stays in the outbox", row.key,
                             row.recipient, outcome)
+        result.dead_lettered += len(dead)
+        alerted = [row for row in dead if row.kind != DEAD_LETTER_KIND]  # no alert about alerts
+        if alerted and ops_email:  # queued after this page: the drain sends it on a later one
+            result.ops_alerted += store.queue_email(dead_letter_alert(ops_email, alerted,
+                                                                      dead_after), now())
         crash_point("send.marked")
         handled += len(chunk)
         if total > size:  # a long drain shows its progress
             log.info("outbox: %d of %d email(s) handled", handled, total)
-    log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed", result.sent,
-             backend.name, result.held, result.failed)
+    log.info("outbox: %d email(s) sent via %s, %d held by the sandbox, %d failed, %d dead "
+             "letter(s)", result.sent, backend.name, result.held, result.failed,
+             result.dead_lettered)
     return result
+
+
+def dead_letter_alert(ops_email: str, dead: list[OutboxEmail], dead_after: int) -> QueuedEmail:
+    """The one email telling ops which emails were given up on, and why."""
+    lines = "\n".join(f"- {row.key} ({row.kind}) to {row.recipient}: {row.last_error or ''}"
+                       for row in dead[:50])
+    more = f"\n... and {len(dead) - 50} more" if len(dead) > 50 else ""
+    text = (f"{len(dead)} email(s) were refused permanently {dead_after} times and are now dead "
+            f"letters: kamflow no longer retries them.\n\n{lines}{more}\n\nFix the cause (an "
+            "owner's address in the snapshot or conf/owners.yaml, the sender's configuration), "
+            "then reassign or handle the tasks: `kamflow tasks list`. Each is kept in the "
+            "outbox table with its error (dead_at set).\n")
+    return QueuedEmail(f"dead-letters-{dead[0].id}-{len(dead)}", ops_email, "ops",
+                       f"[kamflow] {len(dead)} email(s) given up after {dead_after} permanent "
+                       "failures", text, "", DEAD_LETTER_KIND)
+
+
+def send_each(backend: notifications.EmailBackend, rows: list[OutboxEmail],
+              sender: str) -> list[str | notifications.SendError]:
+    """One outcome per row: what ``send_all`` returned, with an email that cannot even be
+    built, or that makes the backend raise, failing alone (a permanent ``SendError``) while the
+    rest go: a bad value must not leave the batch in flight for every later drain to trip on."""
+    outcomes: list[str | notifications.SendError | None] = []
+    emails: list[notifications.Email] = []
+    for row in rows:
+        try:
+            emails.append(outbox_email(row, sender))
+            outcomes.append(None)
+        except (ValueError, TypeError) as exc:
+            outcomes.append(_broken(backend, row.key, row.recipient, exc))
+    sent = iter(_send_isolated(backend, emails))
+    return [next(sent) if outcome is None else outcome for outcome in outcomes]
+
+
+def _send_isolated(backend: notifications.EmailBackend, emails: list[notifications.Email],
+                   ) -> list[str | notifications.SendError]:
+    if not emails:
+        return []
+    if not hasattr(backend, "send_many"):  # one at a time: each email's own outcome
+        outcomes: list[str | notifications.SendError] = []
+        for email in emails:
+            try:
+                outcomes.append(backend.send(email))
+            except notifications.SendError as exc:
+                outcomes.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a backend's bug fails this email alone
+                outcomes.append(_broken(backend, email.key, email.to, exc))
+        return outcomes
+    try:
+        return notifications.send_all(backend, emails)
+    except Exception as exc:  # noqa: BLE001 - the backends return errors; this is a last resort
+        if len(emails) == 1:
+            return [_broken(backend, emails[0].key, emails[0].to, exc)]
+        log.warning("%s raised on a batch of %d email(s) (%s: %s); sending them one by one",
+                    backend.name, len(emails), type(exc).__name__, exc)
+        return [_send_isolated(backend, [email])[0] for email in emails]
+
+
+def _broken(backend: notifications.EmailBackend, key: str, recipient: str,
+            exc: Exception) -> notifications.SendError:
+    return notifications.SendError(backend=backend.name, recipient=recipient, key=key,
+                                   reason=f"cannot send this email ({type(exc).__name__}: {exc})",
+                                   permanent=True)
 
 
 def _aware(stamp: dt.datetime) -> dt.datetime:

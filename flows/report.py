@@ -46,6 +46,7 @@ class RunSummary:
     emails_queued: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
+    emails_dead_lettered: int = 0  # refused permanently too often: no longer retried
     email_backend: str = ""
     ruleset_version: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -115,6 +116,8 @@ def markdown(summary: RunSummary) -> str:
         f"| emails queued | {summary.emails_queued:,} |",
         f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
         f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",
+        *([f"| emails dead-lettered (not retried; ops alerted) | "
+           f"{summary.emails_dead_lettered:,} |"] if summary.emails_dead_lettered else []),
         "",
         table("value class", summary.value_classes, "value_class"),
         table("churn band", summary.churn_bands, "churn_band"),

@@ -52,6 +52,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.roster import IdDrift
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 P = ParamSpec("P")
@@ -196,6 +197,18 @@ def roster_stage(accounts: pd.DataFrame, database_url: str, now: dt.datetime) ->
         return store.record_accounts(accounts, now)
 
 
+@task(name="id drift guard", **STAGE)
+def id_drift_stage(accounts: pd.DataFrame, database_url: str,
+                   max_share: float) -> IdDrift | None:
+    """Stop before the roster and dispatch when the known accounts' ids vanished while about as
+    many new ones appeared: the ids changed format, not the customers (worklist/roster.py)."""
+    with TaskStore(database_url) as store:
+        drift = store.check_id_drift(accounts, max_share)
+    if drift is not None:
+        get_run_logger().error("%s", drift.message())
+    return drift
+
+
 @task(name="dispatch", **STAGE)
 def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirectory,
                    store: TaskStore, run_id: str, now: dt.datetime,
@@ -213,14 +226,18 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
 
 
 @task(name="send", **STAGE)
-def send_stage(store: TaskStore, backend: notifications.EmailBackend,
-               sender: str) -> tuple[int, int]:
+def send_stage(store: TaskStore, backend: notifications.EmailBackend, sender: str,
+               dead_after: int = delivery.DEAD_LETTER_AFTER,
+               ops_email: str | None = None) -> tuple[int, int, int]:
     """Drain the outbox: every unsent email, this run's and any a crash left behind (batched
-    for SendGrid, each marked sent as soon as accepted: flows/delivery.py)."""
-    drained = delivery.drain_outbox(store, backend, sender)
-    get_run_logger().info("send: %d email(s) sent via %s, %d held by the sandbox, %d failed",
-                          drained.sent, backend.name, drained.held, drained.failed)
-    return drained.sent, drained.failed
+    for SendGrid, each marked sent as soon as accepted: flows/delivery.py). Returns how many
+    were sent, failed (retried next run) and became dead letters (never retried)."""
+    drained = delivery.drain_outbox(store, backend, sender, dead_after=dead_after,
+                                    ops_email=ops_email)
+    get_run_logger().info("send: %d email(s) sent via %s, %d held by the sandbox, %d failed, "
+                          "%d dead letter(s)", drained.sent, backend.name, drained.held,
+                          drained.failed, drained.dead_lettered)
+    return drained.sent, drained.failed, drained.dead_lettered
 
 
 @flow(name="retention_run", log_prints=False)
@@ -312,6 +329,12 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     # is brought up to date after scoring, when the view and the tables are let go.
     roster_accounts = roster_columns(snapshot.tables["accounts"])
     del snapshot  # what the later stages need is in the outcome
+    drift = id_drift_stage(roster_accounts, home.database_url, pipeline.max_id_drift_share)
+    if drift is not None:  # before any roster mark, task or email
+        summary.status = "stopped: account ids changed format"
+        summary.message = drift.message()
+        _publish(summary, [])
+        return Failed(message=summary.message)
 
     if partitions > 1:
         with timer("score+decide"):
@@ -345,8 +368,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):
-            summary.emails_sent, summary.emails_failed = send_stage(
-                store, backend, notifications.sender_from_env(settings))
+            summary.emails_sent, summary.emails_failed, summary.emails_dead_lettered = send_stage(
+                store, backend, notifications.sender_from_env(settings),
+                settings.dead_letter_after, settings.ops_email)
 
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
@@ -358,6 +382,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         message = (f"{summary.emails_failed} email(s) could not be sent; they stay in the outbox "
                    "and the next run sends them")
         return Failed(message=message)
+    if summary.emails_dead_lettered:  # given up on and ops told: no reason to fail every run
+        summary.message = (f"{summary.emails_dead_lettered} email(s) failed permanently "
+                           f"{settings.dead_letter_after} times: dead letters, no longer "
+                           f"retried; ops were alerted at {settings.ops_email}")
+        logger.warning("%s", summary.message)
     return Completed(message="retention run completed")
 
 

@@ -101,7 +101,8 @@ def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
 @task(name="send", **STAGE)
 def send_stage(store: TaskStore, settings: Settings) -> DrainResult:
     backend = notifications.backend_from_env(settings.outbox, settings)
-    result = drain_outbox(store, backend, notifications.sender_from_env(settings))
+    result = drain_outbox(store, backend, notifications.sender_from_env(settings),
+                          dead_after=settings.dead_letter_after, ops_email=settings.ops_email)
     get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
                           result.backend, result.held, result.failed)
     return result

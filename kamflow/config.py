@@ -266,17 +266,27 @@ class _ValidationSection(ConfigModel):
     max_snapshot_age_days: Annotated[int, Field(ge=1)] = 45
 
 
+class _GuardsSection(ConfigModel):
+    # 1 turns the id-drift guard off
+    max_id_drift_share: Annotated[float, Field(gt=0, le=1)] = 0.2
+
+
 class _PipelineFile(ConfigModel):
     validation: _ValidationSection = _ValidationSection()
+    guards: _GuardsSection = _GuardsSection()
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     validation: ValidationPolicy
+    # more of the known account ids gone (with about as many new ones) stops the run before
+    # dispatch: the ids changed format (worklist/roster.py id_drift)
+    max_id_drift_share: float = 0.2
 
 
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
-    spec = _parse(_PipelineFile, read_yaml(path), path).validation
-    return PipelineConfig(ValidationPolicy(spec.max_quarantine_share,
-                                           spec.max_snapshot_age_days))
+    spec = _parse(_PipelineFile, read_yaml(path), path)
+    return PipelineConfig(ValidationPolicy(spec.validation.max_quarantine_share,
+                                           spec.validation.max_snapshot_age_days),
+                          spec.guards.max_id_drift_share)

@@ -74,6 +74,9 @@ class FileOutbox:
             except OSError as exc:
                 results.append(self._error(email, target, exc))
                 continue
+            except (ValueError, TypeError) as exc:  # e.g. wang@运营商.cn in an ASCII header
+                results.append(_unbuildable(self.name, email, exc))
+                continue
             pending.append((len(results), target, temp_name))
             results.append(str(target))
         # The fsyncs wait on the disk, not the CPU: issued together from a few threads, the
@@ -102,6 +105,14 @@ class FileOutbox:
             # but an operator can fix it: let the caller retry later.
             permanent=False,
         )
+
+
+def _unbuildable(backend: str, email: Email, exc: Exception) -> SendError:
+    """This email alone cannot be built (an address or text the format cannot carry): no retry
+    helps, and the rest of the batch goes on."""
+    return SendError(backend=backend, recipient=email.to, key=email.key,
+                     reason=f"cannot build the email ({type(exc).__name__}: {exc})",
+                     permanent=True)
 
 
 def _write_temporary(target: Path, data: bytes) -> str:

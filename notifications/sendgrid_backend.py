@@ -127,8 +127,16 @@ class SendGridBackend:
                     continue
                 batch = [emails[i] for i in chunk]
                 try:
-                    message_id = self._post(build_batch(batch, self.template_id),
-                                            _BatchLabel.of(batch))
+                    payload = build_batch(batch, self.template_id)
+                except (KeyError, ValueError, TypeError) as exc:
+                    # one email the batch cannot carry: each alone, so only that one fails
+                    logger.warning("cannot build a batch of %d (%s); sending them one by one",
+                                   len(batch), exc)
+                    for i in chunk:
+                        results[i] = self._send_one(emails[i])
+                    continue
+                try:
+                    message_id = self._post(payload, _BatchLabel.of(batch))
                 except SendError as exc:
                     if exc.permanent:
                         logger.warning(
@@ -151,6 +159,10 @@ class SendGridBackend:
             return self.send(email)
         except SendError as exc:
             return exc
+        except (ValueError, TypeError, UnicodeError) as exc:  # this email alone, for good
+            return SendError(backend=self.name, recipient=email.to, key=email.key,
+                             reason=f"cannot send the email ({type(exc).__name__}: {exc})",
+                             permanent=True)
 
     def _post(self, payload: Mapping[str, Any], email: Email | _BatchLabel) -> str:
         # Kept apart from building the payload so a batched send (many personalizations in one

@@ -50,7 +50,10 @@ class SmtpBackend:
 
     def send(self, email: Email) -> str:
         """Send `email`; return its Message-ID; raise `SendError` on failure."""
-        message = to_email_message(email)
+        try:
+            message = to_email_message(email)
+        except (ValueError, TypeError) as exc:
+            raise self._unencodable(email, exc) from exc
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
@@ -81,6 +84,10 @@ class SmtpBackend:
                 reason=f"server does not support what was asked: {exc}",
                 permanent=True,
             ) from exc
+        except (ValueError, TypeError) as exc:
+            # An address or text this message cannot carry (UnicodeEncodeError): this email
+            # alone fails, for good; the drain goes on with the others.
+            raise self._unencodable(email, exc) from exc
         except (smtplib.SMTPException, OSError) as exc:
             # Refused or dropped connections, timeouts, TLS handshake failures.
             raise SendError(
@@ -102,6 +109,11 @@ class SmtpBackend:
             message_id,
         )
         return message_id
+
+    def _unencodable(self, email: Email, exc: Exception) -> SendError:
+        return SendError(backend=self.name, recipient=email.to, key=email.key,
+                         reason=f"cannot encode the email ({type(exc).__name__}: {exc})",
+                         permanent=True)
 
     def _error(self, email: Email, reason: str, code: int | None) -> SendError:
         # 5xx: the server says "never"; 4xx (or no code): "not now".

@@ -24,6 +24,7 @@ from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OPEN_STATUSES, OutboxEmail, Task
 from kamflow.worklist.outbox import EMAIL_CHUNK, QueuedEmail
+from kamflow.worklist.plan import owner_address
 
 __all__ = ["DIGEST_FIELDS", "MAX_TASKS_PER_EMAIL", "DigestRenderer", "DigestStore",
            "ManyRenderer", "Renderer", "digest_key", "email_parts", "escalation_emails",
@@ -97,8 +98,9 @@ def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     names: dict[str, str] = {}
     for owner_email, owner_name, view in views:
-        name = names.setdefault(owner_email.lower(), owner_name)
-        groups.setdefault((owner_email, name), []).append(view)
+        address = owner_address(owner_email)
+        name = names.setdefault(address, owner_name)
+        groups.setdefault((address, name), []).append(view)
     parts: list[tuple[tuple[str, str], list[dict[str, Any]], list[dict[str, Any]]]] = []
     for owner, group in sorted(groups.items()):
         ordered = sorted(group, key=escalation_order)
@@ -130,8 +132,10 @@ def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], r
     own = (fresh["email"] == "own").to_numpy() if "email" in fresh else \
         np.zeros(len(fresh), dtype=bool)
     groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    names: dict[str, str] = {}  # one owner, one email: the first name seen for an address
     for task_id, urgent, record in zip(ids, own, records(fresh, _NEW_TASK_COLUMNS), strict=True):
-        owner = (record.pop("owner_email"), record.pop("owner_name"), bool(urgent))
+        address = owner_address(record.pop("owner_email"))
+        owner = (address, names.setdefault(address, record.pop("owner_name")), bool(urgent))
         record["task_id"] = task_id
         if urgent:
             record["urgent"] = True
@@ -175,9 +179,11 @@ class DigestStore(StoreBase):
                 *values, owner_email, owner_name = row
                 view = dict(zip(DIGEST_FIELDS, values, strict=True))
                 view["due_at"] = aware(view["due_at"])
-                name = names.setdefault(owner_email, owner_name)
-                grouped.setdefault((owner_email, name), []).append(view)
-        return grouped
+                address = owner_address(owner_email)  # Wang@ and wang@: one owner, one key
+                name = names.setdefault(address, owner_name)
+                grouped.setdefault((address, name), []).append(view)
+        # spellings of one address were apart in the query's order: most urgent first again
+        return {owner: sorted(views, key=urgency) for owner, views in grouped.items()}
 
     def queue_digests(self, day: dt.date, render: DigestRenderer, now: dt.datetime,
                       render_many: ManyRenderer | None = None) -> int:

@@ -82,6 +82,10 @@ class OutboxEmail(Base):
     # in flight at the next drain was interrupted mid-send and may already have been delivered
     in_flight_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                                 nullable=True)
+    # permanent refusals so far; at KAMFLOW_DEAD_LETTER_AFTER the email is a dead letter
+    # (``dead_at``): no longer retried, counted in the run summary, ops alerted once
+    permanent_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dead_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AccountRecord(Base):

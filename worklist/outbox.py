@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import OutboxEmail
@@ -55,13 +55,20 @@ class OutboxStore(StoreBase):
         (the drain pages through a big outbox rather than holding every body at once)."""
         with self.session() as session:
             query = select(OutboxEmail).where(OutboxEmail.sent_at.is_(None),
+                                              OutboxEmail.dead_at.is_(None),
                                               OutboxEmail.id > after_id).order_by(OutboxEmail.id)
             return list(session.scalars(query.limit(limit) if limit else query))
 
     def unsent_count(self) -> int:
         with self.session() as session:
             return int(session.scalar(select(func.count()).select_from(OutboxEmail).where(
-                OutboxEmail.sent_at.is_(None))) or 0)
+                OutboxEmail.sent_at.is_(None), OutboxEmail.dead_at.is_(None))) or 0)
+
+    def dead_letters(self) -> list[OutboxEmail]:
+        """Emails given up on after too many permanent failures, oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(OutboxEmail).where(
+                OutboxEmail.dead_at.is_not(None)).order_by(OutboxEmail.id)))
 
     def mark_sent(self, email_id: int, backend: str, provider_id: str,
                   now: dt.datetime) -> None:
@@ -81,11 +88,23 @@ class OutboxStore(StoreBase):
                 {"email_id": email_id, "provider": (provider_id or "")[:500]}
                 for email_id, provider_id in sent])
 
-    def mark_failed(self, email_id: int, error: str) -> None:
+    def mark_failed(self, email_id: int, error: str, permanent: bool = False,
+                    dead_after: int | None = None, now: dt.datetime | None = None) -> bool:
+        """Record a failed attempt. A ``permanent`` one counts towards the dead letter: at
+        ``dead_after`` permanent failures the email is dead (``dead_at``), no longer drained.
+        True when this failure made it a dead letter."""
+        failures = OutboxEmail.permanent_failures + (1 if permanent else 0)
+        dies = permanent and dead_after is not None
+        values: dict[str, Any] = {"attempts": OutboxEmail.attempts + 1,
+                                  "last_error": error[:2000], "in_flight_since": None,
+                                  "permanent_failures": failures}
+        if dies:
+            values["dead_at"] = case((failures >= dead_after, utc(now or dt.datetime.now(dt.UTC))),
+                                     else_=None)
         with self.session() as session:
-            session.execute(update(OutboxEmail).where(OutboxEmail.id == email_id).values(
-                attempts=OutboxEmail.attempts + 1, last_error=error[:2000],
-                in_flight_since=None))
+            session.execute(update(OutboxEmail).where(OutboxEmail.id == email_id).values(values))
+            return dies and bool(session.scalar(select(OutboxEmail.dead_at.is_not(None))
+                                                .where(OutboxEmail.id == email_id)))
 
     def mark_in_flight(self, email_ids: Sequence[int], now: dt.datetime) -> None:
         """Note that these emails are being handed to a backend right now. If the process dies

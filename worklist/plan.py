@@ -86,6 +86,12 @@ class OwnerDirectory:
         return rungs[0] if rungs else None
 
 
+def owner_address(email: object) -> str:
+    """An owner's address as tasks store and emails group it: trimmed and lower-case, so
+    ``Wang@op.cn`` and ``wang@op.cn`` are one owner with one digest (its key is per address)."""
+    return str(email).strip().lower()
+
+
 def _present(owner: Owner | None) -> tuple[Owner, ...]:
     return (owner,) if owner is not None else ()
 
@@ -109,7 +115,7 @@ def plan_tasks(decisions: pd.DataFrame, owners: OwnerDirectory, action_titles: M
     email = np.where(is_manager, manager_email, role_email)
     name = np.where(is_manager, planned["account_manager"].fillna("").astype(str).to_numpy(),
                     role_name)
-    email = np.array([str(e).strip() for e in email], dtype=object)
+    email = np.array([owner_address(e) for e in email], dtype=object)
     unknown = np.array(["@" not in e for e in email], dtype=bool)  # missing or malformed
     if unknown.any():
         accounts = planned.loc[unknown, "account_id"].astype(str).unique()
@@ -117,7 +123,7 @@ def plan_tasks(decisions: pd.DataFrame, owners: OwnerDirectory, action_titles: M
                     "missing or malformed; accounts %s%s): routed to the fallback queue %s",
                     int(unknown.sum()), ", ".join(accounts[:5]),
                     " ..." if len(accounts) > 5 else "", owners.fallback.email)
-    planned["owner_email"] = np.where(unknown, owners.fallback.email, email)
+    planned["owner_email"] = np.where(unknown, owner_address(owners.fallback.email), email)
     planned["owner_name"] = np.where(unknown, owners.fallback.name, name)
     planned["action_title"] = planned["action"].map(dict(action_titles)).fillna(planned["action"])
     planned["reason"] = np.where(

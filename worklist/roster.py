@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import cast
 
 import pandas as pd
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, select, update
 
 from kamflow.worklist.bulk import insert_rows
 from kamflow.worklist.db import StoreBase, utc
-from kamflow.worklist.models import AccountRecord
+from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, Task
 
-__all__ = ["MAX_LOST_SHARE", "RosterChange", "RosterStore"]
+__all__ = ["MAX_ID_DRIFT_SHARE", "MAX_LOST_SHARE", "IdDrift", "RosterChange", "RosterStore",
+           "id_drift"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOST_SHARE = 0.05  # more of the roster gone in one snapshot looks like a partial export
+MAX_ID_DRIFT_SHARE = 0.2  # conf/pipeline.yaml guards.max_id_drift_share
 _ROSTER_CHUNK = 100_000  # roster rows inserted at a time
 
 
@@ -35,6 +39,23 @@ class RosterChange:
 
 
 class RosterStore(StoreBase):
+    def check_id_drift(self, accounts: pd.DataFrame,
+                       max_share: float = MAX_ID_DRIFT_SHARE) -> IdDrift | None:
+        """``id_drift`` between the ids this store knows and a snapshot's ``accounts`` (read as
+        ``record_accounts`` would store them). Reads only."""
+        return id_drift(self.known_account_ids(), _roster_frame(accounts)["account_id"],
+                        max_share)
+
+    def known_account_ids(self) -> set[str]:
+        """The ids the next snapshot should hold: the roster's active accounts and the
+        accounts of open tasks (what the id-drift guard compares a snapshot with)."""
+        with self.session() as session:
+            ids = set(session.scalars(select(AccountRecord.account_id).where(
+                AccountRecord.lost_at.is_(None))))
+            ids.update(session.scalars(select(Task.account_id).where(
+                Task.status.in_(OPEN_STATUSES)).distinct()))
+        return ids
+
     def record_accounts(self, accounts: pd.DataFrame, now: dt.datetime,
                         max_lost_share: float = MAX_LOST_SHARE) -> RosterChange:
         """Bring the account roster up to this snapshot (``account_id``, ``account_manager``,
@@ -97,6 +118,65 @@ class RosterStore(StoreBase):
         log.info("account roster: %d new, %d lost, %d back, %d missing but not marked",
                  change.new, change.lost, change.returned, change.held)
         return change
+
+
+@dataclass(frozen=True)
+class IdDrift:
+    """The known accounts' ids vanished from a snapshot while about as many new ids appeared:
+    the ids changed format (Excel stripped leading zeros, ``1.23E+11``, a numeric Parquet
+    column), not the customers. Dispatching would raise duplicate tasks for the whole base."""
+
+    known: int
+    vanished: int
+    appeared: int
+    examples: tuple[tuple[str, str], ...]  # (known id, the new id it looks like) pairs
+
+    def message(self) -> str:
+        pairs = ", ".join(f"{old!r} -> {new!r}" for old, new in self.examples)
+        return (f"account ids changed format: {self.vanished:,} of {self.known:,} known account "
+                f"ids are missing from this snapshot while {self.appeared:,} new ids appeared "
+                f"(e.g. {pairs}). The run stopped before the roster and dispatch, so no "
+                "duplicate task or email was made. Export the ids as text exactly as before "
+                "(keep leading zeros; no scientific notation or numeric column), then run "
+                "again; if the ids really changed, raise guards.max_id_drift_share in "
+                "conf/pipeline.yaml for this one run.")
+
+
+def id_drift(known: Iterable[object], current: Iterable[object],
+             max_share: float = MAX_ID_DRIFT_SHARE) -> IdDrift | None:
+    """The id drift between the ``known`` account ids (the roster's, the open tasks') and the
+    ``current`` snapshot's, or None. Drift: more than ``max_share`` of the known ids are gone
+    and at least half as many new ids appeared (fewer new ones is a partial export, which the
+    roster's own guard handles). Pure."""
+    before = {str(a) for a in known}
+    now = {str(a) for a in current}
+    vanished = before - now
+    if not before or len(vanished) <= max_share * len(before):
+        return None
+    appeared = now - before
+    if len(appeared) < 0.5 * len(vanished):
+        return None
+    by_form: dict[str, str] = {}
+    for new in sorted(appeared):
+        by_form.setdefault(_id_form(new), new)
+    pairs = [(old, by_form[_id_form(old)]) for old in sorted(vanished)
+             if _id_form(old) in by_form][:3]
+    if not pairs:  # no id maps onto another: name a few of each
+        pairs = list(zip(sorted(vanished)[:3], sorted(appeared)[:3], strict=False))
+    return IdDrift(len(before), len(vanished), len(appeared), tuple(pairs))
+
+
+def _id_form(account_id: str) -> str:
+    """An id as its format-mangled copies also read: ``000123``, ``123``, ``123.0`` and
+    ``1.23E+2`` are all ``123``."""
+    text = account_id.strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text.lstrip("0") or "0"
+    if number.is_finite() and number == number.to_integral_value():
+        return str(int(number))
+    return text
 
 
 def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
         "KAMFLOW_DATABASE_URL", "database"))
     source: str | None = None
     ops_email: str = "ops@operator.example"
+    dead_letter_after: int = 5  # permanent failures before an outbox email is a dead letter
     render_workers: int | None = None
     # the base of the one-click links (KAMFLOW_WEB_URL is its older name, still honoured)
     public_url: str = Field(DEFAULT_PUBLIC_URL, validation_alias=AliasChoices(
@@ -144,6 +145,11 @@ class Settings(BaseSettings):
     @classmethod
     def _workers(cls, value: Any) -> Any:
         return _number(value, int, "a whole number", minimum=0, word="0 or more")
+
+    @field_validator("dead_letter_after", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: Any) -> Any:
+        return _number(value, int, "a whole number", minimum=1, word="1 or more")
 
     @field_validator("smtp_port", mode="before")
     @classmethod
