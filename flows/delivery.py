@@ -10,10 +10,11 @@ Delivery guarantees (docs/email-and-tasks.md):
 - a task and the email announcing it are committed together or not at all;
 - the drain marks each email (or SendGrid batch) sent right after the backend accepted it. The
   only window for a duplicate is between the provider's acceptance and that commit: an email
-  still "in flight" at the next drain is sent again (at least once, never lost) and a warning
-  names it. The file outbox is idempotent by key, so there it is exactly once; SMTP and
-  SendGrid have no idempotency key, so there the window is one email (SMTP) or one batch
-  (SendGrid), and `kamflow_key` / `X-Kamflow-Key` let a reader spot the duplicate.
+  still "in flight" when its drain's lease expires is sent again by a later drain (at least
+  once, never lost) and a warning names it. Drains running at once claim disjoint rows. The
+  file outbox is idempotent by key, so there it is exactly once; SMTP and SendGrid have no
+  idempotency key, so there the window is one email (SMTP) or one batch (SendGrid), and
+  `kamflow_key` / `X-Kamflow-Key` let a reader spot the duplicate.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
+from kamflow.worklist.outbox import LEASE
 from kamflow.worklist.store import ManyRenderer, QueuedEmail
 from kamflow.worklist.tasks import Escalation
 
@@ -334,15 +336,21 @@ def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
 
 
 def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,
-                 now: Now = _utcnow, batch_size: int | None = None) -> DrainResult:
+                 now: Now = _utcnow, batch_size: int | None = None,
+                 lease: dt.timedelta = LEASE) -> DrainResult:
     """Send every unsent email (this run's and any a crash left behind), marking each one sent
-    right after the backend accepted it. Batched (1,000 per request) when the backend can."""
+    right after the backend accepted it. Batched (1,000 per request) when the backend can.
+
+    Each page is claimed with a token and a ``lease`` (`TaskStore.claim_unsent`): a drain
+    running at the same time (an sla_watch during the digest's drain, a rerun) takes other
+    rows, never these; rows of a drain that died are taken back once its lease expired."""
     result = DrainResult(backend=backend.name)
     size = batch_size or getattr(backend, "batch_size", None) or (
         MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
     total = store.unsent_count()
     handled = last_id = 0
-    while chunk := store.unsent_emails(after_id=last_id, limit=size):
+    token = uuid.uuid4().hex
+    while chunk := store.claim_unsent(token, now(), lease, after_id=last_id, limit=size):
         last_id = chunk[-1].id
         for row in chunk:
             if row.in_flight_since is not None:
@@ -351,7 +359,6 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
                             "sending it again, so it may arrive twice (at-least-once)", row.key,
                             row.recipient, row.in_flight_since)
         emails = [outbox_email(row, sender) for row in chunk]
-        store.mark_in_flight([row.id for row in chunk], now())
         crash_point("send.claimed")
         outcomes = notifications.send_all(backend, emails)
         crash_point("send.accepted")
