@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
@@ -22,6 +23,7 @@ from sqlalchemy import create_engine, text
 
 from kamflow.worklist import QueuedEmail, TaskStore
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
+from kamflow.worklist.locks import RunLocked, lock_owner, run_lock
 from tests.crash_harness import DECISIONS, OPS
 from tests.postgres import temporary_database
 
@@ -323,3 +325,52 @@ def test_drains_claiming_at_the_same_moment_never_share_a_row(store_url: str) ->
         thread.join(timeout=120)
     assert errors == []
     assert sorted(claimed) == sorted(f"claim-{n}" for n in range(60))
+
+
+# -- a second retention run on the same store: the run lock ----------------------------------
+def test_a_second_run_waits_for_the_first_then_goes_on(store_url: str) -> None:
+    """While one run holds the lock a second waits (it does not fail on the store's locks),
+    and takes the lock as soon as the first releases it."""
+    released: list[float] = []
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", "first"):
+        def second() -> None:
+            with TaskStore(store_url) as other, run_lock(other, "retention_run", "second",
+                                                         wait=30, poll=0.05):
+                taken.append(time.monotonic())
+
+        taken: list[float] = []
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(1.0)
+        assert taken == []  # still waiting
+        released.append(time.monotonic())
+    waiter.join(timeout=30)
+    assert len(taken) == 1 and taken[0] >= released[0]
+
+
+def test_a_second_run_stops_with_one_message_naming_the_first(store_url: str) -> None:
+    """Past its wait, the second run stops with one message that names the run holding the
+    lock and says what to do; the first run's lock is untouched."""
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", lock_owner("run-A")):
+        with pytest.raises(RunLocked) as stopped:
+            with run_lock(store, "retention_run", lock_owner("run-B"), wait=0.5, poll=0.1):
+                pytest.fail("the second run must not get the lock")
+        message = str(stopped.value)
+        assert "another retention_run is running" in message and "run run-A" in message
+        assert "Let that run finish" in message and "\n" not in message
+        assert rows(store_url, "SELECT owner FROM run_locks") == [(lock_owner("run-A"),)]
+    assert rows(store_url, "SELECT COUNT(*) FROM run_locks") == [(0,)]  # released at the end
+
+
+def test_a_killed_runs_lock_lapses_after_its_lease(store_url: str, tmp_path: Path) -> None:
+    """A run killed while holding the lock stops renewing it: the next run gets it once the
+    lease has run out, with no operator action."""
+    crashed = subprocess.run(
+        [sys.executable, str(HARNESS), "--db", store_url, "--outbox", str(tmp_path / "o"),
+         "--lock", "--lock-lease", "1", "dispatch"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "KAMFLOW_TEST_CRASH_AT": "dispatch.tasks_written"})
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert len(rows(store_url, "SELECT owner FROM run_locks")) == 1  # left behind
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", "next", wait=20,
+                                                 poll=0.1):
+        assert rows(store_url, "SELECT owner FROM run_locks") == [("next",)]
