@@ -102,7 +102,7 @@ def decisions_of(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     } for account, action, role, email in rows])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--outbox", required=True)
@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--lock-lease", type=float, default=600.0)
     parser.add_argument("phases", nargs="+",
                         choices=["dispatch", "send", "digest", "escalate", "click"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     shift = dt.timedelta(days=args.round)
     if args.smtp:
