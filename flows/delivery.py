@@ -42,7 +42,7 @@ from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
 from kamflow.worklist.outbox import LEASE
 from kamflow.worklist.store import ManyRenderer, QueuedEmail
-from kamflow.worklist.tasks import Escalation
+from kamflow.worklist.tasks import DISPATCH_SLICE, Escalation
 
 __all__ = [
     "DrainResult",
@@ -73,16 +73,19 @@ def _utcnow() -> dt.datetime:
 # -- new tasks -------------------------------------------------------------------------------
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
-             links: LinkSigner | None = None, render_workers: int | None = None) -> RaiseResult:
+             links: LinkSigner | None = None, render_workers: int | None = None,
+             slice_size: int = DISPATCH_SLICE) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
-    email per owner, all in one transaction. Big runs render their emails in worker processes
-    (``render_workers``; see `render_workers_for`)."""
+    email per owner, committed in slices of whole owners (``slice_size`` tasks or so). Big
+    runs render their emails in worker processes (``render_workers``; see
+    `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
     render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
     return store.raise_tasks(planned, run_id, render, now,
-                             render_many=_parallel(render, len(planned), render_workers))
+                             render_many=_parallel(render, len(planned), render_workers),
+                             slice_size=slice_size)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="escalate as a storm (any overdue share counts), alerting OPS")
     parser.add_argument("--lease", type=float, default=1.0,
                         help="the drain's claim lease in seconds")
+    parser.add_argument("--slice", type=int, default=20_000, help="dispatch slice size")
     parser.add_argument("--round", type=int, default=0, help="the soak round (see the doc)")
     parser.add_argument("--smtp", type=int, default=None, help="an SMTP port on 127.0.0.1")
     parser.add_argument("--lock", action="store_true", help="hold the retention_run lock")
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         for phase in args.phases:
             if phase == "dispatch":
                 dispatch(decisions(args.urgent, args.round), TITLES, OWNERS, store, "harness",
-                         NOW + shift, calendar, links)
+                         NOW + shift, calendar, links, slice_size=args.slice)
             elif phase == "send":
                 drain_outbox(store, backend, "kamflow@operator.example",
                              lease=dt.timedelta(seconds=args.lease))

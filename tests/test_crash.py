@@ -374,3 +374,20 @@ def test_a_killed_runs_lock_lapses_after_its_lease(store_url: str, tmp_path: Pat
     with TaskStore(store_url) as store, run_lock(store, "retention_run", "next", wait=20,
                                                  poll=0.1):
         assert rows(store_url, "SELECT owner FROM run_locks") == [("next",)]
+
+
+@pytest.mark.parametrize("point", ["dispatch.tasks_written#2", "dispatch.emails_written#2",
+                                   "dispatch.tasks_written#3"])
+def test_a_dispatch_killed_between_slices_is_completed_by_the_rerun(point: str,
+                                                                     tmp_path: Path) -> None:
+    """Dispatch commits in slices of whole owners (here 2 tasks, so one slice per owner): killed
+    in a later slice, the earlier slices stay committed, and the rerun raises the rest with one
+    task per decision and one new-task email per owner."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    crashed = harness(db, outbox, "--slice", "2", *ALL, crash_at=point)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    committed = rows(db, "SELECT COUNT(DISTINCT owner_email) FROM tasks")[0][0]
+    assert 1 <= committed < len(OWNERS)  # some slices committed, not all
+    again = harness(db, outbox, *ALL)
+    assert again.returncode == 0, again.stderr
+    assert_exactly_once(db, outbox)
