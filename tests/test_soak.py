@@ -166,3 +166,29 @@ def test_overlapping_jobs_with_kills_send_everything_once(
     assert {k: n for k, n in received.items() if n != 1} == {}
     assert {"daily_digest", "escalation", "new_tasks"} <= {
         k for (k,) in rows(soak_url, "SELECT DISTINCT kind FROM outbox")}
+
+
+def test_a_second_retention_run_waits_then_stops_naming_the_first(
+        prefect_api: str, snapshot_dir: Path, kamflow_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """retention_run while another run holds the store's run lock: it waits
+    KAMFLOW_RUN_LOCK_WAIT seconds, then fails with one message naming that run, and raises no
+    task and queues no email."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kamflow.flows.retention import retention_run
+    from kamflow.worklist.locks import lock_owner, run_lock
+    from tests.conftest import AS_OF
+
+    monkeypatch.setenv("KAMFLOW_RUN_LOCK_WAIT", "2")
+    kamflow_home.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{kamflow_home / 'kamflow.db'}"
+    with TaskStore(url) as store, run_lock(store, "retention_run", lock_owner("nightly-A")):
+        with temporary_settings({PREFECT_API_URL: prefect_api}):
+            state = retention_run(source=str(snapshot_dir), as_of=AS_OF.isoformat(),
+                                  return_state=True)
+    assert state.is_failed()
+    assert "another retention_run is running" in state.message
+    assert "run nightly-A" in state.message
+    with TaskStore(url) as store:
+        assert store.counts()["tasks"] == 0 and store.counts()["emails"] == 0

@@ -63,8 +63,9 @@ def run_lock(store: StoreBase, name: str, owner: str, wait: float = LOCK_WAIT,
             raise RunLocked(
                 f"another {name} is running on this task store: {held_by}, since "
                 f"{since:%Y-%m-%d %H:%M:%S} UTC. This run waited {wait:.0f} s for it and "
-                "stopped before changing anything. Let that run finish, then start this one "
-                f"again; if it was killed, its lock lapses by itself at {until:%H:%M:%S} UTC.")
+                "stopped before raising any task or sending any email. Let that run finish, then "
+                f"start this one again; if it was killed, its lock lapses by itself at "
+                f"{until:%H:%M:%S} UTC.")
         if not announced:
             log.warning("%s: waiting up to %.0f s for %s, which holds the run lock", name, wait,
                         held_by)
