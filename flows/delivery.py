@@ -10,10 +10,11 @@ Delivery guarantees (docs/email-and-tasks.md):
 - a task and the email announcing it are committed together or not at all;
 - the drain marks each email (or SendGrid batch) sent right after the backend accepted it. The
   only window for a duplicate is between the provider's acceptance and that commit: an email
-  still "in flight" at the next drain is sent again (at least once, never lost) and a warning
-  names it. The file outbox is idempotent by key, so there it is exactly once; SMTP and
-  SendGrid have no idempotency key, so there the window is one email (SMTP) or one batch
-  (SendGrid), and `kamflow_key` / `X-Kamflow-Key` let a reader spot the duplicate.
+  still "in flight" when its drain's lease expires is sent again by a later drain (at least
+  once, never lost) and a warning names it. Drains running at once claim disjoint rows. The
+  file outbox is idempotent by key, so there it is exactly once; SMTP and SendGrid have no
+  idempotency key, so there the window is one email (SMTP) or one batch (SendGrid), and
+  `kamflow_key` / `X-Kamflow-Key` let a reader spot the duplicate.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
+from kamflow.worklist.outbox import LEASE
 from kamflow.worklist.plan import owner_address
 from kamflow.worklist.store import ManyRenderer, QueuedEmail
-from kamflow.worklist.tasks import Escalation
+from kamflow.worklist.tasks import DISPATCH_SLICE, Escalation
 
 __all__ = [
     "DrainResult",
@@ -72,16 +74,19 @@ def _utcnow() -> dt.datetime:
 # -- new tasks -------------------------------------------------------------------------------
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
-             links: LinkSigner | None = None, render_workers: int | None = None) -> RaiseResult:
+             links: LinkSigner | None = None, render_workers: int | None = None,
+             slice_size: int = DISPATCH_SLICE) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
-    email per owner, all in one transaction. Big runs render their emails in worker processes
-    (``render_workers``; see `render_workers_for`)."""
+    email per owner, committed in slices of whole owners (``slice_size`` tasks or so). Big
+    runs render their emails in worker processes (``render_workers``; see
+    `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
     render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
     return store.raise_tasks(planned, run_id, render, now,
-                             render_many=_parallel(render, len(planned), render_workers))
+                             render_many=_parallel(render, len(planned), render_workers),
+                             slice_size=slice_size)
 
 
 @dataclass(frozen=True)
@@ -344,17 +349,22 @@ def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
 def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,
                  now: Now = _utcnow, batch_size: int | None = None,
                  dead_after: int = DEAD_LETTER_AFTER, ops_email: str | None = None,
-                 ) -> DrainResult:
+                 lease: dt.timedelta = LEASE) -> DrainResult:
     """Send every unsent email (this run's and any a crash left behind), marking each one sent
     right after the backend accepted it. Batched (1,000 per request) when the backend can.
     An email refused permanently ``dead_after`` times becomes a dead letter: not retried,
-    counted apart from the failures, and ``ops_email`` told once per batch of them."""
+    counted apart from the failures, and ``ops_email`` told once per batch of them.
+
+    Each page is claimed with a token and a ``lease`` (`TaskStore.claim_unsent`): a drain
+    running at the same time (an sla_watch during the digest's drain, a rerun) takes other
+    rows, never these; rows of a drain that died are taken back once its lease expired."""
     result = DrainResult(backend=backend.name)
     size = batch_size or getattr(backend, "batch_size", None) or (
         MAX_PERSONALIZATIONS if hasattr(backend, "send_many") else 1)
     total = store.unsent_count()
     handled = last_id = 0
-    while chunk := store.unsent_emails(after_id=last_id, limit=size):
+    token = uuid.uuid4().hex
+    while chunk := store.claim_unsent(token, now(), lease, after_id=last_id, limit=size):
         last_id = chunk[-1].id
         for row in chunk:
             if row.in_flight_since is not None:
@@ -362,7 +372,6 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
                 log.warning("email %s to %s was being sent when an earlier run stopped (%s); "
                             "sending it again, so it may arrive twice (at-least-once)", row.key,
                             row.recipient, row.in_flight_since)
-        store.mark_in_flight([row.id for row in chunk], now())
         crash_point("send.claimed")
         outcomes = send_each(backend, chunk, sender)
         crash_point("send.accepted")

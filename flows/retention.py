@@ -52,6 +52,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.locks import lock_owner, run_lock
 from kamflow.worklist.roster import IdDrift
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -358,7 +359,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
     summary.accounts_back, summary.accounts_missing_unmarked = roster.returned, roster.held
 
-    with TaskStore(home.database_url) as store:
+    # one run at a time on a store: a second waits for this one, or stops with its name
+    with TaskStore(home.database_url) as store, run_lock(
+            store, "retention_run", lock_owner(run_id), wait=settings.run_lock_wait):
         with timer("dispatch"):
             raised = dispatch_stage(decisions, ruleset, owners, store, run_id,
                                     dt.datetime.now(dt.UTC), settings)

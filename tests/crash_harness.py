@@ -9,12 +9,25 @@ and three digests, whatever crashed in between. Escalation sends one email per n
 (four tasks) and the head (one). With ``--urgent`` the key-account department's actions are
 ``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both. With
 ``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
+``--lease`` is the drain's claim lease in seconds: a killed drain's rows go to the next drain
+once it has expired; the default (1 s) is shorter than starting this script, so a rerun takes
+them back at once, as it did before drains held leases.
+
+The soak test (tests/test_soak.py) runs several of these at once against one store:
+``--round N`` raises the decisions for the accounts of rounds 1 to N (``KA1-r3``...) and shifts
+every clock by N days (a new digest day, older tasks overdue); ``--smtp PORT`` sends through an
+SMTP server on 127.0.0.1; ``--lock`` holds the store's ``retention_run`` lock across the
+phases, as the flow does around dispatch and send; ``click`` acknowledges or finishes a few
+open tasks, as the links do.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import logging
+import random
 import sys
 from pathlib import Path
 
@@ -31,8 +44,9 @@ from kamflow.flows.delivery import (
     escalate_overdue,
     queue_daily_digests,
 )
-from kamflow.worklist import Owner, OwnerDirectory, TaskStore
+from kamflow.worklist import OPEN_STATUSES, Owner, OwnerDirectory, TaskClosedError, TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
+from kamflow.worklist.locks import lock_owner, run_lock
 
 NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)  # Wednesday 10:00 in Shanghai
 LATER = NOW + dt.timedelta(days=9)  # every task overdue
@@ -59,13 +73,22 @@ SECRET = b"crash-harness-link-secret-0123456789"
 OPS = "ops@staff.example.test"
 
 
-def decisions(urgent: bool = False) -> pd.DataFrame:
-    """The fixed decisions; ``urgent``: URGENT_DECISIONS, the department's with ``email: own``."""
+def decisions(urgent: bool = False, round_: int = 0) -> pd.DataFrame:
+    """The fixed decisions; ``urgent``: URGENT_DECISIONS, the department's with ``email: own``;
+    ``round_`` > 0: the same decisions for the accounts of that soak round."""
+    if round_:
+        return decisions_of(round_decisions(round_))
     if urgent:
         frame = decisions_of(URGENT_DECISIONS)
         return frame.assign(email=["own" if a == "escalate_to_key_account" else "digest"
                                    for a in frame["action"]])
     return decisions_of(DECISIONS)
+
+
+def round_decisions(round_: int) -> list[tuple[str, str, str, str]]:
+    """The decisions of soak rounds 1 to ``round_``: a round's retention run raises its own and
+    any a killed earlier run left (the open and cooling ones are skipped, as in production)."""
+    return [(f"{a}-r{n}", b, c, d) for n in range(1, round_ + 1) for a, b, c, d in DECISIONS]
 
 
 def decisions_of(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
@@ -79,7 +102,7 @@ def decisions_of(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     } for account, action, role, email in rows])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--outbox", required=True)
@@ -87,30 +110,58 @@ def main() -> int:
     parser.add_argument("--urgent", action="store_true", help="raise URGENT_DECISIONS")
     parser.add_argument("--storm", action="store_true",
                         help="escalate as a storm (any overdue share counts), alerting OPS")
+    parser.add_argument("--lease", type=float, default=1.0,
+                        help="the drain's claim lease in seconds")
+    parser.add_argument("--slice", type=int, default=20_000, help="dispatch slice size")
+    parser.add_argument("--round", type=int, default=0, help="the soak round (see the doc)")
+    parser.add_argument("--smtp", type=int, default=None, help="an SMTP port on 127.0.0.1")
+    parser.add_argument("--lock", action="store_true", help="hold the retention_run lock")
+    parser.add_argument("--lock-wait", type=float, default=120.0)
+    parser.add_argument("--lock-lease", type=float, default=600.0)
     parser.add_argument("phases", nargs="+",
-                        choices=["dispatch", "send", "digest", "escalate"])
-    args = parser.parse_args()
-    if args.sendgrid:
+                        choices=["dispatch", "send", "digest", "escalate", "click"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    shift = dt.timedelta(days=args.round)
+    if args.smtp:
+        backend: notifications.EmailBackend = notifications.SmtpBackend("127.0.0.1", args.smtp,
+                                                                          timeout=20)
+    elif args.sendgrid:
         backend = notifications.SendGridBackend("SG.harness", host=args.sendgrid, timeout=5,
                                                 max_retries=0)
     else:
         backend = notifications.FileOutbox(Path(args.outbox))
     calendar = BusinessCalendar()
     links = LinkSigner(SECRET)
-    with TaskStore(args.db) as store:
+    with TaskStore(args.db) as store, (run_lock(
+            store, "retention_run", lock_owner(f"harness-{args.round}"), wait=args.lock_wait,
+            lease=dt.timedelta(seconds=args.lock_lease), poll=0.2)
+            if args.lock else contextlib.nullcontext()):
         for phase in args.phases:
             if phase == "dispatch":
-                dispatch(decisions(args.urgent), TITLES, OWNERS, store, "harness", NOW,
-                         calendar, links)
+                dispatch(decisions(args.urgent, args.round), TITLES, OWNERS, store, "harness",
+                         NOW + shift, calendar, links, slice_size=args.slice)
             elif phase == "send":
-                drain_outbox(store, backend, "kamflow@operator.example")
+                drain_outbox(store, backend, "kamflow@operator.example",
+                             lease=dt.timedelta(seconds=args.lease))
             elif phase == "digest":
-                queue_daily_digests(store, OWNERS, calendar, NOW, TITLES, links)
+                queue_daily_digests(store, OWNERS, calendar, NOW + shift, TITLES, links)
             elif phase == "escalate":
                 storm = StormPolicy(share=0.5, minimum=1) if args.storm else StormPolicy()
-                escalate_overdue(store, OWNERS, calendar, 1.0, LATER, TITLES, links,
+                escalate_overdue(store, OWNERS, calendar, 1.0, LATER + shift, TITLES, links,
                                  storm=storm, ops_email=OPS)
+            elif phase == "click":
+                click(store, random.Random(args.round), NOW + shift)
     return 0
+
+
+def click(store: TaskStore, rng: random.Random, now: dt.datetime, count: int = 3) -> None:
+    """Acknowledge or finish a few open tasks as their one-click links do (a task another
+    process closed meanwhile is refused, as the web page would say)."""
+    open_tasks = [t for t in store.list_tasks() if t.status in OPEN_STATUSES]
+    for task in rng.sample(open_tasks, min(count, len(open_tasks))):
+        with contextlib.suppress(TaskClosedError):
+            store.transition(task.id, rng.choice(["ack", "done"]), now, task.owner_email)
 
 
 if __name__ == "__main__":

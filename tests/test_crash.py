@@ -4,11 +4,13 @@ check that no task, escalation or email was lost or doubled (SQLite and PostgreS
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from kamflow.worklist import QueuedEmail, TaskStore
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
+from kamflow.worklist.locks import RunLocked, lock_owner, run_lock
 from tests.crash_harness import DECISIONS, OPS
 from tests.postgres import temporary_database
 
@@ -97,7 +101,8 @@ def postgres_url() -> Iterator[str]:
 def fresh_pg(postgres_url: str) -> Iterator[str]:
     """The module's PostgreSQL database, emptied (schema kept) before each test."""
     yield postgres_url
-    rows_ = "DROP TABLE IF EXISTS task_events, outbox, tasks, accounts, alembic_version CASCADE"
+    rows_ = ("DROP TABLE IF EXISTS task_events, outbox, tasks, accounts, run_locks, "
+             "alembic_version CASCADE")
     engine = create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(text(rows_))
@@ -256,3 +261,133 @@ def test_sendgrid_crash_between_accept_and_mark_resends_only_that_batch(
     assert all(n == 2 for k, n in keys.items() if k in first_batch)
     assert rows(db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
     assert len(sendgrid.requests) < len(all_keys) + 1  # batched: fewer requests than emails
+
+
+# -- drains running at once: claims and leases ---------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new SQLite file, then the module's PostgreSQL database (emptied afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'claims.db'}"
+    else:
+        yield request.getfixturevalue("fresh_pg")
+
+
+def _queue(store: Any, count: int) -> None:
+    for n in range(count):
+        store.queue_email(QueuedEmail(f"claim-{n}", f"p{n}@staff.example.test", "P", "s", "t",
+                                      "", "new_tasks"), CLAIM_NOW)
+
+
+CLAIM_NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
+
+
+def test_a_live_lease_is_not_taken_and_an_expired_one_is(store_url: str) -> None:
+    """A second drain skips the rows another drain holds under a live lease (no duplicate
+    send) and takes them back, marked in doubt, once that lease has expired (a dead drain)."""
+    lease = dt.timedelta(minutes=10)
+    with TaskStore(store_url) as store:
+        _queue(store, 5)
+        first = store.claim_unsent("a" * 32, CLAIM_NOW, lease, limit=3)
+        assert [r.in_flight_since for r in first] == [None] * 3
+        second = store.claim_unsent("b" * 32, CLAIM_NOW + dt.timedelta(minutes=1), lease)
+        assert {r.key for r in second} == {"claim-3", "claim-4"}  # not the first drain's rows
+        assert store.claim_unsent("c" * 32, CLAIM_NOW + dt.timedelta(minutes=2), lease) == []
+        store.mark_sent_many([(r.id, "x") for r in second], "test", CLAIM_NOW)
+        later = CLAIM_NOW + lease + dt.timedelta(seconds=1)  # the first drain died meanwhile
+        taken_back = store.claim_unsent("d" * 32, later, lease)
+        assert [r.key for r in taken_back] == [r.key for r in first]
+        assert all(r.in_flight_since is not None for r in taken_back)  # resent in doubt
+        tokens = rows(store_url, "SELECT DISTINCT claim_token FROM outbox WHERE sent_at IS NULL")
+        assert tokens == [("d" * 32,)]
+
+
+def test_drains_claiming_at_the_same_moment_never_share_a_row(store_url: str) -> None:
+    """Four threads claiming one row at a time from one outbox: every row claimed exactly
+    once (FOR UPDATE SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite)."""
+    with TaskStore(store_url) as store:
+        _queue(store, 60)
+    claimed: list[str] = []
+    errors: list[BaseException] = []
+
+    def drain(token: str) -> None:
+        try:
+            with TaskStore(store_url) as mine:
+                while batch := mine.claim_unsent(token, CLAIM_NOW, limit=1):
+                    claimed.extend(r.key for r in batch)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(f"{n:032d}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sorted(claimed) == sorted(f"claim-{n}" for n in range(60))
+
+
+# -- a second retention run on the same store: the run lock ----------------------------------
+def test_a_second_run_waits_for_the_first_then_goes_on(store_url: str) -> None:
+    """While one run holds the lock a second waits (it does not fail on the store's locks),
+    and takes the lock as soon as the first releases it."""
+    released: list[float] = []
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", "first"):
+        def second() -> None:
+            with TaskStore(store_url) as other, run_lock(other, "retention_run", "second",
+                                                         wait=30, poll=0.05):
+                taken.append(time.monotonic())
+
+        taken: list[float] = []
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(1.0)
+        assert taken == []  # still waiting
+        released.append(time.monotonic())
+    waiter.join(timeout=30)
+    assert len(taken) == 1 and taken[0] >= released[0]
+
+
+def test_a_second_run_stops_with_one_message_naming_the_first(store_url: str) -> None:
+    """Past its wait, the second run stops with one message that names the run holding the
+    lock and says what to do; the first run's lock is untouched."""
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", lock_owner("run-A")):
+        with pytest.raises(RunLocked) as stopped:
+            with run_lock(store, "retention_run", lock_owner("run-B"), wait=0.5, poll=0.1):
+                pytest.fail("the second run must not get the lock")
+        message = str(stopped.value)
+        assert "another retention_run is running" in message and "run run-A" in message
+        assert "Let that run finish" in message and "\n" not in message
+        assert rows(store_url, "SELECT owner FROM run_locks") == [(lock_owner("run-A"),)]
+    assert rows(store_url, "SELECT COUNT(*) FROM run_locks") == [(0,)]  # released at the end
+
+
+def test_a_killed_runs_lock_lapses_after_its_lease(store_url: str, tmp_path: Path) -> None:
+    """A run killed while holding the lock stops renewing it: the next run gets it once the
+    lease has run out, with no operator action."""
+    crashed = subprocess.run(
+        [sys.executable, str(HARNESS), "--db", store_url, "--outbox", str(tmp_path / "o"),
+         "--lock", "--lock-lease", "1", "dispatch"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "KAMFLOW_TEST_CRASH_AT": "dispatch.tasks_written"})
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert len(rows(store_url, "SELECT owner FROM run_locks")) == 1  # left behind
+    with TaskStore(store_url) as store, run_lock(store, "retention_run", "next", wait=20,
+                                                 poll=0.1):
+        assert rows(store_url, "SELECT owner FROM run_locks") == [("next",)]
+
+
+@pytest.mark.parametrize("point", ["dispatch.tasks_written#2", "dispatch.emails_written#2",
+                                   "dispatch.tasks_written#3"])
+def test_a_dispatch_killed_between_slices_is_completed_by_the_rerun(point: str,
+                                                                     tmp_path: Path) -> None:
+    """Dispatch commits in slices of whole owners (here 2 tasks, so one slice per owner): killed
+    in a later slice, the earlier slices stay committed, and the rerun raises the rest with one
+    task per decision and one new-task email per owner."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    crashed = harness(db, outbox, "--slice", "2", *ALL, crash_at=point)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    committed = rows(db, "SELECT COUNT(DISTINCT owner_email) FROM tasks")[0][0]
+    assert 1 <= committed < len(OWNERS)  # some slices committed, not all
+    again = harness(db, outbox, *ALL)
+    assert again.returncode == 0, again.stderr
+    assert_exactly_once(db, outbox)

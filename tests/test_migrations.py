@@ -84,3 +84,35 @@ def test_no_create_all_and_one_linear_history() -> None:
     assert "create_all" not in calls
     script = ScriptDirectory(str(MIGRATIONS))
     assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1
+
+
+def test_outbox_claims_migration_goes_down_and_up_keeping_the_emails(empty_url: str) -> None:
+    """0004 (outbox claim and lease, run locks) downgrades to 0003 and upgrades again with the
+    outbox's rows kept, on SQLite and PostgreSQL."""
+    from alembic import command
+
+    TaskStore(empty_url).dispose()
+    engine = create_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO outbox (key, recipient, recipient_name, subject, body_text, "
+                "body_html, task_ids, created_at, run_id, attempts, kind) VALUES ('k1', 'a@b.c', "
+                "'A', 's', 't', '', '', '2026-11-25 02:00:00+00:00', 'r', 0, 'new_tasks')"))
+        with engine.begin() as conn:
+            cfg = alembic_config(empty_url)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("outbox")}
+            assert "claim_token" not in columns and "lease_until" not in columns
+            assert "run_locks" not in inspect(conn).get_table_names()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT key, claim_token FROM outbox")).all() == [
+                ("k1", None)]
+            assert "run_locks" in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()

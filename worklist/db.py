@@ -46,6 +46,17 @@ class StoreBase:
         with self._session.begin() as session:
             yield session
 
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction holds the write lock from its first statement: on
+        SQLite ``BEGIN IMMEDIATE`` (a read-then-write in a deferred transaction would let two
+        processes read the same state before either writes; waits up to the busy timeout);
+        elsewhere a plain transaction (PostgreSQL callers lock rows with ``FOR UPDATE``)."""
+        with self._session() as session, session.begin():
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 

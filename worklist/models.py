@@ -86,6 +86,23 @@ class OutboxEmail(Base):
     # (``dead_at``): no longer retried, counted in the run summary, ops alerted once
     permanent_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dead_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the drain that claimed it (a random token) and until when: another drain skips a row
+    # under a live lease, and takes back one whose lease expired (its drain died)
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
+
+
+class RunLock(Base):
+    """A job that must not run twice at once on one store (``retention_run``): who holds it,
+    and until when unless its holder renews it (a killed holder's lock lapses by itself)."""
+
+    __tablename__ = "run_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AccountRecord(Base):

@@ -1,8 +1,10 @@
 """The email outbox: emails written in the transaction of the change they announce, sent later.
 
-The flows' drain pages through ``unsent_emails`` and marks each email (or batch) sent right
-after a backend accepted it, so a crash between writing and sending loses nothing: the next
-drain sends what is still unsent (flows/delivery.py).
+The flows' drain claims unsent emails a page at a time (``claim_unsent``: a claim token and a
+lease, so two drains running at once never take the same row) and marks each email (or batch)
+sent right after a backend accepted it, so a crash between writing and sending loses nothing:
+once the dead drain's lease has expired, the next drain sends what is still unsent
+(flows/delivery.py).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy import Table, bindparam, case, func, or_, select, update
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import OutboxEmail
 
-__all__ = ["EMAIL_CHUNK", "OutboxStore", "QueuedEmail"]
+__all__ = ["EMAIL_CHUNK", "LEASE", "OutboxStore", "QueuedEmail"]
 
 EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
+# How long a drain's claim on the rows it is sending holds. Longer than one backend call can take
+# (a SendGrid batch with its retries); a drain that died leaves its rows to others after it.
+LEASE = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,35 @@ class OutboxStore(StoreBase):
                                               OutboxEmail.id > after_id).order_by(OutboxEmail.id)
             return list(session.scalars(query.limit(limit) if limit else query))
 
+    def claim_unsent(self, token: str, now: dt.datetime, lease: dt.timedelta = LEASE,
+                     after_id: int = 0, limit: int | None = None) -> list[OutboxEmail]:
+        """Claim for the drain ``token`` the next unsent emails after ``after_id`` (``limit``
+        of them) that no other drain holds: never claimed, or under a lease that has expired
+        (its drain died). Each is marked in flight under this claim until ``now + lease``. The
+        rows come back as they were before the claim: ``in_flight_since`` set means an earlier
+        drain was interrupted while sending it (it may have been delivered).
+
+        PostgreSQL locks the candidates with ``FOR UPDATE SKIP LOCKED`` (a drain claiming at
+        the same moment takes the next ones); SQLite claims under ``BEGIN IMMEDIATE``."""
+        now = utc(now)
+        query = select(OutboxEmail).where(
+            OutboxEmail.sent_at.is_(None), OutboxEmail.dead_at.is_(None),
+            OutboxEmail.id > after_id,
+            or_(OutboxEmail.lease_until.is_(None), OutboxEmail.lease_until <= now),
+        ).order_by(OutboxEmail.id)
+        if limit:
+            query = query.limit(limit)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self.write_session() as session:
+            rows = list(session.scalars(query))
+            if rows:  # the loaded rows keep their pre-claim values (no session sync)
+                session.execute(update(OutboxEmail).where(
+                    OutboxEmail.id.in_([row.id for row in rows])).values(
+                    claim_token=token, lease_until=now + lease, in_flight_since=now),
+                    execution_options={"synchronize_session": False})
+        return rows
+
     def unsent_count(self) -> int:
         with self.session() as session:
             return int(session.scalar(select(func.count()).select_from(OutboxEmail).where(
@@ -82,7 +116,8 @@ class OutboxStore(StoreBase):
         table = cast(Table, OutboxEmail.__table__)
         statement = update(table).where(table.c.id == bindparam("email_id")).values(
             sent_at=utc(now), backend=backend, provider_id=bindparam("provider"),
-            attempts=table.c.attempts + 1, last_error=None, in_flight_since=None)
+            attempts=table.c.attempts + 1, last_error=None, in_flight_since=None,
+            claim_token=None, lease_until=None)
         with self.session() as session:  # one executemany, not one statement per email
             session.connection().execute(statement, [
                 {"email_id": email_id, "provider": (provider_id or "")[:500]}
@@ -97,6 +132,7 @@ class OutboxStore(StoreBase):
         dies = permanent and dead_after is not None
         values: dict[str, Any] = {"attempts": OutboxEmail.attempts + 1,
                                   "last_error": error[:2000], "in_flight_since": None,
+                                  "claim_token": None, "lease_until": None,  # claim released
                                   "permanent_failures": failures}
         if dies:
             values["dead_at"] = case((failures >= dead_after, utc(now or dt.datetime.now(dt.UTC))),

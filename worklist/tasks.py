@@ -1,9 +1,10 @@
 """Task lifecycle: raise, acknowledge, finish, reassign and escalate tasks, with their history.
 
 ``raise_tasks`` writes new tasks, their history rows and the outbox emails announcing them in one
-transaction, so a crash leaves either all of them or none. One open task per (account, action) is
-enforced by a unique key; a closed task blocks its action for the rule's cooldown. Every other
-change is one conditional update plus its history row (and email, if any) in one transaction.
+transaction per slice of whole owners, so a crash leaves either all of a slice or none of it.
+One open task per (account, action) is enforced by a unique key; a closed task blocks its action
+for the rule's cooldown. Every other change is one conditional update plus its history row (and
+email, if any) in one transaction.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ __all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskL
 
 log = logging.getLogger(__name__)
 
+# new tasks committed per transaction by a big dispatch (whole owners per slice): small enough
+# that link clicks and sla_watch get the store between slices, big enough to stay fast
+DISPATCH_SLICE = 20_000
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
                "due_at", "cooldown_days", "open_key")
@@ -75,34 +79,47 @@ class TaskLifecycle(StoreBase):
 
     # -- raising tasks ---------------------------------------------------------------------
     def raise_tasks(self, planned: pd.DataFrame, run_id: str, render: Renderer,
-                    now: dt.datetime, render_many: ManyRenderer | None = None) -> RaiseResult:
+                    now: dt.datetime, render_many: ManyRenderer | None = None,
+                    slice_size: int = DISPATCH_SLICE) -> RaiseResult:
+        """Raise the planned tasks not already open or cooling down, with their history rows and
+        emails, committed in slices of about ``slice_size`` tasks: each slice holds whole owners
+        (one email per owner still lists all of their new tasks) and commits its tasks with
+        their emails. A first national run thus never holds the write lock for the whole
+        dispatch; killed between slices, a rerun raises only the slices not yet committed."""
         if planned.empty:
             return RaiseResult(0, 0, 0, 0, {})
         with self.session() as session:
             open_keys = set(session.scalars(select(Task.open_key).where(
                 Task.open_key.is_not(None))))
             cooling = _cooling(session, now)
-            is_open = planned["open_key"].isin(open_keys)
-            in_cooldown = planned["open_key"].map(cooling).notna() & ~is_open
-            if in_cooldown.any():
-                # still cooling when closed_at + this decision's cooldown is in the future
-                until = planned.loc[in_cooldown, "open_key"].map(cooling) + pd.to_timedelta(
-                    planned.loc[in_cooldown, "cooldown_days"].astype(float), unit="D")
-                in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
-            fresh = planned.loc[~is_open & ~in_cooldown]
-            rows = [_task_row(record, run_id) for record in records(fresh, TASK_FIELDS)]
-            ids = insert_returning_ids(session, Task.__table__, rows)
-            del rows  # written: let 450,000 row dicts go before the emails are rendered
-            if ids:
-                insert_rows(session, TaskEvent.__table__, [
-                    {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
-                    for i in ids])
-            crash_point("dispatch.tasks_written")
-            emails = new_task_emails(session, fresh, ids, run_id,
-                                     render_many or one_by_one(render), now)
-            crash_point("dispatch.emails_written")
+        is_open = planned["open_key"].isin(open_keys)
+        in_cooldown = planned["open_key"].map(cooling).notna() & ~is_open
+        if in_cooldown.any():
+            # still cooling when closed_at + this decision's cooldown is in the future
+            until = planned.loc[in_cooldown, "open_key"].map(cooling) + pd.to_timedelta(
+                planned.loc[in_cooldown, "cooldown_days"].astype(float), unit="D")
+            in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
+        fresh = planned.loc[~is_open & ~in_cooldown]
+        del open_keys, cooling
+        created = emails = 0
+        for part in _owner_slices(fresh, slice_size):
+            with self.session() as session:
+                rows = [_task_row(record, run_id) for record in records(part, TASK_FIELDS)]
+                ids = insert_returning_ids(session, Task.__table__, rows)
+                del rows  # written: let the row dicts go before the emails are rendered
+                if ids:
+                    insert_rows(session, TaskEvent.__table__, [
+                        {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
+                        for i in ids])
+                crash_point("dispatch.tasks_written")
+                emails += new_task_emails(session, part, ids, run_id,
+                                          render_many or one_by_one(render), now)
+                crash_point("dispatch.emails_written")
+            created += len(ids)
+            if len(fresh) > slice_size:
+                log.info("task store: %d of %d new task(s) committed", created, len(fresh))
         crash_point("dispatch.committed")
-        result = RaiseResult(len(ids), int(is_open.sum()), int(in_cooldown.sum()), emails,
+        result = RaiseResult(created, int(is_open.sum()), int(in_cooldown.sum()), emails,
                              {str(k): int(v) for k, v in fresh["action"].value_counts().items()})
         log.info("task store: %d new task(s), %d already open, %d in cooldown, %d email(s) queued",
                  *(result.created, result.skipped_open, result.skipped_cooldown, result.emails))
@@ -311,6 +328,22 @@ class TaskLifecycle(StoreBase):
                     if task_id in owners and ladder and not ladder[0][0]:
                         ladder[0] = (owners[task_id], ladder[0][1])
         return found
+
+
+def _owner_slices(fresh: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    """``fresh`` cut into pieces of about ``size`` rows, never splitting an owner's tasks (an
+    owner with more than ``size`` new tasks gets a piece of their own)."""
+    if len(fresh) <= size:
+        return [fresh]
+    pieces: list[list[str]] = [[]]
+    count = 0
+    for owner, tasks in fresh.groupby("owner_email", sort=True).size().items():
+        if pieces[-1] and count + int(tasks) > size:
+            pieces.append([])
+            count = 0
+        pieces[-1].append(str(owner))
+        count += int(tasks)
+    return [fresh.loc[fresh["owner_email"].isin(owners)] for owners in pieces]
 
 
 def _changed(result: Result[Any]) -> int:

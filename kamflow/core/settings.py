@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     ops_email: str = "ops@operator.example"
     dead_letter_after: int = 5  # permanent failures before an outbox email is a dead letter
     render_workers: int | None = None
+    run_lock_wait: float = 1800.0  # seconds a second retention run waits for the first
     # the base of the one-click links (KAMFLOW_WEB_URL is its older name, still honoured)
     public_url: str = Field(DEFAULT_PUBLIC_URL, validation_alias=AliasChoices(
         "KAMFLOW_PUBLIC_URL", "KAMFLOW_WEB_URL", "public_url"))
@@ -150,6 +151,11 @@ class Settings(BaseSettings):
     @classmethod
     def _at_least_one(cls, value: Any) -> Any:
         return _number(value, int, "a whole number", minimum=1, word="1 or more")
+
+    @field_validator("run_lock_wait", mode="before")
+    @classmethod
+    def _wait(cls, value: Any) -> Any:
+        return _number(value, float, "a number of seconds", minimum=0, word="0 or more")
 
     @field_validator("smtp_port", mode="before")
     @classmethod
