@@ -44,7 +44,14 @@ from kamflow.expectations import (
 from kamflow.flows import delivery
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
-from kamflow.flows.report import RunSummary, action_table, class_band_table, counts, markdown
+from kamflow.flows.report import (
+    RunSummary,
+    action_table,
+    class_band_table,
+    class_shares,
+    counts,
+    markdown,
+)
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
 from kamflow.rules import RuleSet, decide, load_ruleset, wording
 from kamflow.scoring import (
@@ -331,6 +338,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
             decisions = decide_stage(scored, ruleset)
     outcome.accepted, outcome.view = {}, None  # scored: everything later stages need
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
+    summary.value_class_shares = class_shares(scored, VALUE_CLASSES)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
     _publish_picture(home, run_id, scored, summary)
     del scored

@@ -29,6 +29,21 @@ LEARN_METHODS = ("none", "information_gain", "logistic_regression", "gradient_bo
                  "best_model")
 
 
+# How a value dimension splits its accounts into upper and lower: at a score 0..100, at the
+# score of the last account in a top share of the snapshot, or (current value only) at an
+# average monthly bill in CNY.
+CLASS_CUTS = {"cutoff": "score", "top_share": "top_share", "min_monthly_cny": "monthly_cny"}
+
+
+@dataclass(frozen=True)
+class ClassCut:
+    """Where one value dimension (current or potential) is cut: ``by`` one of "score",
+    "top_share" or "monthly_cny", at ``value``."""
+
+    by: str
+    value: float
+
+
 @dataclass(frozen=True)
 class ChurnFactor:
     name: str
@@ -67,8 +82,8 @@ class ScoringConfig:
     current_weights: Mapping[str, float]
     potential_weights: Mapping[str, float]
     strategic_industry: Mapping[str, float]
-    current_cutoff: float
-    potential_cutoff: float
+    current_cut: ClassCut
+    potential_cut: ClassCut
     identification_months: float
     development_months: float
     growth_trend: float
@@ -115,8 +130,9 @@ class ScoringConfig:
                           f"unknown industry; known: {', '.join(INDUSTRIES)}")
         strategic = {k: c.number(strategic_spec, f"value.strategic_industry.{k}", k, 0, 1)
                      for k in strategic_spec}
-        classes = c.section(value, "classes", ("current_cutoff", "potential_cutoff"),
-                            prefix="value.")
+        classes = c.section(value, "classes", (), prefix="value.",
+                            optional=tuple(f"{d}_{k}" for d in ("current", "potential")
+                                           for k in CLASS_CUTS))
         life = c.section(doc, "lifecycle", ("identification_months", "development_months",
                                             "growth_trend", "decline_trend"))
         churn = c.section(doc, "churn", ("factors", "bands"), optional=("learn", "learnt_bands"))
@@ -147,10 +163,8 @@ class ScoringConfig:
             raise c.error("churn.bands", "cut-offs must rise: medium < high < critical")
         return cls(
             current_weights=current, potential_weights=potential, strategic_industry=strategic,
-            current_cutoff=c.number(classes, "value.classes.current_cutoff", "current_cutoff",
-                                    0, 100),
-            potential_cutoff=c.number(classes, "value.classes.potential_cutoff",
-                                      "potential_cutoff", 0, 100),
+            current_cut=_class_cut(classes, "current", c),
+            potential_cut=_class_cut(classes, "potential", c),
             identification_months=c.number(life, "lifecycle.identification_months",
                                            "identification_months", 0),
             development_months=c.number(life, "lifecycle.development_months",
@@ -161,6 +175,20 @@ class ScoringConfig:
             value_weights=value_weights, learn=learn, backtest=_backtest(doc, c),
             learnt_bands=_learnt_bands(churn, c),
         )
+
+
+def _class_cut(classes: Mapping[str, Any], dimension: str, c: _Checker) -> ClassCut:
+    """Exactly one of ``<dimension>_cutoff`` (a score 0..100), ``<dimension>_top_share``
+    (0..1 of the accounts) or ``current_min_monthly_cny`` (CNY, current value only)."""
+    given = [k for k in CLASS_CUTS if f"{dimension}_{k}" in classes]
+    choices = ", ".join(f"{dimension}_{k}" for k in CLASS_CUTS
+                        if dimension == "current" or k != "min_monthly_cny")
+    if len(given) != 1 or (dimension == "potential" and given[0] == "min_monthly_cny"):
+        raise c.error(f"value.classes.{dimension}_*", f"give exactly one of {choices}")
+    key = f"{dimension}_{given[0]}"
+    high = {"cutoff": 100.0, "top_share": 1.0, "min_monthly_cny": None}[given[0]]
+    return ClassCut(CLASS_CUTS[given[0]],
+                    c.number(classes, f"value.classes.{key}", key, 0, high))
 
 
 def _learnt_bands(churn: Mapping[str, Any], c: _Checker) -> LearntBands:
