@@ -197,8 +197,17 @@ def score_and_decide_partitioned(tables: Mapping[str, pd.DataFrame], as_of: dt.d
 
 def roster_columns(accounts: pd.DataFrame) -> pd.DataFrame:
     """What the account roster needs of a snapshot's accounts table (the rest can go)."""
-    return accounts[[c for c in ("account_id", "account_manager", "manager_email")
-                     if c in accounts]]
+    return accounts[[c for c in ("account_id", "account_manager", "manager_email", "region",
+                                 "industry") if c in accounts]]
+
+
+def with_scores(roster_accounts: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """The roster's accounts with each scored account's monthly bill and value class (the
+    department's revenue churn and breakdowns; quarantined accounts have none)."""
+    scores = scored.drop_duplicates("account_id", keep="last").set_index("account_id")
+    ids = roster_accounts["account_id"]
+    return roster_accounts.assign(avg_monthly_billed=ids.map(scores["avg_monthly_billed"]),
+                                  value_class=ids.map(scores["value_class"]))
 
 
 @task(name="account roster", **STAGE)
@@ -339,6 +348,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     outcome.accepted, outcome.view = {}, None  # scored: everything later stages need
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
     summary.value_class_shares = class_shares(scored, VALUE_CLASSES)
+    roster_accounts = with_scores(roster_accounts, scored)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
     _publish_picture(home, run_id, scored, summary)
     del scored

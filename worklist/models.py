@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 OPEN_STATUSES = ("open", "acknowledged", "escalated")
@@ -98,6 +98,12 @@ class AccountRecord(Base):
     manager_name: Mapped[str] = mapped_column(String(200))
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # As last seen (a lost account keeps its last values): the department's measures
+    # (worklist/measures.py) break churn and revenue down by these.
+    monthly_revenue: Mapped[float | None] = mapped_column(Float, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    industry: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    value_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 Index("ix_outbox_unsent", OutboxEmail.sent_at)

@@ -1,0 +1,33 @@
+"""The account roster keeps each account's monthly revenue, region, industry and value class as
+last seen, so churn can be measured in revenue and broken down (worklist/measures.py).
+
+Revision ID: 0007
+Revises: 0003
+Create Date: 2026-12-01 13:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0007'
+down_revision: str | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COLUMNS = (("monthly_revenue", sa.Float()), ("region", sa.String(length=100)),
+           ("industry", sa.String(length=50)), ("value_class", sa.String(length=20)))
+
+
+def upgrade() -> None:
+    for name, type_ in COLUMNS:
+        op.add_column('accounts', sa.Column(name, type_, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('accounts') as batch:  # SQLite drops columns by copying
+        for name, _ in reversed(COLUMNS):
+            batch.drop_column(name)
