@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,29 @@ def class_shares_text(shares: Mapping[str, Mapping[str, float]], lang: str = "en
             return code
     return "; ".join(f"{name(k)} {100 * v['accounts']:.1f} % of accounts, "
                      f"{100 * v['revenue']:.1f} % of revenue" for k, v in shares.items())
+
+
+def run_headline(summary: RunSummary) -> dict[str, Any]:
+    """What a run's own summary adds to its headline figures (``run_figures``)."""
+    top = sum(summary.value_class_shares.get(c, {}).get("accounts", 0.0)
+              for c in ("high", "secondary"))
+    return {"accounts_lost": summary.accounts_lost, "top_value_share": top,
+            "tasks_created": summary.tasks_created}
+
+
+def trend_table(figures: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The runs' headline figures (oldest first) as ops read them in the trend artifact."""
+    def percent(share: float) -> str:
+        return f"{100 * share:.3f} %"
+    return [{"run": f["run_id"], "at (UTC)": f"{f['at']:%Y-%m-%d %H:%M}",
+             "accounts": f["accounts"], "lost this run": f["accounts_lost"],
+             "churn, 12 months": percent(f["churn_rate_12m"]),
+             "ceiling (pro rata)": percent(f["churn_ceiling_12m"]),
+             "vs ceiling": "OVER" if f["churn_rate_12m"] > f["churn_ceiling_12m"] else "within",
+             "revenue churn, 12 months": percent(f["revenue_churn_rate_12m"]),
+             "revenue lost, 12 months (CNY/month)": f"{f['revenue_lost_12m']:,.0f}",
+             "high + secondary value": f"{100 * f['top_value_share']:.1f} %",
+             "tasks raised": f["tasks_created"]} for f in figures]
 
 
 def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ from kamflow.flows.report import (
     class_shares,
     counts,
     markdown,
+    run_headline,
+    trend_table,
 )
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
 from kamflow.rules import RuleSet, decide, load_ruleset, wording
@@ -65,6 +67,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.measures import Ceilings, department_report, headline
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 P = ParamSpec("P")
@@ -374,6 +377,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
 
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
+    _publish_trend(home, run_id, summary)
     logger.info("retention run finished: %d accounts, %d quarantined, %d decisions, %d new tasks, "
                 "%d emails sent", summary.accounts_in, summary.accounts_quarantined,
                 summary.decisions, summary.tasks_created, summary.emails_sent)
@@ -479,6 +483,24 @@ def _publish_kpis(home: Settings) -> None:
         create_table_artifact(kpis, key="owner-kpis",
                               description="Per account manager and queue: open, overdue, "
                                           "handled on time and late")
+
+
+def _publish_trend(home: Settings, run_id: str, summary: RunSummary) -> None:
+    """Keep this run's headline figures (table run_figures) and show the last 90 runs' trend:
+    churn over the trailing 12 months against the ceiling (conf/department.yaml)."""
+    path = home.conf_dir / "department.yaml"
+    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
+        else Ceilings()
+    now = dt.datetime.now(dt.UTC)
+    with TaskStore(home.database_url) as store:
+        figures = headline(department_report(store.roster_rows(), store.task_rows(now), now,
+                                             by=(), ceilings=ceilings))
+        store.record_run_figures(run_id, now, {**figures, **run_headline(summary)})
+        trend = store.run_figures(90)
+    create_table_artifact(trend_table(trend), key="churn-trend",
+                          description="The last 90 runs: key-account churn over the trailing "
+                                      "12 months against the ceiling, revenue churn, the top "
+                                      "value classes' share and tasks raised")
 
 
 def _publish(summary: RunSummary, actions: list[dict[str, Any]]) -> None:

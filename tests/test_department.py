@@ -204,3 +204,54 @@ def test_roster_keeps_attributes_as_last_seen(backend: str, tmp_path: Path) -> N
     else:
         with temporary_database() as url:
             check(url)
+
+
+def test_run_figures_keep_each_runs_headline_for_the_trend(played) -> None:
+    """Each run's headline figures are kept (a retried run replaces its row) and come back
+    oldest first, as the trend artifact shows them against the ceiling."""
+    from kamflow.flows.report import trend_table
+    from kamflow.worklist import TaskStore
+    from kamflow.worklist.measures import headline
+
+    first = played["first"]
+    with TaskStore(played["url"]) as store:
+        found = department_report(store.roster_rows(), store.task_rows(first), first
+                                  + dt.timedelta(days=DAYS), by=())
+        figures = {**headline(found), "accounts_lost": 3, "top_value_share": 0.2,
+                   "tasks_created": 7}
+        for n in (2, 1, 2):  # run 2 recorded twice (a retry)
+            store.record_run_figures(f"run-{n}", first + dt.timedelta(days=n), figures)
+        trend = store.run_figures(90)
+    assert [f["run_id"] for f in trend] == ["run-1", "run-2"]
+    assert trend[0]["churn_rate_12m"] == pytest.approx(len(played["gone"]) / 400)
+    assert trend[0]["accounts"] == 400 - len(played["gone"])
+    table = trend_table(trend)
+    assert table[0]["vs ceiling"] == "OVER" and table[0]["high + secondary value"] == "20.0 %"
+
+
+def test_each_run_publishes_the_churn_trend(prefect_api, kamflow_home, snapshot_dir) -> None:
+    """Two runs: the second run's page has a churn-trend table with both runs, its summary the
+    classes' shares of accounts and revenue."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kamflow.flows.retention import retention_run
+    from tests.conftest import AS_OF
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        for _ in range(2):
+            state = retention_run(source=str(snapshot_dir), as_of=AS_OF.isoformat(),
+                                  return_state=True)
+            assert state.is_completed(), state.message
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(str(
+                    state.state_details.flow_run_id))])))
+    by_key = {a.key: a for a in artifacts}
+    trend = by_key["churn-trend"].data
+    rows = json.loads(trend) if isinstance(trend, str) else trend
+    assert len(rows) == 2 and rows[-1]["vs ceiling"] == "within"  # nobody left
+    assert "share of monthly revenue" in by_key["retention-summary"].data

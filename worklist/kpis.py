@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import case, func, select
 
 from kamflow.worklist.db import StoreBase, utc
-from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, Task
+from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, RunFigures, Task
 
 __all__ = ["LOST_KPI_DAYS", "KpiStore"]
 
@@ -71,6 +72,21 @@ class KpiStore(StoreBase):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         frame["owner_email"] = frame["owner_email"].str.lower()
         return frame
+
+    def record_run_figures(self, run_id: str, at: dt.datetime,
+                           figures: Mapping[str, Any]) -> None:
+        """Keep a run's headline figures (the columns of ``run_figures``; a run recorded
+        again, e.g. retried, replaces its row)."""
+        with self.session() as session:
+            session.merge(RunFigures(run_id=run_id, at=utc(at), **figures))
+
+    def run_figures(self, limit: int = 90) -> list[dict[str, Any]]:
+        """The last ``limit`` runs' headline figures, oldest first."""
+        columns = [c.name for c in RunFigures.__table__.columns]
+        with self.session() as session:
+            rows = session.execute(select(*(getattr(RunFigures, c) for c in columns))
+                                   .order_by(RunFigures.at.desc()).limit(limit)).all()
+        return [dict(zip(columns, row, strict=True)) for row in reversed(rows)]
 
     def counts(self) -> dict[str, int]:
         with self.session() as session:

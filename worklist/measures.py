@@ -31,7 +31,7 @@ import pandas as pd
 from kamflow.core.errors import ConfigError
 from kamflow.worklist.models import OPEN_STATUSES
 
-__all__ = ["DIMENSIONS", "Ceilings", "DepartmentReport", "department_report"]
+__all__ = ["DIMENSIONS", "Ceilings", "DepartmentReport", "department_report", "headline"]
 
 YEAR = dt.timedelta(days=365)
 # `kamflow report --by` names: the roster column each groups by.
@@ -175,3 +175,12 @@ def _manager_names(roster: pd.DataFrame, tasks: pd.DataFrame) -> dict[str, str]:
     names = dict(zip(tasks["owner_email"], tasks["owner_name"], strict=True))
     names.update(zip(roster["manager_email"], roster["manager_name"], strict=True))
     return {str(k): str(v) for k, v in names.items()}
+
+
+def headline(found: DepartmentReport) -> dict[str, float]:
+    """The trailing-12-month figures a run keeps for their trend (``run_figures`` columns)."""
+    year = next(p for p in found.periods if p["period"] == "trailing 12 months")
+    return {"accounts": year["accounts"], "churn_rate_12m": year["churn rate"],
+            "churn_ceiling_12m": year["churn ceiling"],
+            "revenue_churn_rate_12m": year["revenue churn rate"],
+            "revenue_lost_12m": year["revenue lost"]}

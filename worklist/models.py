@@ -106,5 +106,23 @@ class AccountRecord(Base):
     value_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
+class RunFigures(Base):
+    """Each retention run's headline figures, so each has a trend across runs (the Prefect
+    artifact ``churn-trend``)."""
+
+    __tablename__ = "run_figures"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    accounts: Mapped[int] = mapped_column(Integer)  # on the roster, not lost
+    accounts_lost: Mapped[int] = mapped_column(Integer)  # marked lost by this run
+    churn_rate_12m: Mapped[float] = mapped_column(Float)  # trailing 12 months, 0..1
+    churn_ceiling_12m: Mapped[float] = mapped_column(Float)  # pro rata for the roster's age
+    revenue_churn_rate_12m: Mapped[float] = mapped_column(Float)
+    revenue_lost_12m: Mapped[float] = mapped_column(Float)  # CNY a month
+    top_value_share: Mapped[float] = mapped_column(Float)  # high + secondary, share of accounts
+    tasks_created: Mapped[int] = mapped_column(Integer)
+
+
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline

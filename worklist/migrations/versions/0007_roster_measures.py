@@ -1,5 +1,6 @@
 """The account roster keeps each account's monthly revenue, region, industry and value class as
-last seen, so churn can be measured in revenue and broken down (worklist/measures.py).
+last seen, so churn can be measured in revenue and broken down (worklist/measures.py); each
+run's headline figures are kept in ``run_figures`` for their trend.
 
 Revision ID: 0007
 Revises: 0003
@@ -25,9 +26,25 @@ COLUMNS = (("monthly_revenue", sa.Float()), ("region", sa.String(length=100)),
 def upgrade() -> None:
     for name, type_ in COLUMNS:
         op.add_column('accounts', sa.Column(name, type_, nullable=True))
+    op.create_table('run_figures',
+    sa.Column('run_id', sa.String(length=64), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('accounts', sa.Integer(), nullable=False),
+    sa.Column('accounts_lost', sa.Integer(), nullable=False),
+    sa.Column('churn_rate_12m', sa.Float(), nullable=False),
+    sa.Column('churn_ceiling_12m', sa.Float(), nullable=False),
+    sa.Column('revenue_churn_rate_12m', sa.Float(), nullable=False),
+    sa.Column('revenue_lost_12m', sa.Float(), nullable=False),
+    sa.Column('top_value_share', sa.Float(), nullable=False),
+    sa.Column('tasks_created', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('run_id')
+    )
+    op.create_index(op.f('ix_run_figures_at'), 'run_figures', ['at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_run_figures_at'), table_name='run_figures')
+    op.drop_table('run_figures')
     with op.batch_alter_table('accounts') as batch:  # SQLite drops columns by copying
         for name, _ in reversed(COLUMNS):
             batch.drop_column(name)
