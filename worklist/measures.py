@@ -118,19 +118,17 @@ def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetim
     for dimension in by:
         column = DIMENSIONS[dimension]
         keys = roster[column].fillna(UNKNOWN) if len(roster) else pd.Series(dtype=object)
-        attribute = dict(zip(roster["account_id"], keys, strict=True))
+        attribute = pd.Series(keys.to_numpy(), index=roster["account_id"].to_numpy())
         task_keys = (tasks["owner_email"] if dimension == "manager"
                      else tasks["account_id"].map(attribute)).fillna(UNKNOWN)
         names = _manager_names(roster, tasks) if dimension == "manager" else {}
+        grouped = _grouped_measures(roster, tasks, keys, task_keys, since_ts, at, ceilings)
         rows = []
-        for key in sorted(set(keys) | set(task_keys), key=str):
-            row = {dimension: key}
+        for key in sorted(grouped, key=str):
+            row: dict[str, Any] = {dimension: key}
             if dimension == "manager":
                 row["manager name"] = names.get(key, "")
-            row.update(_measures(roster.loc[(keys == key).to_numpy()],
-                                 tasks.loc[(task_keys == key).to_numpy()], since_ts, at,
-                                 ceilings))
-            rows.append(row)
+            rows.append({**row, **grouped[key]})
         breakdowns[dimension] = rows
     return DepartmentReport(at.to_pydatetime(), since_ts.to_pydatetime(), ceilings, periods,
                             breakdowns)
@@ -138,42 +136,74 @@ def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetim
 
 def _measures(roster: pd.DataFrame, tasks: pd.DataFrame, start: pd.Timestamp,
               end: pd.Timestamp, ceilings: Ceilings) -> dict[str, Any]:
-    """Every measure of one group of accounts (and its tasks) over ``start``..``end``."""
+    """Every measure of all accounts (and tasks) over ``start``..``end``."""
+    one = _grouped_measures(roster, tasks, pd.Series(0, index=roster.index),
+                            pd.Series(0, index=tasks.index), start, end, ceilings)
+    return one.get(0) or _from_counts({}, start, end, ceilings)
+
+
+def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series,
+                      task_keys: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
+                      ceilings: Ceilings) -> dict[Any, dict[str, Any]]:
+    """Every measure per group (``keys`` of the roster's rows, ``task_keys`` of the tasks')
+    over ``start``..``end``: one pass of sums per group, whatever the number of groups."""
     lost_at = roster["lost_at"]
     active = lost_at.isna()
     at_start = (roster["first_seen"] <= start) & (active | (lost_at > start))
     lost = ~active & (lost_at > start) & (lost_at <= end)
-    revenue = roster["monthly_revenue"].fillna(0.0)
-    base, gone = int(at_start.sum()), int(lost.sum())
-    base_revenue, gone_revenue = float(revenue[at_start].sum()), float(revenue[lost].sum())
+    revenue = roster["monthly_revenue"].astype("float64").fillna(0.0)
+    accounts = pd.DataFrame({
+        "accounts": active.astype(int), "monthly revenue": revenue.where(active, 0.0),
+        "accounts at start": at_start.astype(int), "accounts lost": lost.astype(int),
+        "revenue at start": revenue.where(at_start, 0.0),
+        "revenue lost": revenue.where(lost, 0.0)}).groupby(keys.to_numpy()).sum()
+    raised = (tasks["created_at"] > start) & (tasks["created_at"] <= end)
+    done = tasks["status"].eq("done") & tasks["closed_at"].notna()
+    task_sums = pd.DataFrame({
+        "tasks raised": raised.astype(int),
+        "on time": (raised & done & (tasks["closed_at"] <= tasks["due_at"])).astype(int),
+        "overdue": (raised & tasks["status"].isin(OPEN_STATUSES)
+                    & (tasks["due_at"] < end)).astype(int)}).groupby(task_keys.to_numpy()).sum()
+    counts = accounts.join(task_sums, how="outer").fillna(0)
+    return {key: _from_counts(row, start, end, ceilings)
+            for key, row in zip(counts.index, counts.to_dict("records"), strict=True)}
+
+
+def _from_counts(counts: Mapping[str, float], start: pd.Timestamp, end: pd.Timestamp,
+                 ceilings: Ceilings) -> dict[str, Any]:
+    """The measures of one group from its sums (absent sums are 0)."""
+    def n(name: str) -> int:
+        return int(counts.get(name, 0))
+
+    base, gone, raised = n("accounts at start"), n("accounts lost"), n("tasks raised")
+    base_revenue = float(counts.get("revenue at start", 0.0))
+    gone_revenue = float(counts.get("revenue lost", 0.0))
     share_of_year = (end - start) / YEAR
-    raised = tasks.loc[((tasks["created_at"] > start) & (tasks["created_at"] <= end))
-                       .to_numpy()] if len(tasks) else tasks
-    done = raised["status"].eq("done") & raised["closed_at"].notna()
-    on_time = int((done & (raised["closed_at"] <= raised["due_at"])).sum())
-    overdue = int((raised["status"].isin(OPEN_STATUSES) & (raised["due_at"] < end)).sum())
     account_rate = gone / base if base else 0.0
     revenue_rate = gone_revenue / base_revenue if base_revenue else 0.0
     account_ceiling = ceilings.accounts_per_year * share_of_year
     revenue_ceiling = ceilings.revenue_per_year * share_of_year
     return {
         "from": start.isoformat(), "to": end.isoformat(),
-        "accounts": int(active.sum()), "monthly revenue": round(float(revenue[active].sum()), 2),
+        "accounts": n("accounts"),
+        "monthly revenue": round(float(counts.get("monthly revenue", 0.0)), 2),
         "accounts at start": base, "accounts lost": gone,
         "churn rate": account_rate, "churn ceiling": account_ceiling,
         "over ceiling": account_rate > account_ceiling,
         "revenue at start": round(base_revenue, 2), "revenue lost": round(gone_revenue, 2),
         "revenue churn rate": revenue_rate, "revenue churn ceiling": revenue_ceiling,
         "revenue over ceiling": revenue_rate > revenue_ceiling,
-        "tasks raised": len(raised),
-        "on time share": on_time / len(raised) if len(raised) else 0.0,
-        "overdue share": overdue / len(raised) if len(raised) else 0.0,
+        "tasks raised": raised,
+        "on time share": n("on time") / raised if raised else 0.0,
+        "overdue share": n("overdue") / raised if raised else 0.0,
     }
 
 
 def _manager_names(roster: pd.DataFrame, tasks: pd.DataFrame) -> dict[str, str]:
-    names = dict(zip(tasks["owner_email"], tasks["owner_name"], strict=True))
-    names.update(zip(roster["manager_email"], roster["manager_name"], strict=True))
+    names = dict(tasks.drop_duplicates("owner_email")[["owner_email", "owner_name"]]
+                 .itertuples(index=False))
+    names.update(roster.drop_duplicates("manager_email")[["manager_email", "manager_name"]]
+                 .itertuples(index=False))
     return {str(k): str(v) for k, v in names.items()}
 
 
