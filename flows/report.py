@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,9 @@ class RunSummary:
     data_docs: str = ""  # file:// URL of the run's Great Expectations Data Docs
     value_churn_picture: str = ""
     value_classes: dict[str, int] = field(default_factory=dict)
+    # Each class's share of the accounts and of the monthly revenue (class_shares), so ops see
+    # at once whether the class cut-offs fit the portfolio.
+    value_class_shares: dict[str, dict[str, float]] = field(default_factory=dict)
     churn_bands: dict[str, int] = field(default_factory=dict)
     # What churn_risk came from; with a labelled history, what was learnt and its held-out
     # metrics (scoring.learn.LearntChurn.as_dict, plus the history's directory and labels file).
@@ -59,6 +62,56 @@ def counts(series: pd.Series, order: tuple[str, ...] = ()) -> dict[str, int]:
     found = series.value_counts().to_dict()
     keys = [k for k in order if k in found] + sorted(k for k in found if k not in order)
     return {str(k): int(found[k]) for k in keys}
+
+
+def class_shares(scored: pd.DataFrame,
+                 order: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Per value class (in ``order``): its share of the accounts and of the summed
+    ``avg_monthly_billed`` (0..1; revenue shares are 0 when there is no revenue at all)."""
+    if scored.empty:
+        return {}
+    revenue = scored["avg_monthly_billed"].astype("float64").fillna(0.0).clip(lower=0.0)
+    grouped = revenue.groupby(scored["value_class"], observed=True).agg(["size", "sum"])
+    total = float(revenue.sum())
+    keys = [k for k in order if k in grouped.index] + sorted(
+        str(k) for k in grouped.index if k not in order)
+    return {str(k): {"accounts": float(grouped.loc[k, "size"]) / len(scored),
+                     "revenue": float(grouped.loc[k, "sum"]) / total if total > 0 else 0.0}
+            for k in keys}
+
+
+def class_shares_text(shares: Mapping[str, Mapping[str, float]], lang: str = "en") -> str:
+    """One line: ``high value 9.8 % of accounts, 41.0 % of revenue; ...``."""
+    def name(code: str) -> str:
+        try:
+            return vocabulary.label("value_class", code, lang)
+        except vocabulary.UnknownLabel:
+            return code
+    return "; ".join(f"{name(k)} {100 * v['accounts']:.1f} % of accounts, "
+                     f"{100 * v['revenue']:.1f} % of revenue" for k, v in shares.items())
+
+
+def run_headline(summary: RunSummary) -> dict[str, Any]:
+    """What a run's own summary adds to its headline figures (``run_figures``)."""
+    top = sum(summary.value_class_shares.get(c, {}).get("accounts", 0.0)
+              for c in ("high", "secondary"))
+    return {"accounts_lost": summary.accounts_lost, "top_value_share": top,
+            "tasks_created": summary.tasks_created}
+
+
+def trend_table(figures: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The runs' headline figures (oldest first) as ops read them in the trend artifact."""
+    def percent(share: float) -> str:
+        return f"{100 * share:.3f} %"
+    return [{"run": f["run_id"], "at (UTC)": f"{f['at']:%Y-%m-%d %H:%M}",
+             "accounts": f["accounts"], "lost this run": f["accounts_lost"],
+             "churn, 12 months": percent(f["churn_rate_12m"]),
+             "ceiling (pro rata)": percent(f["churn_ceiling_12m"]),
+             "vs ceiling": "OVER" if f["churn_rate_12m"] > f["churn_ceiling_12m"] else "within",
+             "revenue churn, 12 months": percent(f["revenue_churn_rate_12m"]),
+             "revenue lost, 12 months (CNY/month)": f"{f['revenue_lost_12m']:,.0f}",
+             "high + secondary value": f"{100 * f['top_value_share']:.1f} %",
+             "tasks raised": f["tasks_created"]} for f in figures]
 
 
 def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -119,7 +172,8 @@ def markdown(summary: RunSummary) -> str:
         *([f"| emails dead-lettered (not retried; ops alerted) | "
            f"{summary.emails_dead_lettered:,} |"] if summary.emails_dead_lettered else []),
         "",
-        table("value class", summary.value_classes, "value_class"),
+        _class_table(summary) if summary.value_class_shares
+        else table("value class", summary.value_classes, "value_class"),
         table("churn band", summary.churn_bands, "churn_band"),
         f"**Churn risk:** {summary.churn_risk_from}.",
         "",
@@ -168,6 +222,16 @@ def _learning(learning: Mapping[str, Any]) -> list[str]:
 
 def _top(k: Mapping[str, Any]) -> str:
     return f"{k['precision']:.2f} / {k['recall']:.2f} / {k['lift']:.1f}"
+
+
+def _class_table(summary: RunSummary) -> str:
+    """Accounts per value class with their share of accounts and of monthly revenue."""
+    rows = "\n".join(
+        f"| {named('value_class', k)} | {summary.value_classes.get(k, 0):,} | "
+        f"{100 * v['accounts']:.1f} % | {100 * v['revenue']:.1f} % |"
+        for k, v in summary.value_class_shares.items())
+    return ("| value class | accounts | share of accounts | share of monthly revenue |\n"
+            f"|---|---:|---:|---:|\n{rows}\n")
 
 
 def _file_url(path: str) -> str:

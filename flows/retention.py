@@ -38,7 +38,16 @@ from kamflow.expectations import ValidationOutcome, validate_snapshot, write_val
 from kamflow.flows import delivery
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
-from kamflow.flows.report import RunSummary, action_table, class_band_table, counts, markdown
+from kamflow.flows.report import (
+    RunSummary,
+    action_table,
+    class_band_table,
+    class_shares,
+    counts,
+    markdown,
+    run_headline,
+    trend_table,
+)
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
 from kamflow.rules import RuleSet, decide, load_ruleset, wording
 from kamflow.scoring import (
@@ -53,6 +62,7 @@ from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem,
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
 from kamflow.worklist.locks import lock_owner, run_lock
+from kamflow.worklist.measures import Ceilings, department_report, headline
 from kamflow.worklist.roster import IdDrift
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -186,8 +196,17 @@ def score_and_decide_partitioned(tables: Mapping[str, pd.DataFrame], as_of: dt.d
 
 def roster_columns(accounts: pd.DataFrame) -> pd.DataFrame:
     """What the account roster needs of a snapshot's accounts table (the rest can go)."""
-    return accounts[[c for c in ("account_id", "account_manager", "manager_email")
-                     if c in accounts]]
+    return accounts[[c for c in ("account_id", "account_manager", "manager_email", "region",
+                                 "industry") if c in accounts]]
+
+
+def with_scores(roster_accounts: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """The roster's accounts with each scored account's monthly bill and value class (the
+    department's revenue churn and breakdowns; quarantined accounts have none)."""
+    scores = scored.drop_duplicates("account_id", keep="last").set_index("account_id")
+    ids = roster_accounts["account_id"]
+    return roster_accounts.assign(avg_monthly_billed=ids.map(scores["avg_monthly_billed"]),
+                                  value_class=ids.map(scores["value_class"]))
 
 
 @task(name="account roster", **STAGE)
@@ -349,6 +368,8 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
             decisions = decide_stage(scored, ruleset)
     outcome.accepted, outcome.view = {}, None  # scored: everything later stages need
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
+    summary.value_class_shares = class_shares(scored, VALUE_CLASSES)
+    roster_accounts = with_scores(roster_accounts, scored)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
     _publish_picture(home, run_id, scored, summary)
     del scored
@@ -377,6 +398,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
 
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
+    _publish_trend(home, run_id, summary)
     logger.info("retention run finished: %d accounts, %d quarantined, %d decisions, %d new tasks, "
                 "%d emails sent", summary.accounts_in, summary.accounts_quarantined,
                 summary.decisions, summary.tasks_created, summary.emails_sent)
@@ -474,6 +496,24 @@ def _publish_kpis(home: Settings) -> None:
         create_table_artifact(kpis, key="owner-kpis",
                               description="Per account manager and queue: open, overdue, "
                                           "handled on time and late")
+
+
+def _publish_trend(home: Settings, run_id: str, summary: RunSummary) -> None:
+    """Keep this run's headline figures (table run_figures) and show the last 90 runs' trend:
+    churn over the trailing 12 months against the ceiling (conf/department.yaml)."""
+    path = home.conf_dir / "department.yaml"
+    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
+        else Ceilings()
+    now = dt.datetime.now(dt.UTC)
+    with TaskStore(home.database_url) as store:
+        figures = headline(department_report(store.roster_rows(), store.task_rows(now), now,
+                                             by=(), ceilings=ceilings))
+        store.record_run_figures(run_id, now, {**figures, **run_headline(summary)})
+        trend = store.run_figures(90)
+    create_table_artifact(trend_table(trend), key="churn-trend",
+                          description="The last 90 runs: key-account churn over the trailing "
+                                      "12 months against the ceiling, revenue churn, the top "
+                                      "value classes' share and tasks raised")
 
 
 def _publish(summary: RunSummary, actions: list[dict[str, Any]]) -> None:

@@ -37,6 +37,21 @@ LearnMethod = Literal["none", "information_gain", "logistic_regression", "gradie
 LEARN_METHODS: tuple[str, ...] = get_args(LearnMethod)
 
 
+# How a value dimension splits its accounts into upper and lower: at a score 0..100, at the
+# score of the last account in a top share of the snapshot, or (current value only) at an
+# average monthly bill in CNY.
+CLASS_CUTS = {"cutoff": "score", "top_share": "top_share", "min_monthly_cny": "monthly_cny"}
+
+
+@dataclass(frozen=True)
+class ClassCut:
+    """Where one value dimension (current or potential) is cut: ``by`` one of "score",
+    "top_share" or "monthly_cny", at ``value``."""
+
+    by: str
+    value: float
+
+
 @dataclass(frozen=True)
 class ChurnFactor:
     name: str
@@ -75,8 +90,8 @@ class ScoringConfig:
     current_weights: Mapping[str, float]
     potential_weights: Mapping[str, float]
     strategic_industry: Mapping[str, float]
-    current_cutoff: float
-    potential_cutoff: float
+    current_cut: ClassCut
+    potential_cut: ClassCut
     identification_months: float
     development_months: float
     growth_trend: float
@@ -111,8 +126,8 @@ class ScoringConfig:
             current_weights=dict(value.current.items()),
             potential_weights=dict(value.potential.items()),
             strategic_industry=dict(value.strategic_industry),
-            current_cutoff=value.classes.current_cutoff,
-            potential_cutoff=value.classes.potential_cutoff,
+            current_cut=value.classes.cut("current"),
+            potential_cut=value.classes.cut("potential"),
             identification_months=life.identification_months,
             development_months=life.development_months,
             growth_trend=life.growth_trend, decline_trend=life.decline_trend,
@@ -152,8 +167,31 @@ def _known_industry(name: str) -> str:
 
 
 class _Classes(ConfigModel):
-    current_cutoff: Score
-    potential_cutoff: Score
+    """Per value dimension exactly one cut: ``<dimension>_cutoff`` (a score 0..100),
+    ``<dimension>_top_share`` (0..1 of the accounts) or ``current_min_monthly_cny`` (CNY,
+    current value only)."""
+
+    current_cutoff: Score | None = None
+    current_top_share: Share | None = None
+    current_min_monthly_cny: Weight | None = None
+    potential_cutoff: Score | None = None
+    potential_top_share: Share | None = None
+
+    def given(self, dimension: str) -> list[str]:
+        return [k for k in CLASS_CUTS if getattr(self, f"{dimension}_{k}", None) is not None]
+
+    def cut(self, dimension: str) -> ClassCut:
+        kind = self.given(dimension)[0]
+        return ClassCut(CLASS_CUTS[kind], float(getattr(self, f"{dimension}_{kind}")))
+
+    @model_validator(mode="after")
+    def _one_cut_each(self) -> _Classes:
+        for dimension in ("current", "potential"):
+            if len(self.given(dimension)) != 1:
+                choices = ", ".join(f"{dimension}_{k}" for k in CLASS_CUTS
+                                    if hasattr(self, f"{dimension}_{k}"))
+                raise ValueError(f"give exactly one of {choices} for the {dimension} value")
+        return self
 
 
 class _Value(ConfigModel):

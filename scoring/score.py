@@ -45,11 +45,18 @@ class Population:
     # Under a learnt model: the churn_risk from which an account is in each band's top share
     # of the whole snapshot (learnt_bands), so partitions rank against everyone.
     rank_cutoffs: Mapping[str, float] = field(default_factory=dict)
+    # The current and potential value scores the classes are cut at, over the whole snapshot
+    # (a top-share cut depends on everyone's scores).
+    class_cutoffs: Mapping[str, float] = field(default_factory=dict)
 
 
 def fit_population(view: pd.DataFrame, config: ScoringConfig,
                    model: ChurnModel | None = None) -> Population:
-    population = _fit(_raw_indicators(view, config), config)
+    raw = _raw_indicators(view, config)
+    population = _fit(raw, config)
+    current, potential = _value_scores(raw, config, population, len(view))
+    population = replace(population, class_cutoffs=class_cutoffs(
+        current.round(1), potential.round(1), config))
     if model is None:
         return population
     risk = model.risk(view, config).round(1)
@@ -89,8 +96,11 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     # current_value of 50.0 is never "low" against a cut-off of 50.
     scored["current_value"] = current.round(1)
     scored["potential_value"] = potential.round(1)
+    cutoffs = population.class_cutoffs or class_cutoffs(
+        scored["current_value"].to_numpy(), scored["potential_value"].to_numpy(), config)
     scored["value_class"] = _value_class(scored["current_value"].to_numpy(),
-                                         scored["potential_value"].to_numpy(), config)
+                                         scored["potential_value"].to_numpy(),
+                                         raw["avg_monthly_billed"], cutoffs, config)
     scored["lifecycle_stage"] = _lifecycle(view, config)
     signals = _factor_signals(view, config)
     levels = churn_levels(signals, config)
@@ -187,9 +197,28 @@ def _value_scores(raw: dict[str, np.ndarray], config: ScoringConfig, population:
                       n))
 
 
-def _value_class(current: np.ndarray, potential: np.ndarray, config: ScoringConfig) -> np.ndarray:
-    high_current = current >= config.current_cutoff
-    high_potential = potential >= config.potential_cutoff
+def class_cutoffs(current: np.ndarray, potential: np.ndarray,
+                  config: ScoringConfig) -> dict[str, float]:
+    """The score each value dimension is cut at: the configured score, or for a top share the
+    score of the last account in that share (ties at the cut all in; none in for a share below
+    one account). A CNY cut on the monthly bill needs no score cut-off."""
+    cutoffs = {}
+    for name, cut, scores in (("current", config.current_cut, current),
+                              ("potential", config.potential_cut, potential)):
+        if cut.by == "score":
+            cutoffs[name] = cut.value
+        elif cut.by == "top_share":
+            top = int(np.floor(cut.value * len(scores) + 1e-9))
+            cutoffs[name] = (float(np.partition(scores, len(scores) - top)[len(scores) - top])
+                             if top > 0 else np.inf)
+    return cutoffs
+
+
+def _value_class(current: np.ndarray, potential: np.ndarray, monthly_billed: np.ndarray,
+                 cutoffs: Mapping[str, float], config: ScoringConfig) -> np.ndarray:
+    high_current = (monthly_billed >= config.current_cut.value
+                    if config.current_cut.by == "monthly_cny" else current >= cutoffs["current"])
+    high_potential = potential >= cutoffs["potential"]
     return np.select(
         [high_current & high_potential, high_current, high_potential],
         ["high", "secondary", "potential"], default="low").astype(object)

@@ -15,6 +15,7 @@ from kamflow import config
 from kamflow.core.errors import ConfigError
 from kamflow.core.settings import DEFAULT_CONF_DIR
 from kamflow.scoring import ScoringConfig
+from kamflow.scoring.config import ClassCut
 
 DROP = object()  # marks a key to delete
 
@@ -49,7 +50,8 @@ def test_shipped_scoring_config_loads_with_its_values() -> None:
     """conf/scoring.yaml loads into a ScoringConfig holding the values written in the file."""
     scoring = config.load_scoring()
     doc = shipped("scoring.yaml")
-    assert scoring.current_cutoff == doc["value"]["classes"]["current_cutoff"]
+    assert scoring.current_cut == ClassCut("top_share",
+                                           doc["value"]["classes"]["current_top_share"])
     assert (scoring.band_medium, scoring.band_high, scoring.band_critical) == tuple(
         doc["churn"]["bands"][b] for b in ("medium", "high", "critical"))
     assert [f.name for f in scoring.factors] == list(doc["churn"]["factors"])
@@ -108,7 +110,7 @@ def test_kamflow_conf_points_at_another_directory(tmp_path: Path,
     ("value.current", {k: 0 for k in shipped("scoring.yaml")["value"]["current"]},
      "value.current"),
     ("value.strategic_industry.it", 1.5, "value.strategic_industry.it"),
-    ("value.classes.current_cutoff", 150, "value.classes.current_cutoff"),
+    ("value.classes.current_top_share", 1.5, "value.classes.current_top_share"),
     ("churn.factors.complaints.weight", -1, "churn.factors.complaints.weight"),
     ("churn.bands.critical", 101, "churn.bands.critical"),
     # rules between values

@@ -18,6 +18,7 @@ from kamflow.generate import make_snapshot, write_snapshot
 from kamflow.intake import build_customer_view, read_snapshot
 from kamflow.intake.view import VIEW_COLUMNS
 from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig, score_accounts
+from kamflow.scoring.config import ClassCut
 
 AS_OF = dt.date(2026, 11, 25)
 FACTOR_COLUMNS = ["churn_factor_1", "churn_factor_2", "churn_factor_3"]
@@ -56,9 +57,20 @@ def scored(view: pd.DataFrame, config: ScoringConfig) -> pd.DataFrame:
     return score_accounts(view, config)
 
 
-def expected_class(current: float, potential: float, config: ScoringConfig) -> str:
-    high_current = current >= config.current_cutoff
-    high_potential = potential >= config.potential_cutoff
+def score_cuts(scored: pd.DataFrame, config: ScoringConfig) -> tuple[float, float]:
+    """The current and potential value scores the classes are cut at, counted by hand: the
+    configured score, or the score of the last account in the configured top share."""
+    def cut(column: str, spec: ClassCut) -> float:
+        if spec.by == "score":
+            return spec.value
+        return sorted(scored[column], reverse=True)[int(spec.value * len(scored)) - 1]
+    return (cut("current_value", config.current_cut),
+            cut("potential_value", config.potential_cut))
+
+
+def expected_class(current: float, potential: float, cuts: tuple[float, float]) -> str:
+    high_current = current >= cuts[0]
+    high_potential = potential >= cuts[1]
     return {(True, True): "high", (True, False): "secondary",
             (False, True): "potential", (False, False): "low"}[(high_current, high_potential)]
 
@@ -86,7 +98,8 @@ def test_scores_are_within_0_and_100(scored: pd.DataFrame) -> None:
 def test_value_class_follows_the_cutoffs(scored: pd.DataFrame, config: ScoringConfig) -> None:
     """Every account's value class is the quadrant of its shown current and potential value."""
     assert set(scored["value_class"]) == set(VALUE_CLASSES)  # all four occur at this size
-    expected = [expected_class(c, p, config)
+    cuts = score_cuts(scored, config)
+    expected = [expected_class(c, p, cuts)
                 for c, p in zip(scored["current_value"], scored["potential_value"], strict=True)]
     assert scored["value_class"].tolist() == expected
 
@@ -169,7 +182,7 @@ def test_value_cutoffs_come_from_configuration(view: pd.DataFrame, shipped: dict
     config = ScoringConfig.from_mapping(doc)
     out = score_accounts(view, config)
     assert out["value_class"].tolist() == [
-        expected_class(c, p, config)
+        expected_class(c, p, (current_cutoff, potential_cutoff))
         for c, p in zip(out["current_value"], out["potential_value"], strict=True)]
     if current_cutoff == potential_cutoff == 0:
         assert set(out["value_class"]) == {"high"}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import case, func, select
 
-from kamflow.worklist.db import StoreBase
-from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, Task
+from kamflow.worklist.db import StoreBase, utc
+from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, RunFigures, Task
 
 __all__ = ["LOST_KPI_DAYS", "KpiStore"]
 
@@ -53,6 +55,38 @@ class KpiStore(StoreBase):
                 kpis.append(row)
             row["accounts lost"] += int(count)
         return sorted(kpis, key=lambda k: k["email"])
+
+    def task_rows(self, since: dt.datetime) -> pd.DataFrame:
+        """Every task raised from ``since`` on: ``account_id``, ``owner_email``,
+        ``owner_name``, ``status``, ``created_at``, ``due_at``, ``closed_at`` (UTC), for the
+        department's measures (worklist/measures.py)."""
+        columns = ["account_id", "owner_email", "owner_name", "status", "created_at", "due_at",
+                   "closed_at"]
+        with self.session() as session:
+            rows = session.execute(
+                select(Task.account_id, Task.owner_email, Task.owner_name, Task.status,
+                       Task.created_at, Task.due_at, Task.closed_at)
+                .where(Task.created_at >= utc(since))).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+        for column in ("created_at", "due_at", "closed_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame["owner_email"] = frame["owner_email"].str.lower()
+        return frame
+
+    def record_run_figures(self, run_id: str, at: dt.datetime,
+                           figures: Mapping[str, Any]) -> None:
+        """Keep a run's headline figures (the columns of ``run_figures``; a run recorded
+        again, e.g. retried, replaces its row)."""
+        with self.session() as session:
+            session.merge(RunFigures(run_id=run_id, at=utc(at), **figures))
+
+    def run_figures(self, limit: int = 90) -> list[dict[str, Any]]:
+        """The last ``limit`` runs' headline figures, oldest first."""
+        columns = [c.name for c in RunFigures.__table__.columns]
+        with self.session() as session:
+            rows = session.execute(select(*(getattr(RunFigures, c) for c in columns))
+                                   .order_by(RunFigures.at.desc()).limit(limit)).all()
+        return [dict(zip(columns, row, strict=True)) for row in reversed(rows)]
 
     def counts(self) -> dict[str, int]:
         with self.session() as session:

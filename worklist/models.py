@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 OPEN_STATUSES = ("open", "acknowledged", "escalated")
@@ -119,6 +119,30 @@ class AccountRecord(Base):
     manager_name: Mapped[str] = mapped_column(String(200))
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     lost_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # As last seen (a lost account keeps its last values): the department's measures
+    # (worklist/measures.py) break churn and revenue down by these.
+    monthly_revenue: Mapped[float | None] = mapped_column(Float, nullable=True)
+    region: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    industry: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    value_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class RunFigures(Base):
+    """Each retention run's headline figures, so each has a trend across runs (the Prefect
+    artifact ``churn-trend``)."""
+
+    __tablename__ = "run_figures"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    accounts: Mapped[int] = mapped_column(Integer)  # on the roster, not lost
+    accounts_lost: Mapped[int] = mapped_column(Integer)  # marked lost by this run
+    churn_rate_12m: Mapped[float] = mapped_column(Float)  # trailing 12 months, 0..1
+    churn_ceiling_12m: Mapped[float] = mapped_column(Float)  # pro rata for the roster's age
+    revenue_churn_rate_12m: Mapped[float] = mapped_column(Float)
+    revenue_lost_12m: Mapped[float] = mapped_column(Float)  # CNY a month
+    top_value_share: Mapped[float] = mapped_column(Float)  # high + secondary, share of accounts
+    tasks_created: Mapped[int] = mapped_column(Integer)
 
 
 Index("ix_outbox_unsent", OutboxEmail.sent_at)

@@ -20,14 +20,21 @@ from kamflow.worklist.bulk import insert_rows
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, Task
 
-__all__ = ["MAX_ID_DRIFT_SHARE", "MAX_LOST_SHARE", "IdDrift", "RosterChange", "RosterStore",
-           "id_drift"]
+__all__ = ["MAX_ID_DRIFT_SHARE", "MAX_LOST_SHARE", "ROSTER_ATTRIBUTES", "IdDrift", "RosterChange",
+           "RosterStore", "id_drift"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOST_SHARE = 0.05  # more of the roster gone in one snapshot looks like a partial export
 MAX_ID_DRIFT_SHARE = 0.2  # conf/pipeline.yaml guards.max_id_drift_share
 _ROSTER_CHUNK = 100_000  # roster rows inserted at a time
+# What the roster keeps of each account as last seen (roster column: snapshot column), for the
+# department's measures. A snapshot without a column, or an account without a value (e.g.
+# quarantined, so unscored), leaves what the roster had.
+ROSTER_ATTRIBUTES = {"monthly_revenue": "avg_monthly_billed", "region": "region",
+                     "industry": "industry", "value_class": "value_class"}
+_ROSTER_SELECT = ("SELECT account_id, manager_email, manager_name, first_seen, lost_at, "
+                  + ", ".join(ROSTER_ATTRIBUTES) + " FROM accounts")
 
 
 @dataclass(frozen=True)
@@ -59,25 +66,31 @@ class RosterStore(StoreBase):
     def record_accounts(self, accounts: pd.DataFrame, now: dt.datetime,
                         max_lost_share: float = MAX_LOST_SHARE) -> RosterChange:
         """Bring the account roster up to this snapshot (``account_id``, ``account_manager``,
-        ``manager_email``: every account in it, accepted or quarantined). New accounts are
-        added; accounts of the roster missing from the snapshot are marked lost (their
-        manager's churn), unless more than ``max_lost_share`` of the roster went missing at
-        once, which looks like a partial export: then nothing is marked and a warning says
-        so. Accounts back in the snapshot are not lost any more; managers are kept current."""
+        ``manager_email``: every account in it, accepted or quarantined; optionally
+        ``avg_monthly_billed``, ``region``, ``industry`` and ``value_class``, kept as last
+        seen). New accounts are added; accounts of the roster missing from the snapshot are
+        marked lost (their manager's churn), unless more than ``max_lost_share`` of the
+        roster went missing at once, which looks like a partial export: then nothing is marked
+        and a warning says so. Accounts back in the snapshot are not lost any more; managers
+        are kept current."""
         now = utc(now)
         today = _roster_frame(accounts)
+        given = [a for a, column in ROSTER_ATTRIBUTES.items() if column in accounts]
         with self.session() as session:
             driver = session.connection().connection.driver_connection
             assert driver is not None  # a live connection inside the session's transaction
             cursor = driver.cursor()
             try:  # plain tuples from the driver: SQLAlchemy rows cost 5 s per million here
-                cursor.execute("SELECT account_id, manager_email, lost_at IS NULL FROM accounts")
-                known = pd.DataFrame(cursor.fetchall(),
-                                     columns=["account_id", "known_email", "active"])
+                cursor.execute("SELECT account_id, manager_email, lost_at IS NULL, "
+                               + ", ".join(ROSTER_ATTRIBUTES) + " FROM accounts")
+                known = pd.DataFrame(cursor.fetchall(), columns=[
+                    "account_id", "known_email", "active",
+                    *(f"known_{a}" for a in ROSTER_ATTRIBUTES)])
             finally:
                 cursor.close()
             if known.empty:  # the first snapshot: everyone is new
-                merged = today.assign(known_email=None, active=False, _merge="left_only")
+                merged = today.assign(known_email=None, active=False, _merge="left_only",
+                                      **{f"known_{a}": None for a in ROSTER_ATTRIBUTES})
             else:
                 known["account_id"] = known["account_id"].astype(today["account_id"].dtype)
                 merged = today.merge(known, on="account_id", how="outer", indicator=True)
@@ -91,11 +104,14 @@ class RosterStore(StoreBase):
                                .to_numpy()]
             for start in range(0, len(new), _ROSTER_CHUNK):  # bounded memory at 1M accounts
                 part = new.iloc[start:start + _ROSTER_CHUNK]
+                attributes = _attribute_records(part, given)
                 insert_rows(session, AccountRecord.__table__, [
-                    {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now}
-                    for a, e, n in zip(part["account_id"].tolist(),
-                                       part["manager_email"].tolist(),
-                                       part["manager_name"].tolist(), strict=True)])
+                    {"account_id": a, "manager_email": e, "manager_name": n, "first_seen": now,
+                     **attrs}
+                    for a, e, n, attrs in zip(part["account_id"].tolist(),
+                                              part["manager_email"].tolist(),
+                                              part["manager_name"].tolist(), attributes,
+                                              strict=True)])
             held = 0
             if missing and len(missing) > max_lost_share * int(active.sum()):
                 held, missing = len(missing), []
@@ -114,10 +130,66 @@ class RosterStore(StoreBase):
                                     moved["account_id"].tolist(),
                                     moved["manager_email"].tolist(),
                                     moved["manager_name"].tolist(), strict=True)])
+            changed = _changed_attributes(merged.loc[both], given)
+            if len(changed):
+                session.execute(
+                    update(table).where(table.c.account_id == bindparam("a"))
+                    .values(**{a: bindparam(f"v_{a}") for a in given}),
+                    [{"a": a, **{f"v_{k}": v for k, v in attrs.items()}}
+                     for a, attrs in zip(changed["account_id"].tolist(),
+                                         _attribute_records(changed, given), strict=True)])
         change = RosterChange(len(new), len(missing), len(returned), held)
         log.info("account roster: %d new, %d lost, %d back, %d missing but not marked",
                  change.new, change.lost, change.returned, change.held)
         return change
+
+
+    def roster_rows(self) -> pd.DataFrame:
+        """The whole roster, one row per account: ``account_id``, ``manager_email``,
+        ``manager_name``, ``first_seen`` and ``lost_at`` (UTC), and the attributes last seen
+        (ROSTER_ATTRIBUTES), for the department's measures (worklist/measures.py)."""
+        with self.session() as session:
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            cursor = driver.cursor()
+            try:
+                cursor.execute(_ROSTER_SELECT)
+                rows = pd.DataFrame(cursor.fetchall(), columns=[
+                    "account_id", "manager_email", "manager_name", "first_seen", "lost_at",
+                    *ROSTER_ATTRIBUTES])
+            finally:
+                cursor.close()
+        for column in ("first_seen", "lost_at"):  # SQLite gives text, PostgreSQL datetimes
+            rows[column] = pd.to_datetime(rows[column], utc=True, format="mixed")
+        rows["monthly_revenue"] = rows["monthly_revenue"].astype("float64")
+        return rows
+
+
+def _attribute_records(frame: pd.DataFrame, given: list[str]) -> list[dict[str, object]]:
+    """Per row, the roster attributes in ``given`` (NaN and empty text stored as NULL)."""
+    columns = {a: [None if (v is None or v != v or v == "") else v
+                   for v in frame[a].tolist()] for a in given}
+    return [dict(zip(given, values, strict=True))
+            for values in zip(*(columns[a] for a in given), strict=True)] if given \
+        else [{} for _ in range(len(frame))]
+
+
+def _changed_attributes(both: pd.DataFrame, given: list[str]) -> pd.DataFrame:
+    """Accounts known before whose attributes in ``given`` changed: their new values, with
+    the roster's kept where this snapshot has none."""
+    if not given or both.empty:
+        return both.iloc[:0]
+    out = both[["account_id"]].copy()
+    changed = pd.Series(False, index=both.index)
+    for a in given:
+        today = both[a].where(both[a].notna() & (both[a] != ""), None) \
+            if both[a].dtype == object else both[a]
+        known = both[f"known_{a}"]
+        value = today.where(today.notna(), known)
+        out[a] = value
+        same = (value == known) | (value.isna() & known.isna())
+        changed |= ~same.fillna(False).astype(bool)
+    return out.loc[changed.to_numpy()]
 
 
 @dataclass(frozen=True)
@@ -189,6 +261,16 @@ def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({"account_id": text("account_id", 64),
                           "manager_email": text("manager_email", 320).str.lower(),
                           "manager_name": text("account_manager", 200)})
+    for attribute, column in ROSTER_ATTRIBUTES.items():
+        if column not in accounts:
+            continue
+        if attribute == "monthly_revenue":
+            frame[attribute] = pd.to_numeric(accounts[column], errors="coerce").astype("float64")
+        else:
+            limit = {"region": 100, "industry": 50, "value_class": 20}[attribute]
+            values = accounts[column].astype("object")
+            frame[attribute] = values.where(values.notna(), None).map(
+                lambda v, n=limit: None if v is None else str(v).strip()[:n] or None)
     frame = frame.loc[accounts["account_id"].notna().to_numpy() & (frame["account_id"] != "")
                       .to_numpy()]
     return frame.drop_duplicates("account_id", keep="last").reset_index(drop=True)

@@ -40,6 +40,7 @@ def validate(source: Annotated[Path, typer.Option(
              verbose: Verbose = False) -> int:
     from kamflow import config
     from kamflow.expectations import results_table, results_text, validate_snapshot
+    from kamflow.flows.report import class_shares_text
     from kamflow.intake import load_mapping, read_snapshot
 
     if not source.is_dir():
@@ -53,23 +54,45 @@ def validate(source: Annotated[Path, typer.Option(
                                 as_of=as_of, files=snapshot.files)
     run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     written = write_reports(home, run_id, outcome)
+    shares = value_class_shares(home, outcome, as_of)
     if json_:
         print(json.dumps({
             "run_id": run_id, "stopped": outcome.stopped, "message": outcome.message,
             "accounts_in": outcome.accounts_in,
             "accounts_quarantined": outcome.accounts_quarantined,
             "quarantine_rows": len(outcome.quarantine), "notes": snapshot.notes,
-            "results": results_table(outcome), **written}, ensure_ascii=False, indent=2))
+            "results": results_table(outcome), "value_class_shares": shares, **written},
+            ensure_ascii=False, indent=2))
     else:
         for note in snapshot.notes:
             print(f"note: {note}")
         print(results_text(outcome))
         print(f"\n{outcome.message if not outcome.stopped else 'the batch would be STOPPED'}")
+        if shares:
+            print(f"value classes: {class_shares_text(shares)}")
         for name, path in written.items():
             print(f"{LABELS.get(name, name.replace('_', ' '))}: {path}")
     if outcome.stopped:
         raise BatchRejected(outcome.message)
     return 0
+
+
+def value_class_shares(home: Settings, outcome: Any,
+                       as_of: dt.date) -> dict[str, dict[str, float]]:
+    """Each value class's share of the accepted accounts and of their monthly revenue under
+    conf/scoring.yaml, so an operator sees whether the class cut-offs fit the portfolio (none
+    when the batch would stop)."""
+    from kamflow import config
+    from kamflow.flows.report import class_shares
+    from kamflow.intake import build_customer_view
+    from kamflow.scoring import VALUE_CLASSES, score_accounts
+
+    if outcome.stopped or not outcome.accepted:
+        return {}
+    view = outcome.view if outcome.view is not None else build_customer_view(
+        outcome.accepted, as_of)
+    scored = score_accounts(view, config.load_scoring(home.conf_dir / "scoring.yaml"))
+    return class_shares(scored, VALUE_CLASSES)
 
 
 def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:

@@ -1,0 +1,133 @@
+"""``kamflow report``: churn against the ceiling, and where accounts and revenue are lost.
+
+Reads the account roster and the tasks from the task store (no Prefect, nothing written) and
+prints the department's measures (worklist/measures.py): per calendar month, the trailing 12
+months and the period from --since, each against the ceilings of conf/department.yaml, and the
+period broken down by region, industry, value class and manager.
+"""
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import typer
+
+from kamflow.cli.app import Verbose, app, command, date, settings
+
+BY = ("region", "industry", "class", "manager")
+FORMATS = ("table", "csv", "json")
+
+
+@command(app, "report", help="churn against the ceiling, by region, industry, class, manager",
+         description="Print the department's churn measures from the account roster: account "
+                     "churn rate (accounts lost ÷ accounts at the start) and revenue churn "
+                     "(monthly revenue of the accounts lost), per month, over the trailing 12 "
+                     "months and since --since, each against the yearly ceilings of "
+                     "conf/department.yaml taken pro rata; then, since --since, per region, "
+                     "industry, value class or manager: accounts, monthly revenue, churn, tasks "
+                     "raised and the shares handled on time and overdue.")
+def report(since: Annotated[dt.date | None, typer.Option(
+               "--since", parser=date, metavar="YYYY-MM-DD",
+               help="start of the period broken down, in the business time zone (default: 12 "
+                    "months ago, or the roster's first snapshot if later)")] = None,
+           by: Annotated[str | None, typer.Option(
+               "--by", metavar="region|industry|class|manager",
+               help="one breakdown only (default: all four)")] = None,
+           format_: Annotated[str, typer.Option(
+               "--format", metavar="table|csv|json", help="output format")] = "table",
+           verbose: Verbose = False) -> int:
+    from zoneinfo import ZoneInfo
+
+    from kamflow import config
+    from kamflow.core.errors import KamflowError
+    from kamflow.worklist import TaskStore
+    from kamflow.worklist.measures import Ceilings, department_report
+
+    if by is not None and by not in BY:
+        raise KamflowError(f"--by must be one of {', '.join(BY)}, not {by!r}")
+    if format_ not in FORMATS:
+        raise KamflowError(f"--format must be one of {', '.join(FORMATS)}, not {format_!r}")
+    home = settings()
+    path = home.conf_dir / "department.yaml"
+    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
+        else Ceilings()
+    zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
+    now = dt.datetime.now(dt.UTC)
+    start = dt.datetime.combine(since, dt.time(), zone) if since else None
+    with TaskStore(home.database_url) as store:
+        roster = store.roster_rows()
+        tasks = store.task_rows(min(start or now, now) - dt.timedelta(days=400))
+    found = department_report(roster, tasks, now, start, (by,) if by else BY, ceilings)
+    if format_ == "json":
+        print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2, default=str))
+    elif format_ == "csv":
+        print(_csv(found), end="")
+    else:
+        print(_tables(found, len(roster)))
+    return 0
+
+
+def _csv(found: Any) -> str:
+    """One table: the periods (dimension ``period``), then every breakdown's rows."""
+    import pandas as pd
+
+    rows = [{"dimension": "period", "group": p["period"],
+             **{k: v for k, v in p.items() if k != "period"}} for p in found.periods]
+    for dimension, groups in found.breakdowns.items():
+        rows += [{"dimension": dimension, "group": g[dimension],
+                  **{k: v for k, v in g.items() if k != dimension}} for g in groups]
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.3f} %"
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    return "OVER" if row["over ceiling"] else "within"
+
+
+def _tables(found: Any, roster_size: int) -> str:
+    if not roster_size:
+        return ("The account roster is empty: `kamflow run` records every snapshot's accounts, "
+                "and churn is measured from the second snapshot on.")
+    ceilings = found.ceilings
+    out = [f"Churn ceilings (conf/department.yaml): accounts {_percent(ceilings.accounts_per_year)}"
+           f" a year, revenue {_percent(ceilings.revenue_per_year)} a year; each period's "
+           "ceiling is pro rata for its length.", ""]
+    out += _table(["period", "accounts at start", "lost", "churn rate", "ceiling", "vs ceiling",
+                   "revenue lost (CNY)", "revenue churn", "revenue ceiling"],
+                  [[p["period"], f"{p['accounts at start']:,}", f"{p['accounts lost']:,}",
+                    _percent(p["churn rate"]), _percent(p["churn ceiling"]), _verdict(p),
+                    f"{p['revenue lost']:,.0f}", _percent(p["revenue churn rate"]),
+                    _percent(p["revenue churn ceiling"])] for p in found.periods])
+    for dimension, groups in found.breakdowns.items():
+        out += ["", f"By {dimension}, since {found.since:%Y-%m-%d %H:%M} UTC:"]
+        extra = ["manager name"] if dimension == "manager" else []
+        out += _table([dimension, *extra, "accounts", "monthly revenue (CNY)", "at start",
+                       "lost", "churn rate", "ceiling", "vs ceiling", "revenue lost (CNY)",
+                       "revenue churn", "tasks raised", "on time", "overdue"],
+                      [[g[dimension], *(g[e] for e in extra), f"{g['accounts']:,}",
+                        f"{g['monthly revenue']:,.0f}", f"{g['accounts at start']:,}",
+                        f"{g['accounts lost']:,}", _percent(g["churn rate"]),
+                        _percent(g["churn ceiling"]), _verdict(g), f"{g['revenue lost']:,.0f}",
+                        _percent(g["revenue churn rate"]), f"{g['tasks raised']:,}",
+                        f"{100 * g['on time share']:.1f} %", f"{100 * g['overdue share']:.1f} %"]
+                       for g in groups])
+    return "\n".join(out)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """Plain aligned columns: the first left, the others right (wide characters count 2)."""
+    import unicodedata
+
+    def width(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(width(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join((c + " " * (w - width(c))) if i == 0 else (" " * (w - width(c)) + c)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+    return [line(cells[0]), "  ".join("-" * w for w in widths), *(line(r) for r in cells[1:])]
