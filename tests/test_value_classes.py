@@ -99,7 +99,7 @@ def test_partitioned_scoring_cuts_against_the_whole_snapshot(view: pd.DataFrame)
 ])
 def test_bad_class_cuts_are_refused_with_the_key_named(shipped: dict, classes: dict) -> None:
     """A missing, doubled, out-of-range or unknown cut stops with value.classes named."""
-    with pytest.raises(ConfigError, match=r"value\.classes\."):
+    with pytest.raises(ConfigError, match=r"value\.classes"):
         with_classes(shipped, classes)
 
 
