@@ -188,6 +188,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary.get("value_classes"):
         print("value classes: " + ", ".join(f"{k} {v:,}" for k, v in
                                             summary["value_classes"].items()))
+        if summary.get("value_class_shares"):
+            from kamflow.flows.report import class_shares_text
+
+            print(f"class shares: {class_shares_text(summary['value_class_shares'])}")
         print("churn bands: " + ", ".join(f"{k} {v:,}" for k, v in
                                           summary["churn_bands"].items()))
         print(f"churn risk: {summary.get('churn_risk_from', '')}")
