@@ -20,13 +20,12 @@ Delivery guarantees (docs/email-and-tasks.md):
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
@@ -35,14 +34,14 @@ from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
 from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
-from kamflow.notifications.workers import render_in_workers
+from kamflow.notifications.workers import RenderPool
 from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
 from kamflow.worklist.outbox import LEASE
 from kamflow.worklist.plan import owner_address
-from kamflow.worklist.store import ManyRenderer, QueuedEmail
+from kamflow.worklist.store import QueuedEmail
 from kamflow.worklist.tasks import DISPATCH_SLICE, Escalation
 
 __all__ = [
@@ -84,9 +83,13 @@ def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, st
                          calendar)
     render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
-    return store.raise_tasks(planned, run_id, render, now,
-                             render_many=_parallel(render, len(planned), render_workers),
-                             slice_size=slice_size)
+    pool = _parallel(render, len(planned), render_workers)
+    try:  # one set of render workers for every slice
+        return store.raise_tasks(planned, run_id, render, now, render_many=pool,
+                                 slice_size=slice_size)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 @dataclass(frozen=True)
@@ -138,13 +141,14 @@ def render_workers_for(tasks: int, configured: int | None = None) -> int:
     return cpus if tasks >= PARALLEL_RENDER_FROM and cpus > 1 else 0
 
 
-def _parallel(render: EmailRenderer, tasks: int, workers: int | None) -> ManyRenderer | None:
+def _parallel(render: EmailRenderer, tasks: int, workers: int | None) -> RenderPool | None:
+    """Render workers for ``tasks`` tasks' emails, or None to render in this process; the
+    caller closes the pool. The workers yield what ``render`` returns: (subject, text, html)."""
     workers = render_workers_for(tasks, workers)
     if workers <= 0:
         return None
     log.info("rendering the emails of %d task(s) in %d worker process(es)", tasks, workers)
-    # the workers yield what ``render`` returns: (subject, text, html)
-    return cast(ManyRenderer, functools.partial(render_in_workers, render, workers=workers))
+    return RenderPool(render, workers)
 
 
 def _localise(tasks: list[dict[str, Any]], titles: Titles, language: str) -> list[dict[str, Any]]:
@@ -291,8 +295,12 @@ def queue_daily_digests(store: TaskStore, owners: OwnerDirectory, calendar: Busi
     day = calendar.local_date(now)
     render = EmailRenderer("open_tasks", Wording.of(titles or {}), owners, calendar.timezone,
                            now, links)
-    return store.queue_digests(day, render, now, render_many=_parallel(
-        render, store.open_task_count(), render_workers))
+    pool = _parallel(render, store.open_task_count(), render_workers)
+    try:
+        return store.queue_digests(day, render, now, render_many=pool)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 # -- reassignment ------------------------------------------------------------------------------

@@ -68,6 +68,31 @@ def test_workers_render_the_same_emails_in_the_same_order(tmp_path: Path,
     assert links.verify(token, NOW).action == "ack"
 
 
+def test_a_sliced_dispatch_renders_every_slice_in_the_same_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatch committed in slices starts its render workers once for all slices (each start
+    costs about a second), and its emails are those the same slices rendered in process."""
+    started = []
+
+    class Counted(workers._Worker):
+        def __init__(self, render: Any) -> None:
+            started.append(render)
+            super().__init__(render)
+
+    monkeypatch.setattr(workers, "_Worker", Counted)
+    calendar, links = BusinessCalendar(), LinkSigner(b"w" * 32)
+    plan = many_decisions(600)  # 1,200 tasks over 4 owners
+    results = []
+    for count, slice_size in ((0, 300), (2, 300)):
+        store = TaskStore(f"sqlite:///{tmp_path / f's{count}.db'}")
+        raised = dispatch(plan, TITLES, OWNERS, store, "r", NOW, calendar, links,
+                          render_workers=count, slice_size=slice_size)
+        results.append((raised.created, sorted(outbox(store))))
+        store.dispose()
+    assert results[1] == results[0] and results[0][0] == 1200
+    assert len(started) == 2  # two workers, started once for every slice
+
+
 class Exploding:
     """A renderer that fails on one owner, as a template error would (picklable: module level)."""
 
