@@ -10,7 +10,7 @@ and three digests, whatever crashed in between. Escalation sends one email per n
 ``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both. With
 ``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
 ``--lease`` is the drain's claim lease in seconds: a killed drain's rows go to the next drain
-once it has expired; the default (1 s) is shorter than starting this script, so a rerun takes
+once it has expired; the default (0 s: expired at once) means a rerun takes
 them back at once, as it did before drains held leases.
 
 The soak test (tests/test_soak.py) runs several of these at once against one store:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--urgent", action="store_true", help="raise URGENT_DECISIONS")
     parser.add_argument("--storm", action="store_true",
                         help="escalate as a storm (any overdue share counts), alerting OPS")
-    parser.add_argument("--lease", type=float, default=1.0,
+    parser.add_argument("--lease", type=float, default=0.0,
                         help="the drain's claim lease in seconds")
     parser.add_argument("--slice", type=int, default=20_000, help="dispatch slice size")
     parser.add_argument("--round", type=int, default=0, help="the soak round (see the doc)")

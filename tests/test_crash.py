@@ -101,12 +101,10 @@ def postgres_url() -> Iterator[str]:
 def fresh_pg(postgres_url: str) -> Iterator[str]:
     """The module's PostgreSQL database, emptied (schema kept) before each test."""
     yield postgres_url
-    rows_ = ("DROP TABLE IF EXISTS task_events, outbox, tasks, accounts, run_locks, "
-             "alembic_version CASCADE")
     engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text(rows_))
-        conn.execute(text("DROP TABLE IF EXISTS quarantine CASCADE"))
+    with engine.begin() as conn:  # every table, whatever later migrations add
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
 
 

@@ -12,6 +12,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
@@ -91,7 +92,14 @@ def _job(argv: list[str], crash_at: str | None, errors: Path) -> None:
     with errors.open("w") as stream:
         os.dup2(stream.fileno(), 2)
         sys.stderr = stream
-        sys.exit(harness_main(argv))
+        try:
+            code = harness_main(argv)
+        except BaseException:  # a forked child ends in os._exit: write the traceback now
+            traceback.print_exc(file=stream)
+            stream.flush()
+            raise
+        stream.flush()
+        sys.exit(code)
 
 
 def clicks(db: str, round_: int, stop: threading.Event, errors: list[str]) -> None:
