@@ -30,7 +30,10 @@ from tests.postgres import temporary_database
 from tests.test_crash import rows
 from tests.test_notifications import SmtpSink
 
-pytestmark = pytest.mark.slow
+# Its jobs are forked from the test process, so they need one that no other test has touched
+# (an earlier test's after-fork hooks made forked children exit at start): .ci/run runs it in a
+# pytest process of its own (`pytest -m soak`).
+pytestmark = [pytest.mark.slow, pytest.mark.soak]
 FORK = multiprocessing.get_context("fork")
 
 ROUNDS = 20
