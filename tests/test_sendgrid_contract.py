@@ -11,8 +11,6 @@ from kamflow.notifications import Email
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS, build_batch, build_mail
 from tests.sendgrid_contract import CONTRACT, OFFICIAL, load, request_validator
 
-pytest.importorskip("jsonschema")
-
 
 def _email(i: int, **changes: Any) -> Email:
     values: dict[str, Any] = {"key": f"outbox-{i}", "sender": "kamflow@operator.example",
