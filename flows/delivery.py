@@ -39,7 +39,7 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
-from kamflow.worklist.outbox import LEASE
+from kamflow.worklist.outbox import LEASE, decode_images
 from kamflow.worklist.plan import owner_address
 from kamflow.worklist.store import QueuedEmail
 from kamflow.worklist.tasks import DISPATCH_SLICE, Escalation
@@ -351,7 +351,9 @@ def outbox_email(row: OutboxEmail, sender: str) -> notifications.Email:
         key=row.key, sender=sender, to=row.recipient, subject=row.subject, text=row.body_text,
         html=row.body_html or None, categories=("kamflow", row.kind.replace("_", "-")),
         custom_args={"task_ids": row.task_ids[:900], "run_id": row.run_id[:100],
-                     "kind": row.kind})
+                     "kind": row.kind},
+        inline_images=tuple(notifications.InlineImage(cid, data, name) for cid, name, data
+                            in decode_images(getattr(row, "inline_images", None))))
 
 
 def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: str,

@@ -205,8 +205,10 @@ def with_scores(roster_accounts: pd.DataFrame, scored: pd.DataFrame) -> pd.DataF
     department's revenue churn and breakdowns; quarantined accounts have none)."""
     scores = scored.drop_duplicates("account_id", keep="last").set_index("account_id")
     ids = roster_accounts["account_id"]
+    extra = {"value_at_risk": ids.map(scores["value_at_risk"])} \
+        if "value_at_risk" in scores else {}  # the scored frame's CNY/month, when it has it
     return roster_accounts.assign(avg_monthly_billed=ids.map(scores["avg_monthly_billed"]),
-                                  value_class=ids.map(scores["value_class"]))
+                                  value_class=ids.map(scores["value_class"]), **extra)
 
 
 @task(name="account roster", **STAGE)
@@ -507,7 +509,8 @@ def _publish_trend(home: Settings, run_id: str, summary: RunSummary) -> None:
     now = dt.datetime.now(dt.UTC)
     with TaskStore(home.database_url) as store:
         figures = headline(department_report(store.roster_rows(), store.task_rows(now), now,
-                                             by=(), ceilings=ceilings))
+                                             by=(), ceilings=ceilings,
+                                             revenue=store.revenue_rows()))
         store.record_run_figures(run_id, now, {**figures, **run_headline(summary)})
         trend = store.run_figures(90)
     create_table_artifact(trend_table(trend), key="churn-trend",

@@ -49,6 +49,11 @@ amount, a blank ``manager_email``, an ``industry`` of ``"unknown"`` and an orpha
 ``account_id`` (``"KA9999999x"``, ``"KA9999998x"``...) is not in ``accounts``. They are drawn last,
 so the rest of the snapshot does not depend on ``bad_share``.
 
+*Days played out* (``make_days`` / ``generate_days``, ``kamflow generate --days N``): day 1 is the
+snapshot above; on each later day accounts leave at ``leave_rate``, the others' bills drift and a
+few lose most of their revenue (partial churn). Written as ``day-01/`` ... folders with the
+ground truth ``departures.csv`` and ``revenue_drops.csv`` beside them.
+
 Everything is drawn from one ``numpy.random.default_rng(seed)``: the same
 ``(accounts, as_of, seed, bad_share)`` always gives identical frames. Work is done on whole arrays
 (no Python loop per account); strings are built with Arrow kernels. One million accounts take a
@@ -85,7 +90,10 @@ __all__ = [
     "REGIONS",
     "SLA_COLUMNS",
     "TABLES",
+    "DayPlay",
+    "generate_days",
     "generate_snapshot",
+    "make_days",
     "make_snapshot",
     "write_snapshot",
 ]
@@ -603,6 +611,124 @@ def generate_snapshot(
     return write_snapshot(make_snapshot(accounts, as_of, seed=seed, bad_share=bad_share,
                                         mode=mode, churn_rate=churn_rate,
                                         horizon_days=horizon_days), Path(out_dir))
+
+
+# --------------------------------------------------------------------------- days played out
+MAX_LEAVE_RATE = 0.04  # below the roster's partial-export guard (5 % gone at once)
+PARTIAL_DROP = (0.6, 0.9)  # a partial churner's revenue falls by 60-90 % at once
+
+
+@dataclass
+class DayPlay:
+    """A sequence of daily snapshots (``days[k]``: the frames of day k + 1) and its ground
+    truth: ``departures`` (``account_id``, ``day``, ``date``: the first day the account is
+    missing) and ``revenue_drops`` (``account_id``, ``day``, ``date``, ``factor``: the day a
+    retained account lost most of its revenue, and what of its bill was left)."""
+
+    dates: list[dt.date]
+    days: list[dict[str, pd.DataFrame]]
+    departures: pd.DataFrame
+    revenue_drops: pd.DataFrame
+
+
+def make_days(accounts: int, start: dt.date, days: int, seed: int = 7,
+              leave_rate: float = 0.002, revenue_drift: float = 0.01,
+              partial_rate: float = 0.002, bad_share: float = 0.0,
+              mode: str = "easy") -> DayPlay:
+    """Play ``days`` days out from a snapshot as of ``start`` (day 1, ``make_snapshot``): each
+    later day, every account still there leaves with probability ``leave_rate``; the others'
+    bills (all twelve months, billed and paid) drift by a log-normal factor of sd
+    ``revenue_drift`` a day, and with probability ``partial_rate`` a retained account loses
+    60-90 % of its revenue at once (partial churn, 业务流失; once per account). Day k is as of
+    ``start + k - 1``; when the month changes, the billing months move with it. Complaints,
+    incidents and bad rows of the accounts still there are kept. Deterministic by ``seed``
+    (the day-to-day draws come from a stream of their own, so day 1 is ``make_snapshot``)."""
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days < 1:
+        raise ValueError(f"days must be a positive int, got {days!r}")
+    for name, value, top in (("leave_rate", leave_rate, MAX_LEAVE_RATE),
+                             ("revenue_drift", revenue_drift, 0.5),
+                             ("partial_rate", partial_rate, 0.5)):
+        if not 0.0 <= float(value) <= top:
+            raise ValueError(f"{name} must be between 0 and {top}, got {value}"
+                             + (" (more than 5 % gone in one snapshot looks like a partial "
+                                "export to the roster, which then marks nobody lost)"
+                                if name == "leave_rate" else ""))
+    first = make_snapshot(accounts, start, seed=seed, bad_share=bad_share, mode=mode)
+    rng = np.random.default_rng([seed, 104_729])
+    ids = first["accounts"]["account_id"]
+    position = pd.Index(ids.to_numpy())
+    n = len(ids)
+    alive = np.ones(n, dtype=bool)
+    factor = np.ones(n)
+    dropped = np.zeros(n, dtype=bool)
+    left_day = np.zeros(n, dtype=np.int64)
+    drops: list[tuple[int, int, float]] = []
+    dates = [start + dt.timedelta(days=k) for k in range(days)]
+    out = [first]
+    for k in range(2, days + 1):
+        leaving = alive & (rng.random(n) < leave_rate)
+        alive &= ~leaving
+        left_day[leaving] = k
+        factor[alive] *= np.exp(rng.normal(0.0, revenue_drift, int(alive.sum())))
+        falls = alive & ~dropped & (rng.random(n) < partial_rate)
+        kept = rng.uniform(1 - PARTIAL_DROP[1], 1 - PARTIAL_DROP[0], int(falls.sum()))
+        factor[falls] *= kept
+        dropped |= falls
+        drops += [(int(i), k, float(f)) for i, f in zip(np.flatnonzero(falls), kept,
+                                                         strict=True)]
+        out.append(_day_frames(first, position, alive, factor, start, dates[k - 1]))
+    def truth(rows: list[tuple[str, int]], **extra: Any) -> pd.DataFrame:
+        return pd.DataFrame({"account_id": pd.Series([r[0] for r in rows], dtype=_STR),
+                             "day": np.array([r[1] for r in rows], dtype=np.int64),
+                             "date": pd.to_datetime([dates[r[1] - 1] for r in rows]).astype(
+                                 "datetime64[s]"), **extra})
+    gone = np.flatnonzero(left_day)
+    departures = truth([(ids.iloc[i], int(left_day[i])) for i in gone])
+    revenue_drops = truth([(ids.iloc[i], k) for i, k, _ in drops],
+                          factor=np.round(np.array([f for _, _, f in drops], dtype=float), 4))
+    return DayPlay(dates, out, departures, revenue_drops)
+
+
+def _day_frames(first: dict[str, pd.DataFrame], position: pd.Index, alive: np.ndarray,
+                factor: np.ndarray, start: dt.date, as_of: dt.date) -> dict[str, pd.DataFrame]:
+    """Day ``as_of``'s frames: the first day's, of the accounts still there, bills scaled."""
+    def keep(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        at = position.get_indexer(frame["account_id"].to_numpy())
+        live = np.where(at >= 0, alive[np.maximum(at, 0)], True)  # orphans stay
+        return frame.loc[live].reset_index(drop=True), at[live]
+
+    frames = {name: keep(frame)[0] for name, frame in first.items()
+              if name not in ("billing",)}
+    billing, at = keep(first["billing"])
+    scale = np.where(at >= 0, factor[np.maximum(at, 0)], 1.0)
+    billing["billed"] = np.round(billing["billed"].to_numpy() * scale, 2)
+    billing["paid"] = np.round(billing["paid"].to_numpy() * scale, 2)
+    shift = (as_of.year - start.year) * 12 + as_of.month - start.month
+    if shift:
+        labels = billing["month"].unique()
+        moved = {m: (pd.Period(m, "M") + shift).strftime("%Y-%m") for m in labels}
+        billing["month"] = billing["month"].map(moved).astype(_STR)
+    frames["billing"] = billing
+    return {name: frames[name] for name in first}
+
+
+def generate_days(out_dir: Path | str, accounts: int, start: dt.date, days: int,
+                  seed: int = 7, leave_rate: float = 0.002, revenue_drift: float = 0.01,
+                  partial_rate: float = 0.002, bad_share: float = 0.0,
+                  mode: str = "easy") -> DayPlay:
+    """``make_days`` written out: ``out_dir/day-01/`` ... (one snapshot each, as
+    ``write_snapshot``) and the ground truth ``out_dir/departures.csv`` and
+    ``out_dir/revenue_drops.csv``. Returns what was written."""
+    out_dir = Path(out_dir)
+    play = make_days(accounts, start, days, seed=seed, leave_rate=leave_rate,
+                     revenue_drift=revenue_drift, partial_rate=partial_rate,
+                     bad_share=bad_share, mode=mode)
+    width = max(2, len(str(days)))
+    for k, frames in enumerate(play.days, start=1):
+        write_snapshot(frames, out_dir / f"day-{k:0{width}d}")
+    write_snapshot({"departures": play.departures, "revenue_drops": play.revenue_drops},
+                   out_dir)
+    return play
 
 
 # --------------------------------------------------------------------------- realistic mode

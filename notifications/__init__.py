@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kamflow.notifications.backend import EmailBackend
-from kamflow.notifications.message import Email, SendError, to_email_message
+from kamflow.notifications.message import Email, InlineImage, SendError, to_email_message
 from kamflow.notifications.outbox import FileOutbox
 from kamflow.notifications.render import (
     SUPPORTED_LANGUAGES,
@@ -71,6 +71,7 @@ __all__ = [
     "EmailBackend",
     "HELD",
     "Allowlist",
+    "InlineImage",
     "SandboxBackend",
     "FileOutbox",
     "SendError",

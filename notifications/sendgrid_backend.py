@@ -12,6 +12,7 @@ duplicates can be recognised in SendGrid's event data.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import re
@@ -270,9 +271,15 @@ def _transient(state: Any) -> _Transient:
 def build_mail(email: Email) -> Mail:
     """The v3 mail-send request for `email`, built with the `sendgrid.helpers.mail` helpers."""
     from sendgrid.helpers.mail import (
+        Attachment,
         Category,
         Content,
+        ContentId,
         CustomArg,
+        Disposition,
+        FileContent,
+        FileName,
+        FileType,
         From,
         Mail,
         Personalization,
@@ -289,6 +296,10 @@ def build_mail(email: Email) -> Mail:
     mail.add_content(Content("text/plain", email.text))
     if email.html is not None:
         mail.add_content(Content("text/html", email.html))
+    for image in email.inline_images:  # shown in place by the HTML's <img src="cid:...">
+        mail.add_attachment(Attachment(
+            FileContent(base64.b64encode(image.data).decode("ascii")), FileName(image.filename),
+            FileType(f"image/{image.subtype}"), Disposition("inline"), ContentId(image.cid)))
     # The helpers insert at index 0: add in reverse to keep the caller's order. SendGrid refuses
     # repeated categories (uniqueItems), so drop repeats.
     categories = list(dict.fromkeys(email.categories))
@@ -309,6 +320,8 @@ HTML_TAG = "[%kamflow_html%]"
 def batchable(email: Email) -> bool:
     """Whether `email` can travel as one personalization of a batch (its bodies fit the
     substitution budget and contain no substitution tag)."""
+    if email.inline_images:  # attachments are the request's, not a personalization's
+        return False
     size = len(email.text.encode("utf-8")) + len((email.html or "").encode("utf-8"))
     size += len(TEXT_TAG) + len(HTML_TAG)
     bodies = email.text + (email.html or "")

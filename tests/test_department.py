@@ -255,3 +255,152 @@ def test_each_run_publishes_the_churn_trend(prefect_api, kamflow_home, snapshot_
     rows = json.loads(trend) if isinstance(trend, str) else trend
     assert len(rows) == 2 and rows[-1]["vs ceiling"] == "within"  # nobody left
     assert "share of monthly revenue" in by_key["retention-summary"].data
+
+
+# --------------------------------------------------------------------------- days played out
+PLAYED_DAYS = 6
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`kamflow generate --days 6`: six daily snapshots of 500 accounts with departures and
+    partial churn, each run through intake, scoring and the roster stage as a daily run does.
+    The scored frame is given a value at risk (CNY/month) as the scoring branch will."""
+    home = tmp_path_factory.mktemp("days")
+    first = dt.datetime.now(dt.UTC).replace(hour=6, minute=0, second=0, microsecond=0) \
+        - dt.timedelta(days=PLAYED_DAYS + 1)
+    out = home / "days"
+    assert main(["generate", "--out", str(out), "--accounts", "500", "--as-of",
+                 f"{first:%Y-%m-%d}", "--days", str(PLAYED_DAYS), "--seed", "4",
+                 "--bad-share", "0", "--leave-rate", "0.01", "--partial-rate", "0.01"]) == 0
+    url = f"sqlite:///{home / 'kamflow.db'}"
+    for day in range(PLAYED_DAYS):
+        folder = out / f"day-{day + 1:02d}"
+        as_of = (first + dt.timedelta(days=day)).date()
+        snapshot = read_snapshot(folder)
+        outcome = validate_snapshot(snapshot.tables, snapshot.problems)
+        scored = score_accounts(build_customer_view(outcome.accepted, as_of), load_scoring())
+        scored["value_at_risk"] = (scored["avg_monthly_billed"] * 0.1).round(2)
+        accounts = snapshot.tables["accounts"]
+        roster_stage.fn(with_scores(roster_columns(accounts), scored), url,
+                        first + dt.timedelta(days=day))
+    return {"home": home, "out": out, "url": url, "first": first}
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"account_id": str})
+
+
+def _monthly_revenue(folder: Path) -> pd.Series:
+    """Counted from a day's CSV files: each account's average monthly bill."""
+    billing = _read(folder / "billing.csv")
+    return billing.groupby("account_id")["billed"].mean().round(2)
+
+
+def test_report_over_generated_days_matches_the_ground_truth(generated, monkeypatch,
+                                                              capsys) -> None:
+    """Churn rate (overall, by region, by manager), partial churn, revenue retained and value at
+    risk from `kamflow report` match a count made from the generated files and their ground
+    truth (departures.csv, revenue_drops.csv)."""
+    out = generated["out"]
+    accounts = _read(out / "day-01" / "accounts.csv")
+    accounts["manager_email"] = accounts["manager_email"].str.lower()
+    departures = _read(out / "departures.csv")
+    drops = _read(out / "revenue_drops.csv")
+    last = out / f"day-{PLAYED_DAYS:02d}"
+    assert len(departures) >= 5 and len(drops) >= 3  # something to count
+    assert set(departures["day"]) <= set(range(2, PLAYED_DAYS + 1))
+    # the last snapshot holds exactly the accounts that did not leave
+    assert set(_read(last / "accounts.csv")["account_id"]) == \
+        set(accounts["account_id"]) - set(departures["account_id"])
+    gone = accounts["account_id"].isin(departures["account_id"])
+    partial = accounts["account_id"].isin(drops["account_id"]) & ~gone
+    then, now = _monthly_revenue(out / "day-01"), _monthly_revenue(last)
+    accounts["then"] = accounts["account_id"].map(then)
+    accounts["now"] = accounts["account_id"].map(now).where(~gone, 0.0)
+
+    monkeypatch.setenv("KAMFLOW_HOME", str(generated["home"]))
+    monkeypatch.setenv("KAMFLOW_DATABASE_URL", generated["url"])
+    assert main(["report", "--since", f"{generated['first']:%Y-%m-%d}", "--format",
+                 "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    period = found["periods"][-1]
+    assert (period["accounts at start"], period["accounts lost"]) == (len(accounts), gone.sum())
+    assert period["churn rate"] == pytest.approx(gone.sum() / len(accounts))
+    assert period["partial churn accounts"] == partial.sum()
+    assert period["partial churn rate"] == pytest.approx(partial.sum() / len(accounts))
+    assert period["value at risk"] == pytest.approx(
+        (now[accounts.loc[~gone, "account_id"]] * 0.1).round(2).sum(), abs=0.5)
+    for dimension, column in (("region", "region"), ("manager", "manager_email")):
+        rows = {r[dimension]: r for r in found["breakdowns"][dimension]}
+        groups = accounts.groupby(column)
+        assert set(rows) == set(groups.groups)
+        for key, group in groups:
+            row, lost = rows[key], gone[group.index]
+            assert (row["accounts at start"], row["accounts lost"]) == (len(group), lost.sum())
+            assert row["churn rate"] == pytest.approx(lost.sum() / len(group))
+            assert row["partial churn accounts"] == partial[group.index].sum()
+            assert row["revenue retained"] == pytest.approx(
+                group["now"].sum() / group["then"].sum(), rel=1e-6)
+    assert period["over ceiling"] is bool(gone.sum() > 0)
+
+
+def test_report_table_over_generated_days_names_partial_churn(generated, monkeypatch,
+                                                              capsys) -> None:
+    """The table shows the partial-churn definition and each region's partial churn."""
+    monkeypatch.setenv("KAMFLOW_HOME", str(generated["home"]))
+    monkeypatch.setenv("KAMFLOW_DATABASE_URL", generated["url"])
+    assert main(["report", "--since", f"{generated['first']:%Y-%m-%d}", "--by", "region"]) == 0
+    out = capsys.readouterr().out
+    assert "fell by more than 50 % of its revenue at the period's start" in out
+    assert "partial churn" in out and "revenue retained" in out and "median h to ack" in out
+
+
+def test_acknowledgement_time_is_the_median_per_group() -> None:
+    """Median hours from a task's creation to its first acknowledgement, per manager; tasks
+    never acknowledged do not count, a group without any shows none."""
+    now = pd.Timestamp("2026-11-30T12:00", tz="UTC")
+    roster = pd.DataFrame({
+        "account_id": ["a", "b"], "manager_email": ["m@x", "n@x"], "manager_name": ["M", "N"],
+        "first_seen": [now - pd.Timedelta(days=60)] * 2,
+        "lost_at": pd.Series([pd.NaT] * 2, dtype="datetime64[ns, UTC]"),
+        "monthly_revenue": [100.0, 300.0], "region": ["north", "south"],
+        "industry": ["it", "it"], "value_class": ["high", "low"]})
+    created = now - pd.Timedelta(days=5)
+    hours = pd.to_timedelta([2, 4, 30, None], unit="h")
+    tasks = pd.DataFrame({
+        "account_id": ["a", "a", "a", "b"], "owner_email": ["m@x", "m@x", "m@x", "n@x"],
+        "owner_name": ["M", "M", "M", "N"], "status": ["open"] * 4,
+        "created_at": [created] * 4, "due_at": [now + pd.Timedelta(days=1)] * 4,
+        "closed_at": pd.Series([pd.NaT] * 4, dtype="datetime64[ns, UTC]"),
+        "acknowledged_at": created + hours})
+    found = department_report(roster, tasks, now.to_pydatetime(),
+                              (now - pd.Timedelta(days=30)).to_pydatetime(), by=("manager",))
+    rows = {r["manager"]: r for r in found.breakdowns["manager"]}
+    assert rows["m@x"]["median hours to acknowledge"] == 4.0
+    assert rows["n@x"]["median hours to acknowledge"] is None
+
+
+def test_partial_churn_threshold_is_configured() -> None:
+    """partial_churn.revenue_fall is read from the config, and refused out of 0..1."""
+    assert Ceilings.from_mapping({"partial_churn": {"revenue_fall": 0.3}}) \
+        .partial_revenue_fall == 0.3
+    with pytest.raises(ConfigError, match="partial_churn.revenue_fall"):
+        Ceilings.from_mapping({"partial_churn": {"revenue_fall": 2}})
+
+
+def test_task_rows_carry_the_first_acknowledgement_from_the_history(tmp_path: Path) -> None:
+    """task_rows reads each task's first `acknowledged` event (the task history), so the
+    report's median hours to acknowledge counts from creation to it; unacknowledged: none."""
+    from kamflow.worklist import TaskStore
+    from tests.test_worklist import NOW, planned, render
+
+    rows = [("KA1", "care_call", "account_manager", "wang@operator.example"),
+            ("KA2", "care_call", "account_manager", "wang@operator.example")]
+    with TaskStore(f"sqlite:///{tmp_path / 'tasks.db'}") as store:
+        store.raise_tasks(planned(rows), "run-1", render, NOW)
+        first = min(t.id for t in store.list_tasks())  # KA1's
+        store.transition(first, "ack", NOW + dt.timedelta(hours=3), "wang@operator.example")
+        found = store.task_rows(NOW - dt.timedelta(days=1)).set_index("account_id")
+    assert found.loc["KA1", "acknowledged_at"] == pd.Timestamp(NOW + dt.timedelta(hours=3))
+    assert pd.isna(found.loc["KA2", "acknowledged_at"])

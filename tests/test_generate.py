@@ -433,3 +433,74 @@ def test_rejects_bad_realistic_arguments(kwargs, message):
     """A bad mode, churn rate or horizon is refused with a clear message."""
     with pytest.raises(ValueError, match=message):
         make_snapshot(10, AS_OF, **kwargs)
+
+
+# --------------------------------------------------------------------------- days played out
+def test_days_are_repeatable_and_day_one_is_the_snapshot():
+    """Same arguments, same days; day 1 is make_snapshot's snapshot."""
+    from kamflow.generate import make_days
+
+    a = make_days(800, AS_OF, 4, seed=3, leave_rate=0.01, partial_rate=0.01)
+    b = make_days(800, AS_OF, 4, seed=3, leave_rate=0.01, partial_rate=0.01)
+    for x, y in zip(a.days, b.days, strict=True):
+        _assert_snapshots_equal(x, y)
+    pd.testing.assert_frame_equal(a.departures, b.departures)
+    pd.testing.assert_frame_equal(a.revenue_drops, b.revenue_drops)
+    _assert_snapshots_equal(a.days[0], make_snapshot(800, AS_OF, seed=3, bad_share=0.0))
+    assert a.dates == [AS_OF + dt.timedelta(days=k) for k in range(4)]
+
+
+def test_days_lose_the_departed_accounts_and_drop_partial_churners_revenue():
+    """Each day holds the accounts that have not left by then; a partial churner's bill falls
+    to its drop factor (times the drift), the others' move by the drift only."""
+    from kamflow.generate import make_days
+
+    play = make_days(2_000, AS_OF, 6, seed=9, leave_rate=0.01, revenue_drift=0.01,
+                     partial_rate=0.01)
+    ids = set(play.days[0]["accounts"]["account_id"])
+    assert len(play.departures) > 20 and len(play.revenue_drops) > 20
+    for k, frames in enumerate(play.days, start=1):
+        left = set(play.departures.loc[play.departures["day"] <= k, "account_id"])
+        assert set(frames["accounts"]["account_id"]) == ids - left
+        assert set(frames["billing"]["account_id"]) == ids - left
+        assert not set(frames["complaints"]["account_id"]) & left
+    first = play.days[0]["billing"].groupby("account_id")["billed"].sum()
+    last = play.days[-1]["billing"].groupby("account_id")["billed"].sum()
+    ratio = (last / first.reindex(last.index)).dropna()
+    dropped = play.revenue_drops.set_index("account_id")["factor"]
+    kept = dropped.reindex(ratio.index).dropna()
+    assert (ratio[kept.index] / kept).between(0.85, 1.15).all()
+    others = ratio.drop(dropped.index, errors="ignore")
+    assert others.between(0.85, 1.15).all() and (others != 1).mean() > 0.9
+    assert set(play.departures["day"]) <= set(range(2, 7))
+
+
+def test_days_move_billing_months_with_the_month():
+    """A day in the next month has the twelve months before it."""
+    from kamflow.generate import make_days
+
+    play = make_days(50, dt.date(2024, 6, 29), 4, seed=1)
+    months = sorted(play.days[-1]["billing"]["month"].unique())
+    assert months[0] == "2023-07" and months[-1] == "2024-06"  # as of 2024-07-02
+    assert sorted(play.days[0]["billing"]["month"].unique())[-1] == "2024-05"
+
+
+def test_generate_days_writes_day_folders_and_ground_truth(tmp_path):
+    """generate_days writes day-01 ... and departures.csv / revenue_drops.csv."""
+    from kamflow.generate import generate_days
+
+    play = generate_days(tmp_path, 300, AS_OF, 5, seed=2, leave_rate=0.02)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "day-01", "day-02", "day-03", "day-04", "day-05", "departures.csv",
+        "revenue_drops.csv"]
+    written = pd.read_csv(tmp_path / "departures.csv", dtype={"account_id": str})
+    assert written["account_id"].tolist() == play.departures["account_id"].tolist()
+    assert list(written.columns) == ["account_id", "day", "date"]
+
+
+@pytest.mark.parametrize("kwargs", [{"days": 0}, {"leave_rate": 0.2}, {"partial_rate": -1}])
+def test_days_refuse_bad_arguments(kwargs):
+    from kamflow.generate import make_days
+
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        make_days(**{"accounts": 10, "start": AS_OF, "days": 3, **kwargs})

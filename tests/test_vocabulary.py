@@ -39,6 +39,8 @@ def _used_codes() -> list[tuple[str, str]]:
     used += [("industry", c) for c in INDUSTRIES]
     used += [("segment", c) for c in (*SEGMENT_BY_INDUSTRY.values(), "other")]
     used += [("task_status", c) for c in STATUSES]
+    from kamflow.worklist.measures import DIMENSIONS
+    used += [("report_dimension", d) for d in DIMENSIONS]
     used += [("action", a) for a in ruleset.actions]
     used += [("owner_role", r) for r in ruleset.owners]
     for kind, values in CATEGORIES.items():

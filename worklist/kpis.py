@@ -10,7 +10,14 @@ import pandas as pd
 from sqlalchemy import case, func, select
 
 from kamflow.worklist.db import StoreBase, utc
-from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, OutboxEmail, RunFigures, Task
+from kamflow.worklist.models import (
+    OPEN_STATUSES,
+    AccountRecord,
+    OutboxEmail,
+    RunFigures,
+    Task,
+    TaskEvent,
+)
 
 __all__ = ["LOST_KPI_DAYS", "KpiStore"]
 
@@ -58,17 +65,22 @@ class KpiStore(StoreBase):
 
     def task_rows(self, since: dt.datetime) -> pd.DataFrame:
         """Every task raised from ``since`` on: ``account_id``, ``owner_email``,
-        ``owner_name``, ``status``, ``created_at``, ``due_at``, ``closed_at`` (UTC), for the
+        ``owner_name``, ``status``, ``created_at``, ``due_at``, ``closed_at`` and
+        ``acknowledged_at`` (the first "acknowledged" event of its history; UTC), for the
         department's measures (worklist/measures.py)."""
         columns = ["account_id", "owner_email", "owner_name", "status", "created_at", "due_at",
-                   "closed_at"]
+                   "closed_at", "acknowledged_at"]
+        acked = (select(TaskEvent.task_id, func.min(TaskEvent.at).label("at"))
+                 .where(TaskEvent.event == "acknowledged").group_by(TaskEvent.task_id)
+                 .subquery())
         with self.session() as session:
             rows = session.execute(
                 select(Task.account_id, Task.owner_email, Task.owner_name, Task.status,
-                       Task.created_at, Task.due_at, Task.closed_at)
+                       Task.created_at, Task.due_at, Task.closed_at, acked.c.at)
+                .outerjoin(acked, acked.c.task_id == Task.id)
                 .where(Task.created_at >= utc(since))).all()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
-        for column in ("created_at", "due_at", "closed_at"):
+        for column in ("created_at", "due_at", "closed_at", "acknowledged_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         frame["owner_email"] = frame["owner_email"].str.lower()
         return frame

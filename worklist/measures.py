@@ -46,29 +46,38 @@ class Ceilings:
 
     accounts_per_year: float = 0.01  # DOMAIN.md: key-account churn at most 1 % a year
     revenue_per_year: float = 0.01
+    # partial churn (业务流失): a retained account whose monthly revenue fell by more than this
+    # share of its revenue at the period's start
+    partial_revenue_fall: float = 0.5
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], source: str = "department config") -> Ceilings:
-        """``ceilings: {accounts_per_year, revenue_per_year}`` (each optional, 0..1)."""
-        unknown = sorted(set(doc) - {"ceilings"}, key=str)
+        """``ceilings: {accounts_per_year, revenue_per_year}`` and ``partial_churn:
+        {revenue_fall}`` (each optional, 0..1)."""
+        unknown = sorted(set(doc) - {"ceilings", "partial_churn"}, key=str)
         if unknown:
-            raise ConfigError(f"{source}: key {unknown[0]!r} is unknown; allowed: ceilings")
-        spec = doc.get("ceilings") or {}
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{source}: key 'ceilings' must be a mapping, not {spec!r}")
-        allowed = ("accounts_per_year", "revenue_per_year")
-        unknown = sorted(set(spec) - set(allowed), key=str)
-        if unknown:
-            raise ConfigError(f"{source}: key 'ceilings.{unknown[0]}' is unknown; allowed: "
-                              + ", ".join(allowed))
+            raise ConfigError(f"{source}: key {unknown[0]!r} is unknown; allowed: ceilings, "
+                              "partial_churn")
         values = {}
-        for key in allowed:
-            value = spec.get(key, getattr(cls(), key))
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or not 0 <= value <= 1:
-                raise ConfigError(f"{source}: key 'ceilings.{key}' must be a share between 0 "
-                                  f"and 1 (0.01 is 1 % a year), not {value!r}")
-            values[key] = float(value)
+        for section, allowed, what in (
+                ("ceilings", {"accounts_per_year": "accounts_per_year",
+                              "revenue_per_year": "revenue_per_year"}, "(0.01 is 1 % a year)"),
+                ("partial_churn", {"revenue_fall": "partial_revenue_fall"},
+                 "(0.5: revenue fell by more than half)")):
+            spec = doc.get(section) or {}
+            if not isinstance(spec, Mapping):
+                raise ConfigError(f"{source}: key {section!r} must be a mapping, not {spec!r}")
+            unknown = sorted(set(spec) - set(allowed), key=str)
+            if unknown:
+                raise ConfigError(f"{source}: key '{section}.{unknown[0]}' is unknown; "
+                                  "allowed: " + ", ".join(allowed))
+            for key, field in allowed.items():
+                value = spec.get(key, getattr(cls(), field))
+                if isinstance(value, bool) or not isinstance(value, int | float) \
+                        or not math.isfinite(value) or not 0 <= value <= 1:
+                    raise ConfigError(f"{source}: key '{section}.{key}' must be a share between "
+                                      f"0 and 1 {what}, not {value!r}")
+                values[field] = float(value)
         return cls(**values)
 
 
@@ -84,17 +93,22 @@ class DepartmentReport:
         return {"now": self.now.isoformat(), "since": self.since.isoformat(),
                 "ceilings": {"accounts_per_year": self.ceilings.accounts_per_year,
                              "revenue_per_year": self.ceilings.revenue_per_year},
+                "partial_churn": {"revenue_fall": self.ceilings.partial_revenue_fall},
                 "periods": self.periods, "breakdowns": self.breakdowns}
 
 
 def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetime,
                       since: dt.datetime | None = None, by: tuple[str, ...] = tuple(DIMENSIONS),
-                      ceilings: Ceilings | None = None) -> DepartmentReport:
+                      ceilings: Ceilings | None = None,
+                      revenue: pd.DataFrame | None = None) -> DepartmentReport:
     """The measures over ``roster`` (RosterStore.roster_rows) and ``tasks``
     (KpiStore.task_rows) at ``now``: per calendar month of the last year, the trailing 12
     months and the period from ``since`` (default: the trailing 12 months), and that period
-    broken down by each dimension in ``by`` (keys of DIMENSIONS)."""
+    broken down by each dimension in ``by`` (keys of DIMENSIONS). ``revenue`` is the revenue
+    history (RosterStore.revenue_rows) that partial churn compares with; without it each
+    account's revenue is taken as last seen throughout (so no partial churn shows)."""
     ceilings = ceilings or Ceilings()
+    history = _RevenueHistory(roster, revenue)
     at = pd.Timestamp(now)
     at = at.tz_convert("UTC") if at.tzinfo else at.tz_localize("UTC")
     roster_start = roster["first_seen"].min() if len(roster) else at
@@ -109,11 +123,11 @@ def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetim
         if end <= roster_start:
             continue
         periods.append({"period": f"{start:%Y-%m}", **_measures(
-            roster, tasks, max(start, roster_start), end, ceilings)})
+            roster, tasks, max(start, roster_start), end, ceilings, history)})
     periods.append({"period": "trailing 12 months", **_measures(
-        roster, tasks, max(at - YEAR, roster_start), at, ceilings)})
+        roster, tasks, max(at - YEAR, roster_start), at, ceilings, history)})
     periods.append({"period": f"since {since_ts:%Y-%m-%d}", **_measures(
-        roster, tasks, since_ts, at, ceilings)})
+        roster, tasks, since_ts, at, ceilings, history)})
     breakdowns = {}
     for dimension in by:
         column = DIMENSIONS[dimension]
@@ -122,7 +136,8 @@ def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetim
         task_keys = (tasks["owner_email"] if dimension == "manager"
                      else tasks["account_id"].map(attribute)).fillna(UNKNOWN)
         names = _manager_names(roster, tasks) if dimension == "manager" else {}
-        grouped = _grouped_measures(roster, tasks, keys, task_keys, since_ts, at, ceilings)
+        grouped = _grouped_measures(roster, tasks, keys, task_keys, since_ts, at, ceilings,
+                                    history)
         rows = []
         for key in sorted(grouped, key=str):
             row: dict[str, Any] = {dimension: key}
@@ -134,17 +149,43 @@ def department_report(roster: pd.DataFrame, tasks: pd.DataFrame, now: dt.datetim
                             breakdowns)
 
 
+class _RevenueHistory:
+    """Each account's monthly revenue as it stood at a time (the revenue history), or as last
+    seen on the roster when there is no history."""
+
+    def __init__(self, roster: pd.DataFrame, revenue: pd.DataFrame | None) -> None:
+        self.roster = roster
+        self.rows = None if revenue is None or revenue.empty else \
+            revenue.sort_values("at", kind="stable")
+        self.cache: dict[pd.Timestamp, pd.Series] = {}
+
+    def at(self, when: pd.Timestamp) -> pd.Series:
+        """Per roster row (aligned with the roster's index): the revenue at ``when``."""
+        if when not in self.cache:
+            last_seen = self.roster["monthly_revenue"].astype("float64")
+            if self.rows is None:
+                self.cache[when] = last_seen
+            else:
+                upto = self.rows.loc[self.rows["at"] <= when].drop_duplicates(
+                    "account_id", keep="last").set_index("account_id")["monthly_revenue"]
+                found = self.roster["account_id"].map(upto).astype("float64")
+                self.cache[when] = found.where(found.notna(), last_seen)
+        return self.cache[when]
+
+
 def _measures(roster: pd.DataFrame, tasks: pd.DataFrame, start: pd.Timestamp,
-              end: pd.Timestamp, ceilings: Ceilings) -> dict[str, Any]:
+              end: pd.Timestamp, ceilings: Ceilings,
+              history: _RevenueHistory | None = None) -> dict[str, Any]:
     """Every measure of all accounts (and tasks) over ``start``..``end``."""
     one = _grouped_measures(roster, tasks, pd.Series(0, index=roster.index),
-                            pd.Series(0, index=tasks.index), start, end, ceilings)
+                            pd.Series(0, index=tasks.index), start, end, ceilings, history)
     return one.get(0) or _from_counts({}, start, end, ceilings)
 
 
 def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series,
                       task_keys: pd.Series, start: pd.Timestamp, end: pd.Timestamp,
-                      ceilings: Ceilings) -> dict[Any, dict[str, Any]]:
+                      ceilings: Ceilings,
+                      history: _RevenueHistory | None = None) -> dict[Any, dict[str, Any]]:
     """Every measure per group (``keys`` of the roster's rows, ``task_keys`` of the tasks')
     over ``start``..``end``: one pass of sums per group, whatever the number of groups."""
     lost_at = roster["lost_at"]
@@ -152,11 +193,26 @@ def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series
     at_start = (roster["first_seen"] <= start) & (active | (lost_at > start))
     lost = ~active & (lost_at > start) & (lost_at <= end)
     revenue = roster["monthly_revenue"].astype("float64").fillna(0.0)
+    history = history or _RevenueHistory(roster, None)
+    # partial churn: retained accounts (there at the start, not lost by the end) whose revenue
+    # fell by more than the configured share of their revenue at the start
+    retained = at_start & (active | (lost_at > end))
+    then = history.at(start).fillna(0.0)
+    later = history.at(end).fillna(0.0)
+    partial = retained & (then > 0) & (later < (1 - ceilings.partial_revenue_fall) * then)
+    at_risk = roster["value_at_risk"].astype("float64") if "value_at_risk" in roster \
+        else pd.Series(float("nan"), index=roster.index)
     accounts = pd.DataFrame({
         "accounts": active.astype(int), "monthly revenue": revenue.where(active, 0.0),
+        "value at risk": at_risk.where(active, 0.0).fillna(0.0),
         "accounts at start": at_start.astype(int), "accounts lost": lost.astype(int),
         "revenue at start": revenue.where(at_start, 0.0),
-        "revenue lost": revenue.where(lost, 0.0)}).groupby(keys.to_numpy()).sum()
+        "revenue lost": revenue.where(lost, 0.0),
+        "retained revenue then": then.where(at_start, 0.0),
+        "retained revenue now": later.where(retained, 0.0),
+        "partial churn accounts": partial.astype(int),
+        "partial churn revenue lost": (then - later).where(partial, 0.0),
+    }).groupby(keys.to_numpy()).sum()
     raised = (tasks["created_at"] > start) & (tasks["created_at"] <= end)
     done = tasks["status"].eq("done") & tasks["closed_at"].notna()
     task_sums = pd.DataFrame({
@@ -164,7 +220,16 @@ def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series
         "on time": (raised & done & (tasks["closed_at"] <= tasks["due_at"])).astype(int),
         "overdue": (raised & tasks["status"].isin(OPEN_STATUSES)
                     & (tasks["due_at"] < end)).astype(int)}).groupby(task_keys.to_numpy()).sum()
-    counts = accounts.join(task_sums, how="outer").fillna(0)
+    if "acknowledged_at" in tasks:  # created -> first acknowledged, in hours
+        waited = (tasks["acknowledged_at"] - tasks["created_at"]).dt.total_seconds() / 3600
+        task_sums["median hours to acknowledge"] = waited.where(raised).groupby(
+            task_keys.to_numpy()).median()
+    counts = accounts.join(task_sums, how="outer")
+    median = counts.pop("median hours to acknowledge") \
+        if "median hours to acknowledge" in counts else None
+    counts = counts.fillna(0)
+    if median is not None:
+        counts["median hours to acknowledge"] = median
     return {key: _from_counts(row, start, end, ceilings)
             for key, row in zip(counts.index, counts.to_dict("records"), strict=True)}
 
@@ -177,6 +242,8 @@ def _from_counts(counts: Mapping[str, float], start: pd.Timestamp, end: pd.Times
 
     base, gone, raised = n("accounts at start"), n("accounts lost"), n("tasks raised")
     base_revenue = float(counts.get("revenue at start", 0.0))
+    retained_base = float(counts.get("retained revenue then", 0.0))
+    ack = counts.get("median hours to acknowledge")
     gone_revenue = float(counts.get("revenue lost", 0.0))
     share_of_year = (end - start) / YEAR
     account_rate = gone / base if base else 0.0
@@ -193,9 +260,18 @@ def _from_counts(counts: Mapping[str, float], start: pd.Timestamp, end: pd.Times
         "revenue at start": round(base_revenue, 2), "revenue lost": round(gone_revenue, 2),
         "revenue churn rate": revenue_rate, "revenue churn ceiling": revenue_ceiling,
         "revenue over ceiling": revenue_rate > revenue_ceiling,
+        "partial churn accounts": n("partial churn accounts"),
+        "partial churn rate": n("partial churn accounts") / base if base else 0.0,
+        "partial churn revenue lost": round(float(counts.get("partial churn revenue lost",
+                                                             0.0)), 2),
+        "revenue retained": (float(counts.get("retained revenue now", 0.0)) / retained_base
+                             if retained_base else 0.0),
+        "value at risk": round(float(counts.get("value at risk", 0.0)), 2),
         "tasks raised": raised,
         "on time share": n("on time") / raised if raised else 0.0,
         "overdue share": n("overdue") / raised if raised else 0.0,
+        "median hours to acknowledge": (None if ack is None or ack != ack
+                                        else round(float(ack), 2)),
     }
 
 
@@ -213,4 +289,6 @@ def headline(found: DepartmentReport) -> dict[str, float]:
     return {"accounts": year["accounts"], "churn_rate_12m": year["churn rate"],
             "churn_ceiling_12m": year["churn ceiling"],
             "revenue_churn_rate_12m": year["revenue churn rate"],
-            "revenue_lost_12m": year["revenue lost"]}
+            "revenue_lost_12m": year["revenue lost"],
+            "partial_churn_rate_12m": year["partial churn rate"],
+            "value_at_risk": year["value at risk"]}

@@ -91,6 +91,9 @@ class OutboxEmail(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
+    # pictures the HTML shows by cid (the weekly report's charts): JSON [{cid, filename, png
+    # (base64)}]; NULL for the task emails
+    inline_images: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RunLock(Base):
@@ -125,6 +128,20 @@ class AccountRecord(Base):
     region: Mapped[str | None] = mapped_column(String(100), nullable=True)
     industry: Mapped[str | None] = mapped_column(String(50), nullable=True)
     value_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # CNY a month (monthly_revenue x churn_probability) as last scored; NULL until scored so
+    value_at_risk: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AccountRevenue(Base):
+    """An account's monthly revenue from ``at`` on: a row when it is first seen and whenever a
+    snapshot changes it, so a period's partial churn can compare it with its start."""
+
+    __tablename__ = "account_revenue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    monthly_revenue: Mapped[float] = mapped_column(Float)
 
 
 class RunFigures(Base):
@@ -143,7 +160,11 @@ class RunFigures(Base):
     revenue_lost_12m: Mapped[float] = mapped_column(Float)  # CNY a month
     top_value_share: Mapped[float] = mapped_column(Float)  # high + secondary, share of accounts
     tasks_created: Mapped[int] = mapped_column(Integer)
+    # retained accounts that lost most of their revenue, trailing 12 months, 0..1
+    partial_churn_rate_12m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value_at_risk: Mapped[float | None] = mapped_column(Float, nullable=True)  # CNY/month
 
 
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
+Index("ix_account_revenue_account_at", AccountRevenue.account_id, AccountRevenue.at)
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline

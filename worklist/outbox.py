@@ -9,7 +9,9 @@ once the dead drain's lease has expired, the next drain sends what is still unse
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,7 +21,8 @@ from sqlalchemy import Table, bindparam, case, func, or_, select, update
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import OutboxEmail
 
-__all__ = ["EMAIL_CHUNK", "LEASE", "OutboxStore", "QueuedEmail"]
+__all__ = ["EMAIL_CHUNK", "LEASE", "OutboxStore", "QueuedEmail", "decode_images",
+           "encode_images"]
 
 EMAIL_CHUNK = 200  # outbox rows rendered and inserted at a time (bounded memory)
 # How long a drain's claim on the rows it is sending holds. Longer than one backend call can take
@@ -39,10 +42,13 @@ class QueuedEmail:
     html: str
     kind: str
     task_ids: tuple[int, ...] = ()
+    # pictures the HTML shows by cid: (cid, file name, PNG bytes)
+    images: tuple[tuple[str, str, bytes], ...] = ()
 
     def values(self, now: dt.datetime, run_id: str) -> dict[str, Any]:
         """The outbox row's column values (bulk inserts take these)."""
-        return {"key": self.key, "recipient": self.recipient,
+        return {"key": self.key, "inline_images": encode_images(self.images),
+                "recipient": self.recipient,
                 "recipient_name": self.recipient_name, "subject": self.subject,
                 "body_text": self.text, "body_html": self.html,
                 "task_ids": ",".join(map(str, self.task_ids)), "created_at": utc(now),
@@ -50,6 +56,20 @@ class QueuedEmail:
 
     def row(self, now: dt.datetime, run_id: str) -> OutboxEmail:
         return OutboxEmail(**self.values(now, run_id))
+
+
+def encode_images(images: Sequence[tuple[str, str, bytes]]) -> str | None:
+    """Inline images as the outbox column keeps them (JSON, the bytes base64), None if none."""
+    if not images:
+        return None
+    return json.dumps([{"cid": cid, "filename": name, "png": base64.b64encode(data).decode()}
+                       for cid, name, data in images])
+
+
+def decode_images(text: str | None) -> list[tuple[str, str, bytes]]:
+    """The outbox column's inline images back as (cid, file name, bytes)."""
+    return [(i["cid"], i["filename"], base64.b64decode(i["png"]))
+            for i in json.loads(text)] if text else []
 
 
 class OutboxStore(StoreBase):

@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select, update
 
 from kamflow.worklist.bulk import insert_rows
 from kamflow.worklist.db import StoreBase, utc
-from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, Task
+from kamflow.worklist.models import OPEN_STATUSES, AccountRecord, AccountRevenue, Task
 
 __all__ = ["MAX_ID_DRIFT_SHARE", "MAX_LOST_SHARE", "ROSTER_ATTRIBUTES", "IdDrift", "RosterChange",
            "RosterStore", "id_drift"]
@@ -32,7 +32,9 @@ _ROSTER_CHUNK = 100_000  # roster rows inserted at a time
 # department's measures. A snapshot without a column, or an account without a value (e.g.
 # quarantined, so unscored), leaves what the roster had.
 ROSTER_ATTRIBUTES = {"monthly_revenue": "avg_monthly_billed", "region": "region",
-                     "industry": "industry", "value_class": "value_class"}
+                     "industry": "industry", "value_class": "value_class",
+                     "value_at_risk": "value_at_risk"}
+_NUMERIC = ("monthly_revenue", "value_at_risk")
 _ROSTER_SELECT = ("SELECT account_id, manager_email, manager_name, first_seen, lost_at, "
                   + ", ".join(ROSTER_ATTRIBUTES) + " FROM accounts")
 
@@ -112,6 +114,18 @@ class RosterStore(StoreBase):
                                               part["manager_email"].tolist(),
                                               part["manager_name"].tolist(), attributes,
                                               strict=True)])
+            if "monthly_revenue" in given:  # the revenue history: first seen, then each change
+                revenue = merged["monthly_revenue"]
+                moved_revenue = (merged["_merge"] == "left_only") | (
+                    both & ~(revenue.astype("float64") == merged["known_monthly_revenue"]
+                             .astype("float64")).to_numpy())
+                rows = merged.loc[moved_revenue.to_numpy() & revenue.notna().to_numpy()]
+                for start in range(0, len(rows), _ROSTER_CHUNK):
+                    part = rows.iloc[start:start + _ROSTER_CHUNK]
+                    insert_rows(session, AccountRevenue.__table__, [
+                        {"account_id": a, "at": now, "monthly_revenue": float(v)}
+                        for a, v in zip(part["account_id"].tolist(),
+                                        part["monthly_revenue"].tolist(), strict=True)])
             held = 0
             if missing and len(missing) > max_lost_share * int(active.sum()):
                 held, missing = len(missing), []
@@ -161,6 +175,26 @@ class RosterStore(StoreBase):
                 cursor.close()
         for column in ("first_seen", "lost_at"):  # SQLite gives text, PostgreSQL datetimes
             rows[column] = pd.to_datetime(rows[column], utc=True, format="mixed")
+        for column in _NUMERIC:
+            rows[column] = rows[column].astype("float64")
+        return rows
+
+    def revenue_rows(self) -> pd.DataFrame:
+        """The revenue history (table ``account_revenue``): ``account_id``, ``at`` (UTC) and
+        ``monthly_revenue`` from then on, oldest first, for partial churn
+        (worklist/measures.py revenue_as_of)."""
+        with self.session() as session:
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            cursor = driver.cursor()
+            try:
+                cursor.execute("SELECT account_id, at, monthly_revenue FROM account_revenue "
+                               "ORDER BY at, id")
+                rows = pd.DataFrame(cursor.fetchall(),
+                                    columns=["account_id", "at", "monthly_revenue"])
+            finally:
+                cursor.close()
+        rows["at"] = pd.to_datetime(rows["at"], utc=True, format="mixed")
         rows["monthly_revenue"] = rows["monthly_revenue"].astype("float64")
         return rows
 
@@ -264,7 +298,7 @@ def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:
     for attribute, column in ROSTER_ATTRIBUTES.items():
         if column not in accounts:
             continue
-        if attribute == "monthly_revenue":
+        if attribute in _NUMERIC:
             frame[attribute] = pd.to_numeric(accounts[column], errors="coerce").astype("float64")
         else:
             limit = {"region": 100, "industry": 50, "value_class": 20}[attribute]

@@ -25,7 +25,9 @@ FORMATS = ("table", "csv", "json")
                      "months and since --since, each against the yearly ceilings of "
                      "conf/department.yaml taken pro rata; then, since --since, per region, "
                      "industry, value class or manager: accounts, monthly revenue, churn, tasks "
-                     "raised and the shares handled on time and overdue.")
+                     "raised, the shares handled on time and overdue, the median hours to "
+                     "acknowledge; partial churn (retained accounts whose revenue fell by more "
+                     "than partial_churn.revenue_fall), value at risk and revenue retained.")
 def report(since: Annotated[dt.date | None, typer.Option(
                "--since", parser=date, metavar="YYYY-MM-DD",
                help="start of the period broken down, in the business time zone (default: 12 "
@@ -57,7 +59,9 @@ def report(since: Annotated[dt.date | None, typer.Option(
     with TaskStore(home.database_url) as store:
         roster = store.roster_rows()
         tasks = store.task_rows(min(start or now, now) - dt.timedelta(days=400))
-    found = department_report(roster, tasks, now, start, (by,) if by else BY, ceilings)
+        revenue = store.revenue_rows()
+    found = department_report(roster, tasks, now, start, (by,) if by else BY, ceilings,
+                              revenue)
     if format_ == "json":
         print(json.dumps(found.as_dict(), ensure_ascii=False, indent=2, default=str))
     elif format_ == "csv":
@@ -95,24 +99,36 @@ def _tables(found: Any, roster_size: int) -> str:
     out = [f"Churn ceilings (conf/department.yaml): accounts {_percent(ceilings.accounts_per_year)}"
            f" a year, revenue {_percent(ceilings.revenue_per_year)} a year; each period's "
            "ceiling is pro rata for its length.", ""]
+    out += [f"Partial churn: a retained account whose monthly revenue fell by more than "
+            f"{100 * ceilings.partial_revenue_fall:.0f} % of its revenue at the period's start.",
+            ""]
     out += _table(["period", "accounts at start", "lost", "churn rate", "ceiling", "vs ceiling",
-                   "revenue lost (CNY)", "revenue churn", "revenue ceiling"],
+                   "revenue lost (CNY)", "revenue churn", "revenue ceiling", "partial churn",
+                   "partial rate", "value at risk (CNY)"],
                   [[p["period"], f"{p['accounts at start']:,}", f"{p['accounts lost']:,}",
                     _percent(p["churn rate"]), _percent(p["churn ceiling"]), _verdict(p),
                     f"{p['revenue lost']:,.0f}", _percent(p["revenue churn rate"]),
-                    _percent(p["revenue churn ceiling"])] for p in found.periods])
+                    _percent(p["revenue churn ceiling"]), f"{p['partial churn accounts']:,}",
+                    _percent(p["partial churn rate"]), f"{p['value at risk']:,.0f}"]
+                   for p in found.periods])
     for dimension, groups in found.breakdowns.items():
         out += ["", f"By {dimension}, since {found.since:%Y-%m-%d %H:%M} UTC:"]
         extra = ["manager name"] if dimension == "manager" else []
         out += _table([dimension, *extra, "accounts", "monthly revenue (CNY)", "at start",
                        "lost", "churn rate", "ceiling", "vs ceiling", "revenue lost (CNY)",
-                       "revenue churn", "tasks raised", "on time", "overdue"],
+                       "revenue churn", "partial churn", "revenue retained",
+                       "value at risk (CNY)", "tasks raised", "on time", "overdue",
+                       "median h to ack"],
                       [[g[dimension], *(g[e] for e in extra), f"{g['accounts']:,}",
                         f"{g['monthly revenue']:,.0f}", f"{g['accounts at start']:,}",
                         f"{g['accounts lost']:,}", _percent(g["churn rate"]),
                         _percent(g["churn ceiling"]), _verdict(g), f"{g['revenue lost']:,.0f}",
-                        _percent(g["revenue churn rate"]), f"{g['tasks raised']:,}",
-                        f"{100 * g['on time share']:.1f} %", f"{100 * g['overdue share']:.1f} %"]
+                        _percent(g["revenue churn rate"]), f"{g['partial churn accounts']:,}",
+                        f"{100 * g['revenue retained']:.1f} %", f"{g['value at risk']:,.0f}",
+                        f"{g['tasks raised']:,}", f"{100 * g['on time share']:.1f} %",
+                        f"{100 * g['overdue share']:.1f} %",
+                        "" if g["median hours to acknowledge"] is None
+                        else f"{g['median hours to acknowledge']:.1f}"]
                        for g in groups])
     return "\n".join(out)
 

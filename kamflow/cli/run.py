@@ -44,12 +44,39 @@ def generate(out: Annotated[Path, typer.Option(help="directory to write the CSV 
              horizon_days: Annotated[int, typer.Option(
                  parser=positive_int, help="realistic mode: days after the snapshot in which "
                                            "churn is observed (default 365)")] = 365,
+             days: Annotated[int, typer.Option(
+                 parser=positive_int, help="play out this many days from --as-of: writes "
+                                           "day-01/ ... folders and the ground truth "
+                                           "departures.csv and revenue_drops.csv")] = 1,
+             leave_rate: Annotated[float, typer.Option(
+                 help="with --days: share of the accounts that leave each day (at most "
+                      "0.04)")] = 0.002,
+             revenue_drift: Annotated[float, typer.Option(
+                 help="with --days: day-to-day drift of each bill (sd of its log)")] = 0.01,
+             partial_rate: Annotated[float, typer.Option(
+                 help="with --days: share of the retained accounts a day that lose 60-90 % "
+                      "of their revenue (partial churn)")] = 0.002,
              verbose: Verbose = False) -> int:
-    from kamflow.generate import generate_snapshot
+    from kamflow.generate import generate_days, generate_snapshot
 
     as_of = as_of or business_today()
     if not 0 <= bad_share <= 1:
         raise KamflowError("--bad-share must be between 0 and 1")
+    if days > 1:
+        if churn_rate is not None:
+            raise KamflowError("--churn-rate does not apply with --days: --leave-rate sets "
+                               "how many accounts leave each day")
+        try:
+            play = generate_days(out, accounts, as_of, days, seed=seed, leave_rate=leave_rate,
+                                 revenue_drift=revenue_drift, partial_rate=partial_rate,
+                                 bad_share=bad_share, mode=mode)
+        except ValueError as exc:
+            raise KamflowError(str(exc)) from None
+        print(f"wrote {days} daily snapshots of {accounts:,} accounts from {as_of} to "
+              f"{play.dates[-1]} in {out}/day-01 ...: {len(play.departures):,} accounts left, "
+              f"{len(play.revenue_drops):,} lost most of their revenue (ground truth: "
+              f"{out / 'departures.csv'}, {out / 'revenue_drops.csv'})")
+        return 0
     try:
         rows = generate_snapshot(out, accounts, as_of, seed=seed, bad_share=bad_share, mode=mode,
                                  churn_rate=churn_rate, horizon_days=horizon_days)

@@ -87,6 +87,13 @@ KINDS: dict[str, dict[str, Label]] = {
         "maintain": Label("维持（教育、文化、医疗）", "maintain (education, culture, health)"),
         "other": Label("其他", "other"),
     },
+    # The department's breakdowns (`kamflow report --by`, the weekly management email).
+    "report_dimension": {
+        "region": Label("地区", "region"),
+        "industry": Label("行业", "industry"),
+        "class": Label("价值等级", "value class"),
+        "manager": Label("客户经理", "account manager"),
+    },
     "owner_role": {
         "account_manager": Label("客户经理", "account manager"),
         "key_account_department": Label("大客户部", "key-account department"),
