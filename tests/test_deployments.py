@@ -48,6 +48,13 @@ def test_daily_run_is_at_six_in_shanghai():
     assert daily["schedules"] == [{"cron": "0 6 * * *", "timezone": "Asia/Shanghai"}]
 
 
+def test_weekly_report_is_monday_eight_in_shanghai():
+    """The department head's weekly email goes out on Monday at 08:00 Asia/Shanghai."""
+    weekly = next(s for s in SPECS if s["entrypoint"].endswith(".weekly_report"))
+    assert weekly["name"] == "weekly-report"
+    assert weekly["schedules"] == [{"cron": "0 8 * * 1", "timezone": "Asia/Shanghai"}]
+
+
 @pytest.fixture
 def served(prefect_api, snapshot_dir, tmp_path):
     """`kamflow serve` in a subprocess against the session's Prefect server."""

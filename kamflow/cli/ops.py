@@ -73,7 +73,7 @@ def serve(list_: Annotated[bool, typer.Option(
 
 
 AUTOMATION_NAME = "kamflow: email ops when a run fails or crashes"
-WATCHED_FLOWS = ("retention_run", "sla_watch", "daily_digest")
+WATCHED_FLOWS = ("retention_run", "sla_watch", "daily_digest", "weekly_report")
 
 
 @command(app, "setup", help="create the Prefect automation that alerts ops when a run fails",

@@ -1,0 +1,179 @@
+"""``weekly_report``: every Monday morning, the department head's management email.
+
+To the head of the key-account department (conf/owners.yaml ``department_head``), in their
+language: churn against the ceiling (this month, trailing 12 months, the last 7 days), revenue
+and partial churn, value at risk, the worst regions, industries and value classes, and the
+managers' on-time rates; HTML with two inline charts (churn against the ceiling and value at risk
+over the last 90 runs, PNG attached by cid) and a plain-text part with the same figures. Written
+through the outbox under the week's key (``weekly-report-2026-W49``), so a rerun in the same
+week sends no second one. Deployment ``weekly-report`` in conf/prefect.yaml (Monday 08:00
+Asia/Shanghai).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from kamflow import config, notifications
+from kamflow.core.settings import Settings, load_settings
+from kamflow.flows.charts import Line, line_chart_png
+from kamflow.flows.delivery import drain_outbox
+from kamflow.notifications.weekly import CHART_CIDS, render_weekly_report
+from kamflow.worklist import OwnerDirectory, TaskStore
+from kamflow.worklist.measures import Ceilings, DepartmentReport, department_report
+from kamflow.worklist.outbox import QueuedEmail
+
+STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+KIND = "weekly_report"
+WORST = 3  # groups shown per breakdown
+MANAGERS = 10  # managers shown, lowest on-time rate first
+MANAGER_DAYS = 28  # the managers' tasks are counted over the last four weeks
+TREND_RUNS = 90
+
+log = logging.getLogger(__name__)
+
+
+def week_key(now: dt.datetime, timezone: str) -> str:
+    """The ISO week of ``now`` in the business time zone, e.g. ``2026-W49``."""
+    year, week, _ = now.astimezone(ZoneInfo(timezone)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def weekly_figures(year: DepartmentReport, managers: DepartmentReport,
+                   week: DepartmentReport, timezone: str) -> dict[str, Any]:
+    """The week's figures (notifications.weekly.render_weekly_report) from the department's
+    measures: ``year`` over the trailing 12 months (its periods and breakdowns), ``managers``
+    broken down by manager over the last four weeks, ``week`` over the last 7 days. Pure."""
+    zone = ZoneInfo(timezone)
+    periods = {p["period"]: p for p in year.periods}
+    this_month = f"{year.now.astimezone(dt.UTC):%Y-%m}"
+    trailing = periods["trailing 12 months"]
+    month = periods.get(this_month) or {**trailing, **dict.fromkeys(
+        ("churn rate", "churn ceiling", "accounts lost", "revenue lost", "revenue churn rate",
+         "partial churn accounts", "partial churn rate"), 0)}
+    worst = {}
+    for dimension in ("region", "industry", "class"):
+        rows = [r for r in year.breakdowns.get(dimension, ())
+                if r["accounts lost"] or r["partial churn accounts"]]
+        rows.sort(key=lambda r: (-r["churn rate"], -r["revenue lost"],
+                                 -r["partial churn accounts"], str(r[dimension])))
+        worst[dimension] = [{**r, "name": r[dimension]} for r in rows[:WORST]]
+    handling = [r for r in managers.breakdowns.get("manager", ()) if r["tasks raised"]]
+    handling.sort(key=lambda r: (r["on time share"], -r["overdue share"], str(r["manager"])))
+    return {
+        "week": week_key(year.now, timezone),
+        "as_of": f"{year.now.astimezone(zone):%Y-%m-%d}",
+        "managers_since": f"{managers.since.astimezone(zone):%Y-%m-%d}",
+        "year": trailing, "month": month, "week_period": week.periods[-1],
+        "worst": worst,
+        "managers": [{**r, "name": r.get("manager name") or r["manager"], "email": r["manager"]}
+                     for r in handling[:MANAGERS]],
+    }
+
+
+def trend_charts(trend: Sequence[Mapping[str, Any]], timezone: str,
+                 current: Mapping[str, Any]) -> dict[str, bytes]:
+    """The two charts as PNG, keyed like CHART_CIDS: trailing-12-month churn against its
+    ceiling, and value at risk, over the runs in ``trend`` (oldest first; run_figures). With
+    no run yet, ``current`` (this week's trailing-12-month figures) is the one point."""
+    zone = ZoneInfo(timezone)
+    points = list(trend) or [{"at": dt.datetime.now(dt.UTC),
+                              "churn_rate_12m": current["churn rate"],
+                              "churn_ceiling_12m": current["churn ceiling"],
+                              "value_at_risk": current["value at risk"]}]
+    labels = [f"{p['at'].astimezone(zone) if p['at'].tzinfo else p['at']:%m-%d}"
+              for p in points]
+    return {
+        "churn": line_chart_png([
+            Line([p["churn_rate_12m"] for p in points], "blue"),
+            Line([p["churn_ceiling_12m"] for p in points], "red", dashed=True)], labels),
+        "value_at_risk": line_chart_png([
+            Line([p.get("value_at_risk") for p in points], "green")], labels,
+            y_format="number"),
+    }
+
+
+def queue_weekly_report(store: TaskStore, now: dt.datetime, owners: OwnerDirectory,
+                        timezone: str, ceilings: Ceilings) -> str | None:
+    """Measure, render and queue the week's email to ``owners.department_head``; returns its
+    outbox key, or None when nobody is the department head. Queued once per week key: a
+    second call in the same week writes nothing."""
+    head = owners.department_head
+    if head is None:
+        log.warning("weekly report: conf/owners.yaml names no department_head; nothing sent")
+        return None
+    roster = store.roster_rows()
+    tasks = store.task_rows(now - dt.timedelta(days=400))
+    revenue = store.revenue_rows()
+    year = department_report(roster, tasks, now, None, ("region", "industry", "class"),
+                             ceilings, revenue)
+    managers = department_report(roster, tasks, now, now - dt.timedelta(days=MANAGER_DAYS),
+                                 ("manager",), ceilings, revenue)
+    week = department_report(roster, tasks, now, now - dt.timedelta(days=7), (), ceilings,
+                             revenue)
+    figures = weekly_figures(year, managers, week, timezone)
+    trend = store.run_figures(TREND_RUNS)
+    figures["runs"] = len(trend) or 1
+    charts = trend_charts(trend, timezone, figures["year"])
+    subject, text, html = render_weekly_report(figures, head.language, head.name)
+    key = f"weekly-report-{figures['week']}"
+    queued = store.queue_email(QueuedEmail(
+        key, head.email.lower(), head.name, subject, text, html, KIND,
+        images=tuple((CHART_CIDS[k], f"{k.replace('_', '-')}.png", png)
+                     for k, png in charts.items())), now)
+    log.info("weekly report %s to %s: %s", figures["week"], head.email,
+             "queued" if queued else "queued before (one a week)")
+    return key
+
+
+@task(name="queue-weekly-report", **STAGE)
+def queue_stage(store: TaskStore, now: dt.datetime, settings: Settings) -> str | None:
+    path = settings.conf_dir / "department.yaml"
+    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
+        else Ceilings()
+    return queue_weekly_report(
+        store, now, config.load_owners(settings.conf_dir / "owners.yaml"),
+        config.load_calendar(settings.conf_dir / "calendar.yaml").timezone, ceilings)
+
+
+@task(name="send", **STAGE)
+def send_stage(store: TaskStore, settings: Settings) -> tuple[int, int]:
+    backend = notifications.backend_from_env(settings.outbox, settings)
+    result = drain_outbox(store, backend, notifications.sender_from_env(settings),
+                          dead_after=settings.dead_letter_after, ops_email=settings.ops_email)
+    get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
+                          result.backend, result.held, result.failed)
+    return result.sent, result.failed
+
+
+@flow(name="weekly_report", log_prints=False)
+def weekly_report(now: str | None = None) -> State:
+    """Queue and send this week's management email to the department head (once a week)."""
+    settings = load_settings()
+    moment = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    with TaskStore(settings.database_url) as store:
+        key = queue_stage(store, moment, settings)
+        sent, failed = send_stage(store, settings)
+    data = {"weekly_report": key, "emails_sent": sent, "emails_failed": failed}
+    if failed:
+        return Failed(message=f"{failed} email(s) could not be sent; they stay in the outbox",
+                      data=data)
+    return Completed(message=f"weekly report {key or '(no department head)'}; {sent} email(s) "
+                             "sent", data=data)
+
+
+if __name__ == "__main__":
+    from prefect.schedules import Cron
+
+    weekly_report.serve(name="weekly-report", schedules=[Cron("0 8 * * 1",
+                                                              timezone="Asia/Shanghai")])
