@@ -1,0 +1,160 @@
+"""The department head's weekly management email, over six generated days: queued once a week
+through the outbox, its charts inline images that load in headless Chromium (zh-CN and en;
+screenshots kept in tests/screenshots), its text part carrying the same figures."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import html as html_lib
+import re
+import shutil
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kamflow import config
+from kamflow.flows.charts import Line, line_chart_png, png_size
+from kamflow.flows.delivery import drain_outbox
+from kamflow.flows.weekly_report import KIND, queue_weekly_report, week_key
+from kamflow.notifications import FileOutbox
+from kamflow.notifications.weekly import CHART_CIDS
+from kamflow.worklist import TaskStore
+from kamflow.worklist.measures import Ceilings, department_report, headline
+from tests.test_department import PLAYED_DAYS, generated  # noqa: F401 - the shared fixture
+from tests.test_links_web import Browser
+from tests.test_worklist import planned, render
+
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+NUMBER = re.compile(r"\d{1,3}(?:,\d{3})*(?:\.\d+)?(?: %)?")  # 1,234.5 % as one
+
+
+@pytest.fixture(scope="module")
+def department(generated, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
+    """The generated days' store with a few tasks (some acknowledged, one done) and a
+    run_figures row per day, as the daily runs would have left it."""
+    first, url = generated["first"], generated["url"]
+    with TaskStore(url) as store:
+        roster = store.roster_rows()
+        active = roster.loc[roster["lost_at"].isna()].sort_values("account_id")
+        managers = sorted(active["manager_email"].unique())[:2]
+        rows = [(a, "care_call", "account_manager", m) for m in managers
+                for a in active.loc[active["manager_email"] == m, "account_id"].head(3)]
+        raised = first + dt.timedelta(hours=1)  # a run after the roster's first snapshot
+        store.raise_tasks(planned(rows, raised), "run-tasks", render, raised)
+        tasks = sorted(store.list_tasks(), key=lambda t: t.id)
+        store.transition(tasks[0].id, "ack", raised + dt.timedelta(hours=2), "m")
+        store.transition(tasks[1].id, "ack", raised + dt.timedelta(hours=6), "m")
+        store.transition(tasks[1].id, "done", raised + dt.timedelta(hours=7), "m")
+        for day in range(1, PLAYED_DAYS):
+            at = first + dt.timedelta(days=day, hours=1)
+            found = department_report(store.roster_rows(), store.task_rows(at), at, by=(),
+                                      revenue=store.revenue_rows())
+            store.record_run_figures(f"run-{day}", at, {**headline(found), "accounts_lost": 0,
+                                                         "top_value_share": 0.2,
+                                                         "tasks_created": 0})
+    return {**generated, "managers": managers}
+
+
+def weekly_email(department: dict, language: str, tmp_path: Path) -> tuple[object, str]:
+    """This week's email to a department head reading ``language``, as the file outbox
+    writes it (the real MIME bytes), and its outbox key. Queued twice: one email."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    shutil.copy(department["url"].removeprefix("sqlite:///"), tmp_path / "store.db")
+    owners = config.load_owners()
+    owners = dataclasses.replace(owners, department_head=dataclasses.replace(
+        owners.department_head, language=language))
+    timezone = config.load_calendar().timezone
+    now = dt.datetime.now(dt.UTC)
+    with TaskStore(url) as store:
+        key = queue_weekly_report(store, now, owners, timezone, Ceilings())
+        assert queue_weekly_report(store, now + dt.timedelta(minutes=5), owners, timezone,
+                                   Ceilings()) == key  # same week: not queued again
+        queued = [e for e in store.unsent_emails() if e.kind == KIND]
+        assert [e.key for e in queued] == [f"weekly-report-{week_key(now, timezone)}"] == [key]
+        result = drain_outbox(store, FileOutbox(tmp_path / "outbox"), "kamflow@operator.example")
+        assert result.sent >= 1 and not result.failed
+    message = BytesParser(policy=policy.default).parsebytes(
+        next((tmp_path / "outbox").glob(f"{key}*")).read_bytes())
+    assert message["To"] == owners.department_head.email.lower()
+    return message, key
+
+
+def parts(message) -> tuple[str, str, dict[str, bytes]]:
+    """(text, html, {content id: image bytes}) of a multipart email."""
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    images = {part["Content-ID"].strip("<>"): part.get_content()
+              for part in message.walk() if part.get_content_maintype() == "image"}
+    return text, html, images
+
+
+def visible(html: str) -> str:
+    body = re.sub(r"<head>.*</head>", " ", html, flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_weekly_email_shows_its_charts_and_carries_the_figures_in_both_parts(
+        department: dict, language: str, tmp_path: Path) -> None:
+    """The HTML shows both charts as inline (cid) PNGs that load in Chromium; the plain-text
+    part has every figure the HTML shows; the trailing churn rate is the ground truth's."""
+    message, _ = weekly_email(department, language, tmp_path)
+    text, html, images = parts(message)
+    assert set(images) == set(CHART_CIDS.values())
+    for cid, data in images.items():
+        assert f'src="cid:{cid}"' in html
+        assert data.startswith(b"\x89PNG") and png_size(data) == (640, 260)
+        assert message.get_body(("html",)) is not None
+    # what a mail client does with a cid: show the attached part in its place
+    page = tmp_path / f"weekly-{language}.html"
+    shown = html
+    for cid, data in images.items():
+        (tmp_path / f"{cid}.png").write_bytes(data)
+        shown = shown.replace(f"cid:{cid}", f"{cid}.png")
+    page.write_text(shown, encoding="utf-8")
+    browser = Browser()
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=900, height=1400,
+                     deviceScaleFactor=1, mobile=False)
+        browser.call("Page.navigate", url=page.as_uri())
+        browser.wait_for_load()
+        loaded = browser.evaluate(
+            "[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    finally:
+        browser.close()
+    assert loaded == [[True, 640, 260], [True, 640, 260]]
+    SCREENSHOTS.mkdir(exist_ok=True)
+    screenshot = SCREENSHOTS / f"weekly-report.{language}.png"
+    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    assert screenshot.stat().st_size > 20_000
+
+    in_html, in_text = NUMBER.findall(visible(html)), NUMBER.findall(text)
+    assert set(in_html) <= set(in_text), set(in_html) - set(in_text)
+    out = department["out"]
+    accounts = pd.read_csv(out / "day-01" / "accounts.csv", dtype={"account_id": str})
+    gone = pd.read_csv(out / "departures.csv", dtype={"account_id": str})
+    rate = f"{100 * len(gone) / len(accounts):.3f} %"
+    assert rate in text and rate in visible(html)
+    assert f"{len(gone)} / {len(accounts)}" in text
+    assert (("超出上限" in text) if language == "zh-CN" else ("OVER" in text))
+    for manager in department["managers"]:
+        assert manager in text and manager in html
+    if language == "zh-CN":
+        assert "客户流失率" in message["Subject"] and "按时完成" in text
+    else:
+        assert "churn" in message["Subject"] and "On time" in html
+
+
+def test_charts_are_drawn_to_scale() -> None:
+    """A chart's lines sit where their values are: a flat ceiling over a rising churn."""
+    png = line_chart_png([Line([0.001, 0.002, 0.004], "blue"),
+                          Line([0.003, 0.003, 0.003], "red", dashed=True)], ["a", "b", "c"])
+    assert png.startswith(b"\x89PNG") and png_size(png) == (640, 260)
+    assert line_chart_png([Line([1.0, 2.0])], ["x", "y"]) == line_chart_png(
+        [Line([1.0, 2.0])], ["x", "y"])
