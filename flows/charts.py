@@ -9,14 +9,17 @@ legends, in the reader's language, are the HTML's around it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
-__all__ = ["COLOURS", "Line", "data_uri", "line_chart_png", "png_size"]
+__all__ = ["COLOURS", "Line", "data_uri", "line_chart_png", "png_size", "trend_charts"]
 
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 78, 16, 14, 30
@@ -69,7 +72,7 @@ def line_chart_png(lines: Sequence[Line], x_labels: Sequence[str],
         v = top * k / 4
         y = round(y_of(v))
         image[y, LEFT:width - RIGHT] = _GRID
-        label = _label(v, y_format)
+        label = _label(v, y_format, top)
         _text(image, label, LEFT - 6 - _text_width(label), y - 5)
     image[TOP:TOP + plot_h + 1, LEFT] = _AXIS
     image[TOP + plot_h, LEFT:width - RIGHT] = _AXIS
@@ -92,6 +95,30 @@ def line_chart_png(lines: Sequence[Line], x_labels: Sequence[str],
     return _png(image)
 
 
+def trend_charts(trend: Sequence[Mapping[str, Any]], timezone: str,
+                 current: Mapping[str, Any]) -> dict[str, bytes]:
+    """The two charts as PNG, keyed like CHART_CIDS: trailing-12-month churn against its
+    ceiling, and value at risk, over the runs in ``trend`` (oldest first; run_figures). With
+    no run yet, ``current`` (this week's trailing-12-month figures) is the one point."""
+    zone = ZoneInfo(timezone)
+    points = list(trend) or [{"at": dt.datetime.fromisoformat(current["to"]),
+                              "churn_rate_12m": current["churn rate"],
+                              "churn_ceiling_12m": current["churn ceiling"],
+                              "value_at_risk": current["value at risk"]}]
+    def local(at: dt.datetime) -> dt.datetime:  # SQLite gives naive UTC
+        return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(zone)
+
+    labels = [f"{local(p['at']):%m-%d}" for p in points]
+    return {
+        "churn": line_chart_png([
+            Line([p["churn_rate_12m"] for p in points], "blue"),
+            Line([p["churn_ceiling_12m"] for p in points], "red", dashed=True)], labels),
+        "value_at_risk": line_chart_png([
+            Line([p.get("value_at_risk") for p in points], "green")], labels,
+            y_format="number"),
+    }
+
+
 def data_uri(png: bytes) -> str:
     """The PNG as a ``data:`` URI (for a markdown artifact's image)."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -112,15 +139,18 @@ def _nice(value: float) -> float:
     return float(10 ** (exponent + 1))
 
 
-def _label(value: float, y_format: str) -> str:
+def _label(value: float, y_format: str, top: float) -> str:
+    """A tick's label, with as many decimals as a quarter of the axis needs."""
+    def digits(step: float) -> int:
+        return int(min(max(0.0, 1 - np.floor(np.log10(step))), 4)) if step > 0 else 0
+
     if y_format == "percent":
-        percent = 100 * value
-        return f"{percent:.2f}%" if percent < 10 else f"{percent:.1f}%"
-    if value >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if value >= 1e3:
-        return f"{value / 1e3:.0f}k"
-    return f"{value:.0f}"
+        return f"{100 * value:.{digits(100 * top / 4)}f}%"
+    if top >= 4e6:
+        return f"{value / 1e6:.{digits(top / 4e6)}f}M"
+    if top >= 4e3:
+        return f"{value / 1e3:.{digits(top / 4e3)}f}k"
+    return f"{value:.{digits(top / 4)}f}"
 
 
 def _text_width(text: str) -> int:

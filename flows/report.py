@@ -114,6 +114,60 @@ def trend_table(figures: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
              "tasks raised": f["tasks_created"]} for f in figures]
 
 
+BREAKDOWN_ROWS = 20  # groups per breakdown in the run's department artifact (worst first)
+
+
+def department_markdown(found: Any, charts: Mapping[str, str], runs: int) -> str:
+    """The run page's department view: the trailing 12 months' churn, revenue churn, partial
+    churn and value at risk against the ceiling, the trend charts (``charts``: image URLs,
+    keys ``churn`` and ``value_at_risk``) over the last ``runs`` runs, and the breakdowns of
+    ``found`` (worklist.measures.DepartmentReport), worst churn first."""
+    def percent(share: float) -> str:
+        return f"{100 * share:.3f} %"
+
+    year = next(p for p in found.periods if p["period"] == "trailing 12 months")
+    verdict = "OVER" if year["over ceiling"] else "within"
+    lines = [
+        "# Key-account churn against the ceiling", "",
+        f"Trailing 12 months: account churn **{percent(year['churn rate'])}** against a "
+        f"ceiling of {percent(year['churn ceiling'])} (**{verdict}**); "
+        f"{year['accounts lost']:,} of {year['accounts at start']:,} accounts lost. Revenue "
+        f"churn {percent(year['revenue churn rate'])} ({year['revenue lost']:,.0f} CNY/month). "
+        f"Partial churn: {year['partial churn accounts']:,} retained accounts "
+        f"({percent(year['partial churn rate'])}) lost most of their revenue. Value at risk: "
+        f"{year['value at risk']:,.0f} CNY/month.", "",
+        f"## Churn rate against the ceiling, last {runs} runs", "",
+        f"![Account churn, trailing 12 months (blue), against the ceiling (red, dashed)]"
+        f"({charts['churn']})", "",
+        f"## Value at risk (CNY/month), last {runs} runs", "",
+        f"![Value at risk, CNY a month]({charts['value_at_risk']})", ""]
+    for dimension, groups in found.breakdowns.items():
+        rows = sorted(groups, key=lambda g: (-g["churn rate"], -g["revenue lost"],
+                                             str(g[dimension])))
+        shown = rows[:BREAKDOWN_ROWS]
+        more = f" (the {len(shown)} worst of {len(rows)})" if len(rows) > len(shown) else ""
+        lines += [f"## By {dimension}, trailing 12 months{more}", "",
+                  f"| {dimension} | accounts | churn rate | vs ceiling | lost | revenue lost "
+                  "(CNY/month) | partial churn | value at risk (CNY/month) | revenue retained | "
+                  "tasks raised | on time | overdue | median h to ack |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for g in shown:
+            name = str(g[dimension]).replace("|", "/")
+            if dimension == "manager" and g.get("manager name"):
+                name = f"{g['manager name']} ({name})".replace("|", "/")
+            hours = g["median hours to acknowledge"]
+            lines.append(
+                f"| {name} | {g['accounts']:,} | {percent(g['churn rate'])} | "
+                f"{'OVER' if g['over ceiling'] else 'within'} | {g['accounts lost']:,} | "
+                f"{g['revenue lost']:,.0f} | {g['partial churn accounts']:,} | "
+                f"{g['value at risk']:,.0f} | {100 * g['revenue retained']:.1f} % | "
+                f"{g['tasks raised']:,} | {100 * g['on time share']:.1f} % | "
+                f"{100 * g['overdue share']:.1f} % | "
+                f"{'' if hours is None else f'{hours:.1f}'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[dict[str, Any]]:
     """One row per (rule, action): how many accounts it was decided for."""
     if decisions.empty:

@@ -36,6 +36,7 @@ from kamflow.core.links import LinkSigner
 from kamflow.core.settings import Settings, load_settings
 from kamflow.expectations import ValidationOutcome, validate_snapshot, write_validation_files
 from kamflow.flows import delivery
+from kamflow.flows.charts import data_uri, trend_charts
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
 from kamflow.flows.report import (
@@ -44,6 +45,7 @@ from kamflow.flows.report import (
     class_band_table,
     class_shares,
     counts,
+    department_markdown,
     markdown,
     run_headline,
     trend_table,
@@ -502,21 +504,30 @@ def _publish_kpis(home: Settings) -> None:
 
 def _publish_trend(home: Settings, run_id: str, summary: RunSummary) -> None:
     """Keep this run's headline figures (table run_figures) and show the last 90 runs' trend:
-    churn over the trailing 12 months against the ceiling (conf/department.yaml)."""
+    churn over the trailing 12 months against the ceiling (conf/department.yaml), as a table
+    and, with the breakdowns by region, industry, class and manager, as charts (markdown
+    artifact ``department``: PNG images inline as data URIs, which the Prefect UI shows)."""
     path = home.conf_dir / "department.yaml"
     ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
         else Ceilings()
     now = dt.datetime.now(dt.UTC)
     with TaskStore(home.database_url) as store:
-        figures = headline(department_report(store.roster_rows(), store.task_rows(now), now,
-                                             by=(), ceilings=ceilings,
-                                             revenue=store.revenue_rows()))
-        store.record_run_figures(run_id, now, {**figures, **run_headline(summary)})
+        found = department_report(store.roster_rows(),
+                                  store.task_rows(now - dt.timedelta(days=400)), now,
+                                  ceilings=ceilings, revenue=store.revenue_rows())
+        store.record_run_figures(run_id, now, {**headline(found), **run_headline(summary)})
         trend = store.run_figures(90)
     create_table_artifact(trend_table(trend), key="churn-trend",
                           description="The last 90 runs: key-account churn over the trailing "
                                       "12 months against the ceiling, revenue churn, the top "
                                       "value classes' share and tasks raised")
+    timezone = config.load_calendar(home.conf_dir / "calendar.yaml").timezone
+    year = next(p for p in found.periods if p["period"] == "trailing 12 months")
+    charts = {k: data_uri(png) for k, png in trend_charts(trend, timezone, year).items()}
+    create_markdown_artifact(department_markdown(found, charts, len(trend)), key="department",
+                             description="Churn and value at risk over the last 90 runs "
+                                         "(charts), and the breakdowns by region, industry, "
+                                         "value class and manager")
 
 
 def _publish(summary: RunSummary, actions: list[dict[str, Any]]) -> None:

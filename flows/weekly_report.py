@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,7 @@ from prefect.states import Completed, Failed, State
 
 from kamflow import config, notifications
 from kamflow.core.settings import Settings, load_settings
-from kamflow.flows.charts import Line, line_chart_png
+from kamflow.flows.charts import trend_charts
 from kamflow.flows.delivery import drain_outbox
 from kamflow.notifications.weekly import CHART_CIDS, render_weekly_report
 from kamflow.worklist import OwnerDirectory, TaskStore
@@ -76,28 +75,6 @@ def weekly_figures(year: DepartmentReport, managers: DepartmentReport,
         "worst": worst,
         "managers": [{**r, "name": r.get("manager name") or r["manager"], "email": r["manager"]}
                      for r in handling[:MANAGERS]],
-    }
-
-
-def trend_charts(trend: Sequence[Mapping[str, Any]], timezone: str,
-                 current: Mapping[str, Any]) -> dict[str, bytes]:
-    """The two charts as PNG, keyed like CHART_CIDS: trailing-12-month churn against its
-    ceiling, and value at risk, over the runs in ``trend`` (oldest first; run_figures). With
-    no run yet, ``current`` (this week's trailing-12-month figures) is the one point."""
-    zone = ZoneInfo(timezone)
-    points = list(trend) or [{"at": dt.datetime.now(dt.UTC),
-                              "churn_rate_12m": current["churn rate"],
-                              "churn_ceiling_12m": current["churn ceiling"],
-                              "value_at_risk": current["value at risk"]}]
-    labels = [f"{p['at'].astimezone(zone) if p['at'].tzinfo else p['at']:%m-%d}"
-              for p in points]
-    return {
-        "churn": line_chart_png([
-            Line([p["churn_rate_12m"] for p in points], "blue"),
-            Line([p["churn_ceiling_12m"] for p in points], "red", dashed=True)], labels),
-        "value_at_risk": line_chart_png([
-            Line([p.get("value_at_risk") for p in points], "green")], labels,
-            y_format="number"),
     }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from kamflow.cli import main
 from kamflow.config import load_scoring
 from kamflow.core.errors import ConfigError
 from kamflow.expectations import validate_snapshot
+from kamflow.flows.charts import png_size
 from kamflow.flows.retention import roster_columns, roster_stage, with_scores
 from kamflow.generate import make_snapshot, write_snapshot
 from kamflow.intake import build_customer_view, read_snapshot
@@ -255,6 +258,13 @@ def test_each_run_publishes_the_churn_trend(prefect_api, kamflow_home, snapshot_
     rows = json.loads(trend) if isinstance(trend, str) else trend
     assert len(rows) == 2 and rows[-1]["vs ceiling"] == "within"  # nobody left
     assert "share of monthly revenue" in by_key["retention-summary"].data
+    department = by_key["department"].data  # the trend charts beside the breakdown tables
+    images = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", department)
+    assert len(images) == 2
+    assert all(png_size(base64.b64decode(i)) == (640, 260) for i in images)
+    for heading in ("## By region", "## By industry", "## By class", "## By manager"):
+        assert heading in department
+    assert "last 2 runs" in department
 
 
 # --------------------------------------------------------------------------- days played out

@@ -98,14 +98,15 @@ def test_served_deployment_is_scheduled_and_runs(served, prefect_api, tmp_path):
                         type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
             runs = wait_for(scheduled, 90, "scheduled runs of retention-daily", log)
             assert all(r.expected_start_time.astimezone().tzinfo for r in runs)
-            flow_run = run_deployment("retention_run/retention-daily",
-                                      parameters={"as_of": AS_OF.isoformat()}, timeout=240)
-            assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
+            for _ in range(2):  # a second run: the trend has two points
+                flow_run = run_deployment("retention_run/retention-daily",
+                                          parameters={"as_of": AS_OF.isoformat()}, timeout=240)
+                assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
     by_key = {a.key: a for a in artifacts}
     assert {"retention-summary", "retention-actions", "value-class-by-churn-band",
-            "owner-kpis"} <= set(by_key)
+            "owner-kpis", "churn-trend", "department"} <= set(by_key)
     ui = prefect_api.removesuffix("/api")
     run_page = ui_dom(f"{ui}/runs/flow-run/{flow_run.id}", tmp_path / "run-page.png")
     assert flow_run.name in run_page and "Completed" in run_page
@@ -114,6 +115,49 @@ def test_served_deployment_is_scheduled_and_runs(served, prefect_api, tmp_path):
     assert "accounts quarantined" in summary_page and "tasks created" in summary_page
     kpi_page = ui_dom(f"{ui}/artifacts/artifact/{by_key['owner-kpis'].id}", tmp_path / "kpis.png")
     assert "overdue" in kpi_page and "done on time" in kpi_page and "accounts lost" in kpi_page
+    # the department artifact: the trend charts (PNG data URIs) beside the breakdown tables
+    shown = ui_images(f"{ui}/artifacts/artifact/{by_key['department'].id}",
+                      SCREENSHOTS / "prefect-department-artifact.png")
+    assert shown["images"] == [[True, 640, 260], [True, 640, 260]], shown
+    for text in ("Churn rate against the ceiling, last 2 runs", "By region, trailing 12 months",
+                 "By manager, trailing 12 months", "median h to ack"):
+        assert text in shown["text"], text
+    assert shown["tables"] >= 4
+
+
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+
+def ui_images(url: str, screenshot: Path) -> dict:
+    """A Prefect UI page in headless Chromium (DevTools): once its images have arrived, each
+    image's (complete, naturalWidth, naturalHeight), the page's text and its table count; a
+    screenshot kept in tests/screenshots for a person to look at."""
+    import base64
+
+    from tests.test_links_web import Browser
+
+    browser = Browser()
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=1400, height=2400,
+                     deviceScaleFactor=1, mobile=False)
+        browser.call("Page.navigate", url=url)
+        browser.wait_for_load()
+        probe = ("({images: [...document.images].filter(i => i.src.startsWith('data:image/png'))"
+                 ".map(i => [i.complete, i.naturalWidth, i.naturalHeight]),"
+                 " text: document.body.innerText, tables: document.querySelectorAll('table')"
+                 ".length})")
+        deadline = time.monotonic() + 60  # the single-page app fetches, then renders
+        shown = browser.evaluate(probe)
+        while (len(shown["images"]) < 2 or not all(i[0] and i[1] for i in shown["images"])) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+            shown = browser.evaluate(probe)
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    finally:
+        browser.close()
+    screenshot.parent.mkdir(exist_ok=True)
+    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    return shown
 
 
 def ui_dom(url: str, screenshot: Path) -> str:
