@@ -53,7 +53,8 @@ def test_prefect_deploy_and_a_worker_run_the_packaged_flows(own_prefect_api, tmp
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = prefect("deploy", "--all", "--prefect-file", "prefect.yaml")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    for name in ("retention-daily", "sla-watch-hourly", "digest-daily", "ops-alert"):
+    for name in ("retention-daily", "sla-watch-hourly", "digest-daily", "weekly-report",
+                 "ops-alert"):
         assert name in deployed.stdout
 
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below

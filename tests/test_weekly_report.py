@@ -158,3 +158,27 @@ def test_charts_are_drawn_to_scale() -> None:
     assert png.startswith(b"\x89PNG") and png_size(png) == (640, 260)
     assert line_chart_png([Line([1.0, 2.0])], ["x", "y"]) == line_chart_png(
         [Line([1.0, 2.0])], ["x", "y"])
+
+
+def test_weekly_report_flow_sends_one_email_a_week(department: dict, prefect_api: str,
+                                                   kamflow_home: Path) -> None:
+    """The deployed flow, run twice in one week on a real Prefect server: one email to the
+    department head in the file outbox, with its two charts; the second run sends nothing."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from kamflow.flows.weekly_report import weekly_report
+
+    kamflow_home.mkdir(parents=True)
+    shutil.copy(department["url"].removeprefix("sqlite:///"), kamflow_home / "kamflow.db")
+    monday = dt.datetime.now(dt.UTC)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        first = weekly_report(now=monday.isoformat(), return_state=True)
+        again = weekly_report(now=(monday + dt.timedelta(hours=1)).isoformat(),
+                              return_state=True)
+    assert first.is_completed() and again.is_completed(), (first.message, again.message)
+    key = f"weekly-report-{week_key(monday, config.load_calendar().timezone)}"
+    files = sorted((kamflow_home / "outbox").glob("weekly-report-*"))
+    assert [f.name for f in files] == [f"{key}.eml"]
+    message = BytesParser(policy=policy.default).parsebytes(files[0].read_bytes())
+    assert message["To"] == config.load_owners().department_head.email.lower()
+    assert len(parts(message)[2]) == 2
