@@ -166,7 +166,8 @@ class _RevenueHistory:
             if self.rows is None:
                 self.cache[when] = last_seen
             else:
-                upto = self.rows.loc[self.rows["at"] <= when].drop_duplicates(
+                upto_n = int(self.rows["at"].searchsorted(when, side="right"))  # sorted by at
+                upto = self.rows.iloc[:upto_n].drop_duplicates(
                     "account_id", keep="last").set_index("account_id")["monthly_revenue"]
                 found = self.roster["account_id"].map(upto).astype("float64")
                 self.cache[when] = found.where(found.notna(), last_seen)

@@ -300,6 +300,8 @@ def _roster_frame(accounts: pd.DataFrame) -> pd.DataFrame:
             continue
         if attribute in _NUMERIC:
             frame[attribute] = pd.to_numeric(accounts[column], errors="coerce").astype("float64")
+            if attribute == "value_at_risk":  # whole CNY: a score's daily jitter rewrites no row
+                frame[attribute] = frame[attribute].round(0)
         else:
             limit = {"region": 100, "industry": 50, "value_class": 20}[attribute]
             values = accounts[column].astype("object")
