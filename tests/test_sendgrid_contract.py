@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from kamflow.notifications import Email
+from kamflow.notifications import Email, InlineImage
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS, build_batch, build_mail
 from tests.sendgrid_contract import CONTRACT, OFFICIAL, load, request_validator
+
+CHART = InlineImage("c@kamflow", b"\x89PNG\r\n\x1a\n-chart-", "churn-trend.png")
 
 
 def _email(i: int, **changes: Any) -> Email:
@@ -27,6 +29,8 @@ def kamflow_requests() -> dict[str, dict[str, Any]]:
     return {
         "single": build_mail(_email(0)).get(),
         "single plain": build_mail(_email(1, html=None, categories=(), custom_args={})).get(),
+        "single with an inline chart": build_mail(_email(2, html='<img src="cid:c@kamflow">',
+                                                         inline_images=(CHART,))).get(),
         "batch": build_batch([_email(i) for i in range(3)]),
         "full batch": build_batch([_email(i) for i in range(MAX_PERSONALIZATIONS)]),
         "template batch": build_batch([_email(i, text="长" * 6000) for i in range(2)],
@@ -60,6 +64,20 @@ def test_our_contract_accepts_what_kamflow_sends_and_refuses_mistakes() -> None:
         assert [e.message for e in ours.iter_errors(body)] == [], name
     for name, body in refused_requests().items():
         assert not ours.is_valid(body), name
+
+
+def test_inline_images_travel_as_inline_attachments_with_their_content_id() -> None:
+    """A chart the HTML shows by cid goes to SendGrid as an inline attachment with that
+    content_id (base64 content, image/png)."""
+    import base64
+
+    from kamflow.notifications.sendgrid_backend import batchable
+
+    body = kamflow_requests()["single with an inline chart"]
+    assert body["attachments"] == [{
+        "content": base64.b64encode(CHART.data).decode("ascii"), "filename": "churn-trend.png",
+        "type": "image/png", "disposition": "inline", "content_id": "c@kamflow"}]
+    assert not batchable(_email(2, inline_images=(CHART,)))
 
 
 def test_our_contract_agrees_with_sendgrids_official_extract() -> None:

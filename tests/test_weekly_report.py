@@ -182,3 +182,30 @@ def test_weekly_report_flow_sends_one_email_a_week(department: dict, prefect_api
     message = BytesParser(policy=policy.default).parsebytes(files[0].read_bytes())
     assert message["To"] == config.load_owners().department_head.email.lower()
     assert len(parts(message)[2]) == 2
+
+
+def test_inline_images_make_a_related_html_part_in_the_file_outbox(tmp_path: Path) -> None:
+    """SMTP and the file outbox send the same bytes: text, then the HTML related to its
+    pictures, each with its Content-ID and inline disposition."""
+    from kamflow.notifications import Email, InlineImage
+    from kamflow.notifications.message import email_bytes
+
+    png = line_chart_png([Line([0.1, 0.2])], ["a", "b"])
+    email = Email(key="weekly-report-2026-W49", sender="kamflow@operator.example",
+                  to="head@operator.example", subject="周报", text="流失率 0.100 %",
+                  html='<p>流失率</p><img src="cid:churn-trend@kamflow">',
+                  inline_images=(InlineImage("churn-trend@kamflow", png, "churn-trend.png"),))
+    now = dt.datetime(2026, 12, 7, 0, 0, tzinfo=dt.UTC)
+    message = BytesParser(policy=policy.default).parsebytes(email_bytes(email, now=now))
+    assert message["X-Kamflow-Key"] == "weekly-report-2026-W49"
+    assert message.get_content_type() == "multipart/alternative"
+    plain, related = message.get_payload()
+    assert plain.get_content() == "流失率 0.100 %\n"
+    assert related.get_content_type() == "multipart/related"
+    html, picture = related.get_payload()
+    assert "cid:churn-trend@kamflow" in html.get_content()
+    assert picture["Content-ID"] == "<churn-trend@kamflow>"
+    assert picture.get_content_disposition() == "inline" and picture.get_content() == png
+    with pytest.raises(ValueError, match="html part"):
+        Email(key="k", sender="a@b.c", to="d@e.f", subject="s", text="t",
+              inline_images=(InlineImage("x@kamflow", png, "x.png"),))
