@@ -69,7 +69,7 @@ def _group_name(dimension: str, code: str, lang: str) -> str:
         return str(code)
 
 
-def _period(row: Mapping[str, Any]) -> dict[str, str]:
+def _period(row: Mapping[str, Any]) -> dict[str, str | bool]:
     """A period's or group's measures as shown (the same strings in both parts)."""
     def percent(key: str, digits: int = 3) -> str:
         value = row.get(key)
