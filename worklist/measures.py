@@ -8,10 +8,16 @@ we under the churn ceiling, where are we losing accounts and revenue, and who is
   of the accounts at the start;
 - each compared with a yearly ceiling taken pro rata for the period's length (1 % a year over a
   30-day month is 0.082 %);
+- partial churn (业务流失): accounts retained over the period whose monthly revenue at its end is
+  below ``1 - partial_churn.revenue_fall`` of their revenue at its start (the revenue history,
+  table ``account_revenue``), and the revenue they lost; revenue retained: the monthly revenue at
+  the end of the accounts there at the start ÷ theirs at the start (lost accounts count 0);
+- value at risk: the roster's ``value_at_risk`` (CNY/month, as last scored) of the accounts now;
 - per region, industry segment, value class or manager: accounts and monthly revenue now, the
-  churn over the period, tasks raised, and the shares of them handled on time and overdue (the
-  task KPIs of worklist/kpis.py). Tasks count for the account's region, industry and class, and
-  for their owner under "manager"; churn counts for the account's last manager.
+  churn over the period, tasks raised, the shares of them handled on time and overdue (the
+  task KPIs of worklist/kpis.py) and the median hours from a task's creation to its first
+  acknowledgement (the task history). Tasks count for the account's region, industry and
+  class, and for their owner under "manager"; churn counts for the account's last manager.
 
 A period cannot start before the roster does (its first snapshot): before that nobody was
 counted, so the start is moved up to it. The roster keeps an account's attributes as last seen,
