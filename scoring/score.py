@@ -111,7 +111,10 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     else:
         risk, contributions = model.rate(signals, levels, config)
     scored["churn_risk"] = risk.round(1)
-    _value_at_risk(scored, raw["avg_monthly_billed"], risk, config, model)
+    # A learnt model's unrounded probability (its 0.04 % is not 0); the configured score as
+    # shown, so that the calibration can be applied by hand to the churn_risk ops read.
+    _value_at_risk(scored, raw["avg_monthly_billed"],
+                   risk if model is not None else scored["churn_risk"].to_numpy(), config, model)
     scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
                             else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
                                              config, population.rank_cutoffs or None))
@@ -154,12 +157,12 @@ def churn_probability(risk: np.ndarray, config: ScoringConfig,
 def _value_at_risk(scored: pd.DataFrame, monthly_billed: np.ndarray, risk: np.ndarray,
                    config: ScoringConfig, model: ChurnModel | None) -> None:
     """monthly_revenue (CNY/month, the average monthly bill), churn_probability (0..1, yearly)
-    and value_at_risk = monthly_revenue x churn_probability (CNY/month; x 12 a year). From the
-    unrounded risk: a learnt model's 0.04 % is not 0."""
-    revenue = np.nan_to_num(np.asarray(monthly_billed, dtype="float64"), nan=0.0)
-    probability = churn_probability(risk, config, model)
-    scored["monthly_revenue"] = revenue.round(2)
-    scored["churn_probability"] = probability.round(6)
+    and value_at_risk = monthly_revenue x churn_probability (CNY/month; x 12 a year)."""
+    revenue = np.nan_to_num(np.asarray(monthly_billed, dtype="float64"), nan=0.0).round(2)
+    probability = churn_probability(risk, config, model).round(6)
+    scored["monthly_revenue"] = revenue
+    scored["churn_probability"] = probability
+    # of the figures shown, so that anyone can multiply them back (to the fen)
     scored["value_at_risk"] = (revenue * probability).round(2)
 
 

@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 
 from kamflow import config
-from kamflow.rules import load_wording
+from kamflow.rules import load_ruleset, load_wording
 from kamflow.worklist import TaskStore
 from kamflow.worklist.models import AccountRecord
 from tests.conftest import AS_OF
@@ -175,8 +175,20 @@ def test_run_scores_with_a_model_learnt_from_the_history(prefect_api, snapshot_d
     text = summary_markdown(prefect_api, run_id)
     assert f"**Churn risk:** {summary['churn_risk_from']}" in text
     assert f"| AUC | {learning['learnt']['auc']:.3f} |" in text
-    tasks = store(kamflow_home).list_tasks()
+    # risk-driven tasks name their churn factors; proactive care (rules/care.yaml) is due on
+    # healthy accounts too, whose risk has no factor to name
+    ruleset = load_ruleset()
+    tasks = [t for t in store(kamflow_home).list_tasks()
+             if not ruleset.rule(t.rule_id).proactive]
     assert tasks and all("Top churn factors:" in t.reason for t in tasks)
+    at_risk = summary["value_at_risk"]
+    assert at_risk["probability_from"].startswith("the learnt churn model's calibrated "
+                                                  "probability")
+    assert at_risk["monthly_cny"] > 0
+    assert at_risk["yearly_cny"] == pytest.approx(12 * at_risk["monthly_cny"], abs=0.1)
+    assert configured["value_at_risk"]["probability_from"].startswith(
+        "churn risk through the logistic calibration a=-5.3, b=7, churn.calibration")
+    assert "**Value at risk**" in text
 
 
 def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot_dir,
@@ -209,4 +221,11 @@ def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
         assert max(weights, key=weights.get) == "revenue_decline"
         assert summary["churn_risk_from"].startswith("churn weights (information gain) learnt")
+        # weights only: value at risk still rests on the history, through the refitted
+        # calibration of the (learnt-weight) risk score
+        calibration = summary["churn_learning"]["calibration"]
+        assert calibration["b"] > 0 and calibration["a"] != -5.3
+        assert summary["value_at_risk"]["probability_from"] == (
+            f"churn risk through the logistic calibration a={calibration['a']:g}, "
+            f"b={calibration['b']:g}, refitted on the labelled history (Platt scaling)")
         assert "| revenue_decline | " in summary_markdown(prefect_api, run_id)
