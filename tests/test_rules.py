@@ -230,6 +230,36 @@ CASES = [
                  id="potential-without-new-services-experience-offer"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "development",
                   "new_services": 1}, set(), id="potential-with-new-services-nothing"),
+    # proactive care by value class (rules/care.yaml)
+    pytest.param({"value_class": "high", "days_since_contact": 30.0},
+                 {("care-visit-high-value", "manager_visit", 4, 10.0)},
+                 id="healthy-high-value-monthly-visit"),
+    pytest.param({"value_class": "high", "months_into_contract_year": 11.0},
+                 {("care-plan-review-high-value", "account_plan_review", 4, 30.0)},
+                 id="healthy-high-value-yearly-plan-review-before-the-anniversary"),
+    pytest.param({"value_class": "high", "months_into_contract_year": 10.9}, set(),
+                 id="plan-review-not-before-the-last-month"),
+    pytest.param({"value_class": "high", "churn_band": "medium", "churn_risk": 25.0,
+                  "days_since_contact": 45.0, "months_into_contract_year": 11.5},
+                 {("care-call-valuable-medium-risk", "care_call", 3, 3.0)},
+                 id="high-value-at-risk-gets-risk-work-not-standing-care"),
+    pytest.param({"value_class": "secondary", "days_since_contact": 60.0},
+                 {("care-call-secondary-quarterly", "care_call", 4, 10.0)},
+                 id="healthy-secondary-quarterly-care-call"),
+    pytest.param({"value_class": "secondary", "days_since_contact": 59.0}, set(),
+                 id="secondary-in-touch-recently-nothing"),
+    pytest.param({"value_class": "high", "complaints_3d": 1.0, "complaints_90d": 1.0},
+                 {("complaint-follow-up-valuable", "complaint_follow_up", 2, 1.0)},
+                 id="high-value-new-complaint-follow-up-next-business-day"),
+    pytest.param({"value_class": "secondary", "complaints_3d": 2.0, "complaints_90d": 3.0},
+                 {("complaint-follow-up-valuable", "complaint_follow_up", 2, 1.0),
+                  ("complaints-care-call", "care_call", 2, 2.0)},
+                 id="secondary-new-complaint-follow-up-beside-the-risk-care-call"),
+    pytest.param({"value_class": "potential", "complaints_3d": 1.0, "complaints_90d": 1.0},
+                 set(), id="potential-complaint-no-follow-up"),
+    pytest.param({"days_since_contact": 300.0, "months_into_contract_year": 11.5,
+                  "new_services": 0, "complaints_3d": 1.0, "complaints_90d": 1.0}, set(),
+                 id="healthy-low-value-gets-no-care-at-all"),
 ]
 
 
@@ -254,6 +284,44 @@ def test_decisions_carry_account_owner_and_factors(shipped):
         "KA0000001", "深圳兴达基金管理有限公司", "王芳", "wang.fang@operator.example", "sla_team")
     assert row["churn_factors"] == "complaints"
     assert row["why"] == "segment=leadership (= leadership); sla_breaches_90d=1.0 (≥ 1)"
+
+
+def test_decisions_carry_value_at_risk_and_whether_they_are_proactive(shipped):
+    """Each decision carries its account's monthly revenue, churn probability and value at
+    risk, and proactive: True for a care rule, False for a risk rule; without value columns in
+    the scored frame they are NaN, not an error."""
+    figures = {"monthly_revenue": 400_000.0, "churn_probability": 0.2,
+               "value_at_risk": 80_000.0}
+    frame = accounts({"value_class": "high", "days_since_contact": 40.0, **figures},
+                     {"value_class": "high", "churn_band": "high", "churn_risk": 40.0,
+                      **figures})
+    out = decide(frame, shipped).set_index("account_id")
+    care, risk = out.loc["KA0000001"], out.loc["KA0000002"]
+    assert (care["rule_id"], bool(care["proactive"])) == ("care-visit-high-value", True)
+    assert (risk["rule_id"], bool(risk["proactive"])) == ("visit-high-value-high-risk", False)
+    for column, value in figures.items():
+        assert care[column] == value and risk[column] == value
+    bare = decide(accounts({"value_class": "high", "days_since_contact": 40.0}), shipped)
+    assert bare[["monthly_revenue", "churn_probability", "value_at_risk"]].isna().all().all()
+
+
+def test_at_equal_priority_a_risk_rule_wins_over_a_proactive_one(tmp_path):
+    """Two rules raise the same action with the same priority: the risk rule's decision is
+    kept even when the proactive rule comes first and has the shorter deadline."""
+    care = {"id": "care-first", "kind": "proactive", "description": "standing care",
+            "when": {"value_class": "high"},
+            "then": [{"action": "care_call", "priority": 3, "due_in_days": 1, "every": "30d"}]}
+    risk = {"id": "risk-second", "description": "a warning",
+            "when": {"churn_band": "high"},
+            "then": [{"action": "care_call", "priority": 3, "due_in_days": 5}]}
+    ruleset = load_ruleset(write_rule_set(tmp_path / "rules",
+                                          {"r.yaml": rules_yaml(care, risk)}))
+    out = decide(accounts({"value_class": "high", "churn_band": "high", "churn_risk": 40.0},
+                          {"value_class": "high"}), ruleset).set_index("account_id")
+    assert (out.loc["KA0000001", "rule_id"], bool(out.loc["KA0000001", "proactive"])) == (
+        "risk-second", False)
+    assert (out.loc["KA0000002", "rule_id"], bool(out.loc["KA0000002", "proactive"])) == (
+        "care-first", True)
 
 
 def test_decide_does_not_modify_its_input(shipped):
@@ -683,6 +751,16 @@ CHECKS = [
                  r"suppresses unknown rule 'no-such-rule'", id="suppresses-unknown-rule"),
     pytest.param("when: {churn_band: high}\nthen: [care_call]\nsuppresses: [broken]",
                  r"a rule cannot suppress itself", id="suppresses-itself"),
+    pytest.param("kind: reactive\nwhen: {churn_band: high}\nthen: [care_call]",
+                 r"kind must be one of risk, proactive, not 'reactive'", id="unknown-kind"),
+    pytest.param("when: {churn_band: high}\nthen: [{action: care_call, every: monthly}]",
+                 r"action 'care_call': every must be a period such as 30d, 2w, 3m or 1y",
+                 id="every-not-a-period"),
+    pytest.param("when: {churn_band: high}\nthen: [{action: care_call, every: 2y}]",
+                 r"every must be a period .*\(at most 365 days\)", id="every-beyond-a-year"),
+    pytest.param("when: {churn_band: high}\n"
+                 "then: [{action: care_call, every: 30d, cooldown_days: 10}]",
+                 r"give 'every' or 'cooldown_days', not both", id="every-and-cooldown"),
 ]
 
 
@@ -989,3 +1067,66 @@ def test_action_email_mode_is_checked(tmp_path):
                        encoding="utf-8")
     with pytest.raises(ConfigError, match="email must be one of digest, own"):
         load_ruleset(broken)
+
+
+# --------------------------------------------------------------------------- proactive care
+
+@pytest.mark.parametrize(("every", "days"), [("30d", 30.0), ("2w", 14.0), ("3m", 90.0),
+                                             ("1y", 365.0), (45, 45.0)])
+def test_every_is_a_cadence_in_days(tmp_path, every, days):
+    """`every:` reads days, weeks, months of 30 days, a year of 365 days or a number of days,
+    and becomes the decision's cooldown."""
+    rule = {"id": "cadence", "kind": "proactive", "description": "cadence",
+            "when": {"value_class": "high"}, "then": [{"action": "care_call", "every": every}]}
+    ruleset = load_ruleset(write_rule_set(tmp_path / "rules", {"r.yaml": rules_yaml(rule)}))
+    [then] = ruleset.rule("cadence").then
+    assert (then.every_days, then.cooldown_days) == (days, days)
+    assert ruleset.rule("cadence").proactive
+    out = decide(accounts({"value_class": "high"}), ruleset)
+    assert out["cooldown_days"].tolist() == [days] and out["proactive"].tolist() == [True]
+
+
+def test_the_shipped_care_rules_are_proactive_and_the_others_are_not(shipped):
+    """care.yaml's rules are kind proactive with their cadences; no other shipped rule is."""
+    care = {rule.id for rule in shipped.rules if rule.file == "care.yaml"}
+    assert care == {rule.id for rule in shipped.rules if rule.proactive}
+    assert {rule.id: [t.every_days for t in rule.then] for rule in shipped.rules
+            if rule.id in care} == {
+        "care-visit-high-value": [30.0], "care-plan-review-high-value": [365.0],
+        "care-call-secondary-quarterly": [90.0], "experience-offer-potential": [180.0],
+        "complaint-follow-up-valuable": [None]}
+
+
+def test_a_healthy_high_value_account_is_visited_every_month(shipped, tmp_path):
+    """Through the task store: the monthly care visit is raised, done, not raised again 10
+    days later, and raised again a month later; a healthy low value account gets nothing."""
+    from kamflow.worklist import Owner, OwnerDirectory, TaskStore, plan_tasks
+
+    owners = OwnerDirectory(roles={}, fallback=Owner("Fallback", "fallback@operator.example"))
+    titles = {name: action.title_en for name, action in shipped.actions.items()}
+    frame = accounts({"value_class": "high", "days_since_contact": 45.0}, {})
+    start = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
+
+    def run(day: int) -> tuple[int, int]:
+        now = start + dt.timedelta(days=day)
+        planned = plan_tasks(decide(frame, shipped), owners, titles, now)
+        raised = store.raise_tasks(planned, f"run-{day}", lambda n, e, t: ("s", "t", "h"), now)
+        return raised.created, raised.skipped_cooldown
+
+    with TaskStore(f"sqlite:///{tmp_path / 'tasks.db'}") as store:
+        assert run(0) == (1, 0)
+        [visit] = store.list_tasks()
+        assert (visit.account_id, visit.action, visit.rule_id) == (
+            "KA0000001", "manager_visit", "care-visit-high-value")
+        store.set_status(visit.id, "done", start + dt.timedelta(days=1), "visited")
+        assert run(10) == (0, 1)  # visited 9 days ago: not again yet
+        assert run(31) == (1, 0)  # a month after the visit: the next one
+        assert {t.account_id for t in store.list_tasks()} == {"KA0000001"}
+
+
+def test_rules_check_accepts_the_care_constructs(tmp_path):
+    """`kamflow rules check` accepts kind and every, and names the new care actions."""
+    result = kamflow_rules_check(str(RULES_DIR), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for action in ("account_plan_review", "experience_offer", "complaint_follow_up"):
+        assert action in result.stdout
