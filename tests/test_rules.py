@@ -225,11 +225,15 @@ CASES = [
                  {("maintain-segment-care", "care_call", 3, 3.0)},
                  id="maintain-segment-care-call"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "identification",
-                  "new_services": 0},
+                  "new_services": 0, "months_into_contract_year": 1.9},
                  {("experience-offer-potential", "experience_offer", 4, 14.0)},
                  id="potential-without-new-services-experience-offer"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "development",
-                  "new_services": 1}, set(), id="potential-with-new-services-nothing"),
+                  "new_services": 1, "months_into_contract_year": 0.0}, set(),
+                 id="potential-with-new-services-nothing"),
+    pytest.param({"value_class": "potential", "new_services": 0,
+                  "months_into_contract_year": 2.0}, set(),
+                 id="potential-experience-offer-waits-for-its-contract-year"),
     # proactive care by value class (rules/care.yaml)
     pytest.param({"value_class": "high", "days_since_contact": 30.0},
                  {("care-visit-high-value", "manager_visit", 4, 10.0)},
@@ -1093,7 +1097,7 @@ def test_the_shipped_care_rules_are_proactive_and_the_others_are_not(shipped):
     assert {rule.id: [t.every_days for t in rule.then] for rule in shipped.rules
             if rule.id in care} == {
         "care-visit-high-value": [30.0], "care-plan-review-high-value": [365.0],
-        "care-call-secondary-quarterly": [90.0], "experience-offer-potential": [180.0],
+        "care-call-secondary-quarterly": [90.0], "experience-offer-potential": [365.0],
         "complaint-follow-up-valuable": [None]}
 
 
