@@ -166,6 +166,9 @@ def action_table(decisions: pd.DataFrame, created: Mapping[str, int]) -> list[di
     grouped = decisions.groupby(["action", "owner_role", "rule_id"], sort=True)
     return [{"action": action, "owner": owner, "rule": rule, "accounts": len(group),
              "new tasks (action total)": int(created.get(action, 0)),
+             # the revenue the rule's work protects (absent before value at risk existed)
+             **({"value at risk, CNY/month": f"{group['value_at_risk'].sum():,.0f}"}
+                if "value_at_risk" in group else {}),
              # why it fired, for one account: the matched conditions with that account's values
              "example": f"{group['account_id'].iloc[0]}: {group['why'].iloc[0]}"}
             for (action, owner, rule), group in grouped]

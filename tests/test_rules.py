@@ -1016,7 +1016,7 @@ def test_cli_check_accepts_the_shipped_rules(tmp_path, shipped):
     for args in ((), (str(RULES_DIR),)):
         result = kamflow_rules_check(*args, tmp_path=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "is valid: 24 rules" in result.stdout
+        assert "is valid: 24 rules (5 proactive)" in result.stdout
         assert f"version {shipped.version}" in result.stdout
 
 

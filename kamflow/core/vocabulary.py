@@ -132,6 +132,11 @@ KINDS: dict[str, dict[str, Label]] = {
                                        "billing, price or coverage complaints in a year"),
         "revenue_volatility": Label("月账单波动幅度", "monthly bill volatility"),
     },
+    # What moves a rule (rules/language.py RULE_KINDS): a churn warning, or standing care.
+    "rule_kind": {
+        "risk": Label("风险预警", "risk warning"),
+        "proactive": Label("主动关怀", "proactive care"),
+    },
     # The built-in actions (DOMAIN.md "Actions"); a rule set's own actions bring their titles.
     "action": {
         "escalate_to_key_account": Label("升级至大客户部",
