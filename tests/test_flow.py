@@ -229,3 +229,39 @@ def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot
             f"churn risk through the logistic calibration a={calibration['a']:g}, "
             f"b={calibration['b']:g}, refitted on the labelled history (Platt scaling)")
         assert "| revenue_decline | " in summary_markdown(prefect_api, run_id)
+
+
+def test_value_at_risk_is_summed_per_value_class_and_churn_band():
+    """The run summary's value at risk: the total a month and a year, and the totals per
+    value class and churn band; the artifact table crosses them in CNY a year."""
+    from kamflow.flows.report import (
+        RunSummary,
+        markdown,
+        value_at_risk_summary,
+        value_at_risk_table,
+    )
+    from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES
+
+    scored = pd.DataFrame({
+        "value_class": ["high", "high", "low", "secondary"],
+        "churn_band": ["critical", "low", "critical", "low"],
+        "churn_probability": [0.5, 0.01, 0.4, 0.02],
+        "value_at_risk": [100_000.0, 2_000.0, 400.0, 600.0]})
+    figures = value_at_risk_summary(scored, VALUE_CLASSES, CHURN_BANDS)
+    assert (figures["monthly_cny"], figures["yearly_cny"]) == (103_000.0, 1_236_000.0)
+    assert figures["mean_churn_probability"] == pytest.approx(0.2325)
+    assert figures["by_value_class"] == {
+        "high": {"monthly_cny": 102_000.0, "yearly_cny": 1_224_000.0},
+        "secondary": {"monthly_cny": 600.0, "yearly_cny": 7_200.0},
+        "low": {"monthly_cny": 400.0, "yearly_cny": 4_800.0}}
+    assert list(figures["by_churn_band"]) == ["low", "critical"]
+    assert figures["by_churn_band"]["critical"]["monthly_cny"] == 100_400.0
+    rows = {row["value class"]: row for row in value_at_risk_table(scored)}
+    assert rows["high value (高价值)"]["critical risk (极高风险), CNY/year"] == "1,200,000"
+    assert rows["high value (高价值)"]["total CNY/month"] == "102,000"
+    assert rows["potential value (潜在价值)"]["total CNY/year"] == "0"
+    text = markdown(RunSummary(run_id="r", source="s", as_of="2026-11-25",
+                               value_at_risk=figures))
+    assert "103,000 CNY a month, 1,236,000 CNY a year" in text
+    assert "| high value (高价值) | 102,000 | 1,224,000 |" in text
+    assert value_at_risk_summary(scored.drop(columns="value_at_risk")) == {}
