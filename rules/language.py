@@ -13,6 +13,12 @@ number of rule files (``*.yaml``) each holding ``rules:``, a list of named rules
         - action: escalate_to_key_account
           due_in_days: 1                     # optional overrides of the action's defaults
       suppresses: [care-call-medium-risk]    # optional
+      kind: risk                             # optional: risk (default) or proactive
+
+A consequence may give a cadence instead of a cooldown: ``every: 30d`` (``2w``, ``3m``, ``1y``
+or a number of days, at most 365) raises the action when none is open for the account and none
+was closed in that period; a ``proactive`` rule's decisions rank below risk-driven ones at equal
+priority (rules/care.yaml).
 
 Conditions: ``all`` / ``any`` (lists), ``not`` (one condition), or a leaf ``field: {op: value}``
 with op one of eq, ne, lt, lte, gt, gte, in, not_in, between. Loading checks everything and reports
