@@ -1,6 +1,6 @@
 """Rules benchmark: kamflow's engine path against plain durable-rules and zen-engine.
 
-Same rule set (the shipped rules plus benchmarks/rules30/extra.yaml: 30 rules), same scored
+Same rule set (the shipped rules plus benchmarks/rules30/extra.yaml: 30+ rules), same scored
 accounts, collect semantics (every matching rule), compared before suppression:
 - kamflow: `rules.decide.match_rules` (distinct threshold cells decided once by durable-rules);
   `decide_accounts_per_s` adds suppression, explanations and the decision table;

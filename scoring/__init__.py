@@ -2,9 +2,11 @@
 
 Follows DOMAIN.md: current and potential value from weighted, normalised indicators (expert or
 entropy weights) give the four value classes; churn factors with per-factor warning ramps give a
-0..100 churn risk, a band and the top factors with their values. ``scoring.backtest`` measures
-churn risk (and weights learnt by information gain, and a logistic regression) against known
-outcomes; ``scoring.learn`` learns either from a labelled history for the daily run.
+0..100 churn risk, a band and the top factors with their values; value at risk is the monthly
+revenue × the yearly churn probability (a learnt model's, or the calibrated churn risk's).
+``scoring.backtest`` measures churn risk (and weights learnt by information gain, and a logistic
+regression) against known outcomes; ``scoring.learn`` learns either from a labelled history for
+the daily run.
 """
 
 from kamflow.scoring.config import BacktestConfig, ChurnFactor, ScoringConfig

@@ -111,6 +111,10 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     else:
         risk, contributions = model.rate(signals, levels, config)
     scored["churn_risk"] = risk.round(1)
+    # A learnt model's unrounded probability (its 0.04 % is not 0); the configured score as
+    # shown, so that the calibration can be applied by hand to the churn_risk ops read.
+    _value_at_risk(scored, raw["avg_monthly_billed"],
+                   risk if model is not None else scored["churn_risk"].to_numpy(), config, model)
     scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
                             else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
                                              config, population.rank_cutoffs or None))
@@ -138,6 +142,28 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
         scored[f"churn_factor_{rank + 1}_level"] = np.where(
             named, top_level[:, rank], np.nan).round(2)
     return scored
+
+
+def churn_probability(risk: np.ndarray, config: ScoringConfig,
+                      model: ChurnModel | None = None) -> np.ndarray:
+    """The yearly churn probability 0..1 behind a churn risk: a learnt model's risk is its
+    calibrated probability in %; the configured risk score goes through the logistic map of
+    ``churn.calibration`` (scoring.calibration refits it from a labelled history)."""
+    if model is not None:
+        return np.clip(np.asarray(risk, dtype="float64") / 100.0, 0.0, 1.0)
+    return config.calibration.probability(risk)
+
+
+def _value_at_risk(scored: pd.DataFrame, monthly_billed: np.ndarray, risk: np.ndarray,
+                   config: ScoringConfig, model: ChurnModel | None) -> None:
+    """monthly_revenue (CNY/month, the average monthly bill), churn_probability (0..1, yearly)
+    and value_at_risk = monthly_revenue x churn_probability (CNY/month; x 12 a year)."""
+    revenue = np.nan_to_num(np.asarray(monthly_billed, dtype="float64"), nan=0.0).round(2)
+    probability = churn_probability(risk, config, model).round(6)
+    scored["monthly_revenue"] = revenue
+    scored["churn_probability"] = probability
+    # of the figures shown, so that anyone can multiply them back (to the fen)
+    scored["value_at_risk"] = (revenue * probability).round(2)
 
 
 def _rank(values: np.ndarray, population: np.ndarray) -> np.ndarray:

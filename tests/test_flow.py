@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 
 from kamflow import config
-from kamflow.rules import load_wording
+from kamflow.rules import load_ruleset, load_wording
 from kamflow.worklist import TaskStore
 from kamflow.worklist.models import AccountRecord
 from tests.conftest import AS_OF
@@ -175,8 +175,20 @@ def test_run_scores_with_a_model_learnt_from_the_history(prefect_api, snapshot_d
     text = summary_markdown(prefect_api, run_id)
     assert f"**Churn risk:** {summary['churn_risk_from']}" in text
     assert f"| AUC | {learning['learnt']['auc']:.3f} |" in text
-    tasks = store(kamflow_home).list_tasks()
+    # risk-driven tasks name their churn factors; proactive care (rules/care.yaml) is due on
+    # healthy accounts too, whose risk has no factor to name
+    ruleset = load_ruleset()
+    tasks = [t for t in store(kamflow_home).list_tasks()
+             if not ruleset.rule(t.rule_id).proactive]
     assert tasks and all("Top churn factors:" in t.reason for t in tasks)
+    at_risk = summary["value_at_risk"]
+    assert at_risk["probability_from"].startswith("the learnt churn model's calibrated "
+                                                  "probability")
+    assert at_risk["monthly_cny"] > 0
+    assert at_risk["yearly_cny"] == pytest.approx(12 * at_risk["monthly_cny"], abs=0.1)
+    assert configured["value_at_risk"]["probability_from"].startswith(
+        "churn risk through the logistic calibration a=-5.3, b=7, churn.calibration")
+    assert "**Value at risk**" in text
 
 
 def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot_dir,
@@ -209,4 +221,47 @@ def test_run_can_learn_information_gain_weights_or_nothing(prefect_api, snapshot
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
         assert max(weights, key=weights.get) == "revenue_decline"
         assert summary["churn_risk_from"].startswith("churn weights (information gain) learnt")
+        # weights only: value at risk still rests on the history, through the refitted
+        # calibration of the (learnt-weight) risk score
+        calibration = summary["churn_learning"]["calibration"]
+        assert calibration["b"] > 0 and calibration["a"] != -5.3
+        assert summary["value_at_risk"]["probability_from"] == (
+            f"churn risk through the logistic calibration a={calibration['a']:g}, "
+            f"b={calibration['b']:g}, refitted on the labelled history (Platt scaling)")
         assert "| revenue_decline | " in summary_markdown(prefect_api, run_id)
+
+
+def test_value_at_risk_is_summed_per_value_class_and_churn_band():
+    """The run summary's value at risk: the total a month and a year, and the totals per
+    value class and churn band; the artifact table crosses them in CNY a year."""
+    from kamflow.flows.report import (
+        RunSummary,
+        markdown,
+        value_at_risk_summary,
+        value_at_risk_table,
+    )
+    from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES
+
+    scored = pd.DataFrame({
+        "value_class": ["high", "high", "low", "secondary"],
+        "churn_band": ["critical", "low", "critical", "low"],
+        "churn_probability": [0.5, 0.01, 0.4, 0.02],
+        "value_at_risk": [100_000.0, 2_000.0, 400.0, 600.0]})
+    figures = value_at_risk_summary(scored, VALUE_CLASSES, CHURN_BANDS)
+    assert (figures["monthly_cny"], figures["yearly_cny"]) == (103_000.0, 1_236_000.0)
+    assert figures["mean_churn_probability"] == pytest.approx(0.2325)
+    assert figures["by_value_class"] == {
+        "high": {"monthly_cny": 102_000.0, "yearly_cny": 1_224_000.0},
+        "secondary": {"monthly_cny": 600.0, "yearly_cny": 7_200.0},
+        "low": {"monthly_cny": 400.0, "yearly_cny": 4_800.0}}
+    assert list(figures["by_churn_band"]) == ["low", "critical"]
+    assert figures["by_churn_band"]["critical"]["monthly_cny"] == 100_400.0
+    rows = {row["value class"]: row for row in value_at_risk_table(scored)}
+    assert rows["high value (高价值)"]["critical risk (极高风险), CNY/year"] == "1,200,000"
+    assert rows["high value (高价值)"]["total CNY/month"] == "102,000"
+    assert rows["potential value (潜在价值)"]["total CNY/year"] == "0"
+    text = markdown(RunSummary(run_id="r", source="s", as_of="2026-11-25",
+                               value_at_risk=figures))
+    assert "103,000 CNY a month, 1,236,000 CNY a year" in text
+    assert "| high value (高价值) | 102,000 | 1,224,000 |" in text
+    assert value_at_risk_summary(scored.drop(columns="value_at_risk")) == {}

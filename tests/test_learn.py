@@ -353,3 +353,63 @@ def test_partitions_rank_learnt_bands_against_the_whole_snapshot(config, history
                         for i in range(0, len(view), 150)], ignore_index=True)
     pd.testing.assert_series_equal(pieces["churn_band"], whole["churn_band"])
     assert (whole["churn_band"] == "critical").sum() >= int(0.01 * len(view))
+
+
+# --------------------------------------------------------------------------- value at risk
+
+def test_calibration_refit_recovers_the_labels_map() -> None:
+    """Platt scaling of outcomes drawn from a known map of the risk score finds that map:
+    the refit moves a and b from the defaults to the labels' own."""
+    from kamflow.scoring.config import Calibration
+    from kamflow.scoring.learn import fit_calibration
+
+    rng = np.random.default_rng(3)
+    risk = rng.uniform(0, 100, 40_000)
+    truth = Calibration(a=-3.0, b=4.0)
+    churned = rng.random(risk.size) < truth.probability(risk)
+    fitted = fit_calibration(risk, churned)
+    assert fitted.a == pytest.approx(-3.0, abs=0.15) and fitted.b == pytest.approx(4.0, abs=0.2)
+    assert (fitted.a, fitted.b) != (Calibration().a, Calibration().b)
+
+
+def test_a_score_that_does_not_rise_with_churn_calibrates_to_the_churn_rate() -> None:
+    """When churners have the lower scores, the refit gives everyone the history's churn rate
+    (b = 0) rather than a probability that falls as the risk rises."""
+    from kamflow.scoring.learn import fit_calibration
+
+    risk = np.array([10.0] * 50 + [80.0] * 50)
+    churned = np.array([1] * 10 + [0] * 40 + [0] * 50)
+    fitted = fit_calibration(risk, churned)
+    assert fitted.b == 0.0
+    assert fitted.probability(np.array([0.0, 100.0])) == pytest.approx([0.1, 0.1], abs=1e-4)
+
+
+def test_weights_only_learning_refits_the_calibration_toward_the_labels(config) -> None:
+    """information_gain learns weights only, yet value at risk follows the history: the
+    calibration is refitted on it, the scoring uses it, and the churners' probability is far
+    above the stayers'."""
+    history, churned = complaints_history()
+    learnt = learn_churn(history, churned, config, "information_gain")
+    assert learnt.calibration is not None and learnt.calibration != config.calibration
+    assert learnt.scoring(config).calibration == learnt.calibration
+    assert learnt.as_dict()["calibration"] == {"a": learnt.calibration.a,
+                                               "b": learnt.calibration.b}
+    scored = score_accounts(today(), learnt.scoring(config)).set_index("account_id")
+    # half the history churned, every churner complained: A's probability is near 1, B's low
+    assert scored.loc["A", "churn_probability"] > 0.9
+    assert scored.loc["B", "churn_probability"] < 0.1
+    assert scored.loc["A", "value_at_risk"] == pytest.approx(
+        scored.loc["A", "monthly_revenue"] * scored.loc["A", "churn_probability"], abs=0.005)
+
+
+def test_a_learnt_models_probability_is_the_churn_probability(config, history,
+                                                              todays) -> None:
+    """With a learnt model, churn_probability is the model's calibrated probability, not the
+    configured calibration of a risk score."""
+    learnt = learn_churn(*history, config, "logistic_regression")
+    view, _ = todays
+    scored = score_accounts(view, learnt.scoring(config), model=learnt.model)
+    np.testing.assert_allclose(scored["churn_probability"],
+                               learnt.model.risk(view, config) / 100, atol=1e-6)
+    by_map = learnt.scoring(config).calibration.probability(scored["churn_risk"].to_numpy())
+    assert not np.allclose(scored["churn_probability"], by_map, atol=1e-3)

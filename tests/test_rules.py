@@ -48,7 +48,8 @@ HEALTHY: dict[str, Any] = {
     "current_value": 40.0, "potential_value": 40.0, "avg_monthly_billed": 20_000.0,
     "revenue_trend": 0.0, "arrears": 0.0, "arrears_ratio": 0.0, "products_held": 3,
     "new_services": 1, "employees": 300, "tenure_months": 60.0,
-    "days_to_contract_end": 400.0, "days_since_contact": 30.0, "complaints_90d": 0.0,
+    "days_to_contract_end": 400.0, "days_since_contact": 20.0, "complaints_90d": 0.0,
+    "complaints_3d": 0.0, "months_into_contract_year": 6.0,
     "sla_breaches_90d": 0.0, "outage_hours_90d": 0.0,
     "churn_factor_1": "complaints", "churn_factor_2": "", "churn_factor_3": "",
 }
@@ -75,8 +76,9 @@ def reference(frame: pd.DataFrame, ruleset: RuleSet) -> set[tuple]:
     """The same decisions from the vectorised reference, account by account (no cells, no engine).
 
     Every rule whose condition holds fires; a rule whose condition holds drops the rules it
-    suppresses; of several decisions for one (account, action) the lowest priority, then the
-    shortest deadline, then the first rule in load order is kept.
+    suppresses; of several decisions for one (account, action) the lowest priority, then a
+    risk rule before a proactive one, then the shortest deadline, then the first rule in load
+    order is kept.
     """
     holds = {rule.id: evaluate(rule.when, frame) for rule in ruleset.rules}
     fires = {rule_id: truth.copy() for rule_id, truth in holds.items()}
@@ -89,12 +91,12 @@ def reference(frame: pd.DataFrame, ruleset: RuleSet) -> set[tuple]:
         for row in np.flatnonzero(fires[rule.id]):
             for index, then in enumerate(rule.then):
                 key = (ids[row], then.action)
-                candidate = (then.priority, then.due_in_days, order, index, rule.id,
-                             then.cooldown_days)
+                candidate = (then.priority, rule.proactive, then.due_in_days, order, index,
+                             rule.id, then.cooldown_days)
                 if key not in best or candidate < best[key]:
                     best[key] = candidate
     return {(account, action, rule_id, priority, due, cooldown)
-            for (account, action), (priority, due, _, _, rule_id, cooldown) in best.items()}
+            for (account, action), (priority, _, due, _, _, rule_id, cooldown) in best.items()}
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +190,9 @@ CASES = [
     pytest.param({"value_class": "high", "days_since_contact": 120.0},
                  {("no-contact-valuable", "manager_visit", 3, 10.0)},
                  id="no-contact-120-days-visit"),
-    pytest.param({"value_class": "high", "days_since_contact": 119.0}, set(),
-                 id="no-contact-119-days-nothing"),
+    pytest.param({"value_class": "high", "days_since_contact": 119.0},
+                 {("care-visit-high-value", "manager_visit", 4, 10.0)},
+                 id="no-contact-119-days-only-the-monthly-care-visit"),
     pytest.param({"value_class": "secondary", "churn_band": "high", "churn_risk": 50.0,
                   "days_since_contact": 200.0},
                  {("care-call-secondary-high-risk", "care_call", 2, 2.0),
@@ -222,11 +225,45 @@ CASES = [
                  {("maintain-segment-care", "care_call", 3, 3.0)},
                  id="maintain-segment-care-call"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "identification",
-                  "new_services": 0},
-                 {("potential-new-services", "new_service_pitch", 4, 14.0)},
-                 id="young-potential-new-service-pitch"),
+                  "new_services": 0, "months_into_contract_year": 1.9},
+                 {("experience-offer-potential", "experience_offer", 4, 14.0)},
+                 id="potential-without-new-services-experience-offer"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "development",
-                  "new_services": 1}, set(), id="potential-with-new-services-nothing"),
+                  "new_services": 1, "months_into_contract_year": 0.0}, set(),
+                 id="potential-with-new-services-nothing"),
+    pytest.param({"value_class": "potential", "new_services": 0,
+                  "months_into_contract_year": 2.0}, set(),
+                 id="potential-experience-offer-waits-for-its-contract-year"),
+    # proactive care by value class (rules/care.yaml)
+    pytest.param({"value_class": "high", "days_since_contact": 30.0},
+                 {("care-visit-high-value", "manager_visit", 4, 10.0)},
+                 id="healthy-high-value-monthly-visit"),
+    pytest.param({"value_class": "high", "months_into_contract_year": 11.0},
+                 {("care-plan-review-high-value", "account_plan_review", 4, 30.0)},
+                 id="healthy-high-value-yearly-plan-review-before-the-anniversary"),
+    pytest.param({"value_class": "high", "months_into_contract_year": 10.9}, set(),
+                 id="plan-review-not-before-the-last-month"),
+    pytest.param({"value_class": "high", "churn_band": "medium", "churn_risk": 25.0,
+                  "days_since_contact": 45.0, "months_into_contract_year": 11.5},
+                 {("care-call-valuable-medium-risk", "care_call", 3, 3.0)},
+                 id="high-value-at-risk-gets-risk-work-not-standing-care"),
+    pytest.param({"value_class": "secondary", "days_since_contact": 60.0},
+                 {("care-call-secondary-quarterly", "care_call", 4, 10.0)},
+                 id="healthy-secondary-quarterly-care-call"),
+    pytest.param({"value_class": "secondary", "days_since_contact": 59.0}, set(),
+                 id="secondary-in-touch-recently-nothing"),
+    pytest.param({"value_class": "high", "complaints_3d": 1.0, "complaints_90d": 1.0},
+                 {("complaint-follow-up-valuable", "complaint_follow_up", 2, 1.0)},
+                 id="high-value-new-complaint-follow-up-next-business-day"),
+    pytest.param({"value_class": "secondary", "complaints_3d": 2.0, "complaints_90d": 3.0},
+                 {("complaint-follow-up-valuable", "complaint_follow_up", 2, 1.0),
+                  ("complaints-care-call", "care_call", 2, 2.0)},
+                 id="secondary-new-complaint-follow-up-beside-the-risk-care-call"),
+    pytest.param({"value_class": "potential", "complaints_3d": 1.0, "complaints_90d": 1.0},
+                 set(), id="potential-complaint-no-follow-up"),
+    pytest.param({"days_since_contact": 300.0, "months_into_contract_year": 11.5,
+                  "new_services": 0, "complaints_3d": 1.0, "complaints_90d": 1.0}, set(),
+                 id="healthy-low-value-gets-no-care-at-all"),
 ]
 
 
@@ -251,6 +288,44 @@ def test_decisions_carry_account_owner_and_factors(shipped):
         "KA0000001", "深圳兴达基金管理有限公司", "王芳", "wang.fang@operator.example", "sla_team")
     assert row["churn_factors"] == "complaints"
     assert row["why"] == "segment=leadership (= leadership); sla_breaches_90d=1.0 (≥ 1)"
+
+
+def test_decisions_carry_value_at_risk_and_whether_they_are_proactive(shipped):
+    """Each decision carries its account's monthly revenue, churn probability and value at
+    risk, and proactive: True for a care rule, False for a risk rule; without value columns in
+    the scored frame they are NaN, not an error."""
+    figures = {"monthly_revenue": 400_000.0, "churn_probability": 0.2,
+               "value_at_risk": 80_000.0}
+    frame = accounts({"value_class": "high", "days_since_contact": 40.0, **figures},
+                     {"value_class": "high", "churn_band": "high", "churn_risk": 40.0,
+                      **figures})
+    out = decide(frame, shipped).set_index("account_id")
+    care, risk = out.loc["KA0000001"], out.loc["KA0000002"]
+    assert (care["rule_id"], bool(care["proactive"])) == ("care-visit-high-value", True)
+    assert (risk["rule_id"], bool(risk["proactive"])) == ("visit-high-value-high-risk", False)
+    for column, value in figures.items():
+        assert care[column] == value and risk[column] == value
+    bare = decide(accounts({"value_class": "high", "days_since_contact": 40.0}), shipped)
+    assert bare[["monthly_revenue", "churn_probability", "value_at_risk"]].isna().all().all()
+
+
+def test_at_equal_priority_a_risk_rule_wins_over_a_proactive_one(tmp_path):
+    """Two rules raise the same action with the same priority: the risk rule's decision is
+    kept even when the proactive rule comes first and has the shorter deadline."""
+    care = {"id": "care-first", "kind": "proactive", "description": "standing care",
+            "when": {"value_class": "high"},
+            "then": [{"action": "care_call", "priority": 3, "due_in_days": 1, "every": "30d"}]}
+    risk = {"id": "risk-second", "description": "a warning",
+            "when": {"churn_band": "high"},
+            "then": [{"action": "care_call", "priority": 3, "due_in_days": 5}]}
+    ruleset = load_ruleset(write_rule_set(tmp_path / "rules",
+                                          {"r.yaml": rules_yaml(care, risk)}))
+    out = decide(accounts({"value_class": "high", "churn_band": "high", "churn_risk": 40.0},
+                          {"value_class": "high"}), ruleset).set_index("account_id")
+    assert (out.loc["KA0000001", "rule_id"], bool(out.loc["KA0000001", "proactive"])) == (
+        "risk-second", False)
+    assert (out.loc["KA0000002", "rule_id"], bool(out.loc["KA0000002", "proactive"])) == (
+        "care-first", True)
 
 
 def test_decide_does_not_modify_its_input(shipped):
@@ -619,7 +694,8 @@ rules:
 CHECKS = [
     # (the broken rule's remaining lines, what the problem says)
     pytest.param("when: {churn_band: high}\nthen: [care_call]\npriority: 1",
-                 r"unknown field 'priority'; allowed: id, description, when, then, suppresses",
+                 r"unknown field 'priority'; allowed: id, description, kind, when, then, "
+                 r"suppresses",
                  id="unknown-rule-field"),
     pytest.param("when: {churn_score: {gt: 50}}\nthen: [care_call]",
                  r"unknown field 'churn_score'; known fields: value_class", id="unknown-field"),
@@ -640,7 +716,8 @@ CHECKS = [
                  r"field 'value_class' is a category: use eq, ne, in or not_in, not 'gt'",
                  id="order-on-category"),
     pytest.param("when: {churn_band: high}\nthen: [send_flowers]",
-                 r"unknown action 'send_flowers'; known: care_call", id="unknown-action"),
+                 r"unknown action 'send_flowers'; known: account_plan_review, care_call",
+                 id="unknown-action"),
     pytest.param("when: {churn_band: high}\nthen: [{action: care_call, owner: ceo}]",
                  r"unknown field 'owner' in 'then'", id="unknown-then-field"),
     pytest.param("when: {churn_band: high}\nthen: [{action: care_call, due_in_days: -1}]",
@@ -678,6 +755,16 @@ CHECKS = [
                  r"suppresses unknown rule 'no-such-rule'", id="suppresses-unknown-rule"),
     pytest.param("when: {churn_band: high}\nthen: [care_call]\nsuppresses: [broken]",
                  r"a rule cannot suppress itself", id="suppresses-itself"),
+    pytest.param("kind: reactive\nwhen: {churn_band: high}\nthen: [care_call]",
+                 r"kind must be one of risk, proactive, not 'reactive'", id="unknown-kind"),
+    pytest.param("when: {churn_band: high}\nthen: [{action: care_call, every: monthly}]",
+                 r"action 'care_call': every must be a period such as 30d, 2w, 3m or 1y",
+                 id="every-not-a-period"),
+    pytest.param("when: {churn_band: high}\nthen: [{action: care_call, every: 2y}]",
+                 r"every must be a period .*\(at most 365 days\)", id="every-beyond-a-year"),
+    pytest.param("when: {churn_band: high}\n"
+                 "then: [{action: care_call, every: 30d, cooldown_days: 10}]",
+                 r"give 'every' or 'cooldown_days', not both", id="every-and-cooldown"),
 ]
 
 
@@ -790,7 +877,7 @@ def test_a_rule_set_needs_actions_and_rules(tmp_path):
 
 def test_the_shipped_rule_set_is_valid_and_points_at_its_lines(shipped):
     """The shipped rules load; each rule's file:line is its `- id:` line."""
-    assert len(shipped.rules) == 20 and len(shipped.actions) == 9
+    assert len(shipped.rules) == 24 and len(shipped.actions) == 12
     assert set(shipped.fields) <= set(CATEGORIES) | set(NUMBERS)
     for rule in shipped.rules:
         text = (RULES_DIR / rule.file).read_text(encoding="utf-8").splitlines()
@@ -929,7 +1016,7 @@ def test_cli_check_accepts_the_shipped_rules(tmp_path, shipped):
     for args in ((), (str(RULES_DIR),)):
         result = kamflow_rules_check(*args, tmp_path=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "is valid: 20 rules" in result.stdout
+        assert "is valid: 24 rules (5 proactive)" in result.stdout
         assert f"version {shipped.version}" in result.stdout
 
 
@@ -984,3 +1071,66 @@ def test_action_email_mode_is_checked(tmp_path):
                        encoding="utf-8")
     with pytest.raises(ConfigError, match="email must be one of digest, own"):
         load_ruleset(broken)
+
+
+# --------------------------------------------------------------------------- proactive care
+
+@pytest.mark.parametrize(("every", "days"), [("30d", 30.0), ("2w", 14.0), ("3m", 90.0),
+                                             ("1y", 365.0), (45, 45.0)])
+def test_every_is_a_cadence_in_days(tmp_path, every, days):
+    """`every:` reads days, weeks, months of 30 days, a year of 365 days or a number of days,
+    and becomes the decision's cooldown."""
+    rule = {"id": "cadence", "kind": "proactive", "description": "cadence",
+            "when": {"value_class": "high"}, "then": [{"action": "care_call", "every": every}]}
+    ruleset = load_ruleset(write_rule_set(tmp_path / "rules", {"r.yaml": rules_yaml(rule)}))
+    [then] = ruleset.rule("cadence").then
+    assert (then.every_days, then.cooldown_days) == (days, days)
+    assert ruleset.rule("cadence").proactive
+    out = decide(accounts({"value_class": "high"}), ruleset)
+    assert out["cooldown_days"].tolist() == [days] and out["proactive"].tolist() == [True]
+
+
+def test_the_shipped_care_rules_are_proactive_and_the_others_are_not(shipped):
+    """care.yaml's rules are kind proactive with their cadences; no other shipped rule is."""
+    care = {rule.id for rule in shipped.rules if rule.file == "care.yaml"}
+    assert care == {rule.id for rule in shipped.rules if rule.proactive}
+    assert {rule.id: [t.every_days for t in rule.then] for rule in shipped.rules
+            if rule.id in care} == {
+        "care-visit-high-value": [30.0], "care-plan-review-high-value": [365.0],
+        "care-call-secondary-quarterly": [90.0], "experience-offer-potential": [365.0],
+        "complaint-follow-up-valuable": [None]}
+
+
+def test_a_healthy_high_value_account_is_visited_every_month(shipped, tmp_path):
+    """Through the task store: the monthly care visit is raised, done, not raised again 10
+    days later, and raised again a month later; a healthy low value account gets nothing."""
+    from kamflow.worklist import Owner, OwnerDirectory, TaskStore, plan_tasks
+
+    owners = OwnerDirectory(roles={}, fallback=Owner("Fallback", "fallback@operator.example"))
+    titles = {name: action.title_en for name, action in shipped.actions.items()}
+    frame = accounts({"value_class": "high", "days_since_contact": 45.0}, {})
+    start = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)
+
+    def run(day: int) -> tuple[int, int]:
+        now = start + dt.timedelta(days=day)
+        planned = plan_tasks(decide(frame, shipped), owners, titles, now)
+        raised = store.raise_tasks(planned, f"run-{day}", lambda n, e, t: ("s", "t", "h"), now)
+        return raised.created, raised.skipped_cooldown
+
+    with TaskStore(f"sqlite:///{tmp_path / 'tasks.db'}") as store:
+        assert run(0) == (1, 0)
+        [visit] = store.list_tasks()
+        assert (visit.account_id, visit.action, visit.rule_id) == (
+            "KA0000001", "manager_visit", "care-visit-high-value")
+        store.set_status(visit.id, "done", start + dt.timedelta(days=1), "visited")
+        assert run(10) == (0, 1)  # visited 9 days ago: not again yet
+        assert run(31) == (1, 0)  # a month after the visit: the next one
+        assert {t.account_id for t in store.list_tasks()} == {"KA0000001"}
+
+
+def test_rules_check_accepts_the_care_constructs(tmp_path):
+    """`kamflow rules check` accepts kind and every, and names the new care actions."""
+    result = kamflow_rules_check(str(RULES_DIR), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for action in ("account_plan_review", "experience_offer", "complaint_follow_up"):
+        assert action in result.stdout

@@ -516,3 +516,65 @@ def test_new_factors_read_like_reasons(config: ScoringConfig) -> None:
     from kamflow.scoring.explain import describe_signal
     assert describe_signal("revenue_volatility", 0.184) == "monthly bill swings 18%"
     assert describe_signal("commitment_months", 7.4) == "committed for 7 more months"
+
+
+# --------------------------------------------------------------------------- value at risk
+
+def test_value_at_risk_is_monthly_revenue_times_churn_probability(
+        scored: pd.DataFrame) -> None:
+    """monthly_revenue is the average monthly bill, churn_probability a probability, and value
+    at risk their product, CNY a month."""
+    assert (scored["monthly_revenue"] == scored["avg_monthly_billed"].round(2)).all()
+    assert scored["churn_probability"].between(0, 1).all()
+    np.testing.assert_allclose(scored["value_at_risk"],
+                               scored["monthly_revenue"] * scored["churn_probability"],
+                               rtol=0, atol=0.005 + 1e-9)
+    # the portfolio's mean is a plausible yearly key-account churn rate (a few %)
+    assert 0.005 <= scored["churn_probability"].mean() <= 0.05
+
+
+def test_churn_probability_rises_with_the_configured_risk(scored: pd.DataFrame,
+                                                          config: ScoringConfig) -> None:
+    """The calibration is monotone: a riskier account never has a lower probability, and the
+    default map gives 0.5 % at risk 0 and about 14 % at risk 50."""
+    ordered = scored.sort_values("churn_risk")
+    assert ordered["churn_probability"].is_monotonic_increasing
+    assert ordered["churn_probability"].iloc[-1] > ordered["churn_probability"].iloc[0]
+    p = config.calibration.probability(np.array([0.0, 50.0, 70.0, 100.0]))
+    assert p[0] == pytest.approx(0.005, abs=0.0005) and p[1] == pytest.approx(0.142, abs=0.002)
+    assert (np.diff(p) > 0).all()
+
+
+def test_calibration_comes_from_configuration(view: pd.DataFrame, shipped: dict) -> None:
+    """churn.calibration's a and b set the map; b must be above 0 and unknown keys are
+    refused, naming the key."""
+    from kamflow.core.errors import ConfigError
+
+    doc = copy.deepcopy(shipped)
+    doc["churn"]["calibration"] = {"a": -3.0, "b": 2.0}
+    custom = score_accounts(view, ScoringConfig.from_mapping(doc))
+    expected = 1 / (1 + np.exp(-(-3.0 + 2.0 * custom["churn_risk"] / 100)))
+    np.testing.assert_allclose(custom["churn_probability"], expected, atol=1e-6)
+    del doc["churn"]["calibration"]
+    assert ScoringConfig.from_mapping(doc).calibration == ScoringConfig.from_mapping(
+        shipped).calibration  # the shipped values are the defaults
+    for bad, named in (({"a": -5.0, "b": 0}, "churn.calibration.b"),
+                       ({"a": "low", "b": 7.0}, "churn.calibration.a"),
+                       ({"a": -5.0, "b": 7.0, "c": 1}, "churn.calibration.c")):
+        doc["churn"]["calibration"] = bad
+        with pytest.raises(ConfigError, match=f"key '{re.escape(named)}'"):
+            ScoringConfig.from_mapping(doc)
+
+
+def test_value_at_risk_of_partitions_equals_the_whole(view: pd.DataFrame,
+                                                      config: ScoringConfig) -> None:
+    """Scored in pieces against the whole population, value at risk is the same."""
+    from kamflow.scoring import fit_population
+
+    whole = score_accounts(view, config)
+    population = fit_population(view, config)
+    pieces = pd.concat([score_accounts(view.iloc[i:i + 500].reset_index(drop=True), config,
+                                       population) for i in range(0, len(view), 500)],
+                       ignore_index=True)
+    for column in ("monthly_revenue", "churn_probability", "value_at_risk"):
+        pd.testing.assert_series_equal(pieces[column], whole[column])

@@ -22,7 +22,7 @@ def _used_codes() -> list[tuple[str, str]]:
     """(kind, code) for every code scoring, the shipped rules, intake and the task store use."""
     from kamflow.intake.schema import INDUSTRIES, SEGMENT_BY_INDUSTRY
     from kamflow.rules import RULES_DIR, load_ruleset
-    from kamflow.rules.language import CATEGORIES, leaves
+    from kamflow.rules.language import CATEGORIES, RULE_KINDS, leaves
     from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES, ScoringConfig
     from kamflow.scoring.config import CHURN_SIGNALS
     from kamflow.scoring.score import LIFECYCLE_STAGES
@@ -43,6 +43,7 @@ def _used_codes() -> list[tuple[str, str]]:
     used += [("report_dimension", d) for d in DIMENSIONS]
     used += [("action", a) for a in ruleset.actions]
     used += [("owner_role", r) for r in ruleset.owners]
+    used += [("rule_kind", k) for k in RULE_KINDS]
     for kind, values in CATEGORIES.items():
         used += [(kind, v) for v in values or ()]
     for rule in ruleset.rules:  # the values the shipped rules compare against

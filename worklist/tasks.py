@@ -352,10 +352,12 @@ def _changed(result: Result[Any]) -> int:
 
 
 def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
-    """Latest close time per (account, action) key among recently closed tasks."""
+    """Latest close time per (account, action) key among recently closed tasks. A withdrawn
+    task (queued, never released to its owner) was never worked: it starts no cooldown, nor a
+    proactive rule's cadence (``every:``, which is this cooldown)."""
     rows = session.execute(
         select(Task.account_id, Task.action, Task.closed_at).where(
-            Task.closed_at.is_not(None), Task.status.not_in(OPEN_STATUSES),
+            Task.closed_at.is_not(None), Task.status.not_in((*OPEN_STATUSES, "withdrawn")),
             Task.closed_at > now - dt.timedelta(days=366)))
     latest: dict[str, pd.Timestamp] = {}
     for account_id, action, closed_at in rows:

@@ -23,8 +23,9 @@ def check(directory: Annotated[Path | None, typer.Argument(
     directory = directory or RULES_DIR
     ruleset = load_ruleset(directory)
     actions = sorted({c.action for r in ruleset.rules for c in r.then})
-    print(f"rule set {directory} is valid: {len(ruleset.rules)} rules, version "
-          f"{ruleset.version}, actions used: {', '.join(actions)}")
+    proactive = sum(rule.proactive for rule in ruleset.rules)
+    print(f"rule set {directory} is valid: {len(ruleset.rules)} rules ({proactive} proactive), "
+          f"version {ruleset.version}, actions used: {', '.join(actions)}")
     return 0
 
 

@@ -222,6 +222,12 @@ def print_summary(summary: dict[str, Any]) -> None:
         print("churn bands: " + ", ".join(f"{k} {v:,}" for k, v in
                                           summary["churn_bands"].items()))
         print(f"churn risk: {summary.get('churn_risk_from', '')}")
+        if summary.get("value_at_risk"):
+            at_risk = summary["value_at_risk"]
+            print(f"value at risk: {at_risk['monthly_cny']:,.0f} CNY/month, "
+                  f"{at_risk['yearly_cny']:,.0f} CNY/year; per value class (CNY/year): "
+                  + ", ".join(f"{k} {v['yearly_cny']:,.0f}"
+                              for k, v in at_risk["by_value_class"].items()))
         print(f"decisions: {summary.get('decisions', 0):,}; tasks created: "
               f"{summary.get('tasks_created', 0):,} (already open: "
               f"{summary.get('tasks_already_open', 0):,}); emails sent: "

@@ -139,6 +139,11 @@ KINDS: dict[str, dict[str, Label]] = {
                                        "billing, price or coverage complaints in a year"),
         "revenue_volatility": Label("月账单波动幅度", "monthly bill volatility"),
     },
+    # What moves a rule (rules/language.py RULE_KINDS): a churn warning, or standing care.
+    "rule_kind": {
+        "risk": Label("风险预警", "risk warning"),
+        "proactive": Label("主动关怀", "proactive care"),
+    },
     # The built-in actions (DOMAIN.md "Actions"); a rule set's own actions bring their titles.
     "action": {
         "escalate_to_key_account": Label("升级至大客户部",
@@ -153,6 +158,12 @@ KINDS: dict[str, dict[str, Label]] = {
         "payment_reminder": Label("欠费提醒", "Payment reminder for arrears"),
         "new_service_pitch": Label("新业务体验营销",
                                    "New-service introduction (experiential marketing)"),
+        # Proactive care by value class (rules/care.yaml).
+        "account_plan_review": Label("一户一策年度方案回顾",
+                                     "Yearly one-to-one account plan review"),
+        "experience_offer": Label("新业务免费体验（体验式营销）",
+                                  "Free trial of a new service (experiential marketing)"),
+        "complaint_follow_up": Label("投诉回访", "Complaint follow-up call"),
     },
 }
 
