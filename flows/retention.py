@@ -100,7 +100,8 @@ def intake_stage(source: str, mapping: str | None = None,
 def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig,
                    as_of: dt.date | None = None) -> ValidationOutcome:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
-                                as_of=as_of, files=snapshot.files)
+                                as_of=as_of, files=snapshot.files,
+                                signals=snapshot.signals)
     logger = get_run_logger()
     for result in outcome.results:
         if not result.success and result.severity == "warning":
@@ -123,7 +124,8 @@ def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.Pi
                 "(%s churned)", history.source, f"{labelled.accounts_in_snapshot:,}",
                 f"{len(labelled.churned):,}", labelled.labels, f"{labelled.churned.sum():,}")
     try:
-        learnt = learn_churn(labelled.view, labelled.churned, scoring)
+        learnt = learn_churn(labelled.view, labelled.churned, scoring,
+                             signals=labelled.signals)
     except UnusableHistory as exc:
         raise InputError(str(exc), file=str(labelled.labels),
                          field=labelled.label_column) from None

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kamflow.intake.signals import Signal
 from kamflow.scoring.config import ScoringConfig
 from kamflow.scoring.metrics import TopK, roc_auc, top_k
 from kamflow.scoring.model import (
@@ -100,11 +101,12 @@ def split_by_outcome(churned: np.ndarray, holdout_share: float,
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def run_backtest(view: pd.DataFrame, churned: np.ndarray,
-                 config: ScoringConfig) -> BacktestResult:
+def run_backtest(view: pd.DataFrame, churned: np.ndarray, config: ScoringConfig,
+                 signals: tuple[Signal, ...] = ()) -> BacktestResult:
     """Measure every method by k-fold cross-validation on ``view`` (``churned``: 0/1 per row).
     With fewer than two accounts of an outcome nothing can be cross-validated: the configured
-    weights alone are measured, on every account."""
+    weights alone are measured, on every account. The models also learn from the operator
+    ``signals`` (a mapping's ``signals:``) the view carries; the weighted methods do not."""
     churned = np.asarray(churned).astype(bool)
     if len(churned) != len(view):
         raise ValueError("one outcome per account is needed")
@@ -133,7 +135,7 @@ def run_backtest(view: pd.DataFrame, churned: np.ndarray,
     for kind in MODEL_KINDS:
         def by_model(train: np.ndarray, test: np.ndarray, kind: str = kind) -> np.ndarray:
             model = fit_churn_model(view.iloc[train], churned[train], config, settings.seed,
-                                    (kind,), INNER_FOLDS)
+                                    (kind,), INNER_FOLDS, signals)
             return model.risk(view.iloc[test], config)
 
         results.append(cross_measured(kind, folds, churned, settings.top_k, by_model,

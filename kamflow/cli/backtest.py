@@ -67,7 +67,7 @@ def backtest(source: Annotated[Path, typer.Option(
         spec, load_mapping(mapping) if mapping else None,
         config.load_pipeline(home.conf_dir / "pipeline.yaml").validation, as_of,
         partial(history_problem, minimum=MIN_ACCOUNTS, per_outcome=1))
-    result = run_backtest(history.view, history.churned, scoring)
+    result = run_backtest(history.view, history.churned, scoring, history.signals)
     report = {"source": str(source), "labels": str(history.labels), "as_of": str(as_of),
               "accounts_in_snapshot": history.accounts_in_snapshot,
               "accounts_without_outcome": history.accounts_without_outcome, **result.as_dict()}

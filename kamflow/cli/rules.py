@@ -59,7 +59,8 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
     loaded_mapping = load_mapping(mapping) if mapping else None
     snapshot = read_snapshot(source, loaded_mapping, as_of)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline(home.conf_dir / "pipeline.yaml").validation)
+                                config.load_pipeline(home.conf_dir / "pipeline.yaml").validation,
+                                signals=snapshot.signals)
     if outcome.stopped:
         raise BatchRejected(outcome.message)
     scored = score_accounts(build_customer_view(outcome.accepted, as_of),
