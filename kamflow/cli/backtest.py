@@ -72,12 +72,27 @@ def backtest(source: Annotated[Path, typer.Option(
               "accounts_in_snapshot": history.accounts_in_snapshot,
               "accounts_without_outcome": history.accounts_without_outcome, **result.as_dict()}
     saved = _save(report, home.reports)
+    chart = _lift_chart(report, saved)
     if json_:
-        print(json.dumps({**report, "report": str(saved)}, ensure_ascii=False, indent=2))
+        print(json.dumps({**report, "report": str(saved), "lift_chart": str(chart)},
+                         ensure_ascii=False, indent=2))
     else:
         print(_text(report))
-        print(f"\nreport: {saved}")
+        print(f"\nreport: {saved}\nlift chart: {chart}")
     return 0
+
+
+def _lift_chart(report: dict[str, Any], saved: Path) -> Path:
+    """The lift chart (SVG) beside the report: each method's lift over random in the riskiest
+    share of accounts, out of fold."""
+    from kamflow.flows.picture import lift_chart_svg
+
+    curves = {m["method"]: m["lift_curve"] for m in report["methods"] if m.get("lift_curve")}
+    target = saved.with_name(saved.stem + "-lift.svg")
+    target.write_text(lift_chart_svg(curves, f"Lift of churn risk, {report['accounts']:,} "
+                                             f"accounts ({report['churned']:,} churned), "
+                                             "out of fold"), encoding="utf-8")
+    return target
 
 
 def _save(report: dict[str, Any], reports: Path) -> Path:
