@@ -3,9 +3,8 @@ page, and the lift chart of a backtest."""
 
 from __future__ import annotations
 
-from html import escape
-
 from collections.abc import Mapping, Sequence
+from html import escape
 
 import pandas as pd
 
