@@ -49,7 +49,7 @@ from kamflow.flows.report import (
     trend_table,
 )
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
-from kamflow.rules import RuleSet, decide, load_ruleset, wording
+from kamflow.rules import RULES_DIR, RuleSet, decide, load_ruleset, wording
 from kamflow.scoring import (
     CHURN_BANDS,
     VALUE_CLASSES,
@@ -328,7 +328,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     pipeline = config.load_pipeline()
     scoring = config.load_scoring()
     owners = config.load_owners()
-    ruleset = load_ruleset(rules_dir) if rules_dir else load_ruleset()
+    # Rules may test the operator signals the mapping declares.
+    signals = load_mapping(mapping).signals if mapping else ()
+    ruleset = load_ruleset(rules_dir or RULES_DIR, signals)
     summary.ruleset_version = ruleset.version
     scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, scoring,
                                      snapshot_date)
