@@ -417,3 +417,39 @@ def test_a_bad_signal_declaration_is_refused_naming_file_and_key(
         load_mapping(path)
     assert str(path) in str(error.value) and f"'{key}" in str(error.value)
     assert says in str(error.value)
+
+
+def test_a_numeric_signal_out_of_range_or_blank_when_required_is_quarantined(
+        realistic_dir: Path, tmp_path: Path) -> None:
+    """min/max and required become expectations; a non-number is a problem at intake."""
+    accounts = pd.read_csv(realistic_dir / "accounts.csv", dtype=str)
+    accounts["visits"] = "3"
+    accounts.loc[1, "visits"] = "-2"
+    accounts.loc[3, "visits"] = ""
+    accounts.loc[5, "visits"] = "many"
+    accounts.to_csv(realistic_dir / "accounts.csv", index=False)
+    mapping = load_mapping(mapping_file(tmp_path, """
+tables:
+  accounts: {file: accounts.csv}
+signals:
+  visits:
+    from: visits
+    type: numeric
+    min: 0
+    max: 50
+    required: true
+    label: {zh: 拜访次数, en: visits}
+"""))
+    snapshot = read_snapshot(realistic_dir, mapping, AS_OF)
+    outcome = validate_snapshot(snapshot.tables, snapshot.problems, as_of=AS_OF,
+                                files=snapshot.files, signals=snapshot.signals)
+    held = outcome.quarantine[outcome.quarantine["column"].isin(["signal_visits", "visits"])]
+    by_row: dict[int, set[str]] = {}
+    for record in held.to_dict("records"):
+        by_row.setdefault(int(record["row"]), set()).add(record["expectation"])
+    assert by_row == {3: {"expect_column_values_to_be_between"},
+                      5: {"expect_column_values_to_not_be_null"},
+                      # not a number: recorded at intake, then blank for the expectations
+                      7: {"parse", "expect_column_values_to_not_be_null"}}
+    assert held.loc[held["expectation"] == "parse", "value"].tolist() == ["many"]
+    assert len(outcome.view) == 300 - 3
