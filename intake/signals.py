@@ -36,6 +36,15 @@ class _Words(ConfigModel):
     zh: str = Field(min_length=1)
     en: str = Field(min_length=1)
 
+    @field_validator("zh", "en")
+    @classmethod
+    def _plain(cls, words: str) -> str:
+        # A task's stored reason separates factors by ", " and a signal's two languages by
+        # " | " (scoring/explain.py): words holding them could not be read back.
+        if "|" in words or ", " in words or "(" in words:
+            raise ValueError(f"{words!r}: words may not contain '|', ', ' or '('")
+        return words
+
 
 class _SignalModel(ConfigModel):
     from_: str = Field(alias="from", min_length=1)

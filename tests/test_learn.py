@@ -405,6 +405,7 @@ def test_models_learn_operator_signals_one_hot(config, tmp_path: Path) -> None:
 
 def test_explanations_name_operator_signals_in_the_readers_language(config,
                                                                    tmp_path: Path) -> None:
+    from kamflow.core.vocabulary import Wording
     from kamflow.scoring.explain import factor_text
     from kamflow.scoring.model import fit_churn_model
 
@@ -419,6 +420,11 @@ def test_explanations_name_operator_signals_in_the_readers_language(config,
     # Only the riskier levels are reasons: a two-year contract never is.
     assert (scored.loc[shown, "signal_contract_type"] != "two_year").all()
     account = scored[shown & (scored["signal_contract_type"] == "month_to_month")].head(1)
-    english, chinese = factor_text(account, "en")[0], factor_text(account, "zh")[0]
-    assert "signal_contract_type: contract type = month-to-month (level 1.00)" in english
-    assert "合约类型为按月" in chinese
+    stored = factor_text(account)[0]
+    assert "signal_contract_type: contract type = month-to-month | 合约类型为按月 (level 1.00)" \
+        in stored
+    # An email words it in its reader's language, from the labels the mapping gives.
+    reason = f"fired. Top churn factors: {stored}"
+    english, chinese = (Wording().reason("r", reason, lang) for lang in ("en", "zh-CN"))
+    assert "contract type = month-to-month" in english and "合约类型" not in english
+    assert "合约类型为按月" in chinese and "contract type" not in chinese

@@ -408,6 +408,8 @@ def test_a_boolean_signal_that_is_not_yes_or_no_is_a_problem_with_its_row(
      "signals.x", "not one of the levels"),
     ("  Bad-Name: {from: C, type: boolean, label: {zh: a, en: b}}", "signals.Bad-Name",
      "lower-case"),
+    ("  x: {from: C, type: boolean, label: {zh: a, en: 'pays | auto'}}", "signals.x.label.en",
+     "may not contain"),
 ])
 def test_a_bad_signal_declaration_is_refused_naming_file_and_key(
         tmp_path: Path, signals: str, key: str, says: str) -> None:
