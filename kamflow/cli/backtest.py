@@ -78,20 +78,21 @@ def backtest(source: Annotated[Path, typer.Option(
                          ensure_ascii=False, indent=2))
     else:
         print(_text(report))
-        print(f"\nreport: {saved}\nlift chart: {chart}")
+        print(f"\nreport: {saved}\nlift chart: {chart} (and {chart.with_suffix('.svg').name})")
     return 0
 
 
 def _lift_chart(report: dict[str, Any], saved: Path) -> Path:
-    """The lift chart (SVG) beside the report: each method's lift over random in the riskiest
-    share of accounts, out of fold."""
-    from kamflow.flows.picture import lift_chart_svg
+    """The lift chart beside the report, as PNG (returned) and SVG (same name): each method's
+    lift over random in the riskiest share of accounts, out of fold."""
+    from kamflow.flows.picture import lift_chart_png, lift_chart_svg
 
     curves = {m["method"]: m["lift_curve"] for m in report["methods"] if m.get("lift_curve")}
-    target = saved.with_name(saved.stem + "-lift.svg")
-    target.write_text(lift_chart_svg(curves, f"Lift of churn risk, {report['accounts']:,} "
-                                             f"accounts ({report['churned']:,} churned), "
-                                             "out of fold"), encoding="utf-8")
+    title = (f"Lift of churn risk, {report['accounts']:,} accounts ({report['churned']:,} "
+             "churned), out of fold")
+    target = saved.with_name(saved.stem + "-lift.png")
+    target.write_bytes(lift_chart_png(curves, title))
+    target.with_suffix(".svg").write_text(lift_chart_svg(curves, title), encoding="utf-8")
     return target
 
 
