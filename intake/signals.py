@@ -168,7 +168,7 @@ def parse_signals(raw: Any, source: object) -> tuple[Signal, ...]:
     return tuple(signals)
 
 
-def _relabelling(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _relabelling(values: Mapping[Any, Any] | None) -> dict[str, Any] | None:
     if values is None:
         return None
     # A YAML yes/no read as a boolean is the label yes/no; a boolean target is 1/0.

@@ -281,7 +281,7 @@ class Factor:
     level: float
     # An operator signal (a mapping's ``signals:``): its words as explain.py wrote them,
     # (en, zh), from the mapping's labels; the vocabulary has no words of its own for it.
-    words: tuple[str, str] = ()
+    words: tuple[str, str] | tuple[()] = ()
 
 
 # What scoring/explain.py writes per signal (its ``_words``), read back: (signal, pattern, sign).
