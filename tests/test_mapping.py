@@ -98,6 +98,9 @@ def test_telco_mapping_builds_the_expected_accounts(telco_dir: Path) -> None:
     assert billing.loc["5575-GNVDE", "month"] == pd.Timestamp("2026-10-01")
     assert billing.loc["5575-GNVDE", "billed"] == pytest.approx(1889.5 / 34)
     assert snapshot.tables["complaints"].empty and snapshot.tables["sla_incidents"].empty
+    # The export's contract and payment method are operator signals, in their declared levels.
+    assert one["signal_contract"] == "one_year" and one["signal_payment_method"] == "mailed_check"
+    assert accounts.loc["7795-CFOCW", "signal_payment_method"] == "bank_transfer"
 
 
 @pytest.mark.slow
