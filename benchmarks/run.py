@@ -4,6 +4,7 @@
     python benchmarks/run.py validate --accounts 1000000 [--json]
     python benchmarks/run.py dispatch --accounts 100000 [--json] [--database-url URL]
     python benchmarks/run.py score --accounts 1000000 [--json]
+    python benchmarks/run.py backtest --accounts 100000 [--json]
 
 `e2e` runs the daily job's stages in process, exactly as the flow calls them (intake, validate,
 score, decide, the account roster, dispatch into the task store, send to the file outbox);
@@ -15,6 +16,9 @@ and task store, as a national operator's ordinary day (the tasks are open alread
 view, quarantine) and then GX's own checkpoints on the same frames and suites
 (`gx_checkpoint_seconds`), in the same process, so kamflow's overhead over bare GX is visible.
 Reading the files is timed apart (`intake_seconds`).
+
+`backtest` times the backtest's learning (benchmarks/backtest_bench.py) against a bare
+scikit-learn logistic regression fit and predict on the same feature matrix, in the same run.
 
 `peak_rss_mb` is the job's peak resident memory: the main process's, or, when higher, its resident
 memory plus the private memory of its email render workers (sampled every 20 ms).
@@ -196,7 +200,8 @@ def score(accounts: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["e2e", "validate", "rules", "dispatch", "score"])
+    parser.add_argument("benchmark", choices=["e2e", "validate", "rules", "dispatch", "score",
+                                                       "backtest"])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--database-url", default=None,
                         help="task store URL (default: SQLite in a temp dir)")
@@ -210,6 +215,10 @@ def main() -> int:
         result = rules_benchmark(args.accounts)
     elif args.benchmark == "score":
         result = score(args.accounts)
+    elif args.benchmark == "backtest":
+        from benchmarks.backtest_bench import run as backtest_benchmark
+
+        result = backtest_benchmark(args.accounts)
     elif args.benchmark == "dispatch":
         from benchmarks.dispatch_bench import run as dispatch_benchmark
 

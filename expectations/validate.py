@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from kamflow.core.errors import ConfigError
 from kamflow.intake.schema import TABLES
+from kamflow.intake.signals import Signal
 from kamflow.intake.view import build_customer_view
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,49 @@ def load_suites(directory: Path = SUITES_DIR) -> dict[str, Suite]:
     return suites
 
 
+def with_signals(suite: Suite, signals: tuple[Signal, ...]) -> Suite:
+    """The accounts suite with the expectations each declared operator signal implies: its
+    column exists (critical: the mapping made it), not blank where ``required``, a categorical
+    value among its levels, a boolean 1/0, a number within ``min``..``max``; failing rows are
+    quarantined (severity row) like any other field's. The signal columns are kamflow's own,
+    so the column-set check does not report them."""
+    added: list[dict[str, Any]] = []
+    for signal in signals:
+        column, origin = signal.column, f"the signal {signal.name} (from {signal.source})"
+
+        def row(kind: str, kwargs: dict[str, Any], notes: str, column: str = column
+                ) -> dict[str, Any]:
+            return {"type": kind, "kwargs": {"column": column, **kwargs},
+                    "meta": {"severity": "row", "notes": notes}}
+
+        added.append({"type": "expect_column_to_exist", "kwargs": {"column": column},
+                      "meta": {"severity": "critical",
+                               "notes": f"{origin} is declared by the mapping"}})
+        if signal.required:
+            added.append(row("expect_column_values_to_not_be_null", {},
+                             f"{origin} is required (blank)"))
+        if signal.type == "categorical":
+            added.append(row("expect_column_values_to_be_in_set",
+                             {"value_set": list(signal.levels)},
+                             f"{origin} must be one of its levels: {', '.join(signal.levels)}"))
+        elif signal.type == "boolean":
+            added.append(row("expect_column_values_to_be_in_set", {"value_set": [0.0, 1.0]},
+                             f"{origin} must be yes or no"))
+        elif signal.minimum is not None or signal.maximum is not None:
+            bounds = {k: v for k, v in (("min_value", signal.minimum),
+                                        ("max_value", signal.maximum)) if v is not None}
+            added.append(row("expect_column_values_to_be_between", bounds,
+                             f"{origin} must be between {signal.minimum} and {signal.maximum}"))
+    names = [s.column for s in signals]
+    expectations = []
+    for exp in suite.expectations:
+        if exp.get("type") == "expect_table_columns_to_match_set":
+            exp = copy.deepcopy(exp)
+            exp["kwargs"]["column_set"] = [*exp["kwargs"]["column_set"], *names]
+        expectations.append(exp)
+    return Suite(suite.table, suite.path, (*expectations, *added))
+
+
 def _check_kamflow_meta(path: Path, index: int, exp: Any) -> None:
     """The parts of an expectation that kamflow reads (GX ignores them, so nobody else checks)."""
     where = f"expectation suite {path}, expectation #{index + 1}"
@@ -186,13 +230,17 @@ def _parameters(kwargs: Any) -> list[str]:
 def validate_snapshot(tables: dict[str, pd.DataFrame], problems: pd.DataFrame,
                       policy: ValidationPolicy = ValidationPolicy(),
                       suites: dict[str, Suite] | None = None, as_of: dt.date | None = None,
-                      files: dict[str, str] | None = None) -> ValidationOutcome:
+                      files: dict[str, str] | None = None,
+                      signals: tuple[Signal, ...] = ()) -> ValidationOutcome:
     """Validate every table, quarantine failing rows (and their accounts), decide go or stop.
 
     With ``as_of`` the date checks run (future dates, freshness) and the customer view built
-    from the accepted tables is validated too; without it they are skipped.
+    from the accepted tables is validated too; without it they are skipped. ``signals`` (a
+    mapping's operator signals) add their expectations to the accounts suite.
     """
     suites = suites if suites is not None else load_suites()
+    if signals and "accounts" in suites:
+        suites = {**suites, "accounts": with_signals(suites["accounts"], signals)}
     accounts = tables["accounts"]
     gx_run = _GxRun(_suite_parameters(as_of, policy))
     # Without the column, its critical existence check stops the batch below.

@@ -20,6 +20,7 @@ from kamflow.core.errors import BatchRejected, InputError
 from kamflow.expectations import ValidationPolicy, validate_snapshot
 from kamflow.intake import SnapshotMapping, build_customer_view, read_snapshot
 from kamflow.intake.labels import GROUND_TRUTH, read_outcomes
+from kamflow.intake.signals import Signal
 
 # Why the matched outcomes will not do (None: they will), e.g. scoring.learn.history_problem.
 OutcomeCheck = Callable[[np.ndarray], "str | None"]
@@ -59,6 +60,7 @@ class LabelledHistory:
     label_column: str
     accounts_in_snapshot: int
     accounts_without_outcome: int
+    signals: tuple[Signal, ...] = ()  # the mapping's operator signals (view: signal_<name>)
 
 
 def read_labelled_history(spec: HistorySource, mapping: SnapshotMapping | None,
@@ -75,7 +77,7 @@ def read_labelled_history(spec: HistorySource, mapping: SnapshotMapping | None,
     date = _date(spec.as_of) if spec.as_of else as_of
     snapshot = read_snapshot(source, mapping, date)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, validation, as_of=date,
-                                files=snapshot.files)
+                                files=snapshot.files, signals=snapshot.signals)
     if outcome.stopped:
         raise BatchRejected(f"the history snapshot {source} was stopped by validation: "
                             f"{outcome.message}")
@@ -88,7 +90,7 @@ def read_labelled_history(spec: HistorySource, mapping: SnapshotMapping | None,
     if problem:
         raise InputError(problem, file=str(labels), field=label_column)
     return LabelledHistory(view[labelled].reset_index(drop=True), churned, labels, label_column,
-                           len(view), int((~labelled).sum()))
+                           len(view), int((~labelled).sum()), snapshot.signals)
 
 
 def _date(text: str) -> dt.date:

@@ -53,7 +53,7 @@ from kamflow.flows.report import (
     value_at_risk_table,
 )
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
-from kamflow.rules import RuleSet, decide, load_ruleset, wording
+from kamflow.rules import RULES_DIR, RuleSet, decide, load_ruleset, wording
 from kamflow.scoring import (
     CHURN_BANDS,
     VALUE_CLASSES,
@@ -104,7 +104,8 @@ def intake_stage(source: str, mapping: str | None = None,
 def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig,
                    as_of: dt.date | None = None) -> ValidationOutcome:
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
-                                as_of=as_of, files=snapshot.files)
+                                as_of=as_of, files=snapshot.files,
+                                signals=snapshot.signals)
     logger = get_run_logger()
     for result in outcome.results:
         if not result.success and result.severity == "warning":
@@ -127,7 +128,8 @@ def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.Pi
                 "(%s churned)", history.source, f"{labelled.accounts_in_snapshot:,}",
                 f"{len(labelled.churned):,}", labelled.labels, f"{labelled.churned.sum():,}")
     try:
-        learnt = learn_churn(labelled.view, labelled.churned, scoring)
+        learnt = learn_churn(labelled.view, labelled.churned, scoring,
+                             signals=labelled.signals)
     except UnusableHistory as exc:
         raise InputError(str(exc), file=str(labelled.labels),
                          field=labelled.label_column) from None
@@ -332,7 +334,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     pipeline = config.load_pipeline()
     scoring = config.load_scoring()
     owners = config.load_owners()
-    ruleset = load_ruleset(rules_dir) if rules_dir else load_ruleset()
+    # Rules may test the operator signals the mapping declares.
+    signals = load_mapping(mapping).signals if mapping else ()
+    ruleset = load_ruleset(rules_dir or RULES_DIR, signals)
     summary.ruleset_version = ruleset.version
     scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, scoring,
                                      snapshot_date)

@@ -32,6 +32,7 @@ from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError, InputError
 from kamflow.intake.files import ROW, read_table_file
 from kamflow.intake.schema import TABLES, Table
+from kamflow.intake.signals import Signal, parse_signals
 
 PROBLEM_COLUMNS = ["table", "row", "account_id", "column", "value", "reason"]
 DERIVATIONS = ("value", "template", "expr", "months_before_as_of", "months_after_as_of",
@@ -39,6 +40,8 @@ DERIVATIONS = ("value", "template", "expr", "months_before_as_of", "months_after
 CONVERSIONS = ("values", "other", "default", "decimal", "thousands", "format")
 _TABLE_KEYS = ("file", "encoding", "delimiter", "let", "columns")
 _NAME = re.compile(r"`([^`]+)`")
+_SIGNAL_FLAGS = {"1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0, "true": 1.0, "false": 0.0,
+                 "yes": 1.0, "no": 0.0, "y": 1.0, "n": 0.0, "是": 1.0, "否": 0.0}
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class TableMapping:
 class SnapshotMapping:
     path: Path
     tables: dict[str, TableMapping]
+    # Operator signals (intake.signals), read from the accounts table's file.
+    signals: tuple[Signal, ...] = ()
 
     @property
     def needs_as_of(self) -> bool:
@@ -103,15 +108,19 @@ def load_mapping(path: Path | str) -> SnapshotMapping:
     fail = _failer(path)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("tables"), Mapping):
         fail("tables", "the file must have a 'tables' mapping, one entry per kamflow table")
-    unknown = sorted(set(doc) - {"tables", "description"}, key=str)
+    unknown = sorted(set(doc) - {"tables", "description", "signals"}, key=str)
     if unknown:
-        fail(unknown[0], "unknown key; allowed: tables, description")
+        fail(unknown[0], "unknown key; allowed: tables, signals, description")
     tables = {}
     for name, spec in doc["tables"].items():
         if name not in TABLES:
             fail(f"tables.{name}", f"unknown table; kamflow reads {', '.join(TABLES)}")
         tables[name] = _table_mapping(TABLES[name], spec, fail)
-    return SnapshotMapping(path, tables)
+    signals = parse_signals(doc.get("signals"), f"mapping file {path}")
+    if signals and (tables.get("accounts") is None or tables["accounts"].file is None):
+        fail("signals", "signals are read from the accounts table's file: map "
+                        "'tables.accounts' (at least 'file: <name>.csv')")
+    return SnapshotMapping(path, tables, signals)
 
 
 def _failer(path: Path) -> Callable[[str, str], Any]:
@@ -304,8 +313,10 @@ class Expression:
 # --------------------------------------------------------------------------- applying
 
 def map_table(mapping: TableMapping, table: Table, source: Path, as_of: dt.date | None,
-              mapping_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the table's file and build kamflow's columns; returns (raw table, problems)."""
+              mapping_path: Path, signals: tuple[Signal, ...] = ()
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the table's file and build kamflow's columns (and the operator ``signals``, as
+    ``signal_<name>``); returns (raw table, problems)."""
     assert mapping.file is not None
     path = source / mapping.file
     if not path.exists():
@@ -322,6 +333,8 @@ def map_table(mapping: TableMapping, table: Table, source: Path, as_of: dt.date 
             out[column] = run.evaluate(mapped[column]).to_numpy()
         elif column in raw:  # not mentioned: read under its own name
             out[column] = raw[column].to_numpy()
+    for signal in signals:
+        out[signal.column] = run.signal(signal).to_numpy()
     return out, run.problems(out)
 
 
@@ -359,6 +372,31 @@ class _Mapper:
         }) for mask, column, values, reason in self._problems]
         return (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame(columns=PROBLEM_COLUMNS))
+
+    # -- operator signals ----------------------------------------------------------------
+    def signal(self, signal: Signal) -> pd.Series:
+        """A declared signal's values: categorical as text (a level the declaration does not
+        know is kept, so its expectation quarantines the row with the value), boolean as 1/0
+        and numeric as numbers (a cell that is neither is recorded here, with its row)."""
+        rule = Rule(signal.column, signal.key, source=signal.source)
+        text = _text(self.column(signal.source, rule)).reset_index(drop=True)
+        labels = _labels(signal.values)
+        if labels is not None:
+            mapped = text.str.lower().map(labels)
+            text = _text(mapped.where(mapped.notna(), text).astype("object"))
+        where = f"{signal.name} (from {signal.source})"
+        if signal.type == "categorical":
+            return text.astype("str")
+        if signal.type == "boolean":
+            flags = text.str.lower().map(_SIGNAL_FLAGS).astype("float64")
+            self.problem((text.notna() & flags.isna()).to_numpy(), signal.source, text,
+                         f"not yes/no for the signal {where}: use 1/0, yes/no, true/false, "
+                         "是/否 or a 'values' relabelling")
+            return flags
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+        self.problem((text.notna() & numbers.isna()).to_numpy(), signal.source, text,
+                     f"not a number for the signal {where}")
+        return numbers
 
     # -- rules ---------------------------------------------------------------------------
     def evaluate(self, rule: Rule) -> pd.Series:

@@ -23,6 +23,7 @@ from kamflow.core.errors import InputError
 from kamflow.intake.files import ROW, find_table_file, read_table_file
 from kamflow.intake.mapping import PROBLEM_COLUMNS, SnapshotMapping, map_table
 from kamflow.intake.schema import TABLES, Table
+from kamflow.intake.signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Snapshot:
     problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # table -> the file it was read from
+    signals: tuple[Signal, ...] = ()  # the mapping's operator signals (accounts: signal_<name>)
 
     def rows(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.tables.items()}
@@ -48,7 +50,7 @@ def read_snapshot(source: Path | str, mapping: SnapshotMapping | None = None,
     source = Path(source)
     if not source.is_dir():
         raise InputError(f"snapshot directory {source} does not exist or is not a directory")
-    snapshot = Snapshot(source, {})
+    snapshot = Snapshot(source, {}, signals=mapping.signals if mapping is not None else ())
     problems: list[pd.DataFrame] = []
     for table in TABLES.values():
         raw, path, mapped = _raw_table(source, table, mapping, as_of, snapshot.notes)
@@ -80,7 +82,8 @@ def _raw_table(source: Path, table: Table, mapping: SnapshotMapping | None,
             notes.append(f"the mapping says the operator has no {table.name} table: no account "
                          f"has rows there")
             return None, source, no_problems
-        raw, mapped = map_table(spec, table, source, as_of, mapping.path)
+        raw, mapped = map_table(spec, table, source, as_of, mapping.path,
+                                mapping.signals if table.name == "accounts" else ())
         return raw, source / spec.file, mapped
     path = find_table_file(source, table.name)
     if path is None:

@@ -20,6 +20,7 @@ from kamflow.intake.schema import (
     SEGMENT_BY_INDUSTRY,
     UNCOMMITTED_CONTRACTS,
 )
+from kamflow.intake.signals import signal_columns
 
 RECENT_DAYS = 90      # complaints, SLA incidents: "the last 90 days"
 # New complaints, to follow up within a business day: opened in the 3 days before the snapshot
@@ -90,7 +91,11 @@ def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> p
                         "billing_months", "complaints_90d", "complaints_3d", "sla_breaches_90d",
                         "outage_hours_90d", "competitor_complaints", "revenue_volatility"]
     view[zero_when_absent] = view[zero_when_absent].fillna(0.0)
-    return view[VIEW_COLUMNS]
+    # Operator signals (a mapping's ``signals:``) ride along as they are: signal_<name>.
+    signals = signal_columns(accounts)
+    for column in signals:
+        view[column] = accounts[column].to_numpy()
+    return view[[*VIEW_COLUMNS, *signals]]
 
 
 def _relationship_months(accounts: pd.DataFrame, start: np.ndarray,

@@ -41,7 +41,10 @@ and the competitor's pull, whose complaints are mostly billing, price and covera
 distress; the bill's month-to-month volatility from distress and pull; ...), so none separates
 churners; employees, products held and new services tell nothing. ``accounts`` gains
 ``customer_since``, ``contract_type`` and ``payment_method`` (auto-debit, bank-transfer,
-invoice; invoice payers lean to distress). Drawn from a second stream seeded by ``seed``.
+invoice; invoice payers lean to distress), and ``auto_pay`` (yes/no: engaged accounts without
+money trouble pay automatically), an operator signal no built-in factor reads
+(docs/examples/realistic-signals.mapping.yaml declares it and contract_type as ``signals:``).
+Drawn from a second stream seeded by ``seed`` (``auto_pay`` from a third).
 
 *Bad rows* (about ``bad_share`` of the accounts, split evenly over four kinds, at least one of each
 when ``accounts >= 200`` and ``bad_share > 0``) exercise the intake validation: a negative billed
@@ -394,7 +397,8 @@ def make_snapshot(
     # Realistic mode: its own stream (the easy draws above and below stay the same), whose
     # latent causes replace who declines and which signals show.
     world = _latent_world(np.random.default_rng([seed, 1]), n, z, churn_rate or
-                          REALISTIC_CHURN_RATE, horizon_days) if realistic else None
+                          REALISTIC_CHURN_RATE, horizon_days,
+                          np.random.default_rng([seed, 2])) if realistic else None
     if world is not None:
         declining = world.churned
         s_rev, s_cmp, s_sla, s_arr, s_end, s_contact = (world.signals[:, j]
@@ -510,6 +514,8 @@ def make_snapshot(
         accounts_df["contract_type"] = _str_series(_decode(world.contract_type, CONTRACT_TYPES))
         accounts_df["payment_method"] = _str_series(_decode(world.payment_method,
                                                             PAYMENT_METHODS))
+        accounts_df["auto_pay"] = _str_series(_decode(world.auto_pay.astype(np.int64),
+                                                      ("no", "yes")))
 
     month_labels = np.datetime_as_string(
         np.datetime64(as_of, "M") - np.arange(12, 0, -1).astype("timedelta64[M]"), unit="M")
@@ -744,6 +750,7 @@ class _World:
     competitor_pull: np.ndarray      # share of complaints about billing, price, coverage
     contract_type: np.ndarray        # codes into CONTRACT_TYPES
     payment_method: np.ndarray       # codes into PAYMENT_METHODS
+    auto_pay: np.ndarray             # bool: pays by automatic debit of an e-wallet or card
     customer_since_days: np.ndarray  # days from as_of (negative: the past)
     contract_start_days: np.ndarray
     contract_end_days: np.ndarray
@@ -761,7 +768,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate: float,
-                  horizon_days: int) -> _World:
+                  horizon_days: int, extra: np.random.Generator) -> _World:
     """Four latent causes per account (dissatisfaction with the service, a competitor's pull,
     financial distress, engagement), a relationship age and a contract. Churn within the
     horizon: the ``churn_rate`` share of accounts with the highest latent propensity plus
@@ -809,11 +816,15 @@ def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate
     ])
     volatility = 0.02 + 0.10 * _sigmoid(0.8 * distress + 0.5 * pull - 1.0
                                         + 0.7 * rng.standard_normal(n))
+    # An operator signal no built-in factor reads (``auto_pay``, from a stream of its own so
+    # every other draw stays as it was): engaged accounts without money trouble sign up for
+    # automatic payment; it tells part of what the other signals show only faintly.
+    auto_pay = extra.random(n) < _sigmoid(0.2 + 1.5 * engaged - 1.5 * distress)
     return _World(
         rng=rng, churned=churned, churn_days=rng.integers(1, horizon_days + 1, n),
         signals=signals, volatility=volatility,
         competitor_pull=_sigmoid(-0.8 + 0.9 * pull),
-        contract_type=contract_type, payment_method=payment_method,
+        contract_type=contract_type, payment_method=payment_method, auto_pay=auto_pay,
         customer_since_days=customer_since, contract_start_days=start, contract_end_days=end)
 
 

@@ -84,8 +84,9 @@ def number_constants(ruleset: RuleSet) -> dict[str, list[float]]:
     found: dict[str, set[float]] = {}
     for rule in ruleset.rules:
         for leaf in leaves(rule.when):
-            if leaf.field in NUMBERS:
-                values = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+            values = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+            # A number field, or an operator signal tested with numbers (signal_<name>).
+            if leaf.field in NUMBERS or all(isinstance(v, float) for v in values):
                 found.setdefault(leaf.field, set()).update(values)
     return {name: sorted(values) for name, values in found.items()}
 

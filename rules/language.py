@@ -29,14 +29,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from kamflow.core import vocabulary, yamlfile
 from kamflow.core.errors import ConfigError
+from kamflow.intake.signals import PREFIX as SIGNAL_PREFIX
+from kamflow.intake.signals import Signal
 
 RULES_DIR = Path(__file__).resolve().parent
 
@@ -56,6 +60,9 @@ NUMBERS = ("churn_risk", "current_value", "potential_value", "avg_monthly_billed
            "days_since_contact", "complaints_90d", "complaints_3d", "sla_breaches_90d",
            "outage_hours_90d")
 FIELDS = (*CATEGORIES, *NUMBERS)
+# The operator signals of the rule set being parsed (parse_ruleset's ``signals``), by field.
+_SIGNALS: ContextVar[Mapping[str, Signal]] = ContextVar("rule_signals",
+                                                       default=MappingProxyType({}))
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between")
 RULE_KEYS = ("id", "description", "kind", "when", "then", "suppresses")
 # What moves a rule: a churn warning (risk: the default), or standing care by value class that
@@ -169,12 +176,24 @@ def leaves(condition: Condition) -> list[Leaf]:
 
 
 def parse_ruleset(directory: Path | str = RULES_DIR,
-                  refused: Callable[[RuleSet], Mapping[str, str]] | None = None) -> RuleSet:
+                  refused: Callable[[RuleSet], Mapping[str, str]] | None = None,
+                  signals: tuple[Signal, ...] = ()) -> RuleSet:
     """Read and check a rule set directory; raise ConfigError listing every problem.
 
     ``refused`` names, for a rule set that passes every check here, the rules the engine
     cannot compile (rule id -> why): the engine adapter supplies it (``kamflow.rules.load``),
-    so the language itself never imports the engine."""
+    so the language itself never imports the engine. ``signals`` (a mapping's operator
+    signals) are fields too, as ``signal_<name>``: a categorical one is tested against its
+    declared levels, a boolean with true/false, a numeric one as a number."""
+    token = _SIGNALS.set({signal.column: signal for signal in signals})
+    try:
+        return _parse_ruleset(directory, refused)
+    finally:
+        _SIGNALS.reset(token)
+
+
+def _parse_ruleset(directory: Path | str,
+                   refused: Callable[[RuleSet], Mapping[str, str]] | None) -> RuleSet:
     directory = Path(directory)
     problems = _Problems()
     actions_path = directory / "actions.yaml"
@@ -497,8 +516,12 @@ def _parse_condition(raw: Any, file: str, line: int, rule_id: str,
     if key == "not":
         child = _parse_condition(body, file, line, rule_id, problems)
         return None if child is None else Node("not", (child,))
-    if key not in FIELDS:
-        bad(f"unknown field {key!r}; known fields: {', '.join(FIELDS)}")
+    if key not in FIELDS and key not in _SIGNALS.get():
+        hint = (" (operator signals are known only with the mapping that declares them: "
+                "--mapping FILE)" if str(key).startswith(SIGNAL_PREFIX) and not _SIGNALS.get()
+                else "")
+        bad(f"unknown field {key!r}{hint}; known fields: "
+            f"{', '.join([*FIELDS, *_SIGNALS.get()])}")
         return None
     if not isinstance(body, Mapping):
         body = {"eq": body}
@@ -512,7 +535,39 @@ def _parse_condition(raw: Any, file: str, line: int, rule_id: str,
     return _check_leaf(Leaf(key, op, value), bad)
 
 
-def _check_leaf(leaf: Leaf, bad: Any) -> Leaf | None:
+def _check_signal_leaf(leaf: Leaf, signal: Signal, bad: Any) -> Leaf | None:
+    """An operator signal's condition: a categorical one against its declared levels, a
+    boolean one as true/false (1/0); a numeric one is checked as any number field."""
+    if not signal.required:
+        bad(f"field {leaf.field!r}: the mapping does not declare the signal {signal.name!r} "
+            "required, so an account could have no value and the rule no answer; add "
+            "'required: true' to its declaration")
+        return None
+    values = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+    if signal.type == "categorical":
+        if leaf.op not in ("eq", "ne", "in", "not_in"):
+            bad(f"field {leaf.field!r} is categorical: use eq, ne, in or not_in, not "
+                f"{leaf.op!r}")
+            return None
+        for value in values:
+            if not isinstance(value, str) or value not in signal.levels:
+                bad(f"field {leaf.field!r}: unknown level {value!r}; known levels: "
+                    f"{', '.join(signal.levels)}")
+                return None
+        return _check_leaf(leaf, bad, categorical=True, signal=False)
+    if signal.type == "boolean":
+        if leaf.op not in ("eq", "ne") or not isinstance(leaf.value, bool | int) or \
+                leaf.value not in (0, 1):
+            bad(f"field {leaf.field!r} is yes/no: test it with eq or ne and true or false")
+            return None
+        return Leaf(leaf.field, leaf.op, float(leaf.value))
+    return _check_leaf(leaf, bad, signal=False)
+
+
+def _check_leaf(leaf: Leaf, bad: Any, categorical: bool = False,
+                signal: bool = True) -> Leaf | None:
+    if signal and leaf.field in _SIGNALS.get():
+        return _check_signal_leaf(leaf, _SIGNALS.get()[leaf.field], bad)
     values = leaf.value if leaf.op in ("in", "not_in", "between") else [leaf.value]
     if leaf.op in ("in", "not_in", "between") and not isinstance(leaf.value, list):
         bad(f"field {leaf.field!r}: '{leaf.op}' needs a list, not {leaf.value!r}")
@@ -520,11 +575,11 @@ def _check_leaf(leaf: Leaf, bad: Any) -> Leaf | None:
     if leaf.op == "between" and len(values) != 2:
         bad(f"field {leaf.field!r}: 'between' needs [low, high]")
         return None
-    if leaf.field in CATEGORIES:
+    if leaf.field in CATEGORIES or categorical:
         if leaf.op not in ("eq", "ne", "in", "not_in"):
             bad(f"field {leaf.field!r} is a category: use eq, ne, in or not_in, not {leaf.op!r}")
             return None
-        allowed = CATEGORIES[leaf.field]
+        allowed = CATEGORIES.get(leaf.field)
         for value in values:
             if not isinstance(value, str):
                 bad(f"field {leaf.field!r}: {value!r} must be text")
@@ -566,7 +621,9 @@ def _clashing_leaves(items: list[Leaf]) -> list[str]:
     for leaf in items:
         by_field.setdefault(leaf.field, []).append(leaf)
     for name, group in by_field.items():
-        if name in CATEGORIES:
+        if name in CATEGORIES or any(isinstance(v, str) for leaf in group
+                                     for v in (leaf.value if isinstance(leaf.value, tuple)
+                                               else (leaf.value,))):
             allowed: set[str] | None = None
             for leaf in group:
                 if leaf.op in ("eq", "in"):

@@ -9,14 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from kamflow.core import vocabulary
+from kamflow.intake.signals import Signal
 from kamflow.rules.engine import refused_rules
 from kamflow.rules.language import RULES_DIR, RuleSet, parse_ruleset, wording
 
 
-def load_ruleset(directory: Path | str = RULES_DIR) -> RuleSet:
+def load_ruleset(directory: Path | str = RULES_DIR, signals: tuple[Signal, ...] = ()
+                 ) -> RuleSet:
     """Read and check a rule set directory, including that the engine compiles every rule;
-    raise ConfigError listing every problem with its file, line and rule id."""
-    return parse_ruleset(directory, refused=refused_rules)
+    raise ConfigError listing every problem with its file, line and rule id. ``signals``: the
+    operator signals of the mapping in use, which rules may test."""
+    return parse_ruleset(directory, refused=refused_rules, signals=signals)
 
 
 def load_wording(directory: Path | str = RULES_DIR) -> vocabulary.Wording:

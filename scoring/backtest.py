@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kamflow.intake.signals import Signal
 from kamflow.scoring.config import ScoringConfig
 from kamflow.scoring.metrics import TopK, roc_auc, top_k
 from kamflow.scoring.model import (
@@ -60,6 +61,9 @@ class MethodResult:
     auc_sd: float | None = None  # k-fold: the standard deviation of the folds' AUCs
     fold_aucs: tuple[float, ...] = ()
     calibration: tuple[CalibrationBin, ...] = ()   # for the models
+    # The lift curve over the pooled out-of-fold ratings: (share of accounts taken, riskiest
+    # first; lift = share of the churners among them / the base rate), for the lift chart.
+    lift_curve: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,12 @@ def split_by_outcome(churned: np.ndarray, holdout_share: float,
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def run_backtest(view: pd.DataFrame, churned: np.ndarray,
-                 config: ScoringConfig) -> BacktestResult:
+def run_backtest(view: pd.DataFrame, churned: np.ndarray, config: ScoringConfig,
+                 signals: tuple[Signal, ...] = ()) -> BacktestResult:
     """Measure every method by k-fold cross-validation on ``view`` (``churned``: 0/1 per row).
     With fewer than two accounts of an outcome nothing can be cross-validated: the configured
-    weights alone are measured, on every account."""
+    weights alone are measured, on every account. The models also learn from the operator
+    ``signals`` (a mapping's ``signals:``) the view carries; the weighted methods do not."""
     churned = np.asarray(churned).astype(bool)
     if len(churned) != len(view):
         raise ValueError("one outcome per account is needed")
@@ -133,7 +138,7 @@ def run_backtest(view: pd.DataFrame, churned: np.ndarray,
     for kind in MODEL_KINDS:
         def by_model(train: np.ndarray, test: np.ndarray, kind: str = kind) -> np.ndarray:
             model = fit_churn_model(view.iloc[train], churned[train], config, settings.seed,
-                                    (kind,), INNER_FOLDS)
+                                    (kind,), INNER_FOLDS, signals)
             return model.risk(view.iloc[test], config)
 
         results.append(cross_measured(kind, folds, churned, settings.top_k, by_model,
@@ -161,7 +166,27 @@ def cross_measured(method: str, folds: list[tuple[np.ndarray, np.ndarray]],
     return MethodResult(method, float(np.mean(aucs)),
                         tuple(top_k(risk, churned, share) for share in shares), weights,
                         float(np.std(aucs)), tuple(round(a, 4) for a in aucs),
-                        calibration_table(risk / 100.0, churned) if calibrate else ())
+                        calibration_table(risk / 100.0, churned) if calibrate else (),
+                        lift_curve(risk, churned))
+
+
+LIFT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.075, *(k / 20 for k in range(2, 21)))
+
+
+def lift_curve(risk: np.ndarray, churned: np.ndarray,
+               shares: tuple[float, ...] = LIFT_SHARES) -> tuple[tuple[float, float], ...]:
+    """Lift over random in the riskiest ``share`` of accounts, for each share (ties broken by
+    position, as top_k does): 1 everywhere for a rating that knows nothing."""
+    churned = np.asarray(churned).astype(bool)
+    if not len(churned) or not churned.any():
+        return ()
+    found = np.cumsum(churned[np.argsort(-risk, kind="stable")])
+    base = churned.mean()
+    points = []
+    for share in shares:
+        k = max(1, int(round(share * len(churned))))
+        points.append((share, round(float(found[k - 1] / k / base), 3)))
+    return tuple(points)
 
 
 def calibration_table(probability: np.ndarray, churned: np.ndarray,

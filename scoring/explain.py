@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kamflow.core.vocabulary import SIGNAL_WORDS
+from kamflow.intake.signals import Signal
+
 FACTOR_COLUMNS = ("churn_factor_1", "churn_factor_2", "churn_factor_3")
 
 
@@ -63,21 +66,41 @@ def _words(signal: str, shown: float) -> str:
     return f"{signal} {shown:g}"
 
 
+def signal_words(signal: Signal, value: float, lang: str = "en") -> str:
+    """An operator signal's value under its label in ``lang``: ``contract type =
+    month-to-month`` / ``合约类型为按月`` (a categorical ``value`` is its level's position)."""
+    zh = lang.lower().startswith("zh")
+    if signal.type == "categorical":
+        position = int(value)
+        level = signal.levels[position] if 0 <= position < len(signal.levels) else str(value)
+        shown = signal.level_label(level, lang)
+    elif signal.type == "boolean":
+        shown = ("是" if value else "否") if zh else ("yes" if value else "no")
+    else:
+        shown = f"{value:g}"
+    return f"{signal.label(lang)}为{shown}" if zh else f"{signal.label(lang)} = {shown}"
+
+
 def factor_text(scored: pd.DataFrame) -> np.ndarray:
     """Per account: its top churn factors, comma-separated; with values and levels when the
-    frame carries them (a frame without them gives the bare names)."""
+    frame carries them (a frame without them gives the bare names). An operator signal among
+    them (under a learnt model) is worded with its labels from the mapping, in English and
+    Chinese (``contract type = month-to-month | 合约类型为按月``): emails pick their reader's
+    language from it (kamflow.core.vocabulary.parse_factors)."""
     columns = [c for c in FACTOR_COLUMNS if c in scored]
     if not columns:
         return np.full(len(scored), "", dtype=object)
     detailed = all(f"{c}_{part}" in scored for c in columns for part in ("signal", "value",
                                                                          "level"))
+    operator = {s.column: s for s in scored.attrs.get("operator_signals", ())}
     pieces = []
     for column in columns:
         names = scored[column].fillna("").to_numpy(dtype=object)
         if detailed:
             names = _detailed(names, scored[f"{column}_signal"].to_numpy(dtype=object),
                               scored[f"{column}_value"].to_numpy(dtype="float64"),
-                              scored[f"{column}_level"].to_numpy(dtype="float64"))
+                              scored[f"{column}_level"].to_numpy(dtype="float64"),
+                              operator)
         pieces.append(names)
     text = pieces[0]
     for piece in pieces[1:]:
@@ -86,7 +109,7 @@ def factor_text(scored: pd.DataFrame) -> np.ndarray:
 
 
 def _detailed(names: np.ndarray, signals: np.ndarray, values: np.ndarray,
-              levels: np.ndarray) -> np.ndarray:
+              levels: np.ndarray, operator: dict[str, Signal] | None = None) -> np.ndarray:
     """Names with their values and levels. Many accounts share what they show (3 complaints,
     level 0.75), so each distinct combination is formatted once: fast on a million accounts."""
     signals = np.where(pd.isna(signals), "", signals).astype(object)
@@ -108,11 +131,15 @@ def _detailed(names: np.ndarray, signals: np.ndarray, values: np.ndarray,
             combined, code = divmod(int(combined), max(len(uniques), 1))
             picked.append(uniques[code])
         level, number, signal, name = picked
-        texts.append(_detail(name, signal, number, level))
+        texts.append(_detail(name, signal, number, level, operator or {}))
     return np.array(texts, dtype=object)[codes] if texts else names
 
 
-def _detail(name: str, signal: str, shown: float, level: float) -> str:
+def _detail(name: str, signal: str, shown: float, level: float,
+            operator: dict[str, Signal]) -> str:
     if not name or not signal or pd.isna(shown):
         return name
-    return f"{name}: {_words(signal, shown)} (level {level:.2f})"
+    words = (f"{signal_words(operator[signal], shown, 'en')}{SIGNAL_WORDS}"
+             f"{signal_words(operator[signal], shown, 'zh')}" if signal in operator
+             else _words(signal, shown))
+    return f"{name}: {words} (level {level:.2f})"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kamflow.intake.signals import Signal
 from kamflow.scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
 from kamflow.scoring.config import Calibration, ScoringConfig
 from kamflow.scoring.model import MODEL_KINDS, ChurnModel, fit_churn_model
@@ -135,9 +136,10 @@ def history_problem(churned: np.ndarray, minimum: int = MIN_ACCOUNTS,
 
 
 def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfig,
-                method: str | None = None) -> LearntChurn:
+                method: str | None = None, signals: tuple[Signal, ...] = ()) -> LearntChurn:
     """Learn ``method`` (default ``config.learn``) on part of the labelled ``history`` (a
-    customer view; ``churned`` 0/1 per row) and measure it on the rest."""
+    customer view; ``churned`` 0/1 per row) and measure it on the rest. A model also learns
+    from the operator ``signals`` (a mapping's ``signals:``) the view carries."""
     method = method or config.learn
     if method != "information_gain" and method not in MODEL_METHODS:
         raise ValueError(f"nothing to learn with churn.learn: {method}")
@@ -166,7 +168,7 @@ def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfi
         weights = gain
     else:
         model = fit_churn_model(history.iloc[train], churned[train], config, settings.seed,
-                                MODEL_METHODS[method], settings.folds)
+                                MODEL_METHODS[method], settings.folds, signals)
         learnt = measure(method, model.risk(history.iloc[test], config), churned[test],
                          settings.top_k)
         coefficients = model.coefficients(config)

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import pandas as pd
 
+from kamflow.intake.signals import Signal
 from kamflow.scoring.config import ScoringConfig
 from kamflow.scoring.metrics import roc_auc
 from kamflow.scoring.score import churn_levels, churn_signals
@@ -31,12 +32,23 @@ CLEARLY_BETTER = 0.005
 DEFAULT_FOLDS = 5
 
 
-def churn_features(view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
+def churn_features(view: pd.DataFrame, config: ScoringConfig,
+                   operator: tuple[Signal, ...] = ()) -> np.ndarray:
     """Per account: the warning level of each factor, then each distinct signal's raw value
-    (missing counts as 0, as a missing signal raises no warning)."""
+    (missing counts as 0, as a missing signal raises no warning), then the ``operator``
+    signals a mapping declared (numeric as is, boolean 0/1, categorical one-hot over its
+    declared levels; the estimators standardise or split them)."""
     signals = churn_signals(view)
     raw = np.column_stack([signals[f.signal] for f in config.factors])
-    return _features(raw, churn_levels(raw, config), config)
+    return np.hstack([_features(raw, churn_levels(raw, config), config),
+                      operator_features(view, operator)])
+
+
+def operator_features(view: pd.DataFrame, operator: tuple[Signal, ...]) -> np.ndarray:
+    """The operator signals' model columns (accounts × their ``feature_names``)."""
+    if not operator:
+        return np.zeros((len(view), 0))
+    return np.hstack([signal.features(view) for signal in operator])
 
 
 def _features(signals: np.ndarray, levels: np.ndarray, config: ScoringConfig) -> np.ndarray:
@@ -152,6 +164,10 @@ class ChurnModel:
     platt: tuple[float, float]  # calibrated log-odds = slope × model score + intercept
     base_rate: float            # churn share of the accounts it learnt from
     selection: tuple[CrossValidation, ...] = field(default=())
+    # The operator signals it learnt from (a mapping's ``signals:``): scoring a later
+    # snapshot builds the same columns from them, whatever that snapshot's mapping says.
+    signals: tuple[Signal, ...] = ()
+    numeric_ranges: tuple[tuple[str, tuple[float, float]], ...] = ()  # learnt 1 %..99 %
 
     @property
     def pipeline(self) -> Any:  # the name earlier releases used
@@ -163,19 +179,68 @@ class ChurnModel:
 
     @one_thread
     def risk(self, view: pd.DataFrame, config: ScoringConfig) -> np.ndarray:
-        features = churn_features(view, config)
+        features = churn_features(view, config, self.signals)
         return 100.0 * self._probability(self.estimator.decision_function(features))
+
+    def signal_values(self, view: pd.DataFrame) -> np.ndarray:
+        """Per account and operator signal: its value as a number (numeric as is, boolean
+        1/0, categorical the position of its level in the declared levels; NaN: none)."""
+        columns = []
+        for signal in self.signals:
+            if signal.type == "categorical":
+                position = {level: i for i, level in enumerate(signal.levels)}
+                values = (view[signal.column].astype("str").map(position)
+                          if signal.column in view else pd.Series(np.nan, index=view.index))
+                columns.append(values.to_numpy(dtype="float64"))
+            else:
+                columns.append(pd.to_numeric(view[signal.column], errors="coerce")
+                               .to_numpy(dtype="float64") if signal.column in view
+                               else np.full(len(view), np.nan))
+        return np.column_stack(columns) if columns else np.zeros((len(view), 0))
+
+    def _operator_contributions(self, features: np.ndarray, scores: np.ndarray
+                                ) -> np.ndarray:
+        """What each operator signal adds to the calibrated log-odds against the same account
+        with the signal at its safest value (the declared level, yes/no, or the end of the
+        learnt range that gives the lowest odds). 0 at the safest value, so only a signal that
+        raises the odds is ever a reason."""
+        out = np.zeros((len(features), len(self.signals)))
+        start = features.shape[1] - sum(len(s.feature_names) for s in self.signals)
+        for j, signal in enumerate(self.signals):
+            width = len(signal.feature_names)
+            columns = slice(start, start + width)
+            start += width
+            if signal.type == "categorical":
+                references = [np.eye(width)[i] for i in range(width)]
+            elif signal.type == "boolean":
+                references = [np.array([0.0]), np.array([1.0])]
+            else:
+                low, high = dict(self.numeric_ranges).get(signal.name, (0.0, 0.0))
+                references = [np.array([low]), np.array([high])]
+            safest = np.full(len(features), np.inf)
+            for reference in references:
+                moved = features.copy()
+                moved[:, columns] = reference
+                safest = np.minimum(safest, self.estimator.decision_function(moved))
+            out[:, j] = np.clip(self.platt[0] * (scores - safest), 0.0, None)
+        return out
 
     @one_thread
     def rate(self, signals: np.ndarray, levels: np.ndarray,
-             config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+             config: ScoringConfig,
+             view: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         """From each factor's signal and warning level (accounts × factors, as
         ``score_accounts`` has them): the churn probability 0..100, and what each factor's
         warning adds to the calibrated log-odds against the same account with that warning
         silent (level 0, signal back at ``start``). 0 for a silent factor, so only raised
         warnings are ever reasons. Exact for the logistic regression; for gradient boosting
-        the difference of two predictions, computed only where the warning is raised."""
+        the difference of two predictions, computed only where the warning is raised.
+        With operator signals (from ``view``) the contributions gain one column per signal
+        after the factors' (``_operator_contributions``)."""
         features = _features(signals, levels, config)
+        if self.signals:
+            frame = view if view is not None else pd.DataFrame(index=range(len(features)))
+            features = np.hstack([features, operator_features(frame, self.signals)])
         scores = self.estimator.decision_function(features)
         risk = 100.0 * self._probability(scores)
         slope = self.platt[0]
@@ -197,6 +262,9 @@ class ChurnModel:
             silent[:, column] = factor.start
             contributions[raised, i] = slope * (scores[raised]
                                                 - self.estimator.decision_function(silent))
+        if self.signals:
+            contributions = np.hstack([contributions,
+                                       self._operator_contributions(features, scores)])
         return risk, contributions
 
     def _linear_slopes(self) -> np.ndarray | None:
@@ -213,7 +281,8 @@ class ChurnModel:
         if self.kind != "logistic_regression":
             return None
         names = [f"{f.name} level" for f in config.factors] + [
-            f"{s} value" for s in dict.fromkeys(f.signal for f in config.factors)]
+            f"{s} value" for s in dict.fromkeys(f.signal for f in config.factors)] + [
+            name for signal in self.signals for name in signal.feature_names]
         coef = self.estimator[-1].coef_[0]
         return {name: round(float(c), 4) for name, c in zip(names, coef, strict=True)}
 
@@ -221,7 +290,8 @@ class ChurnModel:
 @one_thread
 def fit_churn_model(view: pd.DataFrame, churned: np.ndarray, config: ScoringConfig,
                     seed: int = 7, kinds: tuple[str, ...] = MODEL_KINDS,
-                    folds: int = DEFAULT_FOLDS) -> ChurnModel:
+                    folds: int = DEFAULT_FOLDS,
+                    signals: tuple[Signal, ...] = ()) -> ChurnModel:
     """Cross-validate each of ``kinds`` on these accounts, keep the better (``choose_kind``),
     calibrate it on its out-of-fold scores and refit it on every account given. Needs both
     churners and stayers; nothing outside ``view`` is seen, so a caller that measures on
@@ -231,12 +301,21 @@ def fit_churn_model(view: pd.DataFrame, churned: np.ndarray, config: ScoringConf
     labels = np.asarray(churned).astype(int)
     if len(np.unique(labels)) < 2:
         raise ValueError("the labelled history needs both churned and retained accounts")
-    features = churn_features(view, config)
+    features = churn_features(view, config, signals)
     results, scores = {}, {}
     for kind in kinds:
         results[kind], scores[kind] = cross_validate(features, labels, kind, folds, seed)
     kind = choose_kind(results)
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(scores[kind][:, None], labels)
     estimator = make_estimator(kind, seed).fit(features, labels)
+    ranges = tuple((s.name, _range(s.features(view)[:, 0])) for s in signals
+                   if s.type == "numeric")
     return ChurnModel(kind, estimator, (float(platt.coef_[0, 0]), float(platt.intercept_[0])),
-                      float(labels.mean()), tuple(results.values()))
+                      float(labels.mean()), tuple(results.values()), signals, ranges)
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    """A numeric signal's learnt range (1st to 99th percentile): its safest end is a value
+    accounts really have, not an outlier's."""
+    low, high = np.percentile(values, [1, 99]) if len(values) else (0.0, 0.0)
+    return float(low), float(high)

@@ -109,7 +109,7 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
         contributions = levels * weights / weights.sum()
         risk = 100.0 * contributions.sum(axis=1)
     else:
-        risk, contributions = model.rate(signals, levels, config)
+        risk, contributions = model.rate(signals, levels, config, view)
     scored["churn_risk"] = risk.round(1)
     # A learnt model's unrounded probability (its 0.04 % is not 0); the configured score as
     # shown, so that the calibration can be applied by hand to the churn_risk ops read.
@@ -118,7 +118,17 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     scored["churn_band"] = (_band(scored["churn_risk"].to_numpy(), config) if model is None
                             else learnt_band(scored["churn_risk"].to_numpy(), model.base_rate,
                                              config, population.rank_cutoffs or None))
-    names = np.array([f.name for f in config.factors] + [""], dtype=object)
+    factor_names = [f.name for f in config.factors]
+    factor_signals = [f.signal for f in config.factors]
+    if model is not None and model.signals:
+        # Operator signals are reasons too, named by their column (signal_contract_type);
+        # the value is the number, yes/no as 1/0, a level's position in the declared levels.
+        factor_names += [s.column for s in model.signals]
+        factor_signals += [s.column for s in model.signals]
+        signals = np.hstack([signals, model.signal_values(view)])
+        levels = np.hstack([levels, (contributions[:, len(config.factors):] > 0) * 1.0])
+        scored.attrs["operator_signals"] = model.signals  # explain.py words them
+    names = np.array([*factor_names, ""], dtype=object)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :TOP_FACTORS]
     top = np.take_along_axis(contributions, order, axis=1)
     # The explanation: each top factor with the signal value behind it and its warning level
@@ -127,14 +137,14 @@ def score_accounts(view: pd.DataFrame, config: ScoringConfig,
     top_level = np.take_along_axis(levels, order, axis=1)
     # Categorical over a fixed category list: cheap on a million rows, and partitions concat
     # back to the same dtype.
-    signal_names = list(dict.fromkeys([f.signal for f in config.factors]))
-    signal_codes = np.array([signal_names.index(f.signal) for f in config.factors]
+    signal_names = list(dict.fromkeys(factor_signals))
+    signal_codes = np.array([signal_names.index(s) for s in factor_signals]
                             + [len(signal_names)])
     signal_categories = [*signal_names, ""]
-    for rank in range(min(TOP_FACTORS, len(config.factors))):
+    for rank in range(min(TOP_FACTORS, len(factor_names))):
         # A factor that contributes nothing is not a reason, nor is one behind a risk shown as 0.
         named = (top[:, rank] > 0) & (scored["churn_risk"].to_numpy() > 0)
-        index = np.where(named, order[:, rank], len(config.factors))
+        index = np.where(named, order[:, rank], len(factor_names))
         scored[f"churn_factor_{rank + 1}"] = names[index]
         scored[f"churn_factor_{rank + 1}_signal"] = pd.Categorical.from_codes(
             signal_codes[index], signal_categories)

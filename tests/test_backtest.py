@@ -269,3 +269,84 @@ def test_learnt_models_beat_the_expert_weights_on_the_realistic_mode(realistic_6
         top10 = next(k for k in by_method[kind].top_k if k.share == 0.10)
         assert top10.lift >= 2.8, kind
     assert realistic_6000.chosen_model == "logistic_regression"
+
+
+# --------------------------------------------------------------------------- operator signals
+
+SIGNALS_MAPPING = Path(__file__).resolve().parents[1] / "docs" / "examples" / \
+    "realistic-signals.mapping.yaml"
+
+
+def test_backtest_with_operator_signals_writes_a_lift_chart(tmp_path: Path, kamflow_home: Path,
+                                                           capsys: pytest.CaptureFixture
+                                                           ) -> None:
+    """Through a mapping declaring signals, the backtest learns from them, and writes a lift
+    chart (SVG) beside its report with one line per method."""
+    import xml.etree.ElementTree as ET
+
+    write_snapshot(make_snapshot(1200, AS_OF, seed=9, bad_share=0.0, mode="realistic"),
+                   tmp_path / "snap")
+    code = main(["backtest", "--source", str(tmp_path / "snap"), "--mapping",
+                 str(SIGNALS_MAPPING), "--as-of", AS_OF.isoformat(), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    chart = Path(report["lift_chart"])
+    assert chart.parent == Path(report["report"]).parent and chart.suffix == ".png"
+    image = chart.read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and image[12:16] == b"IHDR"
+    width, height = int.from_bytes(image[16:20], "big"), int.from_bytes(image[20:24], "big")
+    assert (width, height) == (850, 430)
+    pixels = _png_pixels(image, width, height)
+    # Each method's line is drawn in its colour (flows/picture.py COLOURS, in METHODS order).
+    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"):
+        rgb = bytes(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert pixels.count(rgb) > 100, colour
+    svg = ET.fromstring(chart.with_suffix(".svg").read_text(encoding="utf-8"))
+    lines = [e for e in svg.iter("{http://www.w3.org/2000/svg}polyline")]
+    assert [e.find("{http://www.w3.org/2000/svg}title").text for e in lines] == list(METHODS)
+    for method in report["methods"]:
+        shares = [share for share, _ in method["lift_curve"]]
+        assert shares[0] == 0.01 and shares[-1] == 1.0
+        assert method["lift_curve"][-1][1] == pytest.approx(1.0)  # everyone: no lift
+    logistic = next(m for m in report["methods"] if m["method"] == "logistic_regression")
+    assert dict(map(tuple, logistic["lift_curve"]))[0.1] > 1.5
+
+
+def test_learnt_models_gain_from_operator_signals() -> None:
+    """On the realistic mode (6,000 accounts, seed 7) the logistic regression with the two
+    declared signals ranks churners better than without, on the same folds."""
+    from kamflow.intake import load_mapping
+    from kamflow.scoring.model import churn_features, cross_validate
+
+    frames = make_snapshot(6000, AS_OF, seed=7, bad_share=0.0, mode="realistic")
+    tables = typed_tables(frames)
+    signals = load_mapping(SIGNALS_MAPPING).signals
+    accounts = tables["accounts"]
+    accounts["signal_contract_type"] = accounts["contract_type"].str.replace("-", "_")
+    accounts["signal_auto_pay"] = (frames["accounts"]["auto_pay"] == "yes").astype(float)
+    view = build_customer_view(tables, AS_OF)
+    truth = frames["ground_truth"].set_index("account_id")["declining"]
+    churned = view["account_id"].map(truth).astype(int).to_numpy()
+    config = load_scoring()
+    without, _ = cross_validate(churn_features(view, config), churned,
+                                "logistic_regression", 5, 7)
+    with_signals, _ = cross_validate(churn_features(view, config, signals), churned,
+                                     "logistic_regression", 5, 7)
+    assert with_signals.auc_mean >= without.auc_mean + 0.005, (with_signals, without)
+
+
+def _png_pixels(image: bytes, width: int, height: int) -> list[bytes]:
+    """The RGB pixels of an 8-bit RGB PNG without filters (as flows/raster.py writes it)."""
+    import zlib
+
+    data, at = b"", 8
+    while at < len(image):
+        length = int.from_bytes(image[at:at + 4], "big")
+        if image[at + 4:at + 8] == b"IDAT":
+            data += image[at + 8:at + 8 + length]
+        at += 12 + length
+    raw = zlib.decompress(data)
+    stride = width * 3 + 1
+    assert len(raw) == stride * height and all(raw[r * stride] == 0 for r in range(height))
+    return [raw[r * stride + 1 + 3 * c:r * stride + 4 + 3 * c]
+            for r in range(height) for c in range(width)]

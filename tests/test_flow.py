@@ -265,3 +265,39 @@ def test_value_at_risk_is_summed_per_value_class_and_churn_band():
     assert "103,000 CNY a month, 1,236,000 CNY a year" in text
     assert "| high value (高价值) | 102,000 | 1,224,000 |" in text
     assert value_at_risk_summary(scored.drop(columns="value_at_risk")) == {}
+
+
+def test_run_learns_from_operator_signals_and_names_them(prefect_api, tmp_path, kamflow_home):
+    """A realistic history and today's snapshot, both read through a mapping that declares
+    operator signals: the run's model learns from them, tasks name them among the top churn
+    factors, and emails word them in their reader's language from the mapping's labels."""
+    from kamflow.flows.history import HistorySource
+    from kamflow.flows.retention import retention_run, summary_path
+    from kamflow.generate import make_snapshot, write_snapshot
+
+    mapping = Path(__file__).resolve().parents[1] / "docs" / "examples" / \
+        "realistic-signals.mapping.yaml"
+    write_snapshot(make_snapshot(1500, AS_OF, seed=3, bad_share=0.0, mode="realistic"),
+                   tmp_path / "history")
+    write_snapshot(make_snapshot(600, AS_OF, seed=11, bad_share=0.0, mode="realistic"),
+                   tmp_path / "today")
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        state = retention_run(source=str(tmp_path / "today"), as_of=AS_OF.isoformat(),
+                              mapping=str(mapping),
+                              history=HistorySource(str(tmp_path / "history")),
+                              return_state=True)
+    assert state.is_completed(), state.message
+    from kamflow.core.settings import Settings
+
+    summary = json.loads(summary_path(str(state.state_details.flow_run_id),
+                                      Settings.from_env()).read_text(encoding="utf-8"))
+    coefficients = summary["churn_learning"]["coefficients"]
+    assert coefficients["signal_auto_pay"] < 0
+    tasks = store(kamflow_home).list_tasks()
+    named = [t for t in tasks if "signal_auto_pay: automatic payment = no | 自动扣款为否"
+             in t.reason or "signal_contract_type: contract type" in t.reason]
+    assert named, [t.reason for t in tasks[:3]]
+    bodies = [m.get_body(("plain",)).get_content() for m in outbox(kamflow_home)]
+    assert any("自动扣款为否" in b or "合约类型为" in b for b in bodies)
+    # Each reader gets one language: never the stored two-language text.
+    assert not any("自动扣款为否" in b and "automatic payment" in b for b in bodies)

@@ -392,10 +392,12 @@ def test_realistic_labels_come_after_the_snapshot_within_the_horizon(realistic):
 
 
 def test_realistic_accounts_carry_operator_columns(realistic):
-    """customer_since, contract_type and payment_method are added, with consistent dates."""
+    """customer_since, contract_type, payment_method and auto_pay are added, with consistent
+    dates."""
     accounts = realistic["accounts"]
     assert list(accounts.columns) == [*COLUMNS["accounts"], "customer_since", "contract_type",
-                                      "payment_method"]
+                                      "payment_method", "auto_pay"]
+    assert set(accounts["auto_pay"]) == {"yes", "no"}
     assert set(accounts["contract_type"]) == {"month-to-month", "one-year", "two-year"}
     assert set(accounts["payment_method"]) == {"auto-debit", "bank-transfer", "invoice"}
     assert (accounts["customer_since"] <= accounts["contract_start"]).all()

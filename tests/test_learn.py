@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -413,3 +414,77 @@ def test_a_learnt_models_probability_is_the_churn_probability(config, history,
                                learnt.model.risk(view, config) / 100, atol=1e-6)
     by_map = learnt.scoring(config).calibration.probability(scored["churn_risk"].to_numpy())
     assert not np.allclose(scored["churn_probability"], by_map, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- operator signals
+
+def signal_history(tmp_path: Path, n: int = 1500) -> tuple[Any, np.ndarray, tuple]:
+    """A realistic snapshot read through the shipped mapping with contract type and
+    automatic payment declared as operator signals."""
+    from kamflow.generate import write_snapshot
+    from kamflow.intake import load_mapping, read_snapshot
+
+    frames = make_snapshot(n, AS_OF, seed=4, bad_share=0.0, mode="realistic")
+    write_snapshot(frames, tmp_path / "snap")
+    mapping = load_mapping(Path(__file__).resolve().parents[1] / "docs" / "examples"
+                           / "realistic-signals.mapping.yaml")
+    snapshot = read_snapshot(tmp_path / "snap", mapping, AS_OF)
+    view = validate_snapshot(snapshot.tables, snapshot.problems, as_of=AS_OF,
+                             signals=snapshot.signals).view.drop(columns=["_row"])
+    truth = frames["ground_truth"].set_index("account_id")["declining"]
+    return view, view["account_id"].map(truth).astype(int).to_numpy(), snapshot.signals
+
+
+def test_models_learn_operator_signals_one_hot(config, tmp_path: Path) -> None:
+    """Categorical signals become one column per declared level, booleans one 0/1 column; the
+    fitted model keeps the declaration, so a later view is scored with the same columns."""
+    from kamflow.scoring.model import churn_features, fit_churn_model
+
+    view, churned, signals = signal_history(tmp_path)
+    plain = churn_features(view, config)
+    features = churn_features(view, config, signals)
+    assert features.shape[1] == plain.shape[1] + 3 + 1
+    one_hot = features[:, plain.shape[1]:plain.shape[1] + 3]
+    assert (one_hot.sum(axis=1) == 1).all()
+    monthly = (view["signal_contract_type"] == "month_to_month").to_numpy()
+    assert (one_hot[:, 0] == monthly).all()
+    model = fit_churn_model(view, churned, config, kinds=("logistic_regression",),
+                            signals=signals)
+    assert model.signals == signals
+    coefficients = model.coefficients(config)
+    for name in ("signal_contract_type=month_to_month", "signal_contract_type=two_year",
+                 "signal_auto_pay"):
+        assert name in coefficients
+    # Month-to-month churns more than two-year; automatic payers churn less.
+    assert coefficients["signal_contract_type=month_to_month"] > \
+        coefficients["signal_contract_type=two_year"]
+    assert coefficients["signal_auto_pay"] < 0
+    # A later snapshot without the columns still gets the model's columns (all zero).
+    assert model.risk(view.drop(columns=["signal_auto_pay"]).head(5), config).shape == (5,)
+
+
+def test_explanations_name_operator_signals_in_the_readers_language(config,
+                                                                   tmp_path: Path) -> None:
+    from kamflow.core.vocabulary import Wording
+    from kamflow.scoring.explain import factor_text
+    from kamflow.scoring.model import fit_churn_model
+
+    view, churned, signals = signal_history(tmp_path)
+    model = fit_churn_model(view, churned, config, kinds=("logistic_regression",),
+                            signals=signals)
+    scored = score_accounts(view, config, model=model)
+    top = scored[[f"churn_factor_{k}" for k in (1, 2, 3)]].to_numpy().ravel()
+    assert "signal_contract_type" in set(top)
+    shown = scored["churn_factor_1"] == "signal_contract_type"
+    assert shown.any()
+    # Only the riskier levels are reasons: a two-year contract never is.
+    assert (scored.loc[shown, "signal_contract_type"] != "two_year").all()
+    account = scored[shown & (scored["signal_contract_type"] == "month_to_month")].head(1)
+    stored = factor_text(account)[0]
+    assert "signal_contract_type: contract type = month-to-month | 合约类型为按月 (level 1.00)" \
+        in stored
+    # An email words it in its reader's language, from the labels the mapping gives.
+    reason = f"fired. Top churn factors: {stored}"
+    english, chinese = (Wording().reason("r", reason, lang) for lang in ("en", "zh-CN"))
+    assert "contract type = month-to-month" in english and "合约类型" not in english
+    assert "合约类型为按月" in chinese and "contract type" not in chinese

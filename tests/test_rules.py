@@ -1134,3 +1134,65 @@ def test_rules_check_accepts_the_care_constructs(tmp_path):
     assert result.returncode == 0, result.stderr
     for action in ("account_plan_review", "experience_offer", "complaint_follow_up"):
         assert action in result.stdout
+
+
+# --------------------------------------------------------------------------- operator signals
+
+SIGNALS_MAPPING = RULES_DIR.parents[0] / "docs" / "examples" / "realistic-signals.mapping.yaml"
+
+
+def signal_rule(level: Any) -> str:
+    return rules_yaml({"id": "call-monthly-no-autopay", "description": "test rule",
+                       "when": {"all": [{"signal_contract_type": level},
+                                        {"signal_auto_pay": False}]},
+                       "then": ["care_call"]})
+
+
+def test_cli_check_knows_the_signals_and_levels_of_a_mapping(tmp_path):
+    """With --mapping, a rule may test the declared signals; an unknown level is refused with
+    the file, the line and the known levels; without the mapping the field is unknown."""
+    good = write_rule_set(tmp_path / "good", {"signals.yaml": signal_rule("month_to_month")})
+    result = kamflow_rules_check(str(good), "--mapping", str(SIGNALS_MAPPING), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "is valid: 1 rules" in result.stdout
+    bad = write_rule_set(tmp_path / "bad", {"signals.yaml": signal_rule("monthly")})
+    result = kamflow_rules_check(str(bad), "--mapping", str(SIGNALS_MAPPING), tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert ("signals.yaml:2, rule 'call-monthly-no-autopay': field 'signal_contract_type': "
+            "unknown level 'monthly'; known levels: month_to_month, one_year, two_year"
+            ) in result.stderr
+    result = kamflow_rules_check(str(good), tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "unknown field 'signal_contract_type' (operator signals are known only with the " \
+           "mapping" in result.stderr
+
+
+def test_a_signal_must_be_required_to_be_tested(tmp_path):
+    """A rule on a signal that may be blank would have no answer for some accounts."""
+    from dataclasses import replace
+
+    from kamflow.intake import load_mapping
+
+    signals = tuple(replace(s, required=False) for s in load_mapping(SIGNALS_MAPPING).signals)
+    optional = rules_yaml({"id": "no-autopay", "description": "t",
+                           "when": {"signal_auto_pay": True}, "then": ["care_call"]})
+    with pytest.raises(ConfigError, match="add 'required: true'"):
+        load_ruleset(write_rule_set(tmp_path / "r", {"a.yaml": optional}), signals)
+
+
+def test_a_rule_testing_a_signal_fires(tmp_path):
+    """The engine decides a rule on a categorical and a boolean signal like any field."""
+    from kamflow.intake import load_mapping
+
+    signals = load_mapping(SIGNALS_MAPPING).signals
+    ruleset = load_ruleset(write_rule_set(tmp_path / "r", {
+        "signals.yaml": signal_rule("month_to_month")}), signals)
+    frame = accounts(
+        {"signal_contract_type": "month_to_month", "signal_auto_pay": 0.0},
+        {"signal_contract_type": "month_to_month", "signal_auto_pay": 1.0},
+        {"signal_contract_type": "two_year", "signal_auto_pay": 0.0},
+    )
+    fired = decide(frame, ruleset)
+    assert list(fired["account_id"]) == ["KA0000001"]
+    assert list(fired["rule_id"]) == ["call-monthly-no-autopay"]
+    assert decided(frame, ruleset) == reference(frame, ruleset)

@@ -67,17 +67,33 @@ def backtest(source: Annotated[Path, typer.Option(
         spec, load_mapping(mapping) if mapping else None,
         config.load_pipeline(home.conf_dir / "pipeline.yaml").validation, as_of,
         partial(history_problem, minimum=MIN_ACCOUNTS, per_outcome=1))
-    result = run_backtest(history.view, history.churned, scoring)
+    result = run_backtest(history.view, history.churned, scoring, history.signals)
     report = {"source": str(source), "labels": str(history.labels), "as_of": str(as_of),
               "accounts_in_snapshot": history.accounts_in_snapshot,
               "accounts_without_outcome": history.accounts_without_outcome, **result.as_dict()}
     saved = _save(report, home.reports)
+    chart = _lift_chart(report, saved)
     if json_:
-        print(json.dumps({**report, "report": str(saved)}, ensure_ascii=False, indent=2))
+        print(json.dumps({**report, "report": str(saved), "lift_chart": str(chart)},
+                         ensure_ascii=False, indent=2))
     else:
         print(_text(report))
-        print(f"\nreport: {saved}")
+        print(f"\nreport: {saved}\nlift chart: {chart} (and {chart.with_suffix('.svg').name})")
     return 0
+
+
+def _lift_chart(report: dict[str, Any], saved: Path) -> Path:
+    """The lift chart beside the report, as PNG (returned) and SVG (same name): each method's
+    lift over random in the riskiest share of accounts, out of fold."""
+    from kamflow.flows.picture import lift_chart_png, lift_chart_svg
+
+    curves = {m["method"]: m["lift_curve"] for m in report["methods"] if m.get("lift_curve")}
+    title = (f"Lift of churn risk, {report['accounts']:,} accounts ({report['churned']:,} "
+             "churned), out of fold")
+    target = saved.with_name(saved.stem + "-lift.png")
+    target.write_bytes(lift_chart_png(curves, title))
+    target.with_suffix(".svg").write_text(lift_chart_svg(curves, title), encoding="utf-8")
+    return target
 
 
 def _save(report: dict[str, Any], reports: Path) -> Path:

@@ -17,11 +17,15 @@ from kamflow.core.errors import BatchRejected
                      "problem with file, line and rule id.")
 def check(directory: Annotated[Path | None, typer.Argument(
               metavar="DIR", help="rule set directory (default: the shipped rules/)")] = None,
+          mapping: Annotated[Path | None, typer.Option(
+              help="mapping file whose operator signals the rules may test "
+                   "(docs/mapping.md)")] = None,
           verbose: Verbose = False) -> int:
+    from kamflow.intake import load_mapping
     from kamflow.rules import RULES_DIR, load_ruleset
 
     directory = directory or RULES_DIR
-    ruleset = load_ruleset(directory)
+    ruleset = load_ruleset(directory, load_mapping(mapping).signals if mapping else ())
     actions = sorted({c.action for r in ruleset.rules for c in r.then})
     proactive = sum(rule.proactive for rule in ruleset.rules)
     print(f"rule set {directory} is valid: {len(ruleset.rules)} rules ({proactive} proactive), "
@@ -54,13 +58,15 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
     from kamflow.scoring import score_accounts
 
     home = settings()
-    proposed = load_ruleset(rules)  # refuse a broken rule set before reading any data
-    current = load_ruleset(against or RULES_DIR)
-    as_of = as_of or business_today()
     loaded_mapping = load_mapping(mapping) if mapping else None
+    signals = loaded_mapping.signals if loaded_mapping else ()
+    proposed = load_ruleset(rules, signals)  # refuse a broken rule set before reading data
+    current = load_ruleset(against or RULES_DIR, signals)
+    as_of = as_of or business_today()
     snapshot = read_snapshot(source, loaded_mapping, as_of)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline(home.conf_dir / "pipeline.yaml").validation)
+                                config.load_pipeline(home.conf_dir / "pipeline.yaml").validation,
+                                signals=snapshot.signals)
     if outcome.stopped:
         raise BatchRejected(outcome.message)
     scored = score_accounts(build_customer_view(outcome.accepted, as_of),

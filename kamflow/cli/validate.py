@@ -51,7 +51,7 @@ def validate(source: Annotated[Path, typer.Option(
     pipeline = config.load_pipeline(home.conf_dir / "pipeline.yaml")
     snapshot = read_snapshot(source, loaded_mapping, as_of)
     outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
-                                as_of=as_of, files=snapshot.files)
+                                as_of=as_of, files=snapshot.files, signals=snapshot.signals)
     run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     written = write_reports(home, run_id, outcome)
     shares = value_class_shares(home, outcome, as_of)

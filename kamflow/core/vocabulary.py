@@ -297,6 +297,9 @@ class Factor:
     signal: str
     shown: float
     level: float
+    # An operator signal (a mapping's ``signals:``): its words as explain.py wrote them,
+    # (en, zh), from the mapping's labels; the vocabulary has no words of its own for it.
+    words: tuple[str, str] | tuple[()] = ()
 
 
 # What scoring/explain.py writes per signal (its ``_words``), read back: (signal, pattern, sign).
@@ -319,6 +322,9 @@ _OPS_PATTERNS = tuple((signal, re.compile(pattern + "$"), sign)
                       for signal, pattern, sign in _OPS_WORDS)
 _PIECE = re.compile(r"(?P<name>[\w.-]+): (?P<words>.+) \(level (?P<level>[\d.]+)\)$")
 FACTORS_MARK = ". Top churn factors: "
+# An operator signal's factor, as scoring/explain.py writes it: "signal_<name>: <en> | <zh>".
+SIGNAL_FACTOR = "signal_"
+SIGNAL_WORDS = " | "
 
 
 def parse_factors(text: str) -> tuple[Factor, ...]:
@@ -335,6 +341,11 @@ def _parse_factor_text(text: str) -> tuple[Factor, ...]:
     for piece in text.split(", "):
         match = _PIECE.match(piece.strip().rstrip("."))
         if match is None:
+            continue
+        if match["name"].startswith(SIGNAL_FACTOR) and SIGNAL_WORDS in match["words"]:
+            en, zh = match["words"].split(SIGNAL_WORDS, 1)
+            found.append(Factor(match["name"], match["name"], 0.0, float(match["level"]),
+                                (en, zh)))
             continue
         for signal, pattern, sign in _OPS_PATTERNS:
             value = pattern.match(match["words"])
@@ -416,5 +427,6 @@ def _reason(description: str | None, stored: str, rule_id: str, lang: str) -> st
 
 @functools.lru_cache(maxsize=65536)
 def _phrases(factor_text: str, lang: str) -> tuple[str, ...]:
-    return tuple(factor_phrase(f.signal, f.shown, lang)
+    return tuple((f.words[1] if lang == "zh" else f.words[0]) if f.words
+                 else factor_phrase(f.signal, f.shown, lang)
                  for f in _parse_factor_text(factor_text))
