@@ -74,19 +74,27 @@ def _utcnow() -> dt.datetime:
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
              links: LinkSigner | None = None, render_workers: int | None = None,
-             slice_size: int = DISPATCH_SLICE) -> RaiseResult:
+             slice_size: int = DISPATCH_SLICE, order: str = "value_at_risk",
+             seed: int = 0) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
-    email per owner, committed in slices of whole owners (``slice_size`` tasks or so). Big
-    runs render their emails in worker processes (``render_workers``; see
-    `render_workers_for`)."""
+    email per owner, committed in slices of whole owners (``slice_size`` tasks or so), each
+    owner receiving what their capacity (conf/owners.yaml) allows, best first by ``order``
+    (worklist/capacity.py), the rest queued; queued tasks of earlier runs are re-ranked with
+    today's and released as capacity frees up. "Today" is the business day of the
+    ``calendar`` (UTC without one). Big runs render their emails in worker processes
+    (``render_workers``; see `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
     render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
+    day_start = None
+    if calendar is not None:
+        day_start = dt.datetime.combine(calendar.local_date(now), dt.time(0), calendar.zone)
     pool = _parallel(render, len(planned), render_workers)
     try:  # one set of render workers for every slice
         return store.raise_tasks(planned, run_id, render, now, render_many=pool,
-                                 slice_size=slice_size)
+                                 slice_size=slice_size, capacity=owners.capacity_of,
+                                 day_start=day_start, order=order, seed=seed)
     finally:
         if pool is not None:
             pool.close()
@@ -164,7 +172,7 @@ def task_view(task: Task, **changes: Any) -> dict[str, Any]:
             "action": task.action, "action_title": task.action_title,
             "priority": task.priority, "due_at": _aware(task.due_at), "reason": task.reason,
             "rule_id": task.rule_id, "status": task.status,
-            "escalation_level": task.escalation_level}
+            "escalation_level": task.escalation_level, "value_at_risk": task.value_at_risk}
     view.update(changes)
     return view
 

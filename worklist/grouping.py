@@ -44,9 +44,9 @@ DigestRenderer = Renderer
 
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
-                 "due_at", "reason", "rule_id", "status", "escalation_level")
+                 "due_at", "reason", "rule_id", "status", "escalation_level", "value_at_risk")
 _NEW_TASK_COLUMNS = ["account_id", "account_name", "action", "action_title", "priority",
-                     "due_at", "reason", "rule_id", "owner_email", "owner_name"]
+                     "due_at", "reason", "rule_id", "value_at_risk", "owner_email", "owner_name"]
 
 
 def one_by_one(render: Renderer) -> ManyRenderer:
@@ -75,13 +75,25 @@ def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def urgency(view: dict[str, Any]) -> tuple[Any, ...]:
-    """Most urgent first: priority, then the earliest deadline, then the oldest task."""
-    return (int(view["priority"]), as_datetime(view["due_at"]), view["task_id"])
+    """Most urgent first: priority, then the most revenue at risk, then the earliest deadline,
+    then the oldest task."""
+    return (int(view["priority"]), -_risk(view.get("value_at_risk")),
+            as_datetime(view["due_at"]), view["task_id"])
 
 
 def escalation_order(view: dict[str, Any]) -> tuple[Any, ...]:
-    """An escalation email's order: priority, then the longest overdue, then the oldest task."""
-    return (int(view["priority"]), as_datetime(view["overdue_since"]), view["task_id"])
+    """An escalation email's order: priority, then the most revenue at risk, then the longest
+    overdue, then the oldest task."""
+    return (int(view["priority"]), -_risk(view.get("value_at_risk")),
+            as_datetime(view["overdue_since"]), view["task_id"])
+
+
+def _risk(value: Any) -> float:
+    """A value at risk to sort by (CNY a month): missing or NaN counts as none."""
+    if value is None:
+        return 0.0
+    number = float(value)
+    return number if number == number else 0.0
 
 
 def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str, Any]]],
@@ -170,7 +182,8 @@ class DigestStore(StoreBase):
             rows = session.execute(select(
                 Task.id, Task.account_id, Task.account_name, Task.action, Task.action_title,
                 Task.priority, Task.due_at, Task.reason, Task.rule_id, Task.status,
-                Task.escalation_level, Task.owner_email, Task.owner_name).where(
+                Task.escalation_level, Task.value_at_risk, Task.owner_email,
+                Task.owner_name).where(
                 Task.status.in_(OPEN_STATUSES)).order_by(
                 Task.owner_email, Task.priority, Task.due_at, Task.id))
             grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
