@@ -302,9 +302,29 @@ class _GuardsSection(ConfigModel):
     max_id_drift_share: Annotated[float, Field(gt=0, le=1)] = 0.2
 
 
+class _StormSection(ConfigModel):
+    share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    minimum: Annotated[int, Field(ge=1)] = 100
+    summary_size: Annotated[int, Field(ge=1)] = 20
+    alert_quiet_hours: Annotated[float, Field(ge=0)] = 72.0
+
+
 class _PipelineFile(ConfigModel):
     validation: _ValidationSection = _ValidationSection()
     guards: _GuardsSection = _GuardsSection()
+    escalation_storm: _StormSection = _StormSection()
+
+
+@dataclass(frozen=True)
+class StormSettings:
+    """When an sla_watch run is an escalation storm (flows/delivery.py StormPolicy): more than
+    ``share`` of the open tasks overdue at once and at least ``minimum``; each new owner then
+    gets a summary of ``summary_size`` tasks, ops one alert per ``alert_quiet_hours``."""
+
+    share: float = 0.25
+    minimum: int = 100
+    summary_size: int = 20
+    alert_quiet_hours: float = 72.0
 
 
 @dataclass(frozen=True)
@@ -313,11 +333,15 @@ class PipelineConfig:
     # more of the known account ids gone (with about as many new ones) stops the run before
     # dispatch: the ids changed format (worklist/roster.py id_drift)
     max_id_drift_share: float = 0.2
+    storm: StormSettings = StormSettings()
 
 
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
     spec = _parse(_PipelineFile, read_yaml(path), path)
+    storm = spec.escalation_storm
     return PipelineConfig(ValidationPolicy(spec.validation.max_quarantine_share,
                                            spec.validation.max_snapshot_age_days),
-                          spec.guards.max_id_drift_share)
+                          spec.guards.max_id_drift_share,
+                          StormSettings(storm.share, storm.minimum, storm.summary_size,
+                                        storm.alert_quiet_hours))

@@ -260,3 +260,47 @@ def test_the_shipped_owners_file_has_the_suggested_defaults() -> None:
     """Account managers: 8 new tasks a day and 30 open at most."""
     directory = config.load_owners()
     assert directory.capacity_of("anyone@op.example", "account_manager") == Capacity(8, 30)
+
+
+# -- issue 17: a supervisor's own capacity -------------------------------------------------
+ZHAO, HEAD = "zhao@staff.example.test", "head@staff.example.test"
+
+
+def test_a_supervisor_at_capacity_is_passed_over_and_the_head_always_takes_it(
+        store: TaskStore) -> None:
+    """Zhao may hold 1 escalated task: of wang's three overdue tasks one goes to zhao, the
+    other two skip to the department head (history names the rung passed over)."""
+    from kamflow.flows.delivery import escalate_overdue
+
+    directory = OwnerDirectory(
+        roles={}, fallback=Owner("Fallback", "fallback@staff.example.test"),
+        people={WANG: Owner("王芳", WANG, "zh-CN", supervisor=ZHAO),
+                ZHAO: Owner("赵主管", ZHAO, "zh-CN", capacity=Capacity(None, 1))},
+        department_head=Owner("KA head", HEAD, "en"))
+    run(store, decisions(FIVE[:3]), NOW, directory)
+    result = escalate_overdue(store, directory, BusinessCalendar(), 1.0,
+                              NOW + dt.timedelta(days=9), storm=None)
+    owners_now = sorted(t.owner_email for t in store.list_tasks())
+    assert owners_now == [HEAD, HEAD, ZHAO]
+    assert result.skipped_full == [ZHAO, ZHAO]
+    to_head = next(t for t in store.list_tasks() if t.owner_email == HEAD)
+    assert "skipped (at capacity): " + ZHAO in store.history(to_head.id)[-1].detail
+
+
+def test_storm_thresholds_come_from_the_pipeline_file(tmp_path: Path) -> None:
+    """conf/pipeline.yaml escalation_storm sets sla_watch's storm policy; a bad share is
+    refused naming its key."""
+    from kamflow.flows.sla_watch import storm_policy
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("escalation_storm: {share: 0.5, minimum: 10, summary_size: 5, "
+                    "alert_quiet_hours: 24}\n", encoding="utf-8")
+    policy = storm_policy(config.load_pipeline(path).storm)
+    assert (policy.share, policy.minimum, policy.summary_size) == (0.5, 10, 5)
+    assert policy.alert_quiet == dt.timedelta(hours=24)
+    assert not policy.is_storm(9, 10) and policy.is_storm(10, 15)
+    path.write_text("escalation_storm: {share: 2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="escalation_storm.share"):
+        config.load_pipeline(path)
+    shipped = storm_policy(config.load_pipeline().storm)
+    assert (shipped.share, shipped.minimum) == (0.25, 100)

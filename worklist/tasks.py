@@ -341,6 +341,17 @@ class TaskLifecycle(StoreBase):
                 Task.status.in_(OPEN_STATUSES), Task.due_at < utc(now))
                 .order_by(Task.due_at, Task.id)))
 
+    def escalated_open_counts(self) -> dict[str, int]:
+        """Per owner (lower-case address): their open tasks that reached them by escalation,
+        which count against a supervisor's ``open_max``."""
+        counts: dict[str, int] = {}
+        with self.session() as session:
+            for owner, count in session.execute(select(Task.owner_email, func.count()).where(
+                    Task.status.in_(OPEN_STATUSES), Task.escalation_level > 0).group_by(
+                    Task.owner_email)).tuples():
+                counts[owner_address(owner)] = counts.get(owner_address(owner), 0) + int(count)
+        return counts
+
     def escalate(self, task: Task, owner_email: str, owner_name: str, due_at: dt.datetime,
                  now: dt.datetime, detail: str, email: QueuedEmail | None) -> bool:
         """Move an overdue task one rung up the ladder: new owner and deadline, status
