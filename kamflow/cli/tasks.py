@@ -273,7 +273,7 @@ def task_record(task: Any) -> dict[str, Any]:
     """The task as JSON-ready values: times as ISO 8601 with their offset (naive stored times
     are UTC)."""
     record = {name: getattr(task, name) for name in TASK_FIELDS}
-    for name in ("created_at", "due_at", "closed_at"):
+    for name in ("created_at", "due_at", "closed_at", "released_at"):
         if record[name] is not None:
             record[name] = _iso(record[name])
     return record
