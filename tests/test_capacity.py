@@ -304,3 +304,66 @@ def test_storm_thresholds_come_from_the_pipeline_file(tmp_path: Path) -> None:
         config.load_pipeline(path)
     shipped = storm_policy(config.load_pipeline().storm)
     assert (shipped.share, shipped.minimum) == (0.25, 100)
+
+
+# -- the daily flow on a generated snapshot ------------------------------------------------
+def test_the_flow_releases_within_capacity_and_later_runs_release_the_queue(
+        prefect_api, snapshot_dir, kamflow_home) -> None:
+    """On a generated snapshot no manager receives more than 8 new tasks (the shipped
+    capacity) and the summary lists released and queued per owner; the next day, with some
+    tasks done, a run releases queued tasks, none twice, each in exactly one email."""
+    from sqlalchemy import text, update
+
+    from tests.test_flow import run_with, summary_markdown
+
+    state, summary, run_id = run_with(prefect_api, snapshot_dir)
+    assert state.is_completed(), state.message
+    db = TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}")
+    with db:
+        tasks = db.list_tasks()
+        open_by_owner: dict[str, int] = {}
+        for task in tasks:
+            if task.status == "open" and task.owner_role == "account_manager":
+                open_by_owner[task.owner_email] = open_by_owner.get(task.owner_email, 0) + 1
+        assert open_by_owner and max(open_by_owner.values()) <= 8
+        queued = [t for t in tasks if t.status == "queued"]
+        assert queued, "the generated snapshot has more work than 8 tasks per manager"
+        assert summary["tasks_queued"] == len(queued)
+        assert summary["tasks_released"] == len(tasks) - len(queued)
+        rows = summary["capacity_by_owner"]
+        assert rows and all(r["released"] <= 8 for r in rows
+                            if r["owner"] in open_by_owner)
+        assert sum(r["queued"] for r in rows) <= len(queued)
+        top = rows[0]
+        assert f"| {top['owner']} | {top['released']:,} | {top['queued']:,} |" in \
+            summary_markdown(prefect_api, run_id)
+        # the first run was yesterday; today each manager finished two tasks
+        with db.session() as session:
+            session.execute(update(Task).where(Task.released_at.is_not(None)).values(
+                released_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)))
+        done = []
+        for owner in open_by_owner:
+            mine = [t for t in tasks if t.owner_email == owner and t.status == "open"]
+            for task in mine[:2]:
+                db.transition(task.id, "done", dt.datetime.now(dt.UTC), owner)
+                done.append(task.id)
+    state, second, _ = run_with(prefect_api, snapshot_dir)
+    assert state.is_completed(), state.message
+    assert second["tasks_released_from_queue"] > 0
+    with db:
+        with db.session() as session:
+            released = session.execute(text(
+                "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'released' "
+                "GROUP BY task_id")).all()
+            listed = [int(i) for (ids,) in session.execute(text(
+                "SELECT task_ids FROM outbox WHERE kind IN ('new_tasks', 'urgent_tasks')"))
+                for i in ids.split(",")]
+        assert len(released) == second["tasks_released_from_queue"]
+        assert all(n == 1 for _, n in released)
+        assert len(listed) == len(set(listed))  # no task in two emails
+        assert {i for i, _ in released} <= set(listed)
+        for owner in open_by_owner:  # open_max 30, 8 a day: yesterday's 8 minus 2 done
+            now_open = [t for t in db.list_tasks(status="open") if t.owner_email == owner]
+            assert len(now_open) <= 30
+    state, third, _ = run_with(prefect_api, snapshot_dir)
+    assert state.is_completed() and third["tasks_released_from_queue"] == 0
