@@ -367,3 +367,45 @@ def test_the_flow_releases_within_capacity_and_later_runs_release_the_queue(
             assert len(now_open) <= 30
     state, third, _ = run_with(prefect_api, snapshot_dir)
     assert state.is_completed() and third["tasks_released_from_queue"] == 0
+
+
+# -- urgent actions and value at risk in the emails ----------------------------------------
+def test_an_action_marked_urgent_is_emailed_on_its_own_and_a_bad_flag_is_refused(
+        tmp_path: Path) -> None:
+    """``urgent: true`` in rules/actions.yaml means ``email: own`` (released whatever the
+    capacity); ``urgent: soon`` is refused naming the action."""
+    import shutil
+
+    from kamflow.rules import RULES_DIR, load_ruleset
+
+    shutil.copytree(RULES_DIR, tmp_path / "rules", ignore=shutil.ignore_patterns("*.py"))
+    actions = tmp_path / "rules" / "actions.yaml"
+    text = actions.read_text(encoding="utf-8")
+    actions.write_text(text.replace("  sla_review:\n", "  sla_review:\n    urgent: true\n"),
+                       encoding="utf-8")
+    assert load_ruleset(tmp_path / "rules").actions["sla_review"].email == "own"
+    actions.write_text(text.replace("  sla_review:\n", "  sla_review:\n    urgent: soon\n"),
+                       encoding="utf-8")
+    with pytest.raises(ConfigError, match="sla_review.*urgent must be true or false"):
+        load_ruleset(tmp_path / "rules")
+
+
+@pytest.mark.parametrize(("language", "phrase"), [
+    ("zh-CN", "年化风险收入 ¥147,600"), ("en", "revenue at risk ¥147,600 a year")])
+def test_emails_list_by_priority_then_value_at_risk_and_show_it_a_year(
+        language: str, phrase: str) -> None:
+    """At equal priority the task with more revenue at risk comes first; each shows its value
+    at risk a year (monthly x 12) in the reader's words; a task without one shows none."""
+    from kamflow.notifications import render_task_digest
+
+    due = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+    tasks = [{"task_id": i, "account_id": a, "account_name": f"客户 {a}", "action": "care_call",
+              "action_title": "Proactive care call", "priority": p, "due_at": due,
+              "reason": "churn_band=critical", "rule_id": "r1", "value_at_risk": v}
+             for i, a, p, v in ((1, "KA-small", 3, 300.0), (2, "KA-big", 3, 12_300.0),
+                                (3, "KA-none", 3, None), (4, "KA-first", 2, 1.0))]
+    _, text, html = render_task_digest("王芳", tasks, language, "Asia/Shanghai", TITLES)
+    order = [text.index(a) for a in ("KA-first", "KA-big", "KA-small", "KA-none")]
+    assert order == sorted(order)
+    assert phrase in text and phrase in html
+    assert text.count("¥") == 3  # KA-none has no figure

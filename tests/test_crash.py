@@ -399,7 +399,19 @@ def test_a_release_killed_between_slices_releases_and_emails_each_task_once(
     one of li. The next day, all done, a run releasing them (one slice per owner) is killed
     after its first slice; the rerun releases the other. Each queued task is released once
     (one history row) and listed in exactly one email, and every task in exactly one."""
-    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    assert_release_once_across_a_kill(f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox",
+                                      point)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", ["dispatch.emails_written#2", "dispatch.committed"])
+def test_a_release_killed_between_slices_on_postgresql(point: str, tmp_path: Path,
+                                                       fresh_pg: str) -> None:
+    """The same release guarantee on PostgreSQL."""
+    assert_release_once_across_a_kill(fresh_pg, tmp_path / "outbox", point)
+
+
+def assert_release_once_across_a_kill(db: str, outbox: Path, point: str) -> None:
     first = harness(db, outbox, "--capacity", "1", "dispatch", "send", "finish")
     assert first.returncode == 0, first.stderr
     queued = rows(db, "SELECT id FROM tasks WHERE status = 'queued'")
