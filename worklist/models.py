@@ -162,3 +162,4 @@ class RunFigures(Base):
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline
 Index("ix_tasks_owner_status", Task.owner_email, Task.status)  # capacity: open/queued per owner
+Index("ix_tasks_released_at", Task.released_at)  # capacity: tasks released today per owner

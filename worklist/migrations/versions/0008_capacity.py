@@ -31,9 +31,11 @@ def upgrade() -> None:
     op.execute("UPDATE tasks SET released_at = created_at")
     # the day's released tasks per owner, and the backlog, are read by every dispatch
     op.create_index('ix_tasks_owner_status', 'tasks', ['owner_email', 'status'], unique=False)
+    op.create_index('ix_tasks_released_at', 'tasks', ['released_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tasks_released_at', table_name='tasks')
     op.drop_index('ix_tasks_owner_status', table_name='tasks')
     with op.batch_alter_table('tasks') as batch:  # SQLite drops columns by copying
         batch.drop_column('released_at')
