@@ -208,8 +208,8 @@ class TaskLifecycle(StoreBase):
         ids = np.full(len(part), -1, dtype="int64")
         ids[new] = new_ids
         old = part.loc[~new]
+        _rerank(session, old)  # first: only tasks still queued take the day's values
         freed = _release(session, old.loc[old["release"]], now)
-        _rerank(session, old)
         if freed:
             insert_rows(session, TaskEvent.__table__, [
                 {"task_id": i, "at": now, "event": "released",
@@ -547,7 +547,8 @@ def _release(session: Session, chosen: pd.DataFrame, now: dt.datetime) -> set[in
 def _rerank(session: Session, again: pd.DataFrame) -> None:
     """Queued tasks planned again take this run's priority, value at risk, reason, owner and
     deadline (one executemany; the deadline counts from this run, so a task released now has
-    its full time)."""
+    its full time). A task no longer queued (released by another run meanwhile) is left
+    alone."""
     if again.empty:
         return
     rows = []
@@ -561,7 +562,8 @@ def _rerank(session: Session, again: pd.DataFrame) -> None:
         row["target"] = task_id
         rows.append(row)
     table = Task.__table__
-    session.connection().execute(update(table).where(table.c.id == bindparam("target")).values(
+    session.connection().execute(update(table).where(
+        table.c.id == bindparam("target"), table.c.status == QUEUED).values(
         **{k: bindparam(f"new_{k}") for k in _RERANKED}), rows)
 
 
