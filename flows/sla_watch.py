@@ -142,7 +142,8 @@ def sla_watch(now: str | None = None, rules_dir: str | None = None) -> State:
                               key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")
     data = {"overdue": result.overdue, "escalated": len(result.escalated),
-            "at_top": len(result.at_top), "storm": result.storm, "emails_sent": drained.sent,
+            "at_top": len(result.at_top), "storm": result.storm,
+            "passed_over_at_capacity": len(result.skipped_full), "emails_sent": drained.sent,
             "emails_failed": drained.failed}
     if drained.failed:
         return Failed(message=f"{drained.failed} email(s) could not be sent; they stay in the "
