@@ -151,10 +151,8 @@ def capacity_rows(released: Mapping[str, int], queued: Mapping[str, int],
     """Per owner: tasks released to them this run and tasks waiting in their queue, the
     ``limit`` owners with most queued first (then most released)."""
     owners = set(released) | set(queued)
-    rows = [{"owner": o, "released": int(released.get(o, 0)), "queued": int(queued.get(o, 0))}
-            for o in owners]
-    rows.sort(key=lambda r: (-r["queued"], -r["released"], r["owner"]))
-    return rows[:limit]
+    counts = sorted((-int(queued.get(o, 0)), -int(released.get(o, 0)), o) for o in owners)
+    return [{"owner": o, "released": -r, "queued": -q} for q, r, o in counts[:limit]]
 
 
 def _capacity_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, Result, bindparam, func, select, update
+from sqlalchemy import CursorResult, Result, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
@@ -132,8 +132,8 @@ class TaskLifecycle(StoreBase):
                 Task.status == QUEUED)).tuples().all()
             open_now, released_today = _owner_counts(session, day_start)
         if planned.empty:  # nothing fires: every queued task is withdrawn
-            gone = self._withdraw([task_id for task_id, _ in backlog], run_id, now)
-            return RaiseResult(0, 0, 0, 0, {}, withdrawn=gone)
+            return RaiseResult(0, 0, 0, 0, {}, withdrawn=self._withdraw(
+                [task_id for task_id, _ in backlog], run_id, now))
         queued_ids = {key: task_id for task_id, key in backlog}
         planned = _with_optional_columns(planned)
         is_open = planned["open_key"].isin(open_keys)
@@ -508,7 +508,7 @@ def _money(value: Any) -> float | None:
 def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
     """``planned`` with the columns the decisions may lack (``value_at_risk`` from the scoring
     of issue 12, ``email`` from rule sets without it): absent means none, digest."""
-    extra = {}
+    extra: dict[str, Any] = {}
     if "value_at_risk" not in planned:
         extra["value_at_risk"] = np.nan
     if "email" not in planned:
@@ -561,7 +561,7 @@ def _rerank(session: Session, again: pd.DataFrame) -> None:
         row["new_due_at"] = as_datetime(row["new_due_at"])
         row["target"] = task_id
         rows.append(row)
-    table = Task.__table__
+    table = cast("Table", Task.__table__)
     session.connection().execute(update(table).where(
         table.c.id == bindparam("target"), table.c.status == QUEUED).values(
         **{k: bindparam(f"new_{k}") for k in _RERANKED}), rows)
