@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from kamflow.core.errors import ConfigError
-from kamflow.worklist.models import OPEN_STATUSES
+from kamflow.worklist.models import OPEN_STATUSES, QUEUED, WITHDRAWN
 
 __all__ = ["DIMENSIONS", "Ceilings", "DepartmentReport", "department_report", "headline"]
 
@@ -157,7 +157,9 @@ def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series
         "accounts at start": at_start.astype(int), "accounts lost": lost.astype(int),
         "revenue at start": revenue.where(at_start, 0.0),
         "revenue lost": revenue.where(lost, 0.0)}).groupby(keys.to_numpy()).sum()
-    raised = (tasks["created_at"] > start) & (tasks["created_at"] <= end)
+    # a queued task is not the owner's work yet, a withdrawn one never was (capacity)
+    raised = ((tasks["created_at"] > start) & (tasks["created_at"] <= end)
+              & ~tasks["status"].isin((QUEUED, WITHDRAWN)))
     done = tasks["status"].eq("done") & tasks["closed_at"].notna()
     task_sums = pd.DataFrame({
         "tasks raised": raised.astype(int),
