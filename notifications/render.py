@@ -57,7 +57,8 @@ TASK_FIELDS = (
 # the account's value class and churn band (codes; shown by their labels when given).
 # ``value_at_risk`` (CNY a month, may be missing) is shown a year: "年化风险收入 ¥147,600".
 OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_level": 0,
-                   "value_class": "", "churn_band": "", "value_at_risk": 0.0}
+                   "value_class": "", "churn_band": "", "value_at_risk": 0.0,
+                   "queued_total": 0}  # the owner's tasks waiting for capacity (new tasks email)
 # A rule set's words: action titles (en, zh), with rule descriptions when a vocabulary.Wording.
 Titles = Mapping[str, tuple[str, str]]
 _ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-hans-cn": "zh-CN"}

@@ -144,6 +144,9 @@ def test_first_run_releases_capacity_and_queues_the_rest(store: TaskStore) -> No
     assert (result.created, result.released, result.queued) == (5, 2, 3)
     assert result.released_by_owner == {WANG: 2} and result.queued_by_owner == {WANG: 3}
     assert announced(store) == sorted([tasks["A4"].id, tasks["A2"].id])
+    with store.session() as session:
+        body = session.scalar(select(OutboxEmail.body_text))
+    assert "另有 3 项任务在排队" in body  # the manager (zh-CN) knows what is coming
     assert tasks["A2"].value_at_risk == 9000.0 and tasks["A5"].value_at_risk is None
     assert [t.account_id for t in store.list_tasks(status="queued")] == ["A1", "A3", "A5"]
     kpi = next(k for k in store.owner_kpis(NOW) if k["email"] == WANG)

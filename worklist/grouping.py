@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -134,9 +134,11 @@ def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str
 
 
 def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], run_id: str,
-                    render_many: ManyRenderer, now: dt.datetime) -> int:
+                    render_many: ManyRenderer, now: dt.datetime,
+                    backlog: Mapping[str, int] | None = None) -> int:
     """Write the emails announcing newly raised tasks (``fresh``, whose ids are ``ids``) into
-    the outbox, inside the caller's transaction; returns how many."""
+    the outbox, inside the caller's transaction; returns how many. ``backlog``: per owner
+    address, their tasks still queued for capacity (the routine email says how many)."""
     if not ids:
         return 0
     # Tasks of an action whose email mode is "own" (rules/actions.yaml) go into one "urgent"
@@ -151,6 +153,8 @@ def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], r
         record["task_id"] = task_id
         if urgent:
             record["urgent"] = True
+        elif backlog:
+            record["queued_total"] = int(backlog.get(address, 0))
         groups.setdefault(owner, []).append(record)
     # Rendered and stored a few hundred at a time: a national first run renders 3 GB of
     # email, which must not sit in memory at once (all still in the one transaction).

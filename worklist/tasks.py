@@ -159,13 +159,16 @@ class TaskLifecycle(StoreBase):
         candidates["release"] = allocate(candidates, capacity or (lambda _e, _r: UNLIMITED),
                                          open_now, released_today, order, seed)
         created = emails = released = 0
+        waiting = candidates.loc[~candidates["release"]]
+        backlog_by_owner = _per_owner(waiting)
         for part in _owner_slices(candidates, slice_size):
             with self.session() as session:
                 ids, opened = self._write_slice(session, part, run_id, now)
                 crash_point("dispatch.tasks_written")
                 announced = part.loc[opened]
                 emails += new_task_emails(session, announced, ids, run_id,
-                                          render_many or one_by_one(render), now)
+                                          render_many or one_by_one(render), now,
+                                          backlog_by_owner)
                 crash_point("dispatch.emails_written")
             created += int((part["task_id"] < 0).sum())
             released += len(ids)
@@ -173,14 +176,13 @@ class TaskLifecycle(StoreBase):
                 log.info("task store: %d of %d candidate task(s) committed", created,
                          len(candidates))
         crash_point("dispatch.committed")
-        waiting = candidates.loc[~candidates["release"]]
         going = candidates.loc[candidates["release"]]
         result = RaiseResult(
             created, int(is_open.sum()), int(in_cooldown.sum()), emails,
             {str(k): int(v) for k, v in fresh["action"].value_counts().items()},
             released=released, released_from_queue=int((going["task_id"] >= 0).sum()),
             queued=len(waiting), withdrawn=withdrawn,
-            released_by_owner=_per_owner(going), queued_by_owner=_per_owner(waiting))
+            released_by_owner=_per_owner(going), queued_by_owner=backlog_by_owner)
         log.info("task store: %d new task(s), %d released (%d from the queue), %d queued, %d "
                  "withdrawn, %d already open, %d in cooldown, %d email(s) queued",
                  result.created, result.released, result.released_from_queue, result.queued,
