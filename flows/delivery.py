@@ -35,7 +35,7 @@ from kamflow.core.links import LinkSigner
 from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
 from kamflow.notifications.workers import RenderPool
-from kamflow.worklist import OwnerDirectory, RaiseResult, TaskStore, plan_tasks
+from kamflow.worklist import Owner, OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
@@ -55,6 +55,7 @@ __all__ = [
     "queue_daily_digests",
     "reassign_task",
     "render_workers_for",
+    "rung_with_room",
     "task_view",
 ]
 
@@ -74,19 +75,27 @@ def _utcnow() -> dt.datetime:
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
              links: LinkSigner | None = None, render_workers: int | None = None,
-             slice_size: int = DISPATCH_SLICE) -> RaiseResult:
+             slice_size: int = DISPATCH_SLICE, order: str = "value_at_risk",
+             seed: int = 0) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
-    email per owner, committed in slices of whole owners (``slice_size`` tasks or so). Big
-    runs render their emails in worker processes (``render_workers``; see
-    `render_workers_for`)."""
+    email per owner, committed in slices of whole owners (``slice_size`` tasks or so), each
+    owner receiving what their capacity (conf/owners.yaml) allows, best first by ``order``
+    (worklist/capacity.py), the rest queued; queued tasks of earlier runs are re-ranked with
+    today's and released as capacity frees up. "Today" is the business day of the
+    ``calendar`` (UTC without one). Big runs render their emails in worker processes
+    (``render_workers``; see `render_workers_for`)."""
     planned = plan_tasks(decisions, owners, {k: en for k, (en, _) in titles.items()}, now,
                          calendar)
     render = EmailRenderer("new_tasks", Wording.of(titles), owners,
                            calendar.timezone if calendar else None, now, links)
+    day_start = None
+    if calendar is not None:
+        day_start = dt.datetime.combine(calendar.local_date(now), dt.time(0), calendar.zone)
     pool = _parallel(render, len(planned), render_workers)
     try:  # one set of render workers for every slice
         return store.raise_tasks(planned, run_id, render, now, render_many=pool,
-                                 slice_size=slice_size)
+                                 slice_size=slice_size, capacity=owners.capacity_of,
+                                 day_start=day_start, order=order, seed=seed)
     finally:
         if pool is not None:
             pool.close()
@@ -164,7 +173,7 @@ def task_view(task: Task, **changes: Any) -> dict[str, Any]:
             "action": task.action, "action_title": task.action_title,
             "priority": task.priority, "due_at": _aware(task.due_at), "reason": task.reason,
             "rule_id": task.rule_id, "status": task.status,
-            "escalation_level": task.escalation_level}
+            "escalation_level": task.escalation_level, "value_at_risk": task.value_at_risk}
     view.update(changes)
     return view
 
@@ -178,6 +187,9 @@ class EscalationResult:
     skipped: int = 0  # changed by someone else while sla_watch ran
     storm: bool = False  # too many overdue at once: summaries instead of lists
     ops_alerted: bool = False  # this run raised the storm's one ops alert
+    # rungs passed over because their open escalated tasks reached their open_max (one entry
+    # per task and rung passed over)
+    skipped_full: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -217,11 +229,18 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
     result.storm = storm is not None and storm.is_storm(len(overdue), open_tasks)
     ladders = store.ladders([t.id for t in overdue])
     steps: list[Escalation] = []
+    held_now = store.escalated_open_counts() if overdue else {}
     for task in overdue:
-        rung = owners.next_rung(task.owner_email)
-        if rung is None:
+        rungs = owners.ladder(task.owner_email)
+        if not rungs:
             result.at_top.append(task.id)
             continue
+        rung, full = rung_with_room(rungs, owners, held_now)
+        held_now[owner_address(rung.email)] = held_now.get(owner_address(rung.email), 0) + 1
+        if task.escalation_level > 0:  # it leaves its present (escalated) owner
+            mine = owner_address(task.owner_email)
+            held_now[mine] = max(0, held_now.get(mine, 0) - 1)
+        result.skipped_full.extend(full)
         level = task.escalation_level + 1
         due = add_business_time(now, due_days, calendar.with_hours(rung.working_hours))
         held = [*ladders.get(task.id, [(task.owner_email, _aware(task.created_at))]),
@@ -230,7 +249,8 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                          overdue_since=_aware(task.due_at),
                          ladder=[(_who(owners, email), since) for email, since in held])
         detail = (f"step {level}: {task.owner_email} -> {rung.email}; overdue since "
-                  f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC")
+                  f"{_aware(task.due_at):%Y-%m-%d %H:%M} UTC; new due {due:%Y-%m-%d %H:%M} UTC"
+                  + (f"; skipped (at capacity): {', '.join(full)}" if full else ""))
         steps.append(Escalation(task, owner_address(rung.email), rung.name, due, detail, view))
     render = EmailRenderer("escalations", Wording.of(titles or {}), owners, calendar.timezone,
                            now, links)
@@ -261,6 +281,21 @@ def escalate_overdue(store: TaskStore, owners: OwnerDirectory, calendar: Busines
                     "escalate to): %s", len(result.at_top),
                     ", ".join(map(str, result.at_top[:20])))
     return result
+
+
+def rung_with_room(rungs: list[Owner], owners: OwnerDirectory,
+                   held: Mapping[str, int]) -> tuple[Owner, list[str]]:
+    """The rung an overdue task escalates to (issue 17): the first of ``rungs`` whose open
+    escalated tasks (``held``, per address) are below their ``open_max`` (conf/owners.yaml,
+    role ``supervisor`` unless set for the person); a rung at capacity is passed over. The
+    last rung (the department head) always takes it. Returns it and the rungs passed over."""
+    full: list[str] = []
+    for rung in rungs[:-1]:
+        limit = owners.capacity_of(rung.email, "supervisor").open_max
+        if limit is None or held.get(owner_address(rung.email), 0) < limit:
+            return rung, full
+        full.append(rung.email)
+    return rungs[-1], full
 
 
 def storm_alert(ops_email: str, overdue: int, open_tasks: int, now: dt.datetime,

@@ -50,6 +50,14 @@ class RunSummary:
     tasks_created: int = 0
     tasks_already_open: int = 0
     tasks_in_cooldown: int = 0
+    # capacity (conf/owners.yaml): tasks that became open this run (new ones and released
+    # from the queue), those waiting in the queue, and queued ones whose rule stopped firing
+    tasks_released: int = 0
+    tasks_released_from_queue: int = 0
+    tasks_queued: int = 0
+    tasks_withdrawn: int = 0
+    # per owner (the OWNER_ROWS owners with most queued, then most released): released, queued
+    capacity_by_owner: list[dict[str, Any]] = field(default_factory=list)
     emails_queued: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
@@ -237,6 +245,25 @@ def named(kind: str, code: str) -> str:
         return code
 
 
+OWNER_ROWS = 20  # owners listed in the summary's capacity table
+
+
+def capacity_rows(released: Mapping[str, int], queued: Mapping[str, int],
+                  limit: int = OWNER_ROWS) -> list[dict[str, Any]]:
+    """Per owner: tasks released to them this run and tasks waiting in their queue, the
+    ``limit`` owners with most queued first (then most released)."""
+    owners = set(released) | set(queued)
+    counts = sorted((-int(queued.get(o, 0)), -int(released.get(o, 0)), o) for o in owners)
+    return [{"owner": o, "released": -r, "queued": -q} for q, r, o in counts[:limit]]
+
+
+def _capacity_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    return ["| owner | released this run | queued |", "|---|---:|---:|",
+            *(f"| {r['owner']} | {r['released']:,} | {r['queued']:,} |" for r in rows), ""]
+
+
 def markdown(summary: RunSummary) -> str:
     def table(title: str, values: Mapping[str, int], kind: str = "") -> str:
         if not values:
@@ -268,6 +295,10 @@ def markdown(summary: RunSummary) -> str:
         f"| tasks created | {summary.tasks_created:,} |",
         f"| tasks already open (not raised again) | {summary.tasks_already_open:,} |",
         f"| tasks in cooldown | {summary.tasks_in_cooldown:,} |",
+        f"| tasks released to their owners (capacity) | {summary.tasks_released:,} |",
+        f"| of which released from the queue | {summary.tasks_released_from_queue:,} |",
+        f"| tasks queued (owners' capacity used up) | {summary.tasks_queued:,} |",
+        f"| queued tasks withdrawn (rule no longer fires) | {summary.tasks_withdrawn:,} |",
         f"| emails queued | {summary.emails_queued:,} |",
         f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
         f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",
@@ -282,6 +313,7 @@ def markdown(summary: RunSummary) -> str:
         "",
         *_learning(summary.churn_learning),
         table("action", summary.decisions_by_action),
+        *_capacity_table(summary.capacity_by_owner),
         # The offline report first: it opens on a closed network. The Data Docs (CDN styling
         # and scripts) are reached from it, so here their URL is text, not a link.
         f"Validation report (offline HTML): `{summary.offline_report or 'none'}`"

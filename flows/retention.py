@@ -42,6 +42,7 @@ from kamflow.flows.picture import value_churn_svg
 from kamflow.flows.report import (
     RunSummary,
     action_table,
+    capacity_rows,
     class_band_table,
     class_shares,
     counts,
@@ -247,9 +248,11 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
     result = delivery.dispatch(decisions, titles, owners, store, run_id, now,
                                config.load_calendar(settings.conf_dir / "calendar.yaml"),
                                LinkSigner.from_settings(settings), settings.render_workers)
-    get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown, %d emails "
-                          "queued", result.created, result.skipped_open, result.skipped_cooldown,
-                          result.emails)
+    get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown; %d released "
+                          "to their owners (%d from the queue), %d queued for capacity, %d "
+                          "withdrawn; %d emails queued", result.created, result.skipped_open,
+                          result.skipped_cooldown, result.released, result.released_from_queue,
+                          result.queued, result.withdrawn, result.emails)
     return result
 
 
@@ -403,6 +406,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.tasks_created, summary.emails_queued = raised.created, raised.emails
         summary.tasks_already_open = raised.skipped_open
         summary.tasks_in_cooldown = raised.skipped_cooldown
+        summary.tasks_released, summary.tasks_queued = raised.released, raised.queued
+        summary.tasks_released_from_queue = raised.released_from_queue
+        summary.tasks_withdrawn = raised.withdrawn
+        summary.capacity_by_owner = capacity_rows(raised.released_by_owner,
+                                                  raised.queued_by_owner)
         backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):

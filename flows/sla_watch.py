@@ -32,6 +32,7 @@ from kamflow.flows.alerts import ops_address
 from kamflow.flows.delivery import (
     DrainResult,
     EscalationResult,
+    StormPolicy,
     drain_outbox,
     escalate_overdue,
 )
@@ -73,6 +74,13 @@ def readable_step(step: dict[str, Any], calendar: BusinessCalendar) -> dict[str,
                        for key in ("overdue_since", "due_at")}}
 
 
+def storm_policy(storm: config.StormSettings) -> StormPolicy:
+    """The storm thresholds of conf/pipeline.yaml (``escalation_storm``) as sla_watch uses
+    them."""
+    return StormPolicy(storm.share, storm.minimum, storm.summary_size,
+                       dt.timedelta(hours=storm.alert_quiet_hours))
+
+
 @task(name="escalate", **STAGE)
 def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
                    rules_dir: str | None = None) -> EscalationResult:
@@ -83,6 +91,7 @@ def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
     result = escalate_overdue(store, config.load_owners(), config.load_calendar(),
                               config.load_escalation_due_days(), now, titles,
                               LinkSigner.from_settings(settings), emit_escalation,
+                              storm=storm_policy(config.load_pipeline().storm),
                               ops_email=ops_address(settings))
     logger = get_run_logger()
     logger.info("sla_watch: %d overdue task(s), %d escalated, %d already at the top of their "
@@ -92,6 +101,10 @@ def escalate_stage(store: TaskStore, now: dt.datetime, settings: Settings,
         logger.warning("sla_watch: escalation storm (%d overdue at once): each new owner got one "
                        "summary email; ops alerted %s", result.overdue,
                        "now" if result.ops_alerted else "already, earlier in this storm")
+    if result.skipped_full:
+        logger.warning("sla_watch: %d escalation step(s) passed over a supervisor at capacity "
+                       "(open_max in conf/owners.yaml): %s", len(result.skipped_full),
+                       ", ".join(sorted(set(result.skipped_full))[:20]))
     if result.at_top:
         logger.warning("sla_watch: overdue with no one left to escalate to (department head "
                        "holds them): tasks %s", ", ".join(map(str, result.at_top[:50])))
@@ -129,7 +142,8 @@ def sla_watch(now: str | None = None, rules_dir: str | None = None) -> State:
                               key="sla-escalations",
                               description="Overdue tasks escalated in this sla_watch run")
     data = {"overdue": result.overdue, "escalated": len(result.escalated),
-            "at_top": len(result.at_top), "storm": result.storm, "emails_sent": drained.sent,
+            "at_top": len(result.at_top), "storm": result.storm,
+            "passed_over_at_capacity": len(result.skipped_full), "emails_sent": drained.sent,
             "emails_failed": drained.failed}
     if drained.failed:
         return Failed(message=f"{drained.failed} email(s) could not be sent; they stay in the "

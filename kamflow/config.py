@@ -34,6 +34,7 @@ from kamflow.expectations import ValidationPolicy
 from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
+from kamflow.worklist.capacity import Capacity
 
 
 def conf_dir(settings: Settings | None = None) -> Path:
@@ -116,6 +117,21 @@ def load_scoring(path: Path | None = None) -> ScoringConfig:
     return ScoringConfig.from_mapping(read_yaml(path), source=str(path))
 
 
+class _CapacitySpec(ConfigModel):
+    """An owner's capacity (worklist/capacity.py); a limit left out is the role's (or none)."""
+
+    new_per_day: Annotated[int, Field(ge=0)] | None = None
+    open_max: Annotated[int, Field(ge=0)] | None = None
+
+    def capacity(self) -> Capacity:
+        return Capacity(self.new_per_day, self.open_max)
+
+
+# roles of ``capacity`` besides the queues under ``roles``: the managers of the snapshot, and
+# anyone an escalation reaches (issue 17: a supervisor's open escalated tasks count)
+CAPACITY_ROLES = ("account_manager", "supervisor")
+
+
 class _OwnerSpec(ConfigModel):
     """A person or a queue: under roles, fallback, department_head, people or a people_file row."""
 
@@ -126,19 +142,26 @@ class _OwnerSpec(ConfigModel):
     language: Language | None = None  # None: the default of where they are listed
     supervisor: Email | None = None
     working_hours: Hours | None = None
+    capacity: _CapacitySpec | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _empty_means_unset(cls, data: Any) -> Any:
-        # An empty CSV cell (people_file) means the same as a key left out.
+        # An empty CSV cell (people_file) means the same as a key left out; the CSV's columns
+        # new_per_day and open_max are the YAML's capacity: {new_per_day, open_max}.
         if isinstance(data, Mapping):
-            return {k: v for k, v in data.items() if v != ""}
+            data = {k: v for k, v in data.items() if v != ""}
+            flat = {k: data.pop(k) for k in ("new_per_day", "open_max") if k in data}
+            flat = {k: int(v) if isinstance(v, str) and v.strip().isdigit() else v
+                    for k, v in flat.items()}  # a CSV cell is text
+            if flat and "capacity" not in data:
+                data["capacity"] = flat
         return data
 
     def owner(self, language_default: str) -> Owner:
         hours = parse_hours(self.working_hours) if self.working_hours else None
         return Owner(self.name, self.email, self.language or language_default, self.supervisor,
-                     hours)
+                     hours, self.capacity.capacity() if self.capacity else None)
 
 
 class _OwnersFile(ConfigModel):
@@ -149,13 +172,16 @@ class _OwnersFile(ConfigModel):
     people: list[_OwnerSpec] = []
     people_file: str | None = None
     default_supervisor: Email | None = None
+    capacity: dict[str, _CapacitySpec] = {}
 
 
 def load_owners(path: Path | None = None) -> OwnerDirectory:
     """The owners directory: queues (roles), fallback, department head and people.
 
     People come from the ``people`` list and/or the CSV named by ``people_file`` (relative to the
-    YAML file; columns email, name, supervisor, language, working_hours; UTF-8 or GB18030).
+    YAML file; columns email, name, supervisor, language, working_hours, new_per_day, open_max;
+    UTF-8 or GB18030). ``capacity`` gives each role's limits (account_manager, supervisor and
+    the queues under roles); a person or queue may set its own.
     A supervisor cycle, an unknown language or malformed working hours are refused.
     """
     path = path or conf_dir() / "owners.yaml"
@@ -172,11 +198,16 @@ def load_owners(path: Path | None = None) -> OwnerDirectory:
         if person.email.lower() in people:
             raise ConfigError(f"{path}: key '{key}': {person.email} is listed twice")
         people[person.email.lower()] = person
+    unknown = sorted(set(spec.capacity) - set(CAPACITY_ROLES) - set(spec.roles))
+    if unknown:
+        raise ConfigError(f"{path}: key 'capacity.{unknown[0]}': unknown role; known: "
+                          f"{', '.join([*CAPACITY_ROLES, *spec.roles])}")
     directory = OwnerDirectory(
         {role: queue.owner("en") for role, queue in spec.roles.items()},
         spec.fallback.owner("en"), spec.manager_language, people,
         spec.department_head.owner("zh-CN") if spec.department_head else None,
-        spec.default_supervisor)
+        spec.default_supervisor,
+        {role: limits.capacity() for role, limits in spec.capacity.items()})
     _refuse_unknown_supervisors(directory, path)
     _refuse_supervisor_cycles(directory, path)
     return directory
@@ -271,9 +302,29 @@ class _GuardsSection(ConfigModel):
     max_id_drift_share: Annotated[float, Field(gt=0, le=1)] = 0.2
 
 
+class _StormSection(ConfigModel):
+    share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    minimum: Annotated[int, Field(ge=1)] = 100
+    summary_size: Annotated[int, Field(ge=1)] = 20
+    alert_quiet_hours: Annotated[float, Field(ge=0)] = 72.0
+
+
 class _PipelineFile(ConfigModel):
     validation: _ValidationSection = _ValidationSection()
     guards: _GuardsSection = _GuardsSection()
+    escalation_storm: _StormSection = _StormSection()
+
+
+@dataclass(frozen=True)
+class StormSettings:
+    """When an sla_watch run is an escalation storm (flows/delivery.py StormPolicy): more than
+    ``share`` of the open tasks overdue at once and at least ``minimum``; each new owner then
+    gets a summary of ``summary_size`` tasks, ops one alert per ``alert_quiet_hours``."""
+
+    share: float = 0.25
+    minimum: int = 100
+    summary_size: int = 20
+    alert_quiet_hours: float = 72.0
 
 
 @dataclass(frozen=True)
@@ -282,11 +333,15 @@ class PipelineConfig:
     # more of the known account ids gone (with about as many new ones) stops the run before
     # dispatch: the ids changed format (worklist/roster.py id_drift)
     max_id_drift_share: float = 0.2
+    storm: StormSettings = StormSettings()
 
 
 def load_pipeline(path: Path | None = None) -> PipelineConfig:
     path = path or conf_dir() / "pipeline.yaml"
     spec = _parse(_PipelineFile, read_yaml(path), path)
+    storm = spec.escalation_storm
     return PipelineConfig(ValidationPolicy(spec.validation.max_quarantine_share,
                                            spec.validation.max_snapshot_age_days),
-                          spec.guards.max_id_drift_share)
+                          spec.guards.max_id_drift_share,
+                          StormSettings(storm.share, storm.minimum, storm.summary_size,
+                                        storm.alert_quiet_hours))

@@ -71,7 +71,7 @@ RULE_KINDS = ("risk", "proactive")
 ACTION_KEYS = ("owner", "priority", "due_in_days", "cooldown_days")
 # A built-in action takes its title from the vocabulary (kamflow/core/vocabulary.py) unless the
 # file gives one; an action of the rule set's own needs its title.
-OPTIONAL_ACTION_KEYS = ("title", "email")
+OPTIONAL_ACTION_KEYS = ("title", "email", "urgent")
 # How a new task of the action is emailed: in its owner's digest of new tasks (one email per
 # owner and run), or in an email of its own, sent at once (escalations).
 EMAIL_MODES = ("digest", "own")
@@ -322,6 +322,10 @@ def _load_actions(path: Path,
             problems.add(path.name, line, None,
                          f"action {name!r}: email must be one of {', '.join(EMAIL_MODES)}, "
                          f"not {spec.get('email')!r}")
+        if spec.get("urgent", False) not in (True, False):
+            problems.add(path.name, line, None,
+                         f"action {name!r}: urgent must be true or false, not "
+                         f"{spec.get('urgent')!r}")
         missing = [k for k in ACTION_KEYS if k not in spec]
         if "title" not in spec and name not in vocabulary.codes("action"):
             missing.insert(0, "title (not a built-in action: give {en: ..., zh: ...})")
@@ -341,7 +345,11 @@ def _load_actions(path: Path,
         actions[name] = ActionSpec(name, str(title.get("en", name)),
                                    str(title.get("zh", title.get("en", name))), spec["owner"],
                                    int(spec["priority"]), float(spec["due_in_days"]),
-                                   float(spec["cooldown_days"]), str(spec.get("email", "digest")))
+                                   float(spec["cooldown_days"]),
+                                   # urgent: true is email: own (its own email, at once) and,
+                                   # by that, never held back by its owner's capacity
+                                   "own" if spec.get("urgent") is True
+                                   else str(spec.get("email", "digest")))
     return actions, owners
 
 

@@ -9,6 +9,9 @@ and three digests, whatever crashed in between. Escalation sends one email per n
 (four tasks) and the head (one). With ``--urgent`` the key-account department's actions are
 ``email: own`` and one more is raised (URGENT_DECISIONS): one urgent email lists both. With
 ``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
+``--capacity N`` gives account managers N new tasks a day (the rest queued) and ``--day D``
+moves the clock D days on (the same decisions: a later day's run releases queued tasks);
+``finish`` marks every open task done, freeing the managers' capacity.
 ``--lease`` is the drain's claim lease in seconds: a killed drain's rows go to the next drain
 once it has expired; the default (0 s: expired at once) means a rerun takes
 them back at once, as it did before drains held leases.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -46,6 +50,7 @@ from kamflow.flows.delivery import (
 )
 from kamflow.worklist import OPEN_STATUSES, Owner, OwnerDirectory, TaskClosedError, TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
+from kamflow.worklist.capacity import Capacity
 from kamflow.worklist.locks import lock_owner, run_lock
 
 NOW = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)  # Wednesday 10:00 in Shanghai
@@ -116,13 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round", type=int, default=0, help="the soak round (see the doc)")
     parser.add_argument("--smtp", type=int, default=None, help="an SMTP port on 127.0.0.1")
     parser.add_argument("--lock", action="store_true", help="hold the retention_run lock")
+    parser.add_argument("--capacity", type=int, default=None,
+                        help="account managers' new tasks a day")
+    parser.add_argument("--day", type=int, default=0, help="days the clock moves on")
     parser.add_argument("--lock-wait", type=float, default=120.0)
     parser.add_argument("--lock-lease", type=float, default=600.0)
     parser.add_argument("phases", nargs="+",
-                        choices=["dispatch", "send", "digest", "escalate", "click"])
+                        choices=["dispatch", "send", "digest", "escalate", "click", "finish"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    shift = dt.timedelta(days=args.round)
+    shift = dt.timedelta(days=args.round + args.day)
+    owners = OWNERS if args.capacity is None else dataclasses.replace(
+        OWNERS, capacity={"account_manager": Capacity(args.capacity, None)})
     if args.smtp:
         backend: notifications.EmailBackend = notifications.SmtpBackend("127.0.0.1", args.smtp,
                                                                           timeout=20)
@@ -139,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.lock else contextlib.nullcontext()):
         for phase in args.phases:
             if phase == "dispatch":
-                dispatch(decisions(args.urgent, args.round), TITLES, OWNERS, store, "harness",
-                         NOW + shift, calendar, links, slice_size=args.slice)
+                dispatch(decisions(args.urgent, args.round), TITLES, owners, store,
+                         f"harness-{args.day}", NOW + shift, calendar, links,
+                         slice_size=args.slice)
             elif phase == "send":
                 drain_outbox(store, backend, "kamflow@operator.example",
                              lease=dt.timedelta(seconds=args.lease))
@@ -152,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                                  storm=storm, ops_email=OPS)
             elif phase == "click":
                 click(store, random.Random(args.round), NOW + shift)
+            elif phase == "finish":
+                for task in store.list_tasks():
+                    if task.status in OPEN_STATUSES:
+                        store.transition(task.id, "done", NOW + shift, task.owner_email)
     return 0
 
 

@@ -43,7 +43,14 @@ def test_demo_leaves_tasks_and_emails(tmp_path, prefect_api):
     tasks = json.loads(listing.stdout)
     assert tasks and {"id", "account_id", "action", "owner_email", "due_at", "reason",
                       "status"} <= set(tasks[0])
-    assert all(t["status"] == "open" for t in tasks)
+    # capacity (conf/owners.yaml): at most 8 new tasks per manager, the rest queued
+    assert {t["status"] for t in tasks} == {"open", "queued"}
+    opened: dict[str, int] = {}
+    for task in tasks:
+        if task["status"] == "open" and task["owner_role"] == "account_manager":
+            opened[task["owner_email"]] = opened.get(task["owner_email"], 0) + 1
+    assert opened and max(opened.values()) <= 8
+    assert "released to their owners" in result.stdout and "queued" in result.stdout
 
 
 def test_run_twice_keeps_task_and_email_counts(tmp_path, snapshot_dir, prefect_api):

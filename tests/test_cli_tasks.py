@@ -90,3 +90,25 @@ def test_sla_watch_and_digest_commands_run_the_flows(home: Path, prefect_api: st
     # with the shipped directory every one of these owners reports to the sales director
     digests = list((home / "outbox").glob("digest-*.eml"))
     assert len(digests) == 1 and b"ka-sales-director@operator.example" in digests[0].read_bytes()
+
+
+def test_queued_tasks_are_listed_and_value_at_risk_is_shown(tmp_path: Path) -> None:
+    """With managers allowed one new task a day, `tasks list --status queued` lists the tasks
+    waiting for capacity, and `tasks show` gives a task's value at risk a month and a year."""
+    import dataclasses
+
+    from kamflow.worklist.capacity import Capacity
+
+    home = tmp_path / "home"
+    home.mkdir()
+    owners = dataclasses.replace(OWNERS, capacity={"account_manager": Capacity(1, None)})
+    frame = decisions().assign(value_at_risk=[12_300.0, 50.0, 80.0, 10.0, 20.0])
+    with TaskStore(f"sqlite:///{home / 'kamflow.db'}") as store:
+        dispatch(frame, TITLES, owners, store, "cli", NOW, BusinessCalendar())
+    queued = json.loads(kamflow("tasks", "list", "--status", "queued", "--json",
+                                home=home).stdout)
+    # each manager got the one with more revenue at risk: wang KA1, li KA4
+    assert sorted(t["account_id"] for t in queued) == ["KA2", "KA3"]
+    assert all(t["status"] == "queued" for t in queued)
+    text = kamflow("tasks", "show", "1", home=home).stdout
+    assert "12,300 CNY a month (revenue at risk ¥147,600 a year)" in text

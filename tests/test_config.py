@@ -198,7 +198,7 @@ def test_unknown_key_lists_the_allowed_keys_in_one_paragraph(tmp_path: Path) -> 
         config.load_owners(path)
     message = str(caught.value)
     assert message == (f"{path}: key 'roles.sla_team.team' is unknown; allowed: name, email, "
-                       "language, supervisor, working_hours")
+                       "language, supervisor, working_hours, capacity")
     scoring = changed(shipped("scoring.yaml"), "churn.factors.complaints.weight", "0.15")
     with pytest.raises(ConfigError) as caught:
         ScoringConfig.from_mapping(scoring, source="s.yaml")

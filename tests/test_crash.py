@@ -389,3 +389,47 @@ def test_a_dispatch_killed_between_slices_is_completed_by_the_rerun(point: str,
     again = harness(db, outbox, *ALL)
     assert again.returncode == 0, again.stderr
     assert_exactly_once(db, outbox)
+
+
+@pytest.mark.parametrize("point", ["dispatch.tasks_written#2", "dispatch.emails_written#2",
+                                   "dispatch.committed"])
+def test_a_release_killed_between_slices_releases_and_emails_each_task_once(
+        point: str, tmp_path: Path) -> None:
+    """Managers may take one new task a day: the first run queues one care call of wang and
+    one of li. The next day, all done, a run releasing them (one slice per owner) is killed
+    after its first slice; the rerun releases the other. Each queued task is released once
+    (one history row) and listed in exactly one email, and every task in exactly one."""
+    assert_release_once_across_a_kill(f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox",
+                                      point)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("point", ["dispatch.emails_written#2", "dispatch.committed"])
+def test_a_release_killed_between_slices_on_postgresql(point: str, tmp_path: Path,
+                                                       fresh_pg: str) -> None:
+    """The same release guarantee on PostgreSQL."""
+    assert_release_once_across_a_kill(fresh_pg, tmp_path / "outbox", point)
+
+
+def assert_release_once_across_a_kill(db: str, outbox: Path, point: str) -> None:
+    first = harness(db, outbox, "--capacity", "1", "dispatch", "send", "finish")
+    assert first.returncode == 0, first.stderr
+    queued = rows(db, "SELECT id FROM tasks WHERE status = 'queued'")
+    assert len(queued) == 2
+    day2 = ("--capacity", "1", "--day", "1", "--slice", "1", "dispatch", "send")
+    crashed = harness(db, outbox, *day2, crash_at=point)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    again = harness(db, outbox, *day2)
+    assert again.returncode == 0, again.stderr
+    released = rows(db, "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'released' "
+                        "GROUP BY task_id ORDER BY task_id")
+    assert released == [(i, 1) for (i,) in sorted(queued)]
+    assert rows(db, "SELECT COUNT(*) FROM tasks WHERE status = 'queued'") == [(0,)]
+    listed = sorted(int(i) for (ids,) in rows(
+        db, "SELECT task_ids FROM outbox WHERE kind IN ('new_tasks', 'urgent_tasks')")
+        for i in ids.split(","))
+    assert listed == sorted(i for (i,) in rows(db, "SELECT id FROM tasks"))
+    assert rows(db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
+    eml = eml_by_recipient_and_kind(outbox)
+    assert eml[("wang@staff.example.test", "new_tasks")] == 2  # day 1, then its release
+    assert eml[("li@staff.example.test", "new_tasks")] == 2

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,9 +44,9 @@ DigestRenderer = Renderer
 
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
-                 "due_at", "reason", "rule_id", "status", "escalation_level")
+                 "due_at", "reason", "rule_id", "status", "escalation_level", "value_at_risk")
 _NEW_TASK_COLUMNS = ["account_id", "account_name", "action", "action_title", "priority",
-                     "due_at", "reason", "rule_id", "owner_email", "owner_name"]
+                     "due_at", "reason", "rule_id", "value_at_risk", "owner_email", "owner_name"]
 
 
 def one_by_one(render: Renderer) -> ManyRenderer:
@@ -75,13 +75,25 @@ def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def urgency(view: dict[str, Any]) -> tuple[Any, ...]:
-    """Most urgent first: priority, then the earliest deadline, then the oldest task."""
-    return (int(view["priority"]), as_datetime(view["due_at"]), view["task_id"])
+    """Most urgent first: priority, then the most revenue at risk, then the earliest deadline,
+    then the oldest task."""
+    return (int(view["priority"]), -_risk(view.get("value_at_risk")),
+            as_datetime(view["due_at"]), view["task_id"])
 
 
 def escalation_order(view: dict[str, Any]) -> tuple[Any, ...]:
-    """An escalation email's order: priority, then the longest overdue, then the oldest task."""
-    return (int(view["priority"]), as_datetime(view["overdue_since"]), view["task_id"])
+    """An escalation email's order: priority, then the most revenue at risk, then the longest
+    overdue, then the oldest task."""
+    return (int(view["priority"]), -_risk(view.get("value_at_risk")),
+            as_datetime(view["overdue_since"]), view["task_id"])
+
+
+def _risk(value: Any) -> float:
+    """A value at risk to sort by (CNY a month): missing or NaN counts as none."""
+    if value is None:
+        return 0.0
+    number = float(value)
+    return number if number == number else 0.0
 
 
 def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str, Any]]],
@@ -122,9 +134,11 @@ def escalation_emails(session: Session, views: Sequence[tuple[str, str, dict[str
 
 
 def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], run_id: str,
-                    render_many: ManyRenderer, now: dt.datetime) -> int:
+                    render_many: ManyRenderer, now: dt.datetime,
+                    backlog: Mapping[str, int] | None = None) -> int:
     """Write the emails announcing newly raised tasks (``fresh``, whose ids are ``ids``) into
-    the outbox, inside the caller's transaction; returns how many."""
+    the outbox, inside the caller's transaction; returns how many. ``backlog``: per owner
+    address, their tasks still queued for capacity (the routine email says how many)."""
     if not ids:
         return 0
     # Tasks of an action whose email mode is "own" (rules/actions.yaml) go into one "urgent"
@@ -139,6 +153,8 @@ def new_task_emails(session: Session, fresh: pd.DataFrame, ids: Sequence[int], r
         record["task_id"] = task_id
         if urgent:
             record["urgent"] = True
+        elif backlog:
+            record["queued_total"] = int(backlog.get(address, 0))
         groups.setdefault(owner, []).append(record)
     # Rendered and stored a few hundred at a time: a national first run renders 3 GB of
     # email, which must not sit in memory at once (all still in the one transaction).
@@ -170,7 +186,8 @@ class DigestStore(StoreBase):
             rows = session.execute(select(
                 Task.id, Task.account_id, Task.account_name, Task.action, Task.action_title,
                 Task.priority, Task.due_at, Task.reason, Task.rule_id, Task.status,
-                Task.escalation_level, Task.owner_email, Task.owner_name).where(
+                Task.escalation_level, Task.value_at_risk, Task.owner_email,
+                Task.owner_name).where(
                 Task.status.in_(OPEN_STATUSES)).order_by(
                 Task.owner_email, Task.priority, Task.due_at, Task.id))
             grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -12,6 +12,7 @@ from sqlalchemy import case, func, select
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import (
     OPEN_STATUSES,
+    QUEUED,
     AccountRecord,
     OutboxEmail,
     RunFigures,
@@ -26,26 +27,29 @@ LOST_KPI_DAYS = 365  # the managers' churn KPI counts accounts lost in the past 
 
 class KpiStore(StoreBase):
     def owner_kpis(self, now: dt.datetime) -> list[dict[str, Any]]:
-        """Per owner: open, overdue, handled on time and late, and accounts lost in the past
+        """Per owner: open, queued (the backlog waiting for their capacity), overdue, handled
+        on time and late, and accounts lost in the past
         year (DOMAIN.md's per-manager KPIs; the loss is counted for the account's last
         manager)."""
         overdue = case((Task.status.in_(OPEN_STATUSES) & (Task.due_at < now), 1), else_=0)
         open_ = case((Task.status.in_(OPEN_STATUSES), 1), else_=0)
+        queued = case((Task.status == QUEUED, 1), else_=0)  # backlog: waiting for capacity
         on_time = case((Task.closed_at.is_not(None) & (Task.status == "done")
                         & (Task.closed_at <= Task.due_at), 1), else_=0)
         late = case((Task.closed_at.is_not(None) & (Task.status == "done")
                      & (Task.closed_at > Task.due_at), 1), else_=0)
         with self.session() as session:
             rows = session.execute(
-                select(Task.owner_email, Task.owner_name, func.sum(open_), func.sum(overdue),
+                select(Task.owner_email, Task.owner_name, func.sum(open_), func.sum(queued),
+                       func.sum(overdue),
                        func.sum(on_time), func.sum(late), func.count(func.distinct(
                            Task.account_id)))
                 .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
             kpis = [{"owner": name, "email": email, "open": int(o or 0),
-                     "overdue": int(d or 0), "done on time": int(t or 0),
+                     "queued": int(q or 0), "overdue": int(d or 0), "done on time": int(t or 0),
                      "done late": int(late_n or 0), "accounts with tasks": int(a or 0),
                      "accounts lost": 0}
-                    for email, name, o, d, t, late_n, a in rows]
+                    for email, name, o, q, d, t, late_n, a in rows]
             # Churn of each manager's own accounts (DOMAIN.md): lost in the past year.
             lost = session.execute(
                 select(AccountRecord.manager_email, func.max(AccountRecord.manager_name),
@@ -56,7 +60,9 @@ class KpiStore(StoreBase):
         for email, name, count in lost:
             row = by_email.get(email)
             if row is None:
-                row = by_email[email] = {"owner": name, "email": email, "open": 0, "overdue": 0,
+                row = by_email[email] = {"owner": name, "email": email, "open": 0,
+                                         "queued": 0,
+                                         "overdue": 0,
                                          "done on time": 0, "done late": 0,
                                          "accounts with tasks": 0, "accounts lost": 0}
                 kpis.append(row)

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from kamflow.core.errors import ConfigError
-from kamflow.worklist.models import OPEN_STATUSES
+from kamflow.worklist.models import OPEN_STATUSES, QUEUED, WITHDRAWN
 
 __all__ = ["DIMENSIONS", "Ceilings", "DepartmentReport", "department_report", "headline"]
 
@@ -220,7 +220,9 @@ def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series
         "partial churn accounts": partial.astype(int),
         "partial churn revenue lost": (then - later).where(partial, 0.0),
     }).groupby(keys.to_numpy()).sum()
-    raised = (tasks["created_at"] > start) & (tasks["created_at"] <= end)
+    # a queued task is not the owner's work yet, a withdrawn one never was (capacity)
+    raised = ((tasks["created_at"] > start) & (tasks["created_at"] <= end)
+              & ~tasks["status"].isin((QUEUED, WITHDRAWN)))
     done = tasks["status"].eq("done") & tasks["closed_at"].notna()
     task_sums = pd.DataFrame({
         "tasks raised": raised.astype(int),

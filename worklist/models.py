@@ -7,8 +7,15 @@ import datetime as dt
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Open: with an owner, counted as their work, watched by sla_watch (overdue, escalated).
 OPEN_STATUSES = ("open", "acknowledged", "escalated")
-STATUSES = (*OPEN_STATUSES, "done", "cancelled")
+# Queued: decided but held back by its owner's capacity (worklist/capacity.py); released as
+# capacity frees up. Not open (no deadline runs, sla_watch ignores it), but it holds the
+# (account, action) key, so the action is neither raised twice nor open and queued at once.
+QUEUED = "queued"
+WITHDRAWN = "withdrawn"  # a queued task whose rule no longer fires; never worked, no cooldown
+KEYED_STATUSES = (*OPEN_STATUSES, QUEUED)  # the statuses that hold ``open_key``
+STATUSES = (*OPEN_STATUSES, QUEUED, "done", "cancelled", WITHDRAWN)
 
 
 class Base(DeclarativeBase):
@@ -41,6 +48,13 @@ class Task(Base):
     open_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     # 0 while with the first owner; +1 for each step up the escalation ladder (sla_watch)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # CNY a month: the account's monthly revenue x churn probability when decided (NULL when
+    # the decisions carried none); emails show it a year (x 12)
+    value_at_risk: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # when the task became open (raised open, or released from the queue): an owner's new
+    # tasks of a day are counted by it (capacity ``new_per_day``); NULL while queued
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
 
 
 class TaskEvent(Base):
@@ -168,3 +182,5 @@ class RunFigures(Base):
 Index("ix_outbox_unsent", OutboxEmail.sent_at)
 Index("ix_account_revenue_account_at", AccountRevenue.account_id, AccountRevenue.at)
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline
+Index("ix_tasks_owner_status", Task.owner_email, Task.status)  # capacity: open/queued per owner
+Index("ix_tasks_released_at", Task.released_at)  # capacity: tasks released today per owner

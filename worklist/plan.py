@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.capacity import UNLIMITED, Capacity
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Owner:
     language: str = "en"
     supervisor: str | None = None  # email of the next rung of the escalation ladder
     working_hours: tuple[dt.time, dt.time] | None = None  # None: the business calendar's
+    capacity: Capacity | None = None  # None: their role's (OwnerDirectory.capacity)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,20 @@ class OwnerDirectory:
     people: Mapping[str, Owner] = field(default_factory=dict)
     department_head: Owner | None = None
     default_supervisor: str | None = None
+    # per role (account_manager, key_account_department, sla_team, supervisor): the capacity
+    # of an owner who sets none of their own; a role not named here has no limit
+    capacity: Mapping[str, Capacity] = field(default_factory=dict)
+
+    def capacity_of(self, email: str, role: str) -> Capacity:
+        """``email``'s capacity: their own (people, a queue under roles), else ``role``'s,
+        else no limit. A limit the person leaves out comes from the role."""
+        owner = self.lookup(email)
+        default = self.capacity.get(role, UNLIMITED)
+        own = owner.capacity if owner is not None else None
+        if own is None:
+            return default
+        return Capacity(own.new_per_day if own.new_per_day is not None else default.new_per_day,
+                        own.open_max if own.open_max is not None else default.open_max)
 
     def lookup(self, email: str) -> Owner | None:
         """Whoever has this address (case-insensitive): a person, a queue, the head, or None."""

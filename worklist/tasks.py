@@ -12,15 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import CursorResult, Result, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
+from kamflow.worklist.capacity import UNLIMITED, Capacity, allocate
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.grouping import (
@@ -30,8 +32,18 @@ from kamflow.worklist.grouping import (
     new_task_emails,
     one_by_one,
 )
-from kamflow.worklist.models import OPEN_STATUSES, STATUSES, OutboxEmail, Task, TaskEvent
+from kamflow.worklist.models import (
+    KEYED_STATUSES,
+    OPEN_STATUSES,
+    QUEUED,
+    STATUSES,
+    WITHDRAWN,
+    OutboxEmail,
+    Task,
+    TaskEvent,
+)
 from kamflow.worklist.outbox import QueuedEmail
+from kamflow.worklist.plan import owner_address
 
 __all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
 
@@ -42,7 +54,11 @@ log = logging.getLogger(__name__)
 DISPATCH_SLICE = 20_000
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
-               "due_at", "cooldown_days", "open_key")
+               "due_at", "cooldown_days", "open_key", "value_at_risk")
+# what a queued task planned again takes from this run's plan
+_RERANKED = ("priority", "value_at_risk", "reason", "owner_email", "owner_name", "due_at",
+             "rule_id", "ruleset_version", "action_title")
+CapacityOf = Callable[[str, str], Capacity]
 
 
 class TaskClosedError(ValueError):
@@ -51,11 +67,17 @@ class TaskClosedError(ValueError):
 
 @dataclass(frozen=True)
 class RaiseResult:
-    created: int
+    created: int  # new tasks written, open or queued
     skipped_open: int
     skipped_cooldown: int
     emails: int
     created_by_action: dict[str, int] = field(default_factory=dict)
+    released: int = 0  # tasks that became open: new ones released at once, and queued ones
+    released_from_queue: int = 0  # of which were queued before this run
+    queued: int = 0  # tasks waiting for capacity after this run (new and older)
+    withdrawn: int = 0  # queued tasks whose rule no longer fires
+    released_by_owner: dict[str, int] = field(default_factory=dict)
+    queued_by_owner: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,50 +102,139 @@ class TaskLifecycle(StoreBase):
     # -- raising tasks ---------------------------------------------------------------------
     def raise_tasks(self, planned: pd.DataFrame, run_id: str, render: Renderer,
                     now: dt.datetime, render_many: ManyRenderer | None = None,
-                    slice_size: int = DISPATCH_SLICE) -> RaiseResult:
-        """Raise the planned tasks not already open or cooling down, with their history rows and
-        emails, committed in slices of about ``slice_size`` tasks: each slice holds whole owners
-        (one email per owner still lists all of their new tasks) and commits its tasks with
-        their emails. A first national run thus never holds the write lock for the whole
-        dispatch; killed between slices, a rerun raises only the slices not yet committed."""
-        if planned.empty:
-            return RaiseResult(0, 0, 0, 0, {})
+                    slice_size: int = DISPATCH_SLICE,
+                    capacity: CapacityOf | None = None, day_start: dt.datetime | None = None,
+                    order: str = "value_at_risk", seed: int = 0) -> RaiseResult:
+        """Raise the planned tasks not already open or cooling down, and release queued ones,
+        within each owner's ``capacity`` (worklist/capacity.py; None: no limit).
+
+        The candidates are the planned tasks not yet in the store and the queued tasks planned
+        again (re-ranked with this run's priority, value at risk, reason, owner and deadline);
+        ``allocate`` picks, per owner, those released now (``order``, ``seed``); tasks released
+        since ``day_start`` (default: UTC midnight) count as today's. Released tasks become
+        ``open`` with a history row and are listed in the owner's email of new tasks; the rest
+        are (or stay) ``queued``, with no email. A queued task not planned again (its rule no
+        longer fires) is ``withdrawn`` with a history row saying so.
+
+        Written in slices of about ``slice_size`` candidates, each holding whole owners (one
+        email per owner still lists all they receive), each committed with its history rows
+        and emails: killed between slices, a rerun finds the committed slices' tasks open (or
+        queued) and counts them against the owners' capacity, so no task is raised, released
+        or emailed twice, and none is lost."""
+        day_start = day_start or dt.datetime.combine(utc(now).date(), dt.time(0), dt.UTC)
         with self.session() as session:
-            open_keys = set(session.scalars(select(Task.open_key).where(
-                Task.open_key.is_not(None))))
+            held = session.execute(select(Task.open_key, Task.status).where(
+                Task.open_key.is_not(None))).tuples().all()
+            open_keys = {key for key, status in held if status != QUEUED}
+            del held
             cooling = _cooling(session, now)
+            backlog = session.execute(select(Task.id, Task.open_key).where(
+                Task.status == QUEUED)).tuples().all()
+            open_now, released_today = _owner_counts(session, day_start)
+        if planned.empty:  # nothing fires: every queued task is withdrawn
+            return RaiseResult(0, 0, 0, 0, {}, withdrawn=self._withdraw(
+                [task_id for task_id, _ in backlog], run_id, now))
+        queued_ids = {key: task_id for task_id, key in backlog}
+        planned = _with_optional_columns(planned)
         is_open = planned["open_key"].isin(open_keys)
-        in_cooldown = planned["open_key"].map(cooling).notna() & ~is_open
+        is_queued = planned["open_key"].isin(queued_ids.keys()) & ~is_open
+        in_cooldown = planned["open_key"].map(cooling).notna() & ~is_open & ~is_queued
         if in_cooldown.any():
             # still cooling when closed_at + this decision's cooldown is in the future
             until = planned.loc[in_cooldown, "open_key"].map(cooling) + pd.to_timedelta(
                 planned.loc[in_cooldown, "cooldown_days"].astype(float), unit="D")
             in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
-        fresh = planned.loc[~is_open & ~in_cooldown]
-        del open_keys, cooling
-        created = emails = 0
-        for part in _owner_slices(fresh, slice_size):
+        fresh = planned.loc[~is_open & ~is_queued & ~in_cooldown]
+        again = planned.loc[is_queued]
+        planned_keys = set(planned["open_key"])
+        gone = [task_id for task_id, key in backlog if key not in planned_keys]
+        del open_keys, cooling, backlog, planned_keys
+        withdrawn = self._withdraw(gone, run_id, now)
+        candidates = pd.concat([
+            fresh.assign(task_id=-1),
+            again.assign(task_id=again["open_key"].map(queued_ids).astype("int64"))],
+            ignore_index=True)
+        candidates["urgent"] = (candidates["email"].astype(str) == "own").to_numpy() | (
+            candidates["owner_role"].astype(str) == "key_account_department").to_numpy()
+        candidates["release"] = allocate(candidates, capacity or (lambda _e, _r: UNLIMITED),
+                                         open_now, released_today, order, seed)
+        created = emails = released = 0
+        waiting = candidates.loc[~candidates["release"]]
+        backlog_by_owner = _per_owner(waiting)
+        for part in _owner_slices(candidates, slice_size):
             with self.session() as session:
-                rows = [_task_row(record, run_id) for record in records(part, TASK_FIELDS)]
-                ids = insert_returning_ids(session, Task.__table__, rows)
-                del rows  # written: let the row dicts go before the emails are rendered
-                if ids:
-                    insert_rows(session, TaskEvent.__table__, [
-                        {"task_id": i, "at": now, "event": "created", "detail": f"run {run_id}"}
-                        for i in ids])
+                ids, opened = self._write_slice(session, part, run_id, now)
                 crash_point("dispatch.tasks_written")
-                emails += new_task_emails(session, part, ids, run_id,
-                                          render_many or one_by_one(render), now)
+                announced = part.loc[opened]
+                emails += new_task_emails(session, announced, ids, run_id,
+                                          render_many or one_by_one(render), now,
+                                          backlog_by_owner)
                 crash_point("dispatch.emails_written")
-            created += len(ids)
-            if len(fresh) > slice_size:
-                log.info("task store: %d of %d new task(s) committed", created, len(fresh))
+            created += int((part["task_id"] < 0).sum())
+            released += len(ids)
+            if len(candidates) > slice_size:
+                log.info("task store: %d of %d candidate task(s) committed", created,
+                         len(candidates))
         crash_point("dispatch.committed")
-        result = RaiseResult(created, int(is_open.sum()), int(in_cooldown.sum()), emails,
-                             {str(k): int(v) for k, v in fresh["action"].value_counts().items()})
-        log.info("task store: %d new task(s), %d already open, %d in cooldown, %d email(s) queued",
-                 *(result.created, result.skipped_open, result.skipped_cooldown, result.emails))
+        going = candidates.loc[candidates["release"]]
+        result = RaiseResult(
+            created, int(is_open.sum()), int(in_cooldown.sum()), emails,
+            {str(k): int(v) for k, v in fresh["action"].value_counts().items()},
+            released=released, released_from_queue=int((going["task_id"] >= 0).sum()),
+            queued=len(waiting), withdrawn=withdrawn,
+            released_by_owner=_per_owner(going), queued_by_owner=backlog_by_owner)
+        log.info("task store: %d new task(s), %d released (%d from the queue), %d queued, %d "
+                 "withdrawn, %d already open, %d in cooldown, %d email(s) queued",
+                 result.created, result.released, result.released_from_queue, result.queued,
+                 result.withdrawn, result.skipped_open, result.skipped_cooldown, result.emails)
         return result
+
+    def _write_slice(self, session: Session, part: pd.DataFrame, run_id: str,
+                     now: dt.datetime) -> tuple[list[int], np.ndarray]:
+        """One slice's writes: its new tasks (open or queued) and their history, its queued
+        tasks re-ranked or released (each released one only if still queued: released once).
+        Returns the ids of the tasks released now and which of ``part``'s rows they are."""
+        new = (part["task_id"] < 0).to_numpy()
+        release = part["release"].to_numpy(dtype=bool)
+        rows = [_task_row(record, run_id, now if go else None)
+                for record, go in zip(records(part.loc[new], TASK_FIELDS), release[new],
+                                      strict=True)]
+        new_ids = insert_returning_ids(session, Task.__table__, rows)
+        del rows  # written: let the row dicts go before the emails are rendered
+        if new_ids:
+            insert_rows(session, TaskEvent.__table__, [
+                {"task_id": i, "at": now, "event": "created",
+                 "detail": f"run {run_id}" if go else f"run {run_id}; queued: its owner's "
+                                                      "capacity is used up"}
+                for i, go in zip(new_ids, release[new], strict=True)])
+        ids = np.full(len(part), -1, dtype="int64")
+        ids[new] = new_ids
+        old = part.loc[~new]
+        _rerank(session, old)  # first: only tasks still queued take the day's values
+        freed = _release(session, old.loc[old["release"]], now)
+        if freed:
+            insert_rows(session, TaskEvent.__table__, [
+                {"task_id": i, "at": now, "event": "released",
+                 "detail": f"run {run_id}: capacity free"} for i in sorted(freed)])
+        ids[~new] = old["task_id"].to_numpy()
+        opened = (new & release) | (~new & np.isin(ids, list(freed)))
+        return [int(i) for i in ids[opened]], opened
+
+    def _withdraw(self, task_ids: list[int], run_id: str, now: dt.datetime) -> int:
+        """Queued tasks whose rule no longer fires: ``withdrawn`` (closed, no cooldown), each
+        with a history row giving the reason; only those still queued. Returns how many."""
+        done = 0
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start:start + 500]
+            with self.session() as session:
+                changed = session.scalars(update(Task).where(
+                    Task.id.in_(chunk), Task.status == QUEUED).values(
+                    status=WITHDRAWN, open_key=None, closed_at=now).returning(Task.id)).all()
+                insert_rows(session, TaskEvent.__table__, [
+                    {"task_id": i, "at": now, "event": WITHDRAWN,
+                     "detail": f"rule no longer fires on run {run_id}"} for i in changed])
+            done += len(changed)
+        return done
 
     def set_status(self, task_id: int, status: str, now: dt.datetime, detail: str = "") -> Task:
         """Move a task to a new status, recording the change in its history."""
@@ -133,7 +244,7 @@ class TaskLifecycle(StoreBase):
             task = session.get(Task, task_id)
             if task is None:
                 raise LookupError(f"no task with id {task_id}")
-            closing = status not in OPEN_STATUSES
+            closing = status not in KEYED_STATUSES
             task.status = status
             task.closed_at = now if closing else None
             task.open_key = None if closing else f"{task.account_id}|{task.action}"
@@ -231,6 +342,17 @@ class TaskLifecycle(StoreBase):
             return list(session.scalars(select(Task).where(
                 Task.status.in_(OPEN_STATUSES), Task.due_at < utc(now))
                 .order_by(Task.due_at, Task.id)))
+
+    def escalated_open_counts(self) -> dict[str, int]:
+        """Per owner (lower-case address): their open tasks that reached them by escalation,
+        which count against a supervisor's ``open_max``."""
+        counts: dict[str, int] = {}
+        with self.session() as session:
+            for owner, count in session.execute(select(Task.owner_email, func.count()).where(
+                    Task.status.in_(OPEN_STATUSES), Task.escalation_level > 0).group_by(
+                    Task.owner_email)).tuples():
+                counts[owner_address(owner)] = counts.get(owner_address(owner), 0) + int(count)
+        return counts
 
     def escalate(self, task: Task, owner_email: str, owner_name: str, due_at: dt.datetime,
                  now: dt.datetime, detail: str, email: QueuedEmail | None) -> bool:
@@ -357,7 +479,7 @@ def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
     proactive rule's cadence (``every:``, which is this cooldown)."""
     rows = session.execute(
         select(Task.account_id, Task.action, Task.closed_at).where(
-            Task.closed_at.is_not(None), Task.status.not_in((*OPEN_STATUSES, "withdrawn")),
+            Task.closed_at.is_not(None), Task.status.not_in((*KEYED_STATUSES, WITHDRAWN)),
             Task.closed_at > now - dt.timedelta(days=366)))
     latest: dict[str, pd.Timestamp] = {}
     for account_id, action, closed_at in rows:
@@ -368,12 +490,88 @@ def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
     return latest
 
 
-def _task_row(record: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _task_row(record: dict[str, Any], run_id: str,
+              released_at: dt.datetime | None) -> dict[str, Any]:
     row = record  # a fresh dict from records(): completed in place, not copied
     for key in ("created_at", "due_at"):
         row[key] = as_datetime(row[key])  # records() gives datetimes already
     row["priority"] = int(row["priority"])
     row["cooldown_days"] = float(row["cooldown_days"])
-    row["status"] = "open"
+    row["value_at_risk"] = _money(row["value_at_risk"])
+    row["status"] = "open" if released_at is not None else QUEUED
+    row["released_at"] = released_at
     row["run_id"] = run_id
     return row
+
+
+def _money(value: Any) -> float | None:
+    """A value at risk as stored: a float, or None when the decision carried none."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
+    """``planned`` with the columns the decisions may lack (``value_at_risk`` from the scoring
+    of issue 12, ``email`` from rule sets without it): absent means none, digest."""
+    extra: dict[str, Any] = {}
+    if "value_at_risk" not in planned:
+        extra["value_at_risk"] = np.nan
+    if "email" not in planned:
+        extra["email"] = "digest"
+    return planned.assign(**extra) if extra else planned
+
+
+def _owner_counts(session: Session, day_start: dt.datetime) -> tuple[dict[str, int],
+                                                                        dict[str, int]]:
+    """Per owner (lower-case address): open tasks now, and tasks released since
+    ``day_start``."""
+    open_now: dict[str, int] = {}
+    for owner, count in session.execute(select(Task.owner_email, func.count()).where(
+            Task.status.in_(OPEN_STATUSES)).group_by(Task.owner_email)).tuples():
+        open_now[owner_address(owner)] = open_now.get(owner_address(owner), 0) + int(count)
+    today: dict[str, int] = {}
+    for owner, count in session.execute(select(Task.owner_email, func.count()).where(
+            Task.released_at >= utc(day_start)).group_by(Task.owner_email)).tuples():
+        today[owner_address(owner)] = today.get(owner_address(owner), 0) + int(count)
+    return open_now, today
+
+
+def _release(session: Session, chosen: pd.DataFrame, now: dt.datetime) -> set[int]:
+    """Queued tasks -> open, only those still queued (a conditional bulk update per 500): the
+    ids released now. A task another run released meanwhile is not released (or emailed)
+    again."""
+    ids = [int(i) for i in chosen["task_id"]]
+    freed: set[int] = set()
+    for start in range(0, len(ids), 500):
+        freed.update(session.scalars(update(Task).where(
+            Task.id.in_(ids[start:start + 500]), Task.status == QUEUED).values(
+            status="open", released_at=now).returning(Task.id)).all())
+    return freed
+
+
+def _rerank(session: Session, again: pd.DataFrame) -> None:
+    """Queued tasks planned again take this run's priority, value at risk, reason, owner and
+    deadline (one executemany; the deadline counts from this run, so a task released now has
+    its full time). A task no longer queued (released by another run meanwhile) is left
+    alone."""
+    if again.empty:
+        return
+    rows = []
+    for record in records(again, ("task_id", *_RERANKED)):
+        task_id = int(record.pop("task_id"))
+        row = {f"new_{k}": v for k, v in record.items()}
+        row["new_priority"] = int(row["new_priority"])
+        row["new_value_at_risk"] = _money(row["new_value_at_risk"])
+        row["new_owner_email"] = owner_address(row["new_owner_email"])
+        row["new_due_at"] = as_datetime(row["new_due_at"])
+        row["target"] = task_id
+        rows.append(row)
+    table = cast("Table", Task.__table__)
+    session.connection().execute(update(table).where(
+        table.c.id == bindparam("target"), table.c.status == QUEUED).values(
+        **{k: bindparam(f"new_{k}") for k in _RERANKED}), rows)
+
+
+def _per_owner(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per owner address, most first."""
+    counts = frame["owner_email"].map(owner_address).value_counts()
+    return {str(k): int(v) for k, v in counts.items()}

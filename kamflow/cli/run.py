@@ -232,6 +232,14 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"{summary.get('tasks_created', 0):,} (already open: "
               f"{summary.get('tasks_already_open', 0):,}); emails sent: "
               f"{summary.get('emails_sent', 0):,} via {summary.get('email_backend')}")
+        print(f"capacity: {summary.get('tasks_released', 0):,} released to their owners "
+              f"({summary.get('tasks_released_from_queue', 0):,} from the queue), "
+              f"{summary.get('tasks_queued', 0):,} queued, "
+              f"{summary.get('tasks_withdrawn', 0):,} withdrawn "
+              "(kamflow tasks list --status queued)")
+        for row in summary.get("capacity_by_owner", [])[:10]:
+            print(f"  {row['owner']:<40} released {row['released']:>5,}  "
+                  f"queued {row['queued']:>6,}")
     if summary.get("offline_report"):
         print(f"validation report (opens offline): {summary['offline_report']} "
               f"(中文: {summary.get('offline_report_zh', '')})")

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from kamflow.cli.app import Verbose, app, command, positive_int, settings, tasks_app
+from kamflow.core import vocabulary
 from kamflow.core.errors import KamflowError
 from kamflow.core.settings import Settings, configure_prefect_env
 
@@ -33,7 +34,8 @@ Now = Annotated[str | None, typer.Option(
 
 TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "owner_role",
                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
-               "status", "created_at", "due_at", "closed_at", "run_id")
+               "status", "created_at", "due_at", "closed_at", "run_id", "value_at_risk",
+               "released_at")
 
 
 def _store(home: Settings | None = None) -> Any:
@@ -98,17 +100,21 @@ def show(task_id: TaskId,
         return 0
     calendar = _calendar()  # times as staff read them: the business zone, named
     local = {key: calendar.format_local(getattr(task, key))
-             for key in ("due_at", "created_at", "closed_at")}
+             for key in ("due_at", "created_at", "closed_at", "released_at")}
     print(f"task {task.id}: {task.action_title} for {task.account_name} ({task.account_id})")
     for label, key in (("status", "status"), ("owner", "owner_email"), ("due", "due_at"),
                        ("priority", "priority"), ("rule", "rule_id"),
                        ("rule set", "ruleset_version"), ("created", "created_at"),
-                       ("closed", "closed_at"), ("escalations", "escalation_level")):
+                       ("released", "released_at"), ("closed", "closed_at"),
+                       ("escalations", "escalation_level")):
         value = local.get(key) or record.get(key)
         if key == "owner_email":
             value = f"{task.owner_name} <{task.owner_email}>"
         if value is not None:
             print(f"  {label + ':':<13}{value}")
+    if task.value_at_risk is not None:  # CNY a month when decided; a year as in the emails
+        print(f"  {'at risk:':<13}{task.value_at_risk:,.0f} CNY a month "
+              f"({vocabulary.yearly_risk(task.value_at_risk, 'en')})")
     print(f"  {'reason:':<13}{task.reason}")
     print("history:")
     for event, stored in zip(record["history"], history, strict=True):
@@ -267,7 +273,7 @@ def task_record(task: Any) -> dict[str, Any]:
     """The task as JSON-ready values: times as ISO 8601 with their offset (naive stored times
     are UTC)."""
     record = {name: getattr(task, name) for name in TASK_FIELDS}
-    for name in ("created_at", "due_at", "closed_at"):
+    for name in ("created_at", "due_at", "closed_at", "released_at"):
         if record[name] is not None:
             record[name] = _iso(record[name])
     return record

@@ -39,6 +39,7 @@ __all__ = [
     "language",
     "parse_factors",
     "timezone_label",
+    "yearly_risk",
 ]
 
 
@@ -430,3 +431,20 @@ def _phrases(factor_text: str, lang: str) -> tuple[str, ...]:
     return tuple((f.words[1] if lang == "zh" else f.words[0]) if f.words
                  else factor_phrase(f.signal, f.shown, lang)
                  for f in _parse_factor_text(factor_text))
+
+
+# A task's value at risk as its reader sees it: the yearly figure (monthly x 12) in CNY.
+YEARLY_RISK = Label("年化风险收入 {amount}", "revenue at risk {amount} a year")
+
+
+def yearly_risk(monthly: object, lang: str = "en") -> str:
+    """``monthly`` CNY at risk as a yearly figure in the reader's words (``年化风险收入
+    ¥147,600`` / ``revenue at risk ¥147,600 a year``); empty when there is none."""
+    try:
+        value = float(monthly)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if not value > 0:  # none, zero or NaN
+        return ""
+    template = YEARLY_RISK.zh if language(lang) == "zh" else YEARLY_RISK.en
+    return template.format(amount=f"¥{round(value * 12):,}")

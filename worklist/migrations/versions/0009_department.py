@@ -8,7 +8,7 @@ figures keep its partial churn and value at risk; the outbox keeps an email's in
 as last seen, from when they were first seen.
 
 Revision ID: 0009_department
-Revises: 0007 (re-chained after 0008_capacity when both are merged)
+Revises: 0008_capacity
 Create Date: 2026-12-01 15:50:00
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0009_department'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008_capacity'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
