@@ -37,6 +37,10 @@ class RunSummary:
     # at once whether the class cut-offs fit the portfolio.
     value_class_shares: dict[str, dict[str, float]] = field(default_factory=dict)
     churn_bands: dict[str, int] = field(default_factory=dict)
+    # Value at risk (monthly revenue x churn probability, CNY): the total a month and a year,
+    # the mean churn probability, and the totals per value class and per churn band
+    # (value_at_risk_summary).
+    value_at_risk: dict[str, Any] = field(default_factory=dict)
     # What churn_risk came from; with a labelled history, what was learnt and its held-out
     # metrics (scoring.learn.LearntChurn.as_dict, plus the history's directory and labels file).
     churn_risk_from: str = "configured factor weights (conf/scoring.yaml)"
@@ -86,6 +90,47 @@ def class_shares(scored: pd.DataFrame,
     return {str(k): {"accounts": float(grouped.loc[k, "size"]) / len(scored),
                      "revenue": float(grouped.loc[k, "sum"]) / total if total > 0 else 0.0}
             for k in keys}
+
+
+def value_at_risk_summary(scored: pd.DataFrame, classes: tuple[str, ...] = (),
+                          bands: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Total value at risk (CNY a month, and x 12 a year), the mean churn probability, and the
+    totals per value class and per churn band (in ``classes`` / ``bands`` order). Empty when
+    the scored frame has no value at risk (scored before it existed)."""
+    if scored.empty or "value_at_risk" not in scored:
+        return {}
+    at_risk = scored["value_at_risk"].astype("float64").fillna(0.0)
+
+    def by(column: str, order: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        sums = at_risk.groupby(scored[column], observed=True).sum()
+        keys = [k for k in order if k in sums.index] + sorted(
+            str(k) for k in sums.index if k not in order)
+        return {str(k): {"monthly_cny": round(float(sums[k]), 2),
+                         "yearly_cny": round(12 * float(sums[k]), 2)} for k in keys}
+
+    total = float(at_risk.sum())
+    return {"monthly_cny": round(total, 2), "yearly_cny": round(12 * total, 2),
+            "mean_churn_probability": round(float(scored["churn_probability"].mean()), 4),
+            "by_value_class": by("value_class", classes),
+            "by_churn_band": by("churn_band", bands)}
+
+
+def value_at_risk_table(scored: pd.DataFrame) -> list[dict[str, Any]]:
+    """Yearly value at risk (CNY) per value class (rows) and churn band (columns), with each
+    row's monthly and yearly total, for a table artifact."""
+    from kamflow.scoring import CHURN_BANDS, VALUE_CLASSES
+
+    if scored.empty or "value_at_risk" not in scored:
+        return []
+    table = pd.crosstab(scored["value_class"], scored["churn_band"],
+                        values=scored["value_at_risk"].astype("float64"), aggfunc="sum").reindex(
+        index=list(VALUE_CLASSES), columns=list(CHURN_BANDS)).fillna(0.0)
+    return [{"value class": named("value_class", value_class),
+             **{f"{named('churn_band', band)}, CNY/year":
+                f"{12 * float(table.loc[value_class, band]):,.0f}" for band in CHURN_BANDS},
+             "total CNY/month": f"{float(table.loc[value_class].sum()):,.0f}",
+             "total CNY/year": f"{12 * float(table.loc[value_class].sum()):,.0f}"}
+            for value_class in VALUE_CLASSES]
 
 
 def class_shares_text(shares: Mapping[str, Mapping[str, float]], lang: str = "en") -> str:
@@ -208,6 +253,7 @@ def markdown(summary: RunSummary) -> str:
         _class_table(summary) if summary.value_class_shares
         else table("value class", summary.value_classes, "value_class"),
         table("churn band", summary.churn_bands, "churn_band"),
+        *_value_at_risk(summary.value_at_risk),
         f"**Churn risk:** {summary.churn_risk_from}.",
         "",
         *_learning(summary.churn_learning),
@@ -252,6 +298,24 @@ def _learning(learning: Mapping[str, Any]) -> list[str]:
     lines += ["", title, "|---|---:|"]
     lines += [f"| {name} | {value:.4f} |" for name, value in learnt_values.items()]
     return [*lines, ""]
+
+
+def _value_at_risk(figures: Mapping[str, Any]) -> list[str]:
+    """Value at risk: the total, then per value class and per churn band (CNY a month and a
+    year)."""
+    if not figures:
+        return []
+    lines = [f"**Value at risk** (monthly revenue × churn probability): "
+             f"{figures['monthly_cny']:,.0f} CNY a month, {figures['yearly_cny']:,.0f} CNY a "
+             f"year; mean churn probability {100 * figures['mean_churn_probability']:.2f} % a "
+             "year.", ""]
+    for title, kind, key in (("value class", "value_class", "by_value_class"),
+                             ("churn band", "churn_band", "by_churn_band")):
+        lines += [f"| {title} | value at risk, CNY/month | CNY/year |", "|---|---:|---:|"]
+        lines += [f"| {named(kind, k)} | {v['monthly_cny']:,.0f} | {v['yearly_cny']:,.0f} |"
+                  for k, v in figures[key].items()]
+        lines.append("")
+    return lines
 
 
 def _top(k: Mapping[str, Any]) -> str:

@@ -48,6 +48,8 @@ from kamflow.flows.report import (
     markdown,
     run_headline,
     trend_table,
+    value_at_risk_summary,
+    value_at_risk_table,
 )
 from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
 from kamflow.rules import RuleSet, decide, load_ruleset, wording
@@ -374,6 +376,10 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     summary.value_class_shares = class_shares(scored, VALUE_CLASSES)
     roster_accounts = with_scores(roster_accounts, scored)
     summary.churn_bands = counts(scored["churn_band"], CHURN_BANDS)
+    summary.value_at_risk = value_at_risk_summary(scored, VALUE_CLASSES, CHURN_BANDS)
+    if summary.value_at_risk:
+        summary.value_at_risk["probability_from"] = _probability_from(
+            scoring, model, refitted=bool(summary.churn_learning))
     _publish_picture(home, run_id, scored, summary)
     del scored
     summary.decisions = len(decisions)
@@ -447,6 +453,17 @@ def _learnt_scoring(summary: RunSummary, timer: _Timer, history: HistorySource |
     return learnt.scoring(scoring), learnt.model
 
 
+def _probability_from(scoring: ScoringConfig, model: ChurnModel | None,
+                      refitted: bool) -> str:
+    """Where the churn probability behind value at risk came from, for the summary."""
+    if model is not None:
+        return f"the learnt churn model's calibrated probability ({model.kind})"
+    a, b = scoring.calibration.a, scoring.calibration.b
+    source = ("refitted on the labelled history (Platt scaling)" if refitted
+              else "churn.calibration in conf/scoring.yaml")
+    return f"churn risk through the logistic calibration a={a:g}, b={b:g}, {source}"
+
+
 class _Timer:
     def __init__(self, summary: RunSummary) -> None:
         self.summary = summary
@@ -494,6 +511,11 @@ def _publish_picture(home: Settings, run_id: str, scored: pd.DataFrame,
     create_table_artifact(class_band_table(scored), key="value-class-by-churn-band",
                           description=f"Accounts per value class and churn band; picture: "
                                       f"{target}")
+    at_risk = value_at_risk_table(scored)
+    if at_risk:
+        create_table_artifact(at_risk, key="value-at-risk",
+                              description="Value at risk (monthly revenue x churn probability) "
+                                          "per value class and churn band, CNY")
 
 
 def _publish_kpis(home: Settings) -> None:

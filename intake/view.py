@@ -22,6 +22,9 @@ from kamflow.intake.schema import (
 )
 
 RECENT_DAYS = 90      # complaints, SLA incidents: "the last 90 days"
+# New complaints, to follow up within a business day: opened in the 3 days before the snapshot
+# date, so a Monday run still sees Friday's complaints.
+NEW_COMPLAINT_DAYS = 3
 RECENT_MONTHS = 3     # revenue trend and arrears: the last 3 billed months ...
 EARLIER_MONTHS = 9    # ... against the 9 months before them
 DAYS_PER_MONTH = 30.4375
@@ -31,9 +34,9 @@ VIEW_COLUMNS = [
     "account_id", "name_zh", "name_en", "industry", "segment", "region", "account_manager",
     "manager_email", "avg_monthly_billed", "revenue_trend", "arrears", "arrears_ratio",
     "billing_months", "products_held", "new_services", "employees", "cost_to_serve",
-    "tenure_months", "days_to_contract_end", "days_since_contact", "complaints_90d",
-    "sla_breaches_90d", "outage_hours_90d", "relationship_months", "commitment_months",
-    "competitor_complaints", "revenue_volatility",
+    "tenure_months", "months_into_contract_year", "days_to_contract_end", "days_since_contact",
+    "complaints_90d", "complaints_3d", "sla_breaches_90d", "outage_hours_90d",
+    "relationship_months", "commitment_months", "competitor_complaints", "revenue_volatility",
 ]
 
 
@@ -59,6 +62,10 @@ def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> p
     start = accounts["contract_start"].to_numpy(dtype="datetime64[ns]")
     end = accounts["contract_end"].to_numpy(dtype="datetime64[ns]")
     view["tenure_months"] = ((as_of_ts - start) / np.timedelta64(1, "D") / 30.4375).round(1)
+    # Where the account is in its contract year (0 at each anniversary of the contract start,
+    # up to 12): yearly care falls due at the same time each year, spread over the portfolio.
+    view["months_into_contract_year"] = np.mod(view["tenure_months"].to_numpy(dtype="float64"),
+                                               12.0).round(1) % 12.0
     view["days_to_contract_end"] = (end - as_of_ts) / np.timedelta64(1, "D")
     view["relationship_months"] = _relationship_months(accounts, start, as_of_ts)
     view["commitment_months"] = _commitment_months(accounts, view["days_to_contract_end"])
@@ -74,12 +81,14 @@ def build_customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date) -> p
     for features in (_billing_features(tables["billing"], pd.Timestamp(as_of)),
                      _recent_count(tables["complaints"], "opened_date", as_of_ts,
                                    "complaints_90d"),
+                     _recent_count(tables["complaints"], "opened_date", as_of_ts,
+                                   "complaints_3d", NEW_COMPLAINT_DAYS),
                      _competitor_complaints(tables["complaints"], as_of_ts),
                      _sla_features(tables["sla_incidents"], as_of_ts)):
         _attach(view, features)
     zero_when_absent = ["avg_monthly_billed", "revenue_trend", "arrears", "arrears_ratio",
-                        "billing_months", "complaints_90d", "sla_breaches_90d", "outage_hours_90d",
-                        "competitor_complaints", "revenue_volatility"]
+                        "billing_months", "complaints_90d", "complaints_3d", "sla_breaches_90d",
+                        "outage_hours_90d", "competitor_complaints", "revenue_volatility"]
     view[zero_when_absent] = view[zero_when_absent].fillna(0.0)
     return view[VIEW_COLUMNS]
 
@@ -214,14 +223,15 @@ def _billing_features(billing: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFram
     }, index=accounts)
 
 
-def _recent_mask(dates: pd.Series, as_of: np.datetime64) -> np.ndarray:
+def _recent_mask(dates: pd.Series, as_of: np.datetime64, days: int = RECENT_DAYS) -> np.ndarray:
     age = (as_of - dates.to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
-    return (age >= 0) & (age <= RECENT_DAYS)
+    return (age >= 0) & (age <= days)
 
 
 def _recent_count(frame: pd.DataFrame, date_column: str, as_of: np.datetime64,
-                  name: str) -> pd.DataFrame:
-    codes, accounts = _per_account(frame["account_id"][_recent_mask(frame[date_column], as_of)])
+                  name: str, days: int = RECENT_DAYS) -> pd.DataFrame:
+    codes, accounts = _per_account(
+        frame["account_id"][_recent_mask(frame[date_column], as_of, days)])
     counts = np.bincount(codes[codes >= 0], minlength=len(accounts)).astype("float64")
     return pd.DataFrame({name: counts}, index=accounts)
 

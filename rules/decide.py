@@ -28,7 +28,11 @@ DECISION_COLUMNS = [
     "account_id", "account_name", "account_manager", "manager_email", "value_class",
     "churn_band", "churn_risk", "rule_id", "action", "owner_role", "priority", "due_in_days",
     "cooldown_days", "email", "why", "churn_factors", "ruleset_version",
+    "monthly_revenue", "churn_probability", "value_at_risk", "proactive",
 ]
+# What value at risk a decision carries from its scored account (NaN for accounts scored
+# without it, e.g. by hand).
+VALUE_COLUMNS = ("monthly_revenue", "churn_probability", "value_at_risk")
 
 
 def match_rules(scored: pd.DataFrame, ruleset: RuleSet,
@@ -153,6 +157,8 @@ def _facts(representatives: pd.DataFrame) -> list[dict[str, Any]]:
 def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.DataFrame:
     parts = []
     factors = _factor_text(scored, fires)
+    values = {name: (scored[name].to_numpy(dtype="float64") if name in scored
+                     else np.full(len(scored), np.nan)) for name in VALUE_COLUMNS}
     for i, rule in enumerate(ruleset.rules):
         rows = np.flatnonzero(fires[i])
         if not len(rows):
@@ -179,13 +185,16 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
                 "why": why,
                 "churn_factors": factors[rows],
                 "ruleset_version": ruleset.version,
+                **{name: column[rows] for name, column in values.items()},
+                "proactive": rule.proactive,
             }))
     if not parts:
         return pd.DataFrame(columns=DECISION_COLUMNS)
     decisions = pd.concat(parts, ignore_index=True)
-    # Two rules may raise the same action for one account: keep the most urgent one.
-    decisions = decisions.sort_values(["account_id", "action", "priority", "due_in_days"],
-                                      kind="stable")
+    # Two rules may raise the same action for one account: keep the most urgent one, and of
+    # equally urgent ones the risk-driven one (proactive care ranks below risk).
+    decisions = decisions.sort_values(["account_id", "action", "priority", "proactive",
+                                       "due_in_days"], kind="stable")
     return decisions.drop_duplicates(["account_id", "action"]).reset_index(drop=True)
 
 

@@ -46,11 +46,15 @@ CATEGORIES: dict[str, tuple[str, ...] | None] = {
 }
 NUMBERS = ("churn_risk", "current_value", "potential_value", "avg_monthly_billed",
            "revenue_trend", "arrears", "arrears_ratio", "products_held", "new_services",
-           "employees", "tenure_months", "days_to_contract_end", "days_since_contact",
-           "complaints_90d", "sla_breaches_90d", "outage_hours_90d")
+           "employees", "tenure_months", "months_into_contract_year", "days_to_contract_end",
+           "days_since_contact", "complaints_90d", "complaints_3d", "sla_breaches_90d",
+           "outage_hours_90d")
 FIELDS = (*CATEGORIES, *NUMBERS)
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between")
-RULE_KEYS = ("id", "description", "when", "then", "suppresses")
+RULE_KEYS = ("id", "description", "kind", "when", "then", "suppresses")
+# What moves a rule: a churn warning (risk: the default), or standing care by value class that
+# is due whatever the risk (proactive: ranked below risk-driven work at equal priority).
+RULE_KINDS = ("risk", "proactive")
 ACTION_KEYS = ("owner", "priority", "due_in_days", "cooldown_days")
 # A built-in action takes its title from the vocabulary (kamflow/core/vocabulary.py) unless the
 # file gives one; an action of the rule set's own needs its title.
@@ -58,7 +62,11 @@ OPTIONAL_ACTION_KEYS = ("title", "email", "urgent")
 # How a new task of the action is emailed: in its owner's digest of new tasks (one email per
 # owner and run), or in an email of its own, sent at once (escalations).
 EMAIL_MODES = ("digest", "own")
-OVERRIDE_KEYS = ("action", "priority", "due_in_days", "cooldown_days")
+OVERRIDE_KEYS = ("action", "priority", "due_in_days", "cooldown_days", "every")
+# `every: 30d` (a cadence): days per unit, and the longest cadence the task store can keep
+# (it looks back 366 days for the last closed task of an account and action).
+CADENCE_UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
+MAX_CADENCE_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class Consequence:
     priority: int
     due_in_days: float
     cooldown_days: float
+    every_days: float | None = None  # a cadence (`every:`); cooldown_days is then the same
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,11 @@ class Rule:
     suppresses: tuple[str, ...]
     file: str
     line: int
+    kind: str = "risk"  # one of RULE_KINDS
+
+    @property
+    def proactive(self) -> bool:
+        return self.kind == "proactive"
 
 
 @dataclass(frozen=True)
@@ -382,6 +396,10 @@ def _parse_rule(raw: Any, file: str, line: int, actions: Mapping[str, ActionSpec
         for contradiction in _contradictions(when):
             problems.add(file, line, rule_id, f"condition can never be true: {contradiction}")
     then = _parse_then(raw.get("then"), file, line, rule_id, actions, problems)
+    kind = raw.get("kind", "risk")
+    if kind not in RULE_KINDS:
+        problems.add(file, line, rule_id, f"kind must be one of {', '.join(RULE_KINDS)}, not "
+                     f"{kind!r}")
     suppresses = raw.get("suppresses") or []
     if isinstance(suppresses, str):
         suppresses = [suppresses]
@@ -394,7 +412,7 @@ def _parse_rule(raw: Any, file: str, line: int, actions: Mapping[str, ActionSpec
         return None
     return Rule(rule_id, str(description.get("en", "")),
                 str(description.get("zh", description.get("en", ""))), when, tuple(then),
-                tuple(suppresses), file, line)
+                tuple(suppresses), file, line, str(kind))
 
 
 def _parse_then(raw: Any, file: str, line: int, rule_id: str,
@@ -422,11 +440,42 @@ def _parse_then(raw: Any, file: str, line: int, rule_id: str,
             problems.add(file, line, rule_id, "priority, due_in_days and cooldown_days must be "
                          "non-negative numbers")
             continue
+        every = None
+        if "every" in item:
+            if "cooldown_days" in item:
+                problems.add(file, line, rule_id, f"action {name!r}: give 'every' or "
+                             "'cooldown_days', not both (every sets the cooldown)")
+                continue
+            every = _cadence_days(item["every"])
+            if every is None:
+                problems.add(file, line, rule_id, f"action {name!r}: every must be a period "
+                             f"such as 30d, 2w, 3m or 1y (at most {MAX_CADENCE_DAYS} days), not "
+                             f"{item['every']!r}")
+                continue
         spec = actions[name]
+        cooldown = every if every is not None else float(item.get("cooldown_days",
+                                                                    spec.cooldown_days))
         out.append(Consequence(name, int(item.get("priority", spec.priority)),
-                               float(item.get("due_in_days", spec.due_in_days)),
-                               float(item.get("cooldown_days", spec.cooldown_days))))
+                               float(item.get("due_in_days", spec.due_in_days)), cooldown,
+                               every))
     return out
+
+
+def _cadence_days(raw: Any) -> float | None:
+    """``every``'s period in days: ``30d``, ``2w``, ``3m`` (30 days a month), ``1y`` (365
+    days), or a plain number of days; None if it is none of these or out of range."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        days = float(raw)
+    elif isinstance(raw, str) and len(raw.strip()) > 1 and raw.strip()[-1] in CADENCE_UNITS:
+        number = raw.strip()[:-1].strip()
+        if not number.isdigit():
+            return None
+        days = float(int(number) * CADENCE_UNITS[raw.strip()[-1]])
+    else:
+        return None
+    return days if 0 < days <= MAX_CADENCE_DAYS else None
 
 
 def _parse_condition(raw: Any, file: str, line: int, rule_id: str,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, get_args
 
+import numpy as np
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from kamflow.core.configmodel import ConfigModel, config_error
@@ -76,6 +77,22 @@ class LearntBands:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """The configured churn risk (0..100) as a yearly churn probability: the logistic map
+    p = 1 / (1 + exp(-(a + b * risk / 100))). Rising in the risk for ``b`` > 0; ``b`` = 0 (a
+    refit from a history the risk score tells nothing about) gives every account the same
+    probability. Used when the run has no learnt churn model (whose churn_risk is already a
+    calibrated probability)."""
+
+    a: float = -5.3  # log-odds at risk 0: 0.5 %
+    b: float = 7.0   # log-odds per 100 risk points: risk 50 -> 14 %, risk 70 -> 40 %
+
+    def probability(self, risk: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.a + self.b * np.asarray(risk, dtype="float64")
+                                     / 100.0)))
+
+
+@dataclass(frozen=True)
 class BacktestConfig:
     """How `kamflow backtest` measures a churn ranking against known outcomes."""
 
@@ -104,6 +121,7 @@ class ScoringConfig:
     learn: str = "best_model"  # one of LEARN_METHODS
     learnt_bands: LearntBands = field(default_factory=LearntBands)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    calibration: Calibration = field(default_factory=Calibration)
 
     def with_factor_weights(self, weights: Mapping[str, float]) -> ScoringConfig:
         """The same configuration with the churn factors weighted by ``weights`` (by factor
@@ -137,6 +155,7 @@ class ScoringConfig:
             band_critical=churn.bands.critical,
             value_weights=value.weights, learn=churn.learn,
             learnt_bands=LearntBands(**churn.learnt_bands.values()),
+            calibration=Calibration(churn.calibration.a, churn.calibration.b),
             backtest=BacktestConfig(tuple(spec.backtest.top_k), spec.backtest.holdout_share,
                                     spec.backtest.seed, spec.backtest.folds),
         )
@@ -273,11 +292,20 @@ class _LearntBands(ConfigModel):
         return self
 
 
+class _Calibration(ConfigModel):
+    """The logistic map of the configured churn risk to a yearly churn probability; ``b`` > 0
+    so that the probability rises with the risk."""
+
+    a: Number = Calibration().a
+    b: Annotated[float, Field(gt=0)] = Calibration().b
+
+
 class _Churn(ConfigModel):
     factors: Annotated[dict[str, _Factor], AfterValidator(_some_factor_weighs)]
     bands: _Bands
     learn: LearnMethod = "best_model"
     learnt_bands: _LearntBands = _LearntBands()
+    calibration: _Calibration = _Calibration()
 
 
 def _shares_above_zero(shares: list[float]) -> list[float]:

@@ -9,6 +9,11 @@ A labelled history is a past snapshot of the accounts with, for each, whether it
   better k-fold cross-validated AUC on the training part): the binary classification model
   (scoring.model); churn_risk is its calibrated churn probability in %.
 
+Whatever the method, the calibration of the weighted churn risk score to a yearly churn
+probability (``churn.calibration``: p = 1/(1+exp(-(a + b·risk/100)))) is refitted on the same
+training part by Platt scaling (a logistic regression of the outcome on the score), so value at
+risk rests on the history's churn rate even when only factor weights are learnt.
+
 Learning uses the training part of a split made within each outcome (``backtest.holdout_share``,
 ``backtest.seed``); the held-out part measures it with the backtest's metrics, next to the
 configured weights on the same accounts. The run then scores with exactly what was measured (no
@@ -17,14 +22,14 @@ refit on every account), so the metrics shown are those of the scoring in use. P
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kamflow.scoring.backtest import MethodResult, measure, split_by_outcome, weighted_risk
-from kamflow.scoring.config import ScoringConfig
+from kamflow.scoring.config import Calibration, ScoringConfig
 from kamflow.scoring.model import MODEL_KINDS, ChurnModel, fit_churn_model
 from kamflow.scoring.score import factor_levels
 from kamflow.scoring.weights import information_gain_weights
@@ -56,6 +61,8 @@ class LearntChurn:
     configured: MethodResult    # the configured weights on the same accounts, for comparison
     coefficients: dict[str, float] | None = None  # logistic_regression: per feature
     model: ChurnModel | None = None
+    # the weighted churn risk score's calibration, refitted on the training part (Platt)
+    calibration: Calibration | None = None
 
     @property
     def factor_weights(self) -> dict[str, float] | None:
@@ -64,7 +71,10 @@ class LearntChurn:
 
     def scoring(self, config: ScoringConfig) -> ScoringConfig:
         """The scoring configuration to score with: the learnt factor weights in place of the
-        configured ones (the model, if any, is passed to ``score_accounts`` beside it)."""
+        configured ones, and the calibration refitted on the history (the model, if any, is
+        passed to ``score_accounts`` beside it; its own probabilities then rule)."""
+        if self.calibration is not None:
+            config = replace(config, calibration=self.calibration)
         if self.factor_weights is None:
             return config
         return config.with_factor_weights(self.factor_weights)
@@ -90,6 +100,7 @@ class LearntChurn:
         """Everything but the fitted model, for the run summary (JSON)."""
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
         record["learnt"], record["configured"] = asdict(self.learnt), asdict(self.configured)
+        record["calibration"] = asdict(self.calibration) if self.calibration else None
         record["factor_weights"] = self.factor_weights
         record["model_selection"] = self.model_selection
         if self.model is not None:
@@ -144,7 +155,7 @@ def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfi
     configured = measure("configured_weights", weighted_risk(levels[test], expert),
                          churned[test], settings.top_k, dict(zip(names, expert.tolist(),
                                                                  strict=True)))
-    model, coefficients = None, None
+    model, coefficients, weights = None, None, expert
     if method == "information_gain":
         gain = information_gain_weights(levels[train], churned[train])
         if gain.sum() <= 0:
@@ -152,11 +163,33 @@ def learn_churn(history: pd.DataFrame, churned: np.ndarray, config: ScoringConfi
                                   "in this history (every information gain is 0)")
         learnt = measure(method, weighted_risk(levels[test], gain), churned[test],
                          settings.top_k, dict(zip(names, gain.tolist(), strict=True)))
+        weights = gain
     else:
         model = fit_churn_model(history.iloc[train], churned[train], config, settings.seed,
                                 MODEL_METHODS[method], settings.folds)
         learnt = measure(method, model.risk(history.iloc[test], config), churned[test],
                          settings.top_k)
         coefficients = model.coefficients(config)
+    calibration = fit_calibration(weighted_risk(levels[train], weights), churned[train])
     return LearntChurn(method, len(history), int(churned.sum()), len(train), len(test),
-                       int(churned[test].sum()), learnt, configured, coefficients, model)
+                       int(churned[test].sum()), learnt, configured, coefficients, model,
+                       calibration)
+
+
+def fit_calibration(risk: np.ndarray, churned: np.ndarray) -> Calibration:
+    """Platt scaling of a churn risk score (0..100): the logistic regression of the outcome on
+    risk / 100, giving ``churn.calibration``'s a and b. A score that does not rise with churn
+    in this history (b <= 0) calibrates to the history's churn rate for every account (b = 0)
+    rather than to a probability that falls as the risk rises."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(churned).astype(int)
+    if len(np.unique(labels)) < 2:
+        raise UnusableHistory("calibration needs both churned and retained accounts")
+    score = np.asarray(risk, dtype="float64")[:, None] / 100.0
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(score, labels)
+    a, b = float(fit.intercept_[0]), float(fit.coef_[0, 0])
+    if b <= 0:
+        rate = float(labels.mean())
+        return Calibration(round(float(np.log(rate / (1 - rate))), 4), 0.0)
+    return Calibration(round(a, 4), round(b, 4))

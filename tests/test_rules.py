@@ -48,7 +48,8 @@ HEALTHY: dict[str, Any] = {
     "current_value": 40.0, "potential_value": 40.0, "avg_monthly_billed": 20_000.0,
     "revenue_trend": 0.0, "arrears": 0.0, "arrears_ratio": 0.0, "products_held": 3,
     "new_services": 1, "employees": 300, "tenure_months": 60.0,
-    "days_to_contract_end": 400.0, "days_since_contact": 30.0, "complaints_90d": 0.0,
+    "days_to_contract_end": 400.0, "days_since_contact": 20.0, "complaints_90d": 0.0,
+    "complaints_3d": 0.0, "months_into_contract_year": 6.0,
     "sla_breaches_90d": 0.0, "outage_hours_90d": 0.0,
     "churn_factor_1": "complaints", "churn_factor_2": "", "churn_factor_3": "",
 }
@@ -75,8 +76,9 @@ def reference(frame: pd.DataFrame, ruleset: RuleSet) -> set[tuple]:
     """The same decisions from the vectorised reference, account by account (no cells, no engine).
 
     Every rule whose condition holds fires; a rule whose condition holds drops the rules it
-    suppresses; of several decisions for one (account, action) the lowest priority, then the
-    shortest deadline, then the first rule in load order is kept.
+    suppresses; of several decisions for one (account, action) the lowest priority, then a
+    risk rule before a proactive one, then the shortest deadline, then the first rule in load
+    order is kept.
     """
     holds = {rule.id: evaluate(rule.when, frame) for rule in ruleset.rules}
     fires = {rule_id: truth.copy() for rule_id, truth in holds.items()}
@@ -89,12 +91,12 @@ def reference(frame: pd.DataFrame, ruleset: RuleSet) -> set[tuple]:
         for row in np.flatnonzero(fires[rule.id]):
             for index, then in enumerate(rule.then):
                 key = (ids[row], then.action)
-                candidate = (then.priority, then.due_in_days, order, index, rule.id,
-                             then.cooldown_days)
+                candidate = (then.priority, rule.proactive, then.due_in_days, order, index,
+                             rule.id, then.cooldown_days)
                 if key not in best or candidate < best[key]:
                     best[key] = candidate
     return {(account, action, rule_id, priority, due, cooldown)
-            for (account, action), (priority, due, _, _, rule_id, cooldown) in best.items()}
+            for (account, action), (priority, _, due, _, _, rule_id, cooldown) in best.items()}
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +190,9 @@ CASES = [
     pytest.param({"value_class": "high", "days_since_contact": 120.0},
                  {("no-contact-valuable", "manager_visit", 3, 10.0)},
                  id="no-contact-120-days-visit"),
-    pytest.param({"value_class": "high", "days_since_contact": 119.0}, set(),
-                 id="no-contact-119-days-nothing"),
+    pytest.param({"value_class": "high", "days_since_contact": 119.0},
+                 {("care-visit-high-value", "manager_visit", 4, 10.0)},
+                 id="no-contact-119-days-only-the-monthly-care-visit"),
     pytest.param({"value_class": "secondary", "churn_band": "high", "churn_risk": 50.0,
                   "days_since_contact": 200.0},
                  {("care-call-secondary-high-risk", "care_call", 2, 2.0),
@@ -223,8 +226,8 @@ CASES = [
                  id="maintain-segment-care-call"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "identification",
                   "new_services": 0},
-                 {("potential-new-services", "new_service_pitch", 4, 14.0)},
-                 id="young-potential-new-service-pitch"),
+                 {("experience-offer-potential", "experience_offer", 4, 14.0)},
+                 id="potential-without-new-services-experience-offer"),
     pytest.param({"value_class": "potential", "lifecycle_stage": "development",
                   "new_services": 1}, set(), id="potential-with-new-services-nothing"),
 ]
@@ -619,7 +622,8 @@ rules:
 CHECKS = [
     # (the broken rule's remaining lines, what the problem says)
     pytest.param("when: {churn_band: high}\nthen: [care_call]\npriority: 1",
-                 r"unknown field 'priority'; allowed: id, description, when, then, suppresses",
+                 r"unknown field 'priority'; allowed: id, description, kind, when, then, "
+                 r"suppresses",
                  id="unknown-rule-field"),
     pytest.param("when: {churn_score: {gt: 50}}\nthen: [care_call]",
                  r"unknown field 'churn_score'; known fields: value_class", id="unknown-field"),
@@ -640,7 +644,8 @@ CHECKS = [
                  r"field 'value_class' is a category: use eq, ne, in or not_in, not 'gt'",
                  id="order-on-category"),
     pytest.param("when: {churn_band: high}\nthen: [send_flowers]",
-                 r"unknown action 'send_flowers'; known: care_call", id="unknown-action"),
+                 r"unknown action 'send_flowers'; known: account_plan_review, care_call",
+                 id="unknown-action"),
     pytest.param("when: {churn_band: high}\nthen: [{action: care_call, owner: ceo}]",
                  r"unknown field 'owner' in 'then'", id="unknown-then-field"),
     pytest.param("when: {churn_band: high}\nthen: [{action: care_call, due_in_days: -1}]",
@@ -790,7 +795,7 @@ def test_a_rule_set_needs_actions_and_rules(tmp_path):
 
 def test_the_shipped_rule_set_is_valid_and_points_at_its_lines(shipped):
     """The shipped rules load; each rule's file:line is its `- id:` line."""
-    assert len(shipped.rules) == 20 and len(shipped.actions) == 9
+    assert len(shipped.rules) == 24 and len(shipped.actions) == 12
     assert set(shipped.fields) <= set(CATEGORIES) | set(NUMBERS)
     for rule in shipped.rules:
         text = (RULES_DIR / rule.file).read_text(encoding="utf-8").splitlines()
@@ -929,7 +934,7 @@ def test_cli_check_accepts_the_shipped_rules(tmp_path, shipped):
     for args in ((), (str(RULES_DIR),)):
         result = kamflow_rules_check(*args, tmp_path=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "is valid: 20 rules" in result.stdout
+        assert "is valid: 24 rules" in result.stdout
         assert f"version {shipped.version}" in result.stdout
 
 

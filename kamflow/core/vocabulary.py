@@ -147,6 +147,12 @@ KINDS: dict[str, dict[str, Label]] = {
         "payment_reminder": Label("欠费提醒", "Payment reminder for arrears"),
         "new_service_pitch": Label("新业务体验营销",
                                    "New-service introduction (experiential marketing)"),
+        # Proactive care by value class (rules/care.yaml).
+        "account_plan_review": Label("一户一策年度方案回顾",
+                                     "Yearly one-to-one account plan review"),
+        "experience_offer": Label("新业务免费体验（体验式营销）",
+                                  "Free trial of a new service (experiential marketing)"),
+        "complaint_follow_up": Label("投诉回访", "Complaint follow-up call"),
     },
 }
 
