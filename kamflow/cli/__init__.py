@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 # in this order in `kamflow --help`; each module adds its commands to the app
-from kamflow.cli import backtest, outcome, ops, report, rules, run, tasks, validate  # noqa: F401, I001
+from kamflow.cli import backtest, ops, outcome, report, rules, run, tasks, validate  # noqa: F401, I001
 from kamflow.cli.app import app
 
 __all__ = ["app", "main"]
