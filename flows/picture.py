@@ -1,5 +1,5 @@
 """Pictures as small self-contained SVG files: the value class × churn band heat map of the run
-page, and the lift chart of a backtest (also as PNG, drawn by flows/raster.py)."""
+page, and the lift chart of a backtest (its PNG is flows/charts.py's)."""
 
 from __future__ import annotations
 
@@ -92,50 +92,3 @@ def lift_chart_svg(curves: Mapping[str, Sequence[Sequence[float]]], title: str) 
               'stroke-dasharray="4 4"/>',
               f'<text x="{LIFT_LEFT + LIFT_W + 40}" y="{legend_y}">random</text>', "</svg>"]
     return "\n".join(parts)
-
-
-def lift_chart_png(curves: Mapping[str, Sequence[Sequence[float]]], title: str) -> bytes:
-    """The lift chart of ``lift_chart_svg`` as a PNG image (flows/raster.py). Pure."""
-    from kamflow.flows.raster import Canvas
-
-    peak = max([1.0, *(lift for points in curves.values() for _, lift in points)])
-    top = float(int(peak) + 1)
-    width, height = LIFT_LEFT + LIFT_W + 230, LIFT_TOP + LIFT_H + 60
-    canvas = Canvas(width, height)
-    grey, dark = (150, 150, 150), (90, 90, 90)
-
-    def x(share: float) -> int:
-        return round(LIFT_LEFT + share * LIFT_W)
-
-    def y(lift: float) -> int:
-        return round(LIFT_TOP + LIFT_H * (1 - lift / top))
-
-    canvas.text(10, 14, title, scale=2 if len(title) * 12 < width - 20 else 1)
-    canvas.rectangle(LIFT_LEFT, LIFT_TOP, LIFT_LEFT + LIFT_W, LIFT_TOP + LIFT_H, grey)
-    for tick in range(int(top) + 1):
-        canvas.line(LIFT_LEFT - 4, y(tick), LIFT_LEFT, y(tick), grey)
-        canvas.text(LIFT_LEFT - 8, y(tick) - 3, str(tick), anchor="end")
-    for share in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
-        canvas.line(x(share), LIFT_TOP + LIFT_H, x(share), LIFT_TOP + LIFT_H + 4, grey)
-        canvas.text(x(share), LIFT_TOP + LIFT_H + 10, f"{share:.0%}", anchor="middle")
-    canvas.text(LIFT_LEFT + LIFT_W // 2, LIFT_TOP + LIFT_H + 30,
-                "accounts taken, riskiest first", anchor="middle")
-    canvas.text(LIFT_LEFT, LIFT_TOP - 14, "lift over random")
-    canvas.line(x(0), y(1), x(1), y(1), dark, dash=6)
-    for i, (method, points) in enumerate(curves.items()):
-        colour = _rgb(COLOURS[i % len(COLOURS)])
-        for (s0, l0), (s1, l1) in zip(points, points[1:], strict=False):
-            canvas.line(x(s0), y(l0), x(s1), y(l1), colour, size=2)
-        legend_y = LIFT_TOP + 10 + 18 * i
-        canvas.line(LIFT_LEFT + LIFT_W + 14, legend_y, LIFT_LEFT + LIFT_W + 34, legend_y,
-                    colour, size=2)
-        canvas.text(LIFT_LEFT + LIFT_W + 40, legend_y - 3, method.replace("_", " "))
-    legend_y = LIFT_TOP + 10 + 18 * len(curves)
-    canvas.line(LIFT_LEFT + LIFT_W + 14, legend_y, LIFT_LEFT + LIFT_W + 34, legend_y, dark,
-                dash=4)
-    canvas.text(LIFT_LEFT + LIFT_W + 40, legend_y - 3, "random")
-    return canvas.png()
-
-
-def _rgb(colour: str) -> tuple[int, int, int]:
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)

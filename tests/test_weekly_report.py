@@ -8,14 +8,17 @@ import base64
 import dataclasses
 import datetime as dt
 import html as html_lib
+import io
 import re
 import shutil
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.image import imread
 
 from kamflow import config
 from kamflow.flows.charts import Line, line_chart_png, png_size
@@ -156,6 +159,15 @@ def test_charts_are_drawn_to_scale() -> None:
     png = line_chart_png([Line([0.001, 0.002, 0.004], "blue"),
                           Line([0.003, 0.003, 0.003], "red", dashed=True)], ["a", "b", "c"])
     assert png.startswith(b"\x89PNG") and png_size(png) == (640, 260)
+    pixels = (imread(io.BytesIO(png), format="png")[..., :3] * 255).round()
+    blue = np.argwhere(np.abs(pixels - (31, 119, 180)).max(axis=2) < 12)
+    red = np.argwhere(np.abs(pixels - (214, 39, 40)).max(axis=2) < 12)
+    assert len(blue) > 100 and len(red) > 50
+    left, right = blue[blue[:, 1] < blue[:, 1].min() + 5], blue[blue[:, 1] > blue[:, 1].max() - 5]
+    assert left[:, 0].mean() > right[:, 0].mean() + 50  # rising: rows count from the top
+    # the flat ceiling (0.3 %) lies between the first (0.1 %) and last (0.4 %) churn points
+    assert right[:, 0].mean() < red[:, 0].mean() < left[:, 0].mean()
+    assert red[:, 0].max() - red[:, 0].min() < 12
     assert line_chart_png([Line([1.0, 2.0])], ["x", "y"]) == line_chart_png(
         [Line([1.0, 2.0])], ["x", "y"])
 

@@ -85,7 +85,8 @@ def backtest(source: Annotated[Path, typer.Option(
 def _lift_chart(report: dict[str, Any], saved: Path) -> Path:
     """The lift chart beside the report, as PNG (returned) and SVG (same name): each method's
     lift over random in the riskiest share of accounts, out of fold."""
-    from kamflow.flows.picture import lift_chart_png, lift_chart_svg
+    from kamflow.flows.charts import lift_chart_png
+    from kamflow.flows.picture import lift_chart_svg
 
     curves = {m["method"]: m["lift_curve"] for m in report["methods"] if m.get("lift_curve")}
     title = (f"Lift of churn risk, {report['accounts']:,} accounts ({report['churned']:,} "
