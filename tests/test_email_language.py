@@ -71,7 +71,7 @@ def emails_in(language: str, decisions, tmp_path: Path) -> list[tuple[str, str]]
     store = TaskStore(f"sqlite:///{tmp_path / f'{language}.db'}")
     try:
         dispatch(decisions, words, owners, store, "r", NOW, calendar, links)
-        store.transition(store.list_tasks()[0].id, "ack", NOW, "wang")
+        store.transition(store.list_tasks(status="open")[0].id, "ack", NOW, "wang")
         later = NOW + dt.timedelta(days=9)  # every task overdue
         queue_daily_digests(store, owners, calendar, later, words, links)
         escalate_overdue(store, owners, calendar, 1.0, later, words, links)
