@@ -17,14 +17,14 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from kamflow import config, notifications
+from kamflow import config
 from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.charts import trend_charts
-from kamflow.flows.delivery import drain_outbox
+from kamflow.flows.digest import send_stage  # the same send step as the daily digest's
 from kamflow.notifications.weekly import CHART_CIDS, render_weekly_report
 from kamflow.worklist import OwnerDirectory, TaskStore
 from kamflow.worklist.measures import Ceilings, DepartmentReport, department_report
@@ -119,16 +119,6 @@ def queue_stage(store: TaskStore, now: dt.datetime, settings: Settings) -> str |
     return queue_weekly_report(
         store, now, config.load_owners(settings.conf_dir / "owners.yaml"),
         config.load_calendar(settings.conf_dir / "calendar.yaml").timezone, ceilings)
-
-
-@task(name="send", **STAGE)
-def send_stage(store: TaskStore, settings: Settings) -> tuple[int, int]:
-    backend = notifications.backend_from_env(settings.outbox, settings)
-    result = drain_outbox(store, backend, notifications.sender_from_env(settings),
-                          dead_after=settings.dead_letter_after, ops_email=settings.ops_email)
-    get_run_logger().info("send: %d email(s) sent via %s, %d held, %d failed", result.sent,
-                          result.backend, result.held, result.failed)
-    return result.sent, result.failed
 
 
 @flow(name="weekly_report", log_prints=False)
