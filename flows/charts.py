@@ -149,15 +149,13 @@ def _png(figure: Any) -> bytes:
 
 def _label(value: float, style: str) -> str:
     """An axis number: a share as % (with the decimals small shares need), CNY as 12k/1.5M."""
-    if style == "percent":
+    if style == "percent":  # three significant digits: 12.5%, 0.25%, 0.0019%
         percent = value * 100
-        return f"{percent:.0f}%" if abs(percent) >= 10 or percent == 0 else (
-            f"{percent:.1f}%" if abs(percent) >= 1 else f"{percent:.2f}%")
+        return "0%" if abs(percent) < 1e-9 else f"{float(f'{percent:.3g}'):g}%"
     if style == "number":
         size = abs(value)
-        if size >= 1e6:
-            return f"{value / 1e6:.1f}M"
-        if size >= 1e3:
-            return f"{value / 1e3:.0f}k"
+        for unit, scale in (("M", 1e6), ("k", 1e3)):
+            if size >= scale:
+                return f"{float(f'{value / scale:.3g}'):g}{unit}"
         return f"{value:.0f}"
     return f"{value:g}"
