@@ -64,7 +64,8 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
         body = message.get_body(("plain",)).get_content()
         # the tasks released to them (open); the rest wait for capacity (queued), unmailed
         mine = [t for t in tasks if t.owner_email == message["To"] and t.status == "open"]
-        first = min(mine, key=lambda t: (t.priority, t.due_at, t.id))
+        # priority, then the most revenue at risk, then the deadline (worklist.grouping.urgency)
+        first = min(mine, key=lambda t: (t.priority, -(t.value_at_risk or 0.0), t.due_at, t.id))
         assert first.account_id in message["Subject"]
         for task in mine:
             assert task.account_id in body and task.rule_id in body
