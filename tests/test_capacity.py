@@ -181,6 +181,24 @@ def test_later_runs_release_as_capacity_frees_never_twice(store: TaskStore) -> N
     assert len(ids) == len(set(ids)) == 4  # each released task emailed exactly once
 
 
+def test_a_queued_task_is_rewritten_only_when_its_rank_or_reason_changes(
+        store: TaskStore) -> None:
+    """An ordinary day at full capacity: queued tasks planned again as before keep their rows
+    (no rewrite of a national backlog every day); one whose value at risk moved takes it."""
+    directory = owners(new_per_day=2, open_max=2)
+    run(store, decisions(FIVE), NOW, directory)
+    before = by_account(store)
+    later = NOW + dt.timedelta(days=1)  # nothing done: no room, nothing released
+    frame = decisions([(a, b, p, 777.0 if a == "A3" else v) for a, b, p, v in FIVE])
+    result = run(store, frame, later, directory, "run-2")
+    after = by_account(store)
+    assert (result.released, result.queued) == (0, 3)
+    assert after["A1"].due_at == before["A1"].due_at  # unchanged: row left as it was
+    assert after["A5"].due_at == before["A5"].due_at
+    assert after["A3"].value_at_risk == 777.0  # re-ranked: today's value and deadline
+    assert aware(after["A3"].due_at) > aware(before["A3"].due_at)
+
+
 def test_a_queued_task_whose_rule_stops_firing_is_withdrawn(store: TaskStore) -> None:
     """A queued task not decided again is withdrawn with its reason; it starts no cooldown, so
     decided again later it is raised anew."""

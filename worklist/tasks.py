@@ -58,6 +58,9 @@ TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_ro
 # what a queued task planned again takes from this run's plan
 _RERANKED = ("priority", "value_at_risk", "reason", "owner_email", "owner_name", "due_at",
              "rule_id", "ruleset_version", "action_title")
+# what decides a queued task's place and words: a change rewrites it (the deadline counts only
+# once it is released)
+_RANKED = ("priority", "value_at_risk", "reason", "owner_email", "rule_id")
 CapacityOf = Callable[[str, str], Capacity]
 
 
@@ -128,13 +131,17 @@ class TaskLifecycle(StoreBase):
             open_keys = {key for key, status in held if status != QUEUED}
             del held
             cooling = _cooling(session, now)
-            backlog = session.execute(select(Task.id, Task.open_key).where(
+            # the backlog as ranked: a queued task planned again is rewritten only if this
+            # run changes its rank or reason, or releases it (an ordinary day rewrites few rows)
+            backlog = session.execute(select(
+                Task.id, Task.open_key, *(getattr(Task, k) for k in _RANKED)).where(
                 Task.status == QUEUED)).tuples().all()
             open_now, released_today = _owner_counts(session, day_start)
         if planned.empty:  # nothing fires: every queued task is withdrawn
             return RaiseResult(0, 0, 0, 0, {}, withdrawn=self._withdraw(
-                [task_id for task_id, _ in backlog], run_id, now))
-        queued_ids = {key: task_id for task_id, key in backlog}
+                [row[0] for row in backlog], run_id, now))
+        queued_ids = {row[1]: row[0] for row in backlog}
+        ranked_as = {row[0]: tuple(row[2:]) for row in backlog}
         planned = _with_optional_columns(planned)
         is_open = planned["open_key"].isin(open_keys)
         is_queued = planned["open_key"].isin(queued_ids.keys()) & ~is_open
@@ -147,13 +154,14 @@ class TaskLifecycle(StoreBase):
         fresh = planned.loc[~is_open & ~is_queued & ~in_cooldown]
         again = planned.loc[is_queued]
         planned_keys = set(planned["open_key"])
-        gone = [task_id for task_id, key in backlog if key not in planned_keys]
+        gone = [row[0] for row in backlog if row[1] not in planned_keys]
         del open_keys, cooling, backlog, planned_keys
         withdrawn = self._withdraw(gone, run_id, now)
-        candidates = pd.concat([
-            fresh.assign(task_id=-1),
-            again.assign(task_id=again["open_key"].map(queued_ids).astype("int64"))],
-            ignore_index=True)
+        again = again.assign(task_id=again["open_key"].map(queued_ids).astype("int64"))
+        again["changed"] = _rank_changed(again, ranked_as)
+        del ranked_as
+        candidates = pd.concat([fresh.assign(task_id=-1, changed=True), again],
+                               ignore_index=True)
         candidates["urgent"] = (candidates["email"].astype(str) == "own").to_numpy() | (
             candidates["owner_role"].astype(str) == "key_account_department").to_numpy()
         candidates["release"] = allocate(candidates, capacity or (lambda _e, _r: UNLIMITED),
@@ -210,7 +218,9 @@ class TaskLifecycle(StoreBase):
         ids = np.full(len(part), -1, dtype="int64")
         ids[new] = new_ids
         old = part.loc[~new]
-        _rerank(session, old)  # first: only tasks still queued take the day's values
+        # first: only tasks still queued take the day's values; those that stay queued and
+        # rank as before keep their row (a released one takes today's deadline)
+        _rerank(session, old.loc[old["release"] | old["changed"]])
         freed = _release(session, old.loc[old["release"]], now)
         if freed:
             insert_rows(session, TaskEvent.__table__, [
@@ -546,6 +556,24 @@ def _release(session: Session, chosen: pd.DataFrame, now: dt.datetime) -> set[in
             Task.id.in_(ids[start:start + 500]), Task.status == QUEUED).values(
             status="open", released_at=now).returning(Task.id)).all())
     return freed
+
+
+def _rank_changed(again: pd.DataFrame, ranked_as: dict[int, tuple[Any, ...]]) -> np.ndarray:
+    """Which queued tasks planned again would rank or read differently from their stored row:
+    priority, value at risk (to the fen), reason, owner or rule."""
+    if again.empty:
+        return np.zeros(0, dtype=bool)
+    stored = pd.DataFrame([ranked_as[int(i)] for i in again["task_id"]], columns=list(_RANKED),
+                          index=again.index)
+    risk_now = pd.to_numeric(again["value_at_risk"], errors="coerce").round(2)
+    risk_then = pd.to_numeric(stored["value_at_risk"], errors="coerce").round(2)
+    same_risk = (risk_now == risk_then) | (risk_now.isna() & risk_then.isna())
+    same = ((again["priority"].astype("int64") == stored["priority"].astype("int64"))
+            & same_risk
+            & (again["reason"].astype(str) == stored["reason"].astype(str))
+            & (again["owner_email"].map(owner_address) == stored["owner_email"].astype(str))
+            & (again["rule_id"].astype(str) == stored["rule_id"].astype(str)))
+    return ~same.to_numpy(dtype=bool)
 
 
 def _rerank(session: Session, again: pd.DataFrame) -> None:
