@@ -9,6 +9,7 @@ email); their alt text and captions say what they show.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,7 +85,12 @@ def _period(row: Mapping[str, Any]) -> dict[str, str | bool]:
         return "" if value is None else f"{int(value):,}"
 
     hours = row.get("median hours to acknowledge")
+    start, end = str(row.get("from", ""))[:10], str(row.get("to", ""))[:10]
+    # a roster younger than the period: its figures and ceiling cover the days it has
+    short = bool(start and end) and (dt.date.fromisoformat(end)
+                                     - dt.date.fromisoformat(start)).days < 360
     return {
+        "since": start, "short": short,
         "churn_rate": percent("churn rate"), "churn_ceiling": percent("churn ceiling"),
         "over": bool(row.get("over ceiling")),
         "accounts_lost": count("accounts lost"), "accounts_at_start": count("accounts at start"),

@@ -146,6 +146,10 @@ def test_weekly_email_shows_its_charts_and_carries_the_figures_in_both_parts(
     assert rate in text and rate in visible(html)
     assert f"{len(gone)} / {len(accounts)}" in text
     assert (("超出上限" in text) if language == "zh-CN" else ("OVER" in text))
+    # six days of roster: the "12 months" row says what it covers and that its ceiling is cut
+    since = (r"数据自 \d{4}-\d{2}-\d{2} 起，上限按天数折算" if language == "zh-CN"
+             else r"since \d{4}-\d{2}-\d{2}; ceiling prorated")
+    assert re.search(since, text) and re.search(since, visible(html)), text
     for manager in department["managers"]:
         assert manager in text and manager in html
     if language == "zh-CN":
