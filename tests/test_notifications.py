@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from kamflow.notifications import (
 )
 from kamflow.notifications.message import base64_lines, message_bytes
 from kamflow.notifications.testing import RecordingBackend
+from tests.conftest import SmtpSink, free_port
 from tests.sendgrid_contract import request_validator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,12 +61,6 @@ def make_email(**overrides: Any) -> Email:
     }
     values.update(overrides)
     return Email(**values)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def parse_eml(data: bytes) -> EmailMessage:
@@ -312,38 +306,6 @@ def test_outbox_send_many_writes_every_file_and_reports_each_failure(
 
 # --------------------------------------------------------------------------------------------
 # SMTP against a real aiosmtpd server
-
-
-@dataclass
-class SmtpSink:
-    """aiosmtpd handler: collects messages; refuses listed recipients with a given reply."""
-
-    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)
-
-    async def handle_RCPT(  # noqa: N802
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 def test_smtp_delivers_the_message(smtp_sink: tuple[SmtpSink, int]) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from aiosmtpd.controller import Controller
 
 from kamflow.core.errors import ConfigError
 from kamflow.core.links import LinkSigner
@@ -29,6 +28,7 @@ from kamflow.worklist import TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
 from kamflow.worklist.roster import id_drift
 from kamflow.worklist.store import QueuedEmail
+from tests.conftest import SmtpSink
 from tests.crash_harness import NOW, OWNERS, TITLES, decisions_of
 
 
@@ -125,30 +125,8 @@ def test_a_backend_raising_on_one_email_fails_that_email_alone(tmp_path: Path) -
     store.dispose()
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.received: list[list[str]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
-        self.received.append(list(envelope.rcpt_tos))  # type: ignore[attr-defined]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[_Sink, int]]:
-    from tests.conftest import free_port
-
-    sink, port = _Sink(), free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
 def test_smtp_an_unencodable_email_is_a_permanent_send_error(
-        smtp_sink: tuple[_Sink, int]) -> None:
+        smtp_sink: tuple[SmtpSink, int]) -> None:
     """A text the message cannot encode (a lone surrogate from a bad decode) is a permanent
     SendError for that email, not a raw UnicodeEncodeError that stops the drain."""
     sink, port = smtp_sink
@@ -158,7 +136,7 @@ def test_smtp_an_unencodable_email_is_a_permanent_send_error(
         backend.send(bad)
     assert caught.value.permanent and "UnicodeEncodeError" in caught.value.reason
     backend.send(Email(key="k2", sender="kamflow@op.cn", to="b@op.cn", subject="s", text="ok"))
-    assert sink.received == [["b@op.cn"]]
+    assert [to for _, to, _ in sink.messages] == [["b@op.cn"]]
 
 
 # -- dead letters --------------------------------------------------------------------------

@@ -19,16 +19,14 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from kamflow.worklist import TaskStore
 from kamflow.worklist.faults import CRASH_EXIT_CODE
-from tests.conftest import free_port
+from tests.conftest import SmtpSink
 from tests.crash_harness import NOW, click, round_decisions
 from tests.crash_harness import main as harness_main
 from tests.postgres import temporary_database
 from tests.test_crash import rows
-from tests.test_notifications import SmtpSink
 
 # Its jobs are forked from the test process, so they need one that no other test has touched
 # (an earlier test's after-fork hooks made forked children exit at start): .ci/run runs it in a
@@ -52,18 +50,6 @@ JOBS = {
     "digest": (["digest", "send"],
                ["digest.written", "digest.committed", "send.claimed#2", "send.marked"]),
 }
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    """A recording SMTP server on 127.0.0.1 (aiosmtpd), the backend of every drain."""
-    sink, port = SmtpSink(), free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -123,11 +109,11 @@ def smtp_keys(sink: SmtpSink) -> collections.Counter[str]:
 
 
 def test_overlapping_jobs_with_kills_send_everything_once(
-        soak_url: str, smtp: tuple[SmtpSink, int], tmp_path: Path) -> None:
+        soak_url: str, smtp_sink: tuple[SmtpSink, int], tmp_path: Path) -> None:
     """Twenty rounds of retention (dispatch+send under the run lock), sla_watch, the digest and
     link clicks at once, some jobs killed at random steps; then a clean run and drain: one task
     per decision, each email key at the SMTP server exactly once, no job failed on a lock."""
-    sink, port = smtp
+    sink, port = smtp_sink
     rng = random.Random(15)
     deadline = time.monotonic() + BUDGET
     failures: list[str] = []
