@@ -38,14 +38,10 @@ def run(accounts: int) -> dict:
 
     as_of = dt.date(2024, 6, 15)
     frames = make_snapshot(accounts, as_of, seed=SEED, bad_share=0.0, mode="realistic")
-    tables = typed_tables(frames)
+    tables = typed_tables(frames, signals=True)
     mapping = Path(__file__).resolve().parents[1] / "docs" / "examples" / \
         "realistic-signals.mapping.yaml"
     signals = load_mapping(mapping).signals
-    accounts_table = tables["accounts"]
-    # What the mapping makes of the two columns (tests/test_mapping.py checks the mapping).
-    accounts_table["signal_contract_type"] = accounts_table["contract_type"].str.replace("-", "_")
-    accounts_table["signal_auto_pay"] = (frames["accounts"]["auto_pay"] == "yes").astype(float)
     view = build_customer_view(tables, as_of)
     truth = frames["ground_truth"].set_index("account_id")["declining"]
     churned = view["account_id"].map(truth).astype(int).to_numpy()

@@ -594,11 +594,19 @@ def write_snapshot(frames: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, 
     return counts
 
 
-def typed_tables(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def typed_tables(frames: dict[str, pd.DataFrame],
+                 signals: bool = False) -> dict[str, pd.DataFrame]:
     """The generated tables as intake types them, without writing files: billing months as
     dates and a ``_row`` line number (header = line 1) on every table; ground truth left out.
-    For tests and benchmarks that skip the CSV round trip."""
+    For tests and benchmarks that skip the CSV round trip. With ``signals`` (realistic mode),
+    the accounts also carry the two operator signals as
+    docs/examples/realistic-signals.mapping.yaml reads them (tests/test_mapping.py)."""
     tables = {name: frame for name, frame in frames.items() if name != "ground_truth"}
+    if signals:
+        accounts = tables["accounts"]
+        tables["accounts"] = accounts.assign(
+            signal_contract_type=accounts["contract_type"].str.replace("-", "_"),
+            signal_auto_pay=(accounts["auto_pay"] == "yes").astype(float))
     tables["billing"] = tables["billing"].assign(
         month=pd.to_datetime(tables["billing"]["month"], format="%Y-%m"))
     return {name: frame.assign(_row=np.arange(2, len(frame) + 2))

@@ -319,11 +319,8 @@ def test_learnt_models_gain_from_operator_signals() -> None:
     from kamflow.scoring.model import churn_features, cross_validate
 
     frames = make_snapshot(6000, AS_OF, seed=7, bad_share=0.0, mode="realistic")
-    tables = typed_tables(frames)
+    tables = typed_tables(frames, signals=True)
     signals = load_mapping(SIGNALS_MAPPING).signals
-    accounts = tables["accounts"]
-    accounts["signal_contract_type"] = accounts["contract_type"].str.replace("-", "_")
-    accounts["signal_auto_pay"] = (frames["accounts"]["auto_pay"] == "yes").astype(float)
     view = build_customer_view(tables, AS_OF)
     truth = frames["ground_truth"].set_index("account_id")["declining"]
     churned = view["account_id"].map(truth).astype(int).to_numpy()
