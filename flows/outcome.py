@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from kamflow.core.errors import BatchRejected, KamflowError
-from kamflow.worklist.capacity import ORDERS, Capacity, allocate
+from kamflow.worklist.capacity import ORDERS, Capacity, allocate, urgent_tasks
 
-__all__ = ["OrderingOutcome", "OutcomeReport", "play_out", "simulate_outcome", "urgent_tasks"]
+__all__ = ["OrderingOutcome", "OutcomeReport", "day_one", "leave_days", "play_out",
+           "simulate_outcome"]
 
 CapacityOf = Callable[[str, str], Capacity]
 
@@ -98,14 +99,6 @@ class OutcomeReport:
 
 def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
-
-
-def urgent_tasks(planned: pd.DataFrame) -> np.ndarray:
-    """The tasks capacity never holds back, as the task store marks them: escalations to the
-    key-account department and actions whose email goes out on its own (``email: own``)."""
-    own = (planned["email"].astype(str) == "own").to_numpy() if "email" in planned \
-        else np.zeros(len(planned), dtype=bool)
-    return own | (planned["owner_role"].astype(str) == "key_account_department").to_numpy()
 
 
 def play_out(planned: pd.DataFrame, leave_day: np.ndarray, capacity_of: CapacityOf,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["ORDERS", "Capacity", "allocate", "ranked"]
+__all__ = ["ORDERS", "Capacity", "allocate", "ranked", "urgent_tasks"]
 
 # "value_at_risk" (kamflow's): priority, then risk-driven before proactive care, then the
 # revenue at risk, largest first. "priority": rule priority alone (ties by account id).
@@ -45,6 +45,14 @@ class Capacity:
 
 
 UNLIMITED = Capacity()
+
+
+def urgent_tasks(planned: pd.DataFrame) -> np.ndarray:
+    """The planned tasks capacity never holds back: escalations to the key-account department
+    and actions whose email goes out on its own (``email: own``, which ``urgent: true`` sets)."""
+    own = (planned["email"].astype(str) == "own").to_numpy() if "email" in planned \
+        else np.zeros(len(planned), dtype=bool)
+    return own | (planned["owner_role"].astype(str) == "key_account_department").to_numpy()
 
 
 def ranked(candidates: pd.DataFrame, order: str = "value_at_risk", seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ from sqlalchemy import CursorResult, Result, Table, bindparam, func, select, upd
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
-from kamflow.worklist.capacity import UNLIMITED, Capacity, allocate
+from kamflow.worklist.capacity import UNLIMITED, Capacity, allocate, urgent_tasks
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.grouping import (
@@ -162,8 +162,7 @@ class TaskLifecycle(StoreBase):
         del ranked_as
         candidates = pd.concat([fresh.assign(task_id=-1, changed=True), again],
                                ignore_index=True)
-        candidates["urgent"] = (candidates["email"].astype(str) == "own").to_numpy() | (
-            candidates["owner_role"].astype(str) == "key_account_department").to_numpy()
+        candidates["urgent"] = urgent_tasks(candidates)
         candidates["release"] = allocate(candidates, capacity or (lambda _e, _r: UNLIMITED),
                                          open_now, released_today, order, seed)
         created = emails = released = 0
