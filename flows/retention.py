@@ -67,7 +67,7 @@ from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem,
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
 from kamflow.worklist.locks import lock_owner, run_lock
-from kamflow.worklist.measures import Ceilings, department_report, headline
+from kamflow.worklist.measures import department_report, headline
 from kamflow.worklist.roster import IdDrift
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -541,9 +541,7 @@ def _publish_trend(home: Settings, run_id: str, summary: RunSummary) -> None:
     churn over the trailing 12 months against the ceiling (conf/department.yaml), as a table
     and, with the breakdowns by region, industry, class and manager, as charts (markdown
     artifact ``department``: PNG images inline as data URIs, which the Prefect UI shows)."""
-    path = home.conf_dir / "department.yaml"
-    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
-        else Ceilings()
+    ceilings = config.load_department(home.conf_dir / "department.yaml")
     now = dt.datetime.now(dt.UTC)
     with TaskStore(home.database_url) as store:
         found = department_report(store.roster_rows(),

@@ -113,9 +113,7 @@ def queue_weekly_report(store: TaskStore, now: dt.datetime, owners: OwnerDirecto
 
 @task(name="queue-weekly-report", **STAGE)
 def queue_stage(store: TaskStore, now: dt.datetime, settings: Settings) -> str | None:
-    path = settings.conf_dir / "department.yaml"
-    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
-        else Ceilings()
+    ceilings = config.load_department(settings.conf_dir / "department.yaml")
     return queue_weekly_report(
         store, now, config.load_owners(settings.conf_dir / "owners.yaml"),
         config.load_calendar(settings.conf_dir / "calendar.yaml").timezone, ceilings)

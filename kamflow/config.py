@@ -35,6 +35,7 @@ from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
 from kamflow.worklist.capacity import Capacity
+from kamflow.worklist.measures import Ceilings
 
 
 def conf_dir(settings: Settings | None = None) -> Path:
@@ -284,6 +285,13 @@ def load_calendar(path: Path | None = None) -> BusinessCalendar:
                                       spec.holidays, spec.extra_workdays)
     except ValueError as exc:  # no working day at all: a rule across keys
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_department(path: Path | None = None) -> Ceilings:
+    """The department's churn ceilings and partial-churn threshold (``conf/department.yaml``);
+    the defaults when the file is absent."""
+    path = path or conf_dir() / "department.yaml"
+    return Ceilings.from_mapping(read_yaml(path), str(path)) if path.exists() else Ceilings()
 
 
 def load_escalation_due_days(path: Path | None = None) -> float:

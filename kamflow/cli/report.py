@@ -43,16 +43,14 @@ def report(since: Annotated[dt.date | None, typer.Option(
     from kamflow import config
     from kamflow.core.errors import KamflowError
     from kamflow.worklist import TaskStore
-    from kamflow.worklist.measures import Ceilings, department_report
+    from kamflow.worklist.measures import department_report
 
     if by is not None and by not in BY:
         raise KamflowError(f"--by must be one of {', '.join(BY)}, not {by!r}")
     if format_ not in FORMATS:
         raise KamflowError(f"--format must be one of {', '.join(FORMATS)}, not {format_!r}")
     home = settings()
-    path = home.conf_dir / "department.yaml"
-    ceilings = Ceilings.from_mapping(config.read_yaml(path), str(path)) if path.exists() \
-        else Ceilings()
+    ceilings = config.load_department(home.conf_dir / "department.yaml")
     zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
     now = dt.datetime.now(dt.UTC)
     start = dt.datetime.combine(since, dt.time(), zone) if since else None
