@@ -231,6 +231,7 @@ class _Words:
                                                             default=row["action_title"])
         row["reason"] = self.reasons.reason(row["rule_id"], str(row["reason"]), lang)
         row["risk_text"] = vocabulary.yearly_risk(row["value_at_risk"], lang)
+        row["risk_year"] = vocabulary.yearly_amount(row["value_at_risk"])  # the text's line
         return row
 
 

@@ -411,10 +411,11 @@ def test_an_action_marked_urgent_is_emailed_on_its_own_and_a_bad_flag_is_refused
         load_ruleset(tmp_path / "rules")
 
 
-@pytest.mark.parametrize(("language", "phrase"), [
-    ("zh-CN", "年化风险收入 ¥147,600"), ("en", "revenue at risk ¥147,600 a year")])
+@pytest.mark.parametrize(("language", "line", "phrase"), [
+    ("zh-CN", "风险收入：年化 ¥147,600", "年化风险收入 ¥147,600"),
+    ("en", "At risk:  ¥147,600 of revenue a year", "revenue at risk ¥147,600 a year")])
 def test_emails_list_by_priority_then_value_at_risk_and_show_it_a_year(
-        language: str, phrase: str) -> None:
+        language: str, line: str, phrase: str) -> None:
     """At equal priority the task with more revenue at risk comes first; each shows its value
     at risk a year (monthly x 12) in the reader's words; a task without one shows none."""
     from kamflow.notifications import render_task_digest
@@ -428,5 +429,6 @@ def test_emails_list_by_priority_then_value_at_risk_and_show_it_a_year(
     _, text, html = render_task_digest("王芳", tasks, language, "Asia/Shanghai", TITLES)
     order = [text.index(a) for a in ("KA-first", "KA-big", "KA-small", "KA-none")]
     assert order == sorted(order)
-    assert phrase in text and phrase in html
+    # the text part gives it a labelled line like the task's other fields; the HTML a note
+    assert line in text and phrase in html
     assert text.count("¥") == 3  # KA-none has no figure

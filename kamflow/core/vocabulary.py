@@ -39,6 +39,7 @@ __all__ = [
     "language",
     "parse_factors",
     "timezone_label",
+    "yearly_amount",
     "yearly_risk",
 ]
 
@@ -437,14 +438,23 @@ def _phrases(factor_text: str, lang: str) -> tuple[str, ...]:
 YEARLY_RISK = Label("年化风险收入 {amount}", "revenue at risk {amount} a year")
 
 
-def yearly_risk(monthly: object, lang: str = "en") -> str:
-    """``monthly`` CNY at risk as a yearly figure in the reader's words (``年化风险收入
-    ¥147,600`` / ``revenue at risk ¥147,600 a year``); empty when there is none."""
+def yearly_amount(monthly: object) -> str:
+    """``monthly`` CNY at risk as its yearly amount (``¥147,600``); empty when there is
+    none."""
     try:
         value = float(monthly)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
     if not value > 0:  # none, zero or NaN
         return ""
+    return f"¥{round(value * 12):,}"
+
+
+def yearly_risk(monthly: object, lang: str = "en") -> str:
+    """``monthly`` CNY at risk as a yearly figure in the reader's words (``年化风险收入
+    ¥147,600`` / ``revenue at risk ¥147,600 a year``); empty when there is none."""
+    amount = yearly_amount(monthly)
+    if not amount:
+        return ""
     template = YEARLY_RISK.zh if language(lang) == "zh" else YEARLY_RISK.en
-    return template.format(amount=f"¥{round(value * 12):,}")
+    return template.format(amount=amount)
