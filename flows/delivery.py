@@ -37,6 +37,7 @@ from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
 from kamflow.notifications.workers import RenderPool
 from kamflow.worklist import Owner, OwnerDirectory, RaiseResult, TaskStore, plan_tasks
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.capacity import DEFAULT_ORDER
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
 from kamflow.worklist.outbox import LEASE, decode_images
@@ -75,7 +76,7 @@ def _utcnow() -> dt.datetime:
 def dispatch(decisions: pd.DataFrame, titles: Titles, owners: OwnerDirectory, store: TaskStore,
              run_id: str, now: dt.datetime, calendar: BusinessCalendar | None = None,
              links: LinkSigner | None = None, render_workers: int | None = None,
-             slice_size: int = DISPATCH_SLICE, order: str = "value_at_risk",
+             slice_size: int = DISPATCH_SLICE, order: str = DEFAULT_ORDER,
              seed: int = 0) -> RaiseResult:
     """Plan the decisions into tasks (owner, business-time deadline) and raise them with one
     email per owner, committed in slices of whole owners (``slice_size`` tasks or so), each
@@ -173,7 +174,10 @@ def task_view(task: Task, **changes: Any) -> dict[str, Any]:
             "action": task.action, "action_title": task.action_title,
             "priority": task.priority, "due_at": _aware(task.due_at), "reason": task.reason,
             "rule_id": task.rule_id, "status": task.status,
-            "escalation_level": task.escalation_level, "value_at_risk": task.value_at_risk}
+            "escalation_level": task.escalation_level, "value_at_risk": task.value_at_risk,
+            "effort_hours": task.effort_hours,
+            "expected_retained_cny_yearly": task.expected_retained_cny_yearly,
+            "must_do": bool(task.must_do)}
     view.update(changes)
     return view
 

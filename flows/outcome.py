@@ -202,6 +202,7 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     from kamflow.rules import RULES_DIR, decide, load_ruleset
     from kamflow.scoring import score_accounts
     from kamflow.worklist import plan_tasks
+    from kamflow.worklist.worth import appraise
 
     labels = labels or source / "ground_truth.csv"
     if not labels.is_file():
@@ -216,6 +217,7 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     scored = score_accounts(build_customer_view(outcome.accepted, as_of),
                             config.load_scoring(conf_dir / "scoring.yaml"))
     decisions = decide(scored, ruleset)
+    decisions = appraise(decisions, config.load_effects(conf_dir / "effects.yaml")).kept
     owners = config.load_owners(conf_dir / "owners.yaml")
     now = dt.datetime.combine(as_of, dt.time(9), dt.UTC)
     planned = plan_tasks(decisions, owners, {a: a for a in ruleset.actions}, now)

@@ -56,6 +56,8 @@ class RunSummary:
     tasks_released_from_queue: int = 0
     tasks_queued: int = 0
     tasks_withdrawn: int = 0
+    # decisions not raised: expected effect negative (worklist/worth.py), per action
+    tasks_withheld: dict[str, int] = field(default_factory=dict)
     # per owner (the OWNER_ROWS owners with most queued, then most released): released, queued
     capacity_by_owner: list[dict[str, Any]] = field(default_factory=list)
     emails_queued: int = 0
@@ -299,6 +301,9 @@ def markdown(summary: RunSummary) -> str:
         f"| of which released from the queue | {summary.tasks_released_from_queue:,} |",
         f"| tasks queued (owners' capacity used up) | {summary.tasks_queued:,} |",
         f"| queued tasks withdrawn (rule no longer fires) | {summary.tasks_withdrawn:,} |",
+        *([f"| decisions withheld (expected effect negative: "
+           f"{', '.join(f'{a} {n:,}' for a, n in summary.tasks_withheld.items())}) | "
+           f"{sum(summary.tasks_withheld.values()):,} |"] if summary.tasks_withheld else []),
         f"| emails queued | {summary.emails_queued:,} |",
         f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
         f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",

@@ -69,6 +69,7 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStor
 from kamflow.worklist.locks import lock_owner, run_lock
 from kamflow.worklist.measures import department_report, headline
 from kamflow.worklist.roster import IdDrift
+from kamflow.worklist.worth import appraise
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 P = ParamSpec("P")
@@ -392,6 +393,15 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     del scored
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
+    # what each decision is worth per manager-hour; sleeping dogs withheld (worklist/worth.py)
+    appraisal = appraise(decisions, config.load_effects(home.conf_dir / "effects.yaml"))
+    decisions = appraisal.kept
+    summary.tasks_withheld = appraisal.withheld_by_action
+    if appraisal.withheld_by_action:
+        logger.info("withheld %d decision(s) whose expected effect is negative (contact is "
+                    "believed to push the account away): %s", len(appraisal.withheld),
+                    appraisal.withheld_by_action)
+    del appraisal
     roster = roster_stage(roster_accounts, home.database_url, dt.datetime.now(dt.UTC))
     del roster_accounts
     summary.accounts_new, summary.accounts_lost = roster.new, roster.lost

@@ -36,6 +36,7 @@ from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
 from kamflow.worklist.capacity import Capacity
 from kamflow.worklist.measures import Ceilings
+from kamflow.worklist.worth import ActionBelief, Beliefs, Effect
 
 
 def conf_dir(settings: Settings | None = None) -> Path:
@@ -123,14 +124,27 @@ class _CapacitySpec(ConfigModel):
 
     new_per_day: Annotated[int, Field(ge=0)] | None = None
     open_max: Annotated[int, Field(ge=0)] | None = None
+    hours_per_day: Annotated[float, Field(gt=0)] | None = None
 
     def capacity(self) -> Capacity:
-        return Capacity(self.new_per_day, self.open_max)
+        return Capacity(self.new_per_day, self.open_max, self.hours_per_day)
 
 
 # roles of ``capacity`` besides the queues under ``roles``: the managers of the snapshot, and
 # anyone an escalation reaches (issue 17: a supervisor's open escalated tasks count)
 CAPACITY_ROLES = ("account_manager", "supervisor")
+
+
+def _number(value: Any) -> Any:
+    """A CSV cell's number (``8``, ``3.5``) as a number; anything else as it is (refused by the
+    model with the key named)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text) if text.isdigit() else float(text)
+        except ValueError:
+            return value
+    return value
 
 
 class _OwnerSpec(ConfigModel):
@@ -152,9 +166,9 @@ class _OwnerSpec(ConfigModel):
         # new_per_day and open_max are the YAML's capacity: {new_per_day, open_max}.
         if isinstance(data, Mapping):
             data = {k: v for k, v in data.items() if v != ""}
-            flat = {k: data.pop(k) for k in ("new_per_day", "open_max") if k in data}
-            flat = {k: int(v) if isinstance(v, str) and v.strip().isdigit() else v
-                    for k, v in flat.items()}  # a CSV cell is text
+            flat = {k: data.pop(k) for k in ("new_per_day", "open_max", "hours_per_day")
+                    if k in data}
+            flat = {k: _number(v) for k, v in flat.items()}  # a CSV cell is text
             if flat and "capacity" not in data:
                 data["capacity"] = flat
         return data
@@ -292,6 +306,59 @@ def load_department(path: Path | None = None) -> Ceilings:
     the defaults when the file is absent."""
     path = path or conf_dir() / "department.yaml"
     return Ceilings.from_mapping(read_yaml(path), str(path)) if path.exists() else Ceilings()
+
+
+class _EffectSpec(ConfigModel):
+    relative: Annotated[float, Field(ge=-1, le=1)]
+    low: Annotated[float, Field(ge=-1, le=1)] | None = None
+    high: Annotated[float, Field(ge=-1, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _EffectSpec:
+        if self.low is not None and self.low > self.relative:
+            raise ValueError("low must not be above relative")
+        if self.high is not None and self.high < self.relative:
+            raise ValueError("high must not be below relative")
+        return self
+
+    def effect(self) -> Effect:
+        return Effect(self.relative, self.low, self.high)
+
+
+class _ActionBeliefSpec(ConfigModel):
+    effort_hours: Annotated[float, Field(gt=0)]
+    effect: _EffectSpec
+    cost_cny: Annotated[float, Field(ge=0)] = 0.0
+    cost_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    by_rule: dict[str, _EffectSpec] = {}
+    by_value_class: dict[Literal["high", "secondary", "potential", "low"], _EffectSpec] = {}
+    by_churn_band: dict[Literal["low", "medium", "high", "critical"], _EffectSpec] = {}
+
+    def belief(self) -> ActionBelief:
+        return ActionBelief(self.effort_hours, self.effect.effect(), self.cost_cny,
+                            self.cost_share,
+                            {k: v.effect() for k, v in self.by_rule.items()},
+                            {k: v.effect() for k, v in self.by_value_class.items()},
+                            {k: v.effect() for k, v in self.by_churn_band.items()})
+
+
+class _EffectsFile(ConfigModel):
+    prior_strength: Annotated[float, Field(ge=0)] = 2000.0
+    default_effort_hours: Annotated[float, Field(gt=0)] = 1.0
+    must_do: list[str] = []
+    actions: dict[str, _ActionBeliefSpec] = {}
+
+
+def load_effects(path: Path | None = None) -> Beliefs | None:
+    """The operator's beliefs about each action's effort, effect and cost
+    (``conf/effects.yaml``, worklist/worth.py); None when the file is absent (the worklist is
+    then ranked by value at risk, as before)."""
+    path = path or conf_dir() / "effects.yaml"
+    if not path.exists():
+        return None
+    spec = _parse(_EffectsFile, read_yaml(path), path)
+    return Beliefs({name: a.belief() for name, a in spec.actions.items()},
+                   frozenset(spec.must_do), spec.default_effort_hours, spec.prior_strength)
 
 
 def load_escalation_due_days(path: Path | None = None) -> float:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from kamflow.core import vocabulary
+from kamflow.core.urgency import urgency
 
 if TYPE_CHECKING:
     import jinja2
@@ -58,6 +59,8 @@ TASK_FIELDS = (
 # ``value_at_risk`` (CNY a month, may be missing) is shown a year: "年化风险收入 ¥147,600".
 OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_level": 0,
                    "value_class": "", "churn_band": "", "value_at_risk": 0.0,
+                   # what the task is worth (worklist/worth.py): "预计挽留 ¥X/年 · 约 N 小时"
+                   "effort_hours": None, "expected_retained_cny_yearly": None, "must_do": False,
                    "queued_total": 0}  # the owner's tasks waiting for capacity (new tasks email)
 # A rule set's words: action titles (en, zh), with rule descriptions when a vocabulary.Wording.
 Titles = Mapping[str, tuple[str, str]]
@@ -85,8 +88,9 @@ def render_task_digest(
     """Return `(subject, text, html)` of the email telling `owner_name` about `tasks`.
 
     Each task needs the keys in `TASK_FIELDS`; `due_at` is a datetime (or date). Tasks are listed by
-    priority (1 = most urgent), then value at risk (largest first; optional `value_at_risk`, CNY
-    a month, shown a year), then due time, then task id; the subject names their count and the
+    urgency (kamflow.core.urgency: must-do work by priority, then expected net revenue kept per
+    hour; tasks not appraised by priority, then value at risk, CNY a month, shown a year), then
+    due time, then task id; the subject names their count and the
     first of them. Raises `ValueError` for an empty list or a task with missing keys.
     A task may carry `ack_url` / `done_url` (one-click links); with `timezone` (an IANA name),
     aware due times are shown in that zone. `wording` (the run's rule set's words) gives the
@@ -232,6 +236,8 @@ class _Words:
         row["reason"] = self.reasons.reason(row["rule_id"], str(row["reason"]), lang)
         row["risk_text"] = vocabulary.yearly_risk(row["value_at_risk"], lang)
         row["risk_year"] = vocabulary.yearly_amount(row["value_at_risk"])  # the text's line
+        row["worth_text"] = vocabulary.worth_line(row["expected_retained_cny_yearly"],
+                                                  row["effort_hours"], lang)
         return row
 
 
@@ -274,17 +280,7 @@ def _sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     due_at = row["due_at"]
     task_id = row["task_id"]
     tie_break = (0, task_id, "") if isinstance(task_id, int) else (1, 0, str(task_id))
-    return (int(row["priority"]), -_risk(row["value_at_risk"]),
-            _comparable(due_at, getattr(due_at, "tzinfo", None)), tie_break)
-
-
-def _risk(value: Any) -> float:
-    """A value at risk to sort by: a missing or unreadable one counts as none."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return number if number == number else 0.0  # NaN: none
+    return (*urgency(row), _comparable(due_at, getattr(due_at, "tzinfo", None)), tie_break)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -278,9 +278,9 @@ def test_a_bad_capacity_is_refused_naming_the_key(tmp_path: Path, text: str, key
 
 
 def test_the_shipped_owners_file_has_the_suggested_defaults() -> None:
-    """Account managers: 8 new tasks a day and 30 open at most."""
+    """Account managers: 8 new tasks a day, 30 open at most, 3.5 hours of task work a day."""
     directory = config.load_owners()
-    assert directory.capacity_of("anyone@op.example", "account_manager") == Capacity(8, 30)
+    assert directory.capacity_of("anyone@op.example", "account_manager") == Capacity(8, 30, 3.5)
 
 
 # -- issue 17: a supervisor's own capacity -------------------------------------------------

@@ -82,7 +82,8 @@ def test_kamflow_outcome_on_a_generated_realistic_snapshot(tmp_path: Path):
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert [o["order"] for o in report["outcomes"]] == ["value_at_risk", "priority", "random"]
+    assert [o["order"] for o in report["outcomes"]] == ["net_per_hour", "value_at_risk",
+                                                        "priority", "random"]
     assert report["decliners"] > 0 and report["tasks"] > report["owners"]
     for outcome in report["outcomes"]:
         assert 0 < outcome["released"] <= report["tasks"]

@@ -4,7 +4,9 @@ Every run still decides everything; ``allocate`` then releases to each owner at 
 
     min(new_per_day - released today, open_max - open now)
 
-tasks, best first (``ORDERS``), and the rest wait in the task store as ``queued``. An urgent
+tasks, best first (``ORDERS``), and no more hours of work (each task's ``effort_hours``,
+worklist/worth.py) than ``hours_per_day`` less the hours released to them today; the rest wait
+in the task store as ``queued``. An urgent
 task (an escalation to the key-account department, an action with ``email: own`` or
 ``urgent: true`` in rules/actions.yaml) is always released, whatever either limit says (an
 urgent task in a queue is no longer urgent), and still counts against both: the owner gets that
@@ -19,20 +21,32 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["ORDERS", "Capacity", "allocate", "ranked", "urgent_tasks"]
+__all__ = ["DEFAULT_ORDER", "ORDERS", "Capacity", "allocate", "ranked", "urgent_tasks"]
 
-# "value_at_risk" (kamflow's): priority, then risk-driven before proactive care, then the
-# revenue at risk, largest first. "priority": rule priority alone (ties by account id).
-# "random": a seeded shuffle. The simulation compares the three.
-ORDERS = ("value_at_risk", "priority", "random")
+# "net_per_hour" (kamflow's): must-do work first (escalations, complaint follow-ups, SLA
+# reviews, urgent actions: ``must_do``) by priority, then everything else by expected net
+# revenue kept per manager-hour (worklist/worth.py), best first; without those columns it is
+# "value_at_risk". "value_at_risk" (the previous order): priority, then risk-driven before
+# proactive care, then the revenue at risk, largest first. "priority": rule priority alone
+# (ties by account id). "random": a seeded shuffle. The simulation compares them.
+ORDERS = ("net_per_hour", "value_at_risk", "priority", "random")
+DEFAULT_ORDER = "net_per_hour"
 
 
 @dataclass(frozen=True)
 class Capacity:
-    """An owner's capacity: new tasks released a day and open tasks at most (None: no limit)."""
+    """An owner's capacity: new tasks released a day, open tasks at most, and hours of task
+    work released a day (None: no limit)."""
 
     new_per_day: int | None = None
     open_max: int | None = None
+    hours_per_day: float | None = None
+
+    def hours_left(self, hours_today: float) -> float:
+        """Hours of work this owner may still be released today (inf when unlimited)."""
+        if self.hours_per_day is None:
+            return float("inf")
+        return max(0.0, float(self.hours_per_day) - float(hours_today))
 
     def allowance(self, released_today: int, open_now: int) -> float:
         """How many more tasks this owner may receive now (inf when unlimited, never < 0)."""
@@ -63,6 +77,11 @@ def ranked(candidates: pd.DataFrame, order: str = "value_at_risk", seed: int = 0
     n = len(candidates)
     if order == "random":
         return np.random.default_rng(seed).permutation(n)
+    if order == "net_per_hour":
+        if "net_per_hour" not in candidates:
+            order = "value_at_risk"  # decisions not appraised (worklist/worth.py)
+        else:
+            return _by_net_per_hour(candidates)
     keys = pd.DataFrame({
         "priority": candidates["priority"].astype("int64").to_numpy(),
         "account_id": candidates["account_id"].astype(str).to_numpy(),
@@ -80,15 +99,37 @@ def ranked(candidates: pd.DataFrame, order: str = "value_at_risk", seed: int = 0
     return keys.sort_values(columns, kind="stable")["position"].to_numpy()
 
 
+def _by_net_per_hour(candidates: pd.DataFrame) -> np.ndarray:
+    """Must-do first (by priority, then value at risk), then expected net revenue kept per
+    hour, largest first; ties by account id."""
+    n = len(candidates)
+    must = (candidates["must_do"].fillna(False).astype(bool).to_numpy()
+            if "must_do" in candidates else np.zeros(n, dtype=bool))
+    risk = (pd.to_numeric(candidates["value_at_risk"], errors="coerce").fillna(0.0).to_numpy()
+            if "value_at_risk" in candidates else np.zeros(n))
+    worth = pd.to_numeric(candidates["net_per_hour"], errors="coerce").fillna(0.0).to_numpy()
+    keys = pd.DataFrame({
+        "routine": ~must,
+        "priority": np.where(must, candidates["priority"].astype("int64").to_numpy(), 0),
+        "first": np.where(must, -risk, -worth),
+        "account_id": candidates["account_id"].astype(str).to_numpy(),
+        "position": np.arange(n)})
+    return keys.sort_values(["routine", "priority", "first", "account_id", "position"],
+                            kind="stable")["position"].to_numpy()
+
+
 def allocate(candidates: pd.DataFrame, capacity_of: Callable[[str, str], Capacity],
              open_now: Mapping[str, int], released_today: Mapping[str, int],
-             order: str = "value_at_risk", seed: int = 0) -> np.ndarray:
+             order: str = DEFAULT_ORDER, seed: int = 0,
+             hours_today: Mapping[str, float] | None = None) -> np.ndarray:
     """Which ``candidates`` are released now (a boolean array in their order).
 
     ``candidates`` has ``owner_email``, ``owner_role``, ``priority``, ``account_id`` and
     optionally ``urgent`` (bool), ``proactive`` and ``value_at_risk``. ``capacity_of(email,
     role)`` gives an owner's capacity; ``open_now`` and ``released_today`` count each owner's
-    open tasks and the tasks released to them today (by lower-case address)."""
+    open tasks and the tasks released to them today (by lower-case address); ``hours_today``
+    the hours of work (``effort_hours``) released to them today. A routine task is released
+    only while the owner's hours, urgent work of this run included, still fit it."""
     n = len(candidates)
     if n == 0:
         return np.zeros(0, dtype=bool)
@@ -99,16 +140,48 @@ def allocate(candidates: pd.DataFrame, capacity_of: Callable[[str, str], Capacit
     first_role: dict[str, str] = {}
     for owner, role in zip(owners, roles, strict=True):
         first_role.setdefault(owner, role)
-    allowance = {owner: capacity_of(owner, role).allowance(released_today.get(owner, 0),
-                                                           open_now.get(owner, 0))
-                 for owner, role in first_role.items()}
+    capacities = {owner: capacity_of(owner, role) for owner, role in first_role.items()}
+    allowance = {owner: c.allowance(released_today.get(owner, 0), open_now.get(owner, 0))
+                 for owner, c in capacities.items()}
+    hours = {owner: c.hours_left((hours_today or {}).get(owner, 0.0))
+             for owner, c in capacities.items()}
+    effort = (pd.to_numeric(candidates["effort_hours"], errors="coerce").fillna(0.0)
+              .to_numpy(dtype=float) if "effort_hours" in candidates else np.zeros(n))
     best = ranked(candidates, order, seed)
     # within each owner: the urgent ones first (they use the allowance up first), then best
-    frame = pd.DataFrame({"owner": owners[best], "routine": ~urgent[best], "rank": np.arange(n)})
+    frame = pd.DataFrame({"owner": owners[best], "routine": ~urgent[best], "rank": np.arange(n),
+                          "effort": effort[best]})
     frame = frame.sort_values(["owner", "routine", "rank"], kind="stable")
     place = frame.groupby("owner", sort=False).cumcount().to_numpy()
     limit = frame["owner"].map(allowance).to_numpy(dtype=float)
     released_sorted = ~frame["routine"].to_numpy() | (place < limit)
+    _fit_hours(frame, released_sorted, allowance, hours)
     released = np.zeros(n, dtype=bool)
     released[best[frame["rank"].to_numpy()]] = released_sorted
     return released
+
+
+def _fit_hours(frame: pd.DataFrame, released: np.ndarray, allowance: Mapping[str, float],
+               hours: Mapping[str, float]) -> None:
+    """Within the owners who have an hour budget, release routine tasks best first while their
+    hours still fit (urgent work of this run counted first): a 3-hour visit that no longer
+    fits is passed over for a half-hour call that does. ``released`` is changed in place."""
+    limited = {owner for owner, left in hours.items() if np.isfinite(left)}
+    if not limited:
+        return
+    owners = frame["owner"].to_numpy()
+    routine = frame["routine"].to_numpy()
+    effort = frame["effort"].to_numpy(dtype=float)
+    rows = np.flatnonzero(np.isin(owners, list(limited)))
+    starts = np.flatnonzero(np.r_[True, owners[rows][1:] != owners[rows][:-1]])
+    for group in np.split(rows, starts[1:]):
+        owner = owners[group[0]]
+        booked = float(effort[group][~routine[group]].sum())
+        count = int((~routine[group]).sum())
+        budget, most = hours[owner] + 1e-9, allowance[owner]
+        for i in group[routine[group]]:
+            fits = count < most and booked + effort[i] <= budget
+            released[i] = fits
+            if fits:
+                booked += effort[i]
+                count += 1

@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kamflow.core.urgency import urgency as task_urgency
 from kamflow.worklist.bulk import as_datetime, insert_rows, records
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
@@ -44,9 +45,11 @@ DigestRenderer = Renderer
 
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
-                 "due_at", "reason", "rule_id", "status", "escalation_level", "value_at_risk")
+                 "due_at", "reason", "rule_id", "status", "escalation_level", "value_at_risk",
+                 "effort_hours", "expected_retained_cny_yearly", "must_do")
 _NEW_TASK_COLUMNS = ["account_id", "account_name", "action", "action_title", "priority",
-                     "due_at", "reason", "rule_id", "value_at_risk", "owner_email", "owner_name"]
+                     "due_at", "reason", "rule_id", "value_at_risk", "owner_email", "owner_name",
+                     "effort_hours", "expected_retained_cny_yearly", "must_do"]
 
 
 def one_by_one(render: Renderer) -> ManyRenderer:
@@ -75,10 +78,9 @@ def email_parts(views: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def urgency(view: dict[str, Any]) -> tuple[Any, ...]:
-    """Most urgent first: priority, then the most revenue at risk, then the earliest deadline,
-    then the oldest task."""
-    return (int(view["priority"]), -_risk(view.get("value_at_risk")),
-            as_datetime(view["due_at"]), view["task_id"])
+    """Most urgent first (kamflow.core.urgency: must-do work, then expected net revenue kept
+    per hour), then the earliest deadline, then the oldest task."""
+    return (*task_urgency(view), as_datetime(view["due_at"]), view["task_id"])
 
 
 def escalation_order(view: dict[str, Any]) -> tuple[Any, ...]:
@@ -186,7 +188,8 @@ class DigestStore(StoreBase):
             rows = session.execute(select(
                 Task.id, Task.account_id, Task.account_name, Task.action, Task.action_title,
                 Task.priority, Task.due_at, Task.reason, Task.rule_id, Task.status,
-                Task.escalation_level, Task.value_at_risk, Task.owner_email,
+                Task.escalation_level, Task.value_at_risk, Task.effort_hours,
+                Task.expected_retained_cny_yearly, Task.must_do, Task.owner_email,
                 Task.owner_name).where(
                 Task.status.in_(OPEN_STATUSES)).order_by(
                 Task.owner_email, Task.priority, Task.due_at, Task.id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Open: with an owner, counted as their work, watched by sla_watch (overdue, escalated).
@@ -55,6 +55,15 @@ class Task(Base):
     # tasks of a day are counted by it (capacity ``new_per_day``); NULL while queued
     released_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
+    # what the task is worth (worklist/worth.py, conf/effects.yaml): the manager's hours it
+    # takes, the revenue it is expected to keep (CNY a year, net of its cost), and whether that
+    # effect is the operator's prior or measured by the holdout ("prior", "measured n=1234")
+    effort_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expected_retained_cny_yearly: Mapped[float | None] = mapped_column(Float, nullable=True)
+    effect_source: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # must-do work (escalations, complaint follow-ups, SLA reviews, urgent actions): listed and
+    # released first whatever it is expected to keep
+    must_do: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class TaskEvent(Base):

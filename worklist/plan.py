@@ -57,7 +57,9 @@ class OwnerDirectory:
         if own is None:
             return default
         return Capacity(own.new_per_day if own.new_per_day is not None else default.new_per_day,
-                        own.open_max if own.open_max is not None else default.open_max)
+                        own.open_max if own.open_max is not None else default.open_max,
+                        own.hours_per_day if own.hours_per_day is not None
+                        else default.hours_per_day)
 
     def lookup(self, email: str) -> Owner | None:
         """Whoever has this address (case-insensitive): a person, a queue, the head, or None."""

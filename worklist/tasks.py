@@ -22,7 +22,7 @@ from sqlalchemy import CursorResult, Result, Table, bindparam, func, select, upd
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
-from kamflow.worklist.capacity import UNLIMITED, Capacity, allocate, urgent_tasks
+from kamflow.worklist.capacity import DEFAULT_ORDER, UNLIMITED, Capacity, allocate, urgent_tasks
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.grouping import (
@@ -52,12 +52,14 @@ log = logging.getLogger(__name__)
 # new tasks committed per transaction by a big dispatch (whole owners per slice): small enough
 # that link clicks and sla_watch get the store between slices, big enough to stay fast
 DISPATCH_SLICE = 20_000
+# what a task is worth (worklist/worth.py): kept on the task, shown in emails and tasks list
+WORTH_FIELDS = ("effort_hours", "expected_retained_cny_yearly", "effect_source", "must_do")
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
-               "due_at", "cooldown_days", "open_key", "value_at_risk")
+               "due_at", "cooldown_days", "open_key", "value_at_risk", *WORTH_FIELDS)
 # what a queued task planned again takes from this run's plan
 _RERANKED = ("priority", "value_at_risk", "reason", "owner_email", "owner_name", "due_at",
-             "rule_id", "ruleset_version", "action_title")
+             "rule_id", "ruleset_version", "action_title", *WORTH_FIELDS)
 # what decides a queued task's place and words: a change rewrites it (the deadline counts only
 # once it is released)
 _RANKED = ("priority", "value_at_risk", "reason", "owner_email", "rule_id")
@@ -107,7 +109,7 @@ class TaskLifecycle(StoreBase):
                     now: dt.datetime, render_many: ManyRenderer | None = None,
                     slice_size: int = DISPATCH_SLICE,
                     capacity: CapacityOf | None = None, day_start: dt.datetime | None = None,
-                    order: str = "value_at_risk", seed: int = 0) -> RaiseResult:
+                    order: str = DEFAULT_ORDER, seed: int = 0) -> RaiseResult:
         """Raise the planned tasks not already open or cooling down, and release queued ones,
         within each owner's ``capacity`` (worklist/capacity.py; None: no limit).
 
@@ -136,7 +138,7 @@ class TaskLifecycle(StoreBase):
             backlog = session.execute(select(
                 Task.id, Task.open_key, *(getattr(Task, k) for k in _RANKED)).where(
                 Task.status == QUEUED)).tuples().all()
-            open_now, released_today = _owner_counts(session, day_start)
+            open_now, released_today, hours_today = _owner_counts(session, day_start)
         if planned.empty:  # nothing fires: every queued task is withdrawn
             return RaiseResult(0, 0, 0, 0, {}, withdrawn=self._withdraw(
                 [row[0] for row in backlog], run_id, now))
@@ -164,7 +166,7 @@ class TaskLifecycle(StoreBase):
                                ignore_index=True)
         candidates["urgent"] = urgent_tasks(candidates)
         candidates["release"] = allocate(candidates, capacity or (lambda _e, _r: UNLIMITED),
-                                         open_now, released_today, order, seed)
+                                         open_now, released_today, order, seed, hours_today)
         created = emails = released = 0
         waiting = candidates.loc[~candidates["release"]]
         backlog_by_owner = _per_owner(waiting)
@@ -507,10 +509,23 @@ def _task_row(record: dict[str, Any], run_id: str,
     row["priority"] = int(row["priority"])
     row["cooldown_days"] = float(row["cooldown_days"])
     row["value_at_risk"] = _money(row["value_at_risk"])
+    _worth(row)
     row["status"] = "open" if released_at is not None else QUEUED
     row["released_at"] = released_at
     row["run_id"] = run_id
     return row
+
+
+def _worth(row: dict[str, Any], prefix: str = "") -> None:
+    """A task row's worth fields as the database takes them (NaN and empty: none)."""
+    hours = row[f"{prefix}effort_hours"]
+    row[f"{prefix}effort_hours"] = None if hours is None or pd.isna(hours) else float(hours)
+    key = f"{prefix}expected_retained_cny_yearly"
+    row[key] = _money(row[key])
+    source = row[f"{prefix}effect_source"]
+    row[f"{prefix}effect_source"] = str(source) if isinstance(source, str) and source else None
+    must = row[f"{prefix}must_do"]
+    row[f"{prefix}must_do"] = None if must is None or pd.isna(must) else bool(must)
 
 
 def _money(value: Any) -> float | None:
@@ -526,22 +541,29 @@ def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
         extra["value_at_risk"] = np.nan
     if "email" not in planned:
         extra["email"] = "digest"
+    for column in WORTH_FIELDS:  # decisions not appraised (no conf/effects.yaml)
+        if column not in planned:
+            extra[column] = np.nan if column in ("effort_hours",
+                                                 "expected_retained_cny_yearly") else None
     return planned.assign(**extra) if extra else planned
 
 
-def _owner_counts(session: Session, day_start: dt.datetime) -> tuple[dict[str, int],
-                                                                        dict[str, int]]:
-    """Per owner (lower-case address): open tasks now, and tasks released since
-    ``day_start``."""
+def _owner_counts(session: Session, day_start: dt.datetime,
+                  ) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+    """Per owner (lower-case address): open tasks now, tasks released since ``day_start``, and
+    the hours of work (``effort_hours``) released since then."""
     open_now: dict[str, int] = {}
     for owner, count in session.execute(select(Task.owner_email, func.count()).where(
             Task.status.in_(OPEN_STATUSES)).group_by(Task.owner_email)).tuples():
         open_now[owner_address(owner)] = open_now.get(owner_address(owner), 0) + int(count)
     today: dict[str, int] = {}
-    for owner, count in session.execute(select(Task.owner_email, func.count()).where(
+    hours: dict[str, float] = {}
+    for owner, count, effort in session.execute(select(
+            Task.owner_email, func.count(), func.coalesce(func.sum(Task.effort_hours), 0.0)).where(
             Task.released_at >= utc(day_start)).group_by(Task.owner_email)).tuples():
         today[owner_address(owner)] = today.get(owner_address(owner), 0) + int(count)
-    return open_now, today
+        hours[owner_address(owner)] = hours.get(owner_address(owner), 0.0) + float(effort)
+    return open_now, today, hours
 
 
 def _release(session: Session, chosen: pd.DataFrame, now: dt.datetime) -> set[int]:
@@ -588,6 +610,7 @@ def _rerank(session: Session, again: pd.DataFrame) -> None:
         row = {f"new_{k}": v for k, v in record.items()}
         row["new_priority"] = int(row["new_priority"])
         row["new_value_at_risk"] = _money(row["new_value_at_risk"])
+        _worth(row, "new_")
         row["new_owner_email"] = owner_address(row["new_owner_email"])
         row["new_due_at"] = as_datetime(row["new_due_at"])
         row["target"] = task_id

@@ -237,6 +237,11 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"{summary.get('tasks_queued', 0):,} queued, "
               f"{summary.get('tasks_withdrawn', 0):,} withdrawn "
               "(kamflow tasks list --status queued)")
+        if summary.get("tasks_withheld"):
+            withheld = summary["tasks_withheld"]
+            print(f"withheld: {sum(withheld.values()):,} decision(s) not raised, their expected "
+                  "effect is negative (conf/effects.yaml): "
+                  + ", ".join(f"{a} {n:,}" for a, n in withheld.items()))
         for row in summary.get("capacity_by_owner", [])[:10]:
             print(f"  {row['owner']:<40} released {row['released']:>5,}  "
                   f"queued {row['queued']:>6,}")

@@ -35,7 +35,8 @@ Now = Annotated[str | None, typer.Option(
 TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "owner_role",
                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
                "status", "created_at", "due_at", "closed_at", "run_id", "value_at_risk",
-               "released_at")
+               "released_at", "effort_hours", "expected_retained_cny_yearly", "effect_source",
+               "must_do")
 
 
 def _store(home: Settings | None = None) -> Any:
@@ -115,6 +116,9 @@ def show(task_id: TaskId,
     if task.value_at_risk is not None:  # CNY a month when decided; a year as in the emails
         print(f"  {'at risk:':<13}{task.value_at_risk:,.0f} CNY a month "
               f"({vocabulary.yearly_risk(task.value_at_risk, 'en')})")
+    if task.expected_retained_cny_yearly is not None:  # worklist/worth.py
+        worth = vocabulary.worth_line(task.expected_retained_cny_yearly, task.effort_hours, "en")
+        print(f"  {'worth:':<13}{worth} (effect: {task.effect_source or 'prior'})")
     print(f"  {'reason:':<13}{task.reason}")
     print("history:")
     for event, stored in zip(record["history"], history, strict=True):

@@ -458,3 +458,40 @@ def yearly_risk(monthly: object, lang: str = "en") -> str:
         return ""
     template = YEARLY_RISK.zh if language(lang) == "zh" else YEARLY_RISK.en
     return template.format(amount=amount)
+
+
+# What a task is worth (worklist/worth.py): the revenue it is expected to keep a year, net of
+# its cost, and the manager's time it takes.
+WORTH = Label("预计挽留 {amount}/年 · 约 {hours} 小时",
+              "expected to keep {amount} a year · about {hours} hours")
+WORTH_NO_GAIN = Label("预计无挽留收益 · 约 {hours} 小时",
+                      "no revenue expected to be kept · about {hours} hours")
+
+
+def hours_text(hours: object) -> str:
+    """Hours as a reader counts them: ``0.5``, ``1``, ``1.5`` (one decimal, no trailing 0)."""
+    try:
+        value = float(hours)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if not value >= 0:
+        return ""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def worth_line(yearly: object, hours: object, lang: str = "en") -> str:
+    """``预计挽留 ¥12,000/年 · 约 0.5 小时`` / ``expected to keep ¥12,000 a year · about 0.5
+    hours``; empty when the task was not appraised."""
+    time = hours_text(hours)
+    if not time:
+        return ""
+    zh = language(lang) == "zh"
+    try:
+        value = float(yearly)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if not value > 0:
+        label = WORTH_NO_GAIN
+        return (label.zh if zh else label.en).format(hours=time)
+    label = WORTH
+    return (label.zh if zh else label.en).format(amount=f"¥{value:,.0f}", hours=time)

@@ -1,0 +1,203 @@
+"""Issue 24: the worklist spends the managers' hours where they keep the most revenue.
+
+Each decision is appraised (worklist/worth.py, conf/effects.yaml): its effort in hours, its
+expected net revenue kept a year and per hour; release fills each owner's hours best first,
+must-do work first; a decision whose expected effect is negative is withheld."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from kamflow import config
+from kamflow.core.errors import ConfigError
+from kamflow.flows.delivery import dispatch
+from kamflow.worklist import Owner, OwnerDirectory, Task, TaskStore
+from kamflow.worklist.capacity import Capacity, allocate, ranked
+from kamflow.worklist.worth import ActionBelief, Beliefs, Effect, appraise, shrink
+from tests.test_capacity import KA, NOW, TITLES, WANG, decisions
+
+BELIEFS = Beliefs({
+    "care_call": ActionBelief(0.5, Effect(0.10, 0.02, 0.2)),
+    "manager_visit": ActionBelief(3.0, Effect(0.20), cost_cny=200.0),
+    "tailored_offer": ActionBelief(1.5, Effect(0.30), cost_share=0.02,
+                                   by_value_class={"low": Effect(-0.05)}),
+    "escalate_to_key_account": ActionBelief(1.0, Effect(0.2)),
+}, must_do=frozenset({"escalate_to_key_account"}))
+
+
+def test_expected_net_revenue_kept_per_hour_by_hand() -> None:
+    """A care call on 1,000 CNY/month at risk keeps 1,000 x 12 x 0.10 = 1,200 CNY a year in
+    half an hour: 2,400 per hour. A visit on 2,000 at risk keeps 2,000 x 12 x 0.20 - 200 =
+    4,600 in three hours: 1,533.33 per hour, so the call ranks first though it keeps less."""
+    frame = decisions([("A1", "care_call", 3, 1000.0), ("A2", "manager_visit", 2, 2000.0)])
+    appraised = appraise(frame, BELIEFS).kept.set_index("account_id")
+    assert appraised.loc["A1", "expected_retained_cny_yearly"] == 1200.0
+    assert appraised.loc["A1", "net_per_hour"] == pytest.approx(2400.0)
+    assert appraised.loc["A2", "expected_retained_cny_yearly"] == 4600.0
+    assert appraised.loc["A2", "net_per_hour"] == pytest.approx(4600.0 / 3)
+    assert set(appraised["effect_source"]) == {"prior"}
+    order = ranked(appraised.reset_index(), "net_per_hour")
+    assert appraised.reset_index()["account_id"].to_numpy()[order].tolist() == ["A1", "A2"]
+    # the previous order put the visit (priority 2) first
+    previous = ranked(appraised.reset_index(), "value_at_risk")
+    assert appraised.reset_index()["account_id"].to_numpy()[previous].tolist() == ["A2", "A1"]
+
+
+def test_an_offer_pays_its_discount() -> None:
+    """An offer's cost is 2 % of the account's yearly revenue: on 10,000 CNY/month billed and
+    500 at risk it keeps 500 x 12 x 0.3 - 0.02 x 120,000 = -600: a loss, ranked last."""
+    frame = decisions([("A1", "tailored_offer", 3, 500.0), ("A2", "care_call", 3, 10.0)])
+    frame["monthly_revenue"] = [10_000.0, 100.0]
+    appraised = appraise(frame, BELIEFS).kept.set_index("account_id")
+    assert appraised.loc["A1", "expected_retained_cny_yearly"] == -600.0
+    order = ranked(appraised.reset_index(), "net_per_hour")
+    assert appraised.reset_index()["account_id"].to_numpy()[order].tolist() == ["A2", "A1"]
+
+
+def test_sleeping_dogs_are_withheld_and_counted() -> None:
+    """A low-value account's offer has a negative expected effect: not raised, counted."""
+    frame = decisions([("A1", "tailored_offer", 3, 500.0), ("A2", "tailored_offer", 3, 500.0)])
+    frame["value_class"] = ["low", "high"]
+    appraisal = appraise(frame, BELIEFS)
+    assert appraisal.kept["account_id"].tolist() == ["A2"]
+    assert appraisal.withheld["account_id"].tolist() == ["A1"]
+    assert appraisal.withheld_by_action == {"tailored_offer": 1}
+    assert "negative" in appraisal.withheld["withheld_why"].iloc[0]
+
+
+def test_must_do_work_keeps_its_place_whatever_it_scores() -> None:
+    """An escalation worth nothing still ranks before a care call worth much."""
+    frame = decisions([("A1", "care_call", 3, 50_000.0), ("A2", "escalate_to_key_account", 1,
+                                                           0.0)])
+    appraised = appraise(frame, BELIEFS).kept
+    assert appraised.set_index("account_id").loc["A2", "must_do"]
+    order = ranked(appraised, "net_per_hour")
+    assert appraised["account_id"].to_numpy()[order].tolist() == ["A2", "A1"]
+
+
+def test_release_fills_the_hours_best_first() -> None:
+    """3.5 hours: the best, a 3-hour visit, then the half-hour call fits; the 1.5-hour offer
+    that ranks between them does not (passed over, not the end of the day)."""
+    frame = pd.DataFrame({
+        "owner_email": [WANG] * 4, "owner_role": ["account_manager"] * 4,
+        "priority": [3] * 4, "account_id": ["A1", "A2", "A3", "A4"],
+        "effort_hours": [3.0, 1.5, 0.5, 0.5], "net_per_hour": [900.0, 800.0, 700.0, 600.0]})
+    released = allocate(frame, lambda e, r: Capacity(8, 30, 3.5), {}, {})
+    assert released.tolist() == [True, False, True, False]
+    # hours already released today count: 3 of 3.5 gone leaves room for one half-hour call
+    released = allocate(frame, lambda e, r: Capacity(8, 30, 3.5), {}, {},
+                        hours_today={WANG: 3.0})
+    assert released.tolist() == [False, False, True, False]
+    # the task count still caps: two a day
+    released = allocate(frame, lambda e, r: Capacity(2, 30, 10.0), {}, {})
+    assert released.tolist() == [True, True, False, False]
+
+
+def test_urgent_work_counts_against_the_hours_and_is_always_released() -> None:
+    frame = pd.DataFrame({
+        "owner_email": [WANG] * 3, "owner_role": ["account_manager"] * 3,
+        "priority": [1, 3, 3], "account_id": ["U", "A", "B"], "urgent": [True, False, False],
+        "effort_hours": [3.0, 1.0, 0.5], "net_per_hour": [0.0, 900.0, 800.0]})
+    released = allocate(frame, lambda e, r: Capacity(8, 30, 2.0), {}, {})
+    assert released.tolist() == [True, False, False]
+
+
+def test_shrinkage_moves_the_prior_by_the_evidence() -> None:
+    prior = Effect(0.20, 0.10, 0.30)
+    assert shrink(prior, 0.0, 0, 2000).relative == 0.20
+    half = shrink(prior, 0.0, 2000, 2000)
+    assert half.relative == pytest.approx(0.10)
+    assert half.low == pytest.approx(0.05) and half.high == pytest.approx(0.15)
+    measured = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1900,
+                                  "held_out": 100, "churn_held_out": 0.05, "effect_pp": 1.0}])
+    call = measured.actions["care_call"]
+    # measured: 1 point of 5 % = 0.2 relative; n = 2000, prior strength 2000: halfway
+    assert call.effect.relative == pytest.approx(0.15)
+    frame = appraise(decisions([("A1", "care_call", 3, 100.0)]), measured).kept
+    assert frame["effect_source"].tolist() == ["measured n=2000"]
+
+
+def test_the_shipped_effects_file_loads_and_bad_values_name_the_key(tmp_path: Path) -> None:
+    beliefs = config.load_effects()
+    assert beliefs is not None
+    assert beliefs.actions["care_call"].effort_hours == 0.5
+    assert beliefs.actions["manager_visit"].effort_hours == 3.0
+    assert {"escalate_to_key_account", "complaint_follow_up", "sla_review"} <= beliefs.must_do
+    # every action of the shipped rules has a belief
+    from kamflow.rules import RULES_DIR, load_ruleset
+    assert set(load_ruleset(RULES_DIR).actions) <= set(beliefs.actions)
+    bad = tmp_path / "effects.yaml"
+    bad.write_text("actions:\n  care_call:\n    effort_hours: 0\n    effect: {relative: 0.1}\n",
+                   encoding="utf-8")
+    with pytest.raises(ConfigError, match="effort_hours"):
+        config.load_effects(bad)
+    bad.write_text("actions:\n  care_call:\n    effort_hours: 1\n"
+                   "    effect: {relative: 0.1, low: 0.2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="low"):
+        config.load_effects(bad)
+
+
+def test_dispatch_keeps_the_worth_on_the_task_and_no_owner_gets_more_hours_than_budgeted(
+        tmp_path: Path) -> None:
+    directory = OwnerDirectory(
+        roles={"key_account_department": Owner("KA dept", KA, "zh-CN")},
+        fallback=Owner("Fallback", "fallback@staff.example.test"),
+        capacity={"account_manager": Capacity(8, 30, 3.5),
+                  "key_account_department": Capacity(40, 200)})
+    rows = [(f"A{i}", "manager_visit" if i % 3 == 0 else "care_call", 3, 100.0 * i)
+            for i in range(1, 13)]
+    planned = appraise(decisions(rows), BELIEFS).kept
+    with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+        dispatch(planned, TITLES, directory, store, "run-1", NOW)
+        with store.session() as session:
+            hours = session.execute(select(func.sum(Task.effort_hours)).where(
+                Task.status == "open")).scalar_one()
+            queued = session.execute(select(func.count()).where(
+                Task.status == "queued")).scalar_one()
+            task = session.scalars(select(Task).where(Task.account_id == "A12")).one()
+        assert 0 < hours <= 3.5 and queued > 0
+        # A12: a visit on 1,200 at risk: 1,200 x 12 x 0.2 - 200 = 2,680 CNY a year, 3 hours
+        assert task.effort_hours == 3.0 and task.expected_retained_cny_yearly == 2680.0
+        assert task.effect_source == "prior"
+
+
+def test_the_demo_releases_no_owner_more_hours_than_their_budget(tmp_path: Path) -> None:
+    """`kamflow demo`: per owner, the hours of the tasks released on the day are within their
+    budget (3.5 for an account manager), urgent work aside; every task carries its worth in
+    `tasks list --json`."""
+    env = {**os.environ, "KAMFLOW_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "kamflow.cli", "demo"], env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = subprocess.run([sys.executable, "-m", "kamflow.cli", "tasks", "list", "--json"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    tasks = json.loads(listed.stdout)
+    assert tasks and all("effort_hours" in t and "expected_retained_cny_yearly" in t
+                         for t in tasks)
+    from kamflow.rules import RULES_DIR, load_ruleset
+    urgent_actions = {name for name, spec in load_ruleset(RULES_DIR).actions.items()
+                      if spec.email == "own"}
+    frame = pd.DataFrame(tasks)
+    released = frame[frame["status"] == "open"].assign(
+        urgent=lambda f: f["action"].isin(urgent_actions))
+    budget = {"key-accounts@operator.example": 30.0, "sla-team@operator.example": 24.0}
+    over = {}
+    for owner, mine in released.groupby("owner_email"):
+        urgent = mine.loc[mine["urgent"], "effort_hours"].sum()
+        routine = mine.loc[~mine["urgent"], "effort_hours"].sum()
+        # urgent work is always released and counts: routine work fills what it leaves
+        if routine > max(0.0, budget.get(owner, 3.5) - urgent) + 1e-9:
+            over[owner] = (urgent, routine)
+    assert not over, over
+    assert released.loc[~released["urgent"], "effort_hours"].sum() > 0
+    assert np.isfinite(released["expected_retained_cny_yearly"].astype(float)).all()
