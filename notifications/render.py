@@ -1,7 +1,9 @@
 """Renders the "your new retention tasks" digest an account manager receives.
 
 Templates live in `notifications/templates/<name>.<language>.<txt|html>` (Jinja2; flat, so the
-`templates/*` package-data glob ships them all). HTML templates are autoescaped,
+`templates/*` package-data glob ships them all). Each extends `_layout.<txt|html>` (greeting,
+font, sign-off) and imports a task's repeated pieces from `_tasks.<language>.<txt|html>`;
+tests/test_email_golden.py holds every email to its rendering. HTML templates are autoescaped,
 so customer data (account names, reasons) cannot inject markup; the plain-text part and the
 subject carry the data as it is.
 
