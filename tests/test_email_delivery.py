@@ -33,6 +33,7 @@ from tests.sendgrid_contract import CONTRACT
 REPO = Path(__file__).resolve().parents[1]
 PRISM_DIR = REPO / ".ci"
 API_KEY = "SG.delivery-test.never-logged"
+PRISM_MESSAGE_ID = "mock-message-id-0001"  # the contract's X-Message-Id example: prism answers it
 
 
 def owners_decisions(n: int) -> pd.DataFrame:
@@ -173,16 +174,17 @@ def _email(i: int, **changes: Any) -> Email:
 def test_prism_accepts_single_and_batched_sends(prism: str) -> None:
     """The real client's requests are valid under the SendGrid contract: a single email, a batch of
     personalizations, 1,001 emails (split into 1,000 + 1) and a dynamic-template batch of large
-    emails are all accepted (202)."""
+    emails are all accepted (202), each email given the X-Message-Id Prism answers with (the
+    contract's example)."""
+    accepted = PRISM_MESSAGE_ID
     backend = SendGridBackend(API_KEY, host=prism, timeout=10, max_retries=0)
-    assert isinstance(backend.send(_email(0)), str)
-    assert isinstance(backend.send(_email(1, html=None, categories=(), custom_args={})), str)
-    results = backend.send_many([_email(i) for i in range(1001)])
-    assert len(results) == 1001 and not [r for r in results if isinstance(r, SendError)]
+    assert backend.send(_email(0)) == accepted
+    assert backend.send(_email(1, html=None, categories=(), custom_args={})) == accepted
+    assert backend.send_many([_email(i) for i in range(1001)]) == [accepted] * 1001
     templated = SendGridBackend(API_KEY, host=prism, timeout=10, max_retries=0,
                                 template_id="d-0123456789abcdef0123456789abcdef")
     large = [_email(i, text="长" * 6000) for i in range(3)]  # beyond the substitution budget
-    assert not [r for r in templated.send_many(large) if isinstance(r, SendError)]
+    assert templated.send_many(large) == [accepted] * 3
 
 
 def test_prism_refuses_invalid_requests(prism: str) -> None:
@@ -195,7 +197,10 @@ def test_prism_refuses_invalid_requests(prism: str) -> None:
     results = backend.send_many([_email(1), _email(2, to="li@operator"), _email(3)])
     with pytest.raises(SendError, match="cannot build"):  # not even a request can be made
         backend.send(_email(4, to="wang@@operator.example"))
-    assert [isinstance(r, SendError) for r in results] == [False, True, False]
+    good, bad, also_good = results
+    assert good == also_good == PRISM_MESSAGE_ID
+    assert isinstance(bad, SendError) and (bad.key, bad.recipient, bad.status, bad.permanent) == (
+        "outbox-2", "li@operator", 400, True)
 
 
 # ---------------------------------------------------------------------------------- sandbox
