@@ -3,7 +3,9 @@
 It records every request and answers a scripted sequence of ``Step``s, then 202 with an
 ``X-Message-Id`` (``sg-<n>``). A stalled step answers nothing (the client times out) and accepts
 nothing. ``accepted`` counts the kamflow_keys of the requests it answered 202, ``keys()`` those
-of every request. The ``sendgrid_server`` fixture (tests/conftest.py) gives a fresh one.
+of every request. The ``sendgrid_server`` fixture (tests/conftest.py) gives a fresh one; the
+dispatch benchmark (benchmarks/dispatch_bench.py) drains its outbox into one that keeps counts
+only (``keep=False``).
 """
 
 from __future__ import annotations
@@ -41,28 +43,36 @@ def kamflow_keys(payload: dict[str, Any]) -> list[str]:
 class FakeSendGrid:
     """Serves from construction until ``close()`` (or the end of a ``with`` block).
 
-    ``requests``: each request as ``{"path", "headers", "json"}``, in arrival order."""
+    ``requests``: each request as ``{"path", "headers", "json"}``, in arrival order (with
+    ``keep=False`` none: a benchmark's hundred thousand emails would stay in memory);
+    ``received``: how many requests came."""
 
-    def __init__(self, script: list[Step] | None = None) -> None:
+    def __init__(self, script: list[Step] | None = None, keep: bool = True) -> None:
         self.script: list[Step] = list(script or ())
         self.requests: list[dict[str, Any]] = []
+        self.received = 0
         self.accepted: collections.Counter[str] = collections.Counter()
         self.release = threading.Event()
+        lock = threading.Lock()  # the server answers each connection in a thread of its own
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 payload = json.loads(raw)
-                owner.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "json": payload})
-                step = owner.script.pop(0) if owner.script else Step(
-                    202, {"X-Message-Id": f"sg-{len(owner.requests)}"})
+                with lock:
+                    owner.received += 1
+                    if keep:
+                        owner.requests.append(
+                            {"path": self.path, "headers": dict(self.headers), "json": payload})
+                    step = owner.script.pop(0) if owner.script else Step(
+                        202, {"X-Message-Id": f"sg-{owner.received}"})
                 if step.stall:
                     owner.release.wait(step.stall)
                     return  # the client timed out: nothing accepted, no answer
                 if step.status == 202:
-                    owner.accepted.update(kamflow_keys(payload))
+                    with lock:
+                        owner.accepted.update(kamflow_keys(payload))
                 try:
                     self.send_response(step.status)
                     for name, value in step.headers.items():
