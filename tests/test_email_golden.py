@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from kamflow.notifications.render import TEMPLATE_DIR
 from tests.golden_emails import GOLDEN, renderings
 
 RENDERED = renderings()
@@ -14,6 +15,15 @@ RENDERED = renderings()
 def test_the_golden_files_are_the_cases() -> None:
     """No case without its golden file, no golden file left over from a case removed."""
     assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(RENDERED)
+
+
+def test_every_email_template_has_a_case() -> None:
+    """A new email (templates/<name>.<lang>.<ext>; "_" files are layouts and macros) cannot
+    go without golden renderings."""
+    emails = {p.name.split(".")[0].removesuffix("_subject") for p in TEMPLATE_DIR.iterdir()
+              if not p.name.startswith("_")}
+    cases = {name.split("-")[0] for name in RENDERED}
+    assert emails == cases
 
 
 @pytest.mark.parametrize("name", sorted(RENDERED))
