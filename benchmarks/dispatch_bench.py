@@ -16,17 +16,14 @@ included. Building the decisions and starting the server are not timed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import tempfile
-import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from benchmarks.memory import peak_rss_mb
+from tests.fake_sendgrid import FakeSendGrid
 
 ACCOUNTS_PER_OWNER = 20
 # Digests of 20 tasks exceed SendGrid's 10 KB substitution budget, so they batch through a
@@ -54,38 +51,6 @@ def _decisions(accounts: int) -> Any:
     })
 
 
-class _SendGridSink:
-    """Answers POST /v3/mail/send with 202 and an X-Message-Id, counting personalizations."""
-
-    def __init__(self) -> None:
-        self.personalizations = 0
-        self.requests = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                sink.personalizations += len(json.loads(body)["personalizations"])
-                sink.requests += 1
-                self.send_response(202)
-                self.send_header("X-Message-Id", uuid.uuid4().hex)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def run(accounts: int, database_url: str | None) -> dict[str, Any]:
     from kamflow import config
     from kamflow.core.links import LinkSigner
@@ -99,7 +64,7 @@ def run(accounts: int, database_url: str | None) -> dict[str, Any]:
     owners, calendar = config.load_owners(), config.load_calendar()
     titles = {k: (a.title_en, a.title_zh) for k, a in load_ruleset().actions.items()}
     links = LinkSigner(b"benchmark-secret-0123456789abcdef")
-    sink = _SendGridSink()
+    sink = FakeSendGrid(keep=False)  # the tests' SendGrid stand-in, keeping counts only
     try:
         with TaskStore(database_url or f"sqlite:///{work / 'kamflow.db'}") as store:
             now = dt.datetime.now(dt.UTC)
@@ -118,8 +83,8 @@ def run(accounts: int, database_url: str | None) -> dict[str, Any]:
             "database": (database_url or "sqlite").split(":")[0].split("+")[0],
             "tasks_created": raised.created, "emails": raised.emails,
             "seconds": round(seconds, 3), "tasks_per_s": round(raised.created / seconds),
-            "emails_sent": drained.sent, "sendgrid_requests": sink.requests,
-            "personalizations_accepted": sink.personalizations,
+            "emails_sent": drained.sent, "sendgrid_requests": sink.received,
+            "personalizations_accepted": sum(sink.accepted.values()),
             "email_seconds": round(email_seconds, 3),
             "emails_per_s": round(drained.sent / email_seconds) if email_seconds else None,
             "peak_rss_mb": round(peak_rss_mb())}

@@ -1,7 +1,11 @@
 """Renders the "your new retention tasks" digest an account manager receives.
 
 Templates live in `notifications/templates/<name>.<language>.<txt|html>` (Jinja2; flat, so the
-`templates/*` package-data glob ships them all). HTML templates are autoescaped,
+`templates/*` package-data glob ships them all). Each extends `_layout.<txt|html>` (greeting,
+font, sign-off) and imports its repeated pieces as macros: `_tasks.html` (task tables, cells,
+links; both languages), `_tasks.<language>.txt` (a task's optional lines), `_report.html` (the
+weekly report's tables). tests/test_email_golden.py holds every email to its rendering, byte for
+byte. HTML templates are autoescaped,
 so customer data (account names, reasons) cannot inject markup; the plain-text part and the
 subject carry the data as it is.
 

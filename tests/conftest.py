@@ -1,4 +1,5 @@
-"""Shared fixtures: a small generated snapshot, an isolated KAMFLOW_HOME."""
+"""Shared fixtures: a small generated snapshot, an isolated KAMFLOW_HOME, a recording SMTP
+server and a SendGrid stand-in (tests/fake_sendgrid.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from kamflow.generate import make_snapshot, write_snapshot
+from tests.fake_sendgrid import FakeSendGrid
 
 # Before anything imports prefect: its home in a throw-away folder, telemetry off.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="kamflow-test-prefect-")
@@ -137,3 +139,10 @@ def start_prefect_server(home: Path, database_url: str | None = None):
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+
+
+@pytest.fixture
+def sendgrid_server() -> Iterator[FakeSendGrid]:
+    """A fresh SendGrid stand-in on 127.0.0.1 (tests/fake_sendgrid.py), closed afterwards."""
+    with FakeSendGrid() as fake:
+        yield fake

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import time
 from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from kamflow.worklist import QueuedEmail, TaskStore
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
 from kamflow.worklist.locks import RunLocked, lock_owner, run_lock
 from tests.crash_harness import DECISIONS, OPS
+from tests.fake_sendgrid import FakeSendGrid
 from tests.postgres import temporary_database
 
 HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
@@ -205,60 +204,24 @@ def test_urgent_tasks_go_in_one_email_per_owner_across_a_crash(point: str,
     assert eml_by_recipient_and_kind(outbox) == kinds
 
 
-class RecordingSendGrid:
-    """A SendGrid stand-in on 127.0.0.1 that accepts everything and records each request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.requests.append(json.loads(body))
-                self.send_response(202)
-                self.send_header("X-Message-Id", f"sg-{len(owner.requests)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def keys(self) -> collections.Counter:
-        return collections.Counter(p["custom_args"]["kamflow_key"]
-                                   for r in self.requests for p in r["personalizations"])
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[RecordingSendGrid]:
-    fake = RecordingSendGrid()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-
-
 def test_sendgrid_crash_between_accept_and_mark_resends_only_that_batch(
-        tmp_path: Path, sendgrid: RecordingSendGrid) -> None:
+        tmp_path: Path, sendgrid_server: FakeSendGrid) -> None:
     """The documented at-least-once window: killed after SendGrid accepted a batch but before
     it was marked sent, the rerun resends exactly that batch (same kamflow_key) and nothing
     else; every email is accepted at least once and, outside that batch, exactly once."""
     db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
     assert harness(db, outbox, "dispatch", "digest").returncode == 0
-    crashed = harness(db, outbox, "send", crash_at="send.accepted", sendgrid=sendgrid.url)
+    crashed = harness(db, outbox, "send", crash_at="send.accepted", sendgrid=sendgrid_server.url)
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
-    first_batch = collections.Counter(sendgrid.keys())
-    assert harness(db, outbox, "send", sendgrid=sendgrid.url).returncode == 0
-    keys = sendgrid.keys()
+    first_batch = collections.Counter(sendgrid_server.keys())
+    assert harness(db, outbox, "send", sendgrid=sendgrid_server.url).returncode == 0
+    keys = sendgrid_server.keys()
     all_keys = {k for (k,) in rows(db, "SELECT key FROM outbox")}
     assert set(keys) == all_keys  # every email accepted
     assert {k for k, n in keys.items() if n > 1} == set(first_batch)  # only the in-flight batch
     assert all(n == 2 for k, n in keys.items() if k in first_batch)
     assert rows(db, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
-    assert len(sendgrid.requests) < len(all_keys) + 1  # batched: fewer requests than emails
+    assert len(sendgrid_server.requests) < len(all_keys) + 1  # batched: fewer requests than emails
 
 
 # -- drains running at once: claims and leases ---------------------------------------------------

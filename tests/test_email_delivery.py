@@ -4,19 +4,14 @@ real staff out of test and trial runs."""
 
 from __future__ import annotations
 
-import collections
-import json
 import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +27,13 @@ from kamflow.notifications.testing import RecordingBackend
 from kamflow.worklist import TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
 from tests.crash_harness import NOW, OWNERS, TITLES
+from tests.fake_sendgrid import FakeSendGrid, Step
 from tests.sendgrid_contract import CONTRACT
 
 REPO = Path(__file__).resolve().parents[1]
 PRISM_DIR = REPO / ".ci"
 API_KEY = "SG.delivery-test.never-logged"
+PRISM_MESSAGE_ID = "mock-message-id-0001"  # the contract's X-Message-Id example: prism answers it
 
 
 def owners_decisions(n: int) -> pd.DataFrame:
@@ -50,62 +47,13 @@ def owners_decisions(n: int) -> pd.DataFrame:
     } for i in range(n)])
 
 
-@dataclass
-class Step:
-    status: int = 202
-    headers: dict[str, str] = field(default_factory=dict)
-    stall: float = 0.0
-
-
-class ScriptedSendGrid:
-    """A SendGrid stand-in on 127.0.0.1 answering a scripted sequence, then 202 with an
-    X-Message-Id; it records which kamflow_keys it accepted (answered 202)."""
-
-    def __init__(self, script: list[Step]) -> None:
-        self.script = list(script)
-        self.accepted: collections.Counter = collections.Counter()
-        self.requests = 0
-        self.release = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests += 1
-                step = owner.script.pop(0) if owner.script else Step(
-                    202, {"X-Message-Id": f"sg-{owner.requests}"})
-                if step.stall:
-                    owner.release.wait(step.stall)
-                    return  # the client timed out: nothing accepted, no answer
-                if step.status == 202:
-                    owner.accepted.update(p["custom_args"]["kamflow_key"]
-                                          for p in payload["personalizations"])
-                self.send_response(step.status)
-                for name, value in step.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_429_then_500_then_timeout_then_accept_delivers_every_email_once(tmp_path: Path) -> None:
     """Through the outbox drain, 1,200 emails go out in batches of at most 1,000; the first
     request meets 429 (Retry-After: 2), then 500, then a timeout, then acceptance: in the end
     every email is accepted exactly once, marked sent with SendGrid's X-Message-Id."""
     store = TaskStore(f"sqlite:///{tmp_path / 'k.db'}")
     dispatch(owners_decisions(1200), TITLES, OWNERS, store, "r", NOW, BusinessCalendar())
-    fake = ScriptedSendGrid([Step(429, {"Retry-After": "2"}), Step(500), Step(stall=3.0)])
+    fake = FakeSendGrid([Step(429, {"Retry-After": "2"}), Step(500), Step(stall=3.0)])
     delays: list[float] = []
     backend = SendGridBackend(API_KEY, host=fake.url, timeout=0.5, max_retries=4, backoff=0.01,
                               sleep=delays.append)
@@ -118,7 +66,7 @@ def test_429_then_500_then_timeout_then_accept_delivers_every_email_once(tmp_pat
     assert result.sent == 1200 and result.failed == 0
     assert set(fake.accepted) == {key for key, _, _ in rows}
     assert set(fake.accepted.values()) == {1}  # each accepted exactly once
-    assert fake.requests == 3 + 2  # three failed attempts, then 1,000 + 200
+    assert len(fake.requests) == 3 + 2  # three failed attempts, then 1,000 + 200
     assert delays[0] >= 2 and len(delays) == 3  # Retry-After honoured, then backoff
     assert all(sent is not None and provider.startswith("sg-") for _, sent, provider in rows)
     store.dispose()
@@ -226,16 +174,17 @@ def _email(i: int, **changes: Any) -> Email:
 def test_prism_accepts_single_and_batched_sends(prism: str) -> None:
     """The real client's requests are valid under the SendGrid contract: a single email, a batch of
     personalizations, 1,001 emails (split into 1,000 + 1) and a dynamic-template batch of large
-    emails are all accepted (202)."""
+    emails are all accepted (202), each email given the X-Message-Id Prism answers with (the
+    contract's example)."""
+    accepted = PRISM_MESSAGE_ID
     backend = SendGridBackend(API_KEY, host=prism, timeout=10, max_retries=0)
-    assert isinstance(backend.send(_email(0)), str)
-    assert isinstance(backend.send(_email(1, html=None, categories=(), custom_args={})), str)
-    results = backend.send_many([_email(i) for i in range(1001)])
-    assert len(results) == 1001 and not [r for r in results if isinstance(r, SendError)]
+    assert backend.send(_email(0)) == accepted
+    assert backend.send(_email(1, html=None, categories=(), custom_args={})) == accepted
+    assert backend.send_many([_email(i) for i in range(1001)]) == [accepted] * 1001
     templated = SendGridBackend(API_KEY, host=prism, timeout=10, max_retries=0,
                                 template_id="d-0123456789abcdef0123456789abcdef")
     large = [_email(i, text="长" * 6000) for i in range(3)]  # beyond the substitution budget
-    assert not [r for r in templated.send_many(large) if isinstance(r, SendError)]
+    assert templated.send_many(large) == [accepted] * 3
 
 
 def test_prism_refuses_invalid_requests(prism: str) -> None:
@@ -248,7 +197,10 @@ def test_prism_refuses_invalid_requests(prism: str) -> None:
     results = backend.send_many([_email(1), _email(2, to="li@operator"), _email(3)])
     with pytest.raises(SendError, match="cannot build"):  # not even a request can be made
         backend.send(_email(4, to="wang@@operator.example"))
-    assert [isinstance(r, SendError) for r in results] == [False, True, False]
+    good, bad, also_good = results
+    assert good == also_good == PRISM_MESSAGE_ID
+    assert isinstance(bad, SendError) and (bad.key, bad.recipient, bad.status, bad.permanent) == (
+        "outbox-2", "li@operator", 400, True)
 
 
 # ---------------------------------------------------------------------------------- sandbox

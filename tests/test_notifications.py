@@ -4,20 +4,15 @@ SendGrid): no mocks of sendgrid or smtplib."""
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import os
 import pickle
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +37,7 @@ from kamflow.notifications import (
 from kamflow.notifications.message import base64_lines, message_bytes
 from kamflow.notifications.testing import RecordingBackend
 from tests.conftest import SmtpSink, free_port
+from tests.fake_sendgrid import FakeSendGrid, Step
 from tests.sendgrid_contract import request_validator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -388,74 +384,11 @@ def test_smtp_login(tmp_path: Path) -> None:
 # SendGrid against a local HTTP server speaking the v3 mail-send API
 
 
-@dataclass
-class Step:
-    """One scripted answer: status, headers, body, and how long to stall before answering."""
-
-    status: int = 202
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    stall: float = 0.0
-
-
-class FakeSendGrid:
-    """A ThreadingHTTPServer on 127.0.0.1 recording requests and answering a scripted sequence."""
-
-    def __init__(self) -> None:
-        self.script: list[Step] = []
-        self.requests: list[dict[str, Any]] = []
-        self.release = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                owner.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(raw)}
-                )
-                step = (
-                    owner.script.pop(0)
-                    if owner.script
-                    else Step(202, {"X-Message-Id": f"msg-{len(owner.requests)}"})
-                )
-                if step.stall:
-                    owner.release.wait(step.stall)
-                try:
-                    self.send_response(step.status)
-                    for name, value in step.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(step.body)))
-                    self.end_headers()
-                    self.wfile.write(step.body)
-                except OSError:
-                    pass  # the client gave up (timeout) and closed the connection
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def backend(self, delays: list[float], **kwargs: Any) -> SendGridBackend:
-        options: dict[str, Any] = {"timeout": 5.0, "max_retries": 3, "backoff": 0.01}
-        options.update(kwargs)
-        return SendGridBackend(API_KEY, host=self.url, sleep=delays.append, **options)
-
-
-@pytest.fixture
-def sendgrid_server() -> Iterator[FakeSendGrid]:
-    fake = FakeSendGrid()
-    fake.thread.start()
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        fake.server.shutdown()
-        fake.server.server_close()
+def client(fake: FakeSendGrid, delays: list[float], **kwargs: Any) -> SendGridBackend:
+    """The real client against ``fake``, recording its back-off sleeps in ``delays``."""
+    options: dict[str, Any] = {"timeout": 5.0, "max_retries": 3, "backoff": 0.01}
+    options.update(kwargs)
+    return SendGridBackend(API_KEY, host=fake.url, sleep=delays.append, **options)
 
 
 def test_sendgrid_retries_429_and_5xx_honouring_retry_after(sendgrid_server: FakeSendGrid) -> None:
@@ -466,7 +399,7 @@ def test_sendgrid_retries_429_and_5xx_honouring_retry_after(sendgrid_server: Fak
         Step(202, {"X-Message-Id": "sg-msg-123"}),
     ]
     delays: list[float] = []
-    message_id = sendgrid_server.backend(delays).send(make_email())
+    message_id = client(sendgrid_server, delays).send(make_email())
     assert message_id == "sg-msg-123"
     assert len(sendgrid_server.requests) == 3
     assert len(delays) == 2
@@ -489,7 +422,7 @@ def test_sendgrid_400_is_permanent_without_retry(sendgrid_server: FakeSendGrid) 
     ]
     delays: list[float] = []
     with pytest.raises(SendError) as caught:
-        sendgrid_server.backend(delays).send(make_email())
+        client(sendgrid_server, delays).send(make_email())
     error = caught.value
     assert (error.permanent, error.status, error.backend) == (True, 400, "sendgrid")
     assert "verified Sender" in str(error)
@@ -500,7 +433,7 @@ def test_sendgrid_timeout_is_retried_then_transient(sendgrid_server: FakeSendGri
     """A server that never answers within the timeout: retried, then SendError(permanent=False)."""
     sendgrid_server.script = [Step(stall=5.0), Step(stall=5.0)]
     delays: list[float] = []
-    backend = sendgrid_server.backend(delays, timeout=0.5, max_retries=1)
+    backend = client(sendgrid_server, delays, timeout=0.5, max_retries=1)
     with pytest.raises(SendError) as caught:
         backend.send(make_email())
     assert caught.value.permanent is False
@@ -513,7 +446,7 @@ def test_sendgrid_persistent_5xx_gives_up_after_max_retries(sendgrid_server: Fak
     sendgrid_server.script = [Step(503) for _ in range(4)]
     delays: list[float] = []
     with pytest.raises(SendError) as caught:
-        sendgrid_server.backend(delays, max_retries=3).send(make_email())
+        client(sendgrid_server, delays, max_retries=3).send(make_email())
     assert caught.value.permanent is False and caught.value.status == 503
     assert len(sendgrid_server.requests) == 4
     assert delays == pytest.approx([0.01, 0.02, 0.04])
@@ -526,7 +459,7 @@ def test_sendgrid_retry_after_beyond_max_delay_gives_up_at_once(
     sendgrid_server.script = [Step(429, {"Retry-After": "3600"})]
     delays: list[float] = []
     with pytest.raises(SendError) as caught:
-        sendgrid_server.backend(delays, max_delay=60).send(make_email())
+        client(sendgrid_server, delays, max_delay=60).send(make_email())
     assert caught.value.permanent is False and "3600" in str(caught.value)
     assert len(sendgrid_server.requests) == 1 and delays == []
 
@@ -549,7 +482,7 @@ def test_sendgrid_connection_refused_is_transient() -> None:
 def test_sendgrid_payload_and_authorization(sendgrid_server: FakeSendGrid) -> None:
     """POST /v3/mail/send with Bearer auth, to, subject, text then html, categories, custom_args."""
     email = make_email()
-    sendgrid_server.backend([]).send(email)
+    client(sendgrid_server, []).send(email)
     [request] = sendgrid_server.requests
     assert request["path"] == "/v3/mail/send"
     assert request["headers"]["Authorization"] == f"Bearer {API_KEY}"
@@ -569,7 +502,7 @@ def test_sendgrid_never_logs_the_api_key(
     """With DEBUG logging on (the HTTP client logs headers), the API key appears in no log line."""
     caplog.set_level(logging.DEBUG)
     sendgrid_server.script = [Step(429, {"Retry-After": "0"}), Step(202), Step(401, {}, b"{}")]
-    backend = sendgrid_server.backend([])
+    backend = client(sendgrid_server, [])
     backend.send(make_email())
     with pytest.raises(SendError) as caught:
         backend.send(make_email(key="outbox-43"))
@@ -582,7 +515,7 @@ def test_sendgrid_payload_matches_the_openapi_contract(sendgrid_server: FakeSend
     """The recorded request bodies validate against the POST /v3/mail/send schema of the
     project's SendGrid contract (tests/contracts)."""
     validator = request_validator()
-    backend = sendgrid_server.backend([])
+    backend = client(sendgrid_server, [])
     backend.send(make_email())
     backend.send(make_email(key="plain", html=None, categories=(), custom_args={}))
     for request in sendgrid_server.requests:

@@ -47,6 +47,43 @@ def test_value_at_risk_reaches_the_big_churner_priority_alone_does_not():
     assert report.ratio("value_at_risk", "priority") == pytest.approx(20.0)
 
 
+def test_the_three_orderings_reach_the_revenue_worked_out_by_hand():
+    """One owner, one new task a day, one done a day, three days; churners KA1 (2,000 CNY a
+    month, leaves on day 10), KA3 (1,000, day 1) and KA4 (100, day 2), KA2 stays: 3,100 CNY.
+
+    - value at risk: priority 1 first, risk-driven KA3 before proactive KA2, then KA1 (500 at
+      risk) before KA4: KA3 on day 0, KA2 on day 1, KA1 on day 2 (KA4 left): 3,000 reached;
+    - priority alone (ties by id): KA2 on day 0, KA1 on day 1 (KA3 left on day 1), KA4 gone
+      on day 2: 2,000 reached;
+    - random, numpy's shuffles of the waiting tasks (in planned order) for seeds 0, 1, 2:
+      day 0 [2 0 1 3] puts KA2 first, day 1 [0 1] of (KA4, KA1) KA4, day 2 KA1: 2,100.
+    The headline: 3,000 / 2,000 = 1.50x priority alone, 3,000 / 2,100 = 1.43x random."""
+    assert np.random.default_rng(0).permutation(4).tolist() == [2, 0, 1, 3]  # the premise
+    assert np.random.default_rng(1).permutation(2).tolist() == [0, 1]
+    planned = pd.DataFrame([task("KA4", 2, 0.0), task("KA1", 2, 500.0),
+                            task("KA2", 1, 5.0, proactive=True), task("KA3", 1, 50.0)])
+    accounts = pd.DataFrame({"account_id": ["KA1", "KA2", "KA3", "KA4"],
+                             "monthly_revenue": [2000.0, 300.0, 1000.0, 100.0],
+                             "leave_day": [10, np.nan, 1, 2]})
+    report = simulate_outcome(planned, accounts, one_a_day, days=3, work_per_day=1, seed=0)
+    assert (report.accounts, report.owners, report.tasks) == (4, 1, 4)
+    assert (report.decliners, report.decliner_revenue) == (3, 3100.0)
+    reached = {o.order: (o.released, o.decliners_reached, o.revenue_reached, o.revenue_share,
+                         o.first_week_share) for o in report.outcomes}
+    assert reached == {"value_at_risk": (3, 2, 3000.0, 0.9677, 0.9677),
+                       "priority": (2, 1, 2000.0, 0.6452, 0.6452),
+                       "random": (3, 2, 2100.0, 0.6774, 0.6774)}
+    figures = report.as_dict()
+    assert figures["ratio_value_at_risk_to_priority"] == pytest.approx(1.5)
+    assert figures["ratio_value_at_risk_to_random"] == pytest.approx(3000 / 2100)
+    lines = report.text().splitlines()
+    assert lines[-1] == ("value at risk reaches 1.50x the revenue of priority-only ordering "
+                         "and 1.43x that of random ordering.")
+    assert [line.split()[:5] for line in lines[4:7]] == [
+        ["value_at_risk", "3", "2", "3,000", "96.8%"], ["priority", "2", "1", "2,000", "64.5%"],
+        ["random", "3", "2", "2,100", "67.7%"]]
+
+
 def test_a_task_waits_while_the_owner_is_full_and_goes_with_an_account_that_leaves():
     """Open tasks at the limit hold releases back until work frees them; an account that has
     left takes its waiting task along, and a department escalation is released regardless."""
@@ -91,9 +128,13 @@ def test_kamflow_outcome_on_a_generated_realistic_snapshot(tmp_path: Path):
         assert outcome["first_week_share"] <= outcome["revenue_share"]
     # an account manager gets at most 8 new tasks a day (conf/owners.yaml): 5 days, 40 each,
     # plus the department's escalations, which capacity never holds back
-    kamflow = report["outcomes"][0]
+    kamflow, priority, shuffled = report["outcomes"]
     assert kamflow["released"] < report["tasks"]
-    assert report["ratio_value_at_risk_to_priority"] is not None
+    # the headline's ratios are the orderings' revenue reached, as the table shows it
+    assert report["ratio_value_at_risk_to_priority"] == pytest.approx(
+        kamflow["revenue_reached"] / priority["revenue_reached"])
+    assert report["ratio_value_at_risk_to_random"] == pytest.approx(
+        kamflow["revenue_reached"] / shuffled["revenue_reached"])
 
 
 def test_outcome_without_ground_truth_says_so(tmp_path: Path, snapshot_dir: Path):

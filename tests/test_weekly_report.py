@@ -25,7 +25,7 @@ from kamflow.flows.charts import Line, line_chart_png, png_size
 from kamflow.flows.delivery import drain_outbox
 from kamflow.flows.weekly_report import KIND, queue_weekly_report, week_key
 from kamflow.notifications import FileOutbox
-from kamflow.notifications.weekly import CHART_CIDS
+from kamflow.notifications.weekly import CHART_CIDS, chart_caption
 from kamflow.worklist import TaskStore
 from kamflow.worklist.measures import Ceilings, department_report, headline
 from tests.test_department import PLAYED_DAYS, generated  # noqa: F401 - the shared fixture
@@ -102,17 +102,60 @@ def visible(html: str) -> str:
 
 
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
-def test_weekly_email_shows_its_charts_and_carries_the_figures_in_both_parts(
+def test_weekly_email_carries_the_figures_in_both_parts(
         department: dict, language: str, tmp_path: Path) -> None:
-    """The HTML shows both charts as inline (cid) PNGs that load in Chromium; the plain-text
-    part has every figure the HTML shows; the trailing churn rate is the ground truth's."""
-    message, _ = weekly_email(department, language, tmp_path)
+    """Both charts in their places with the caption that says what they show; the plain-text
+    part has every figure the HTML shows; the trailing churn rate and counts, the subject and
+    each manager's line are the ground truth's."""
+    message, key = weekly_email(department, language, tmp_path)
+    zh = language == "zh-CN"
     text, html, images = parts(message)
     assert set(images) == set(CHART_CIDS.values())
-    for cid, data in images.items():
-        assert f'src="cid:{cid}"' in html
-        assert data.startswith(b"\x89PNG") and png_size(data) == (640, 260)
-        assert message.get_body(("html",)) is not None
+    assert images[CHART_CIDS["churn"]] != images[CHART_CIDS["value_at_risk"]]
+    runs = PLAYED_DAYS - 1  # the department fixture's run_figures rows
+    for kind, cid in CHART_CIDS.items():
+        # each chart in its place, saying what it shows over how many runs, in both parts
+        caption = html_lib.escape(chart_caption(kind, language, runs))
+        assert re.search(rf'<img src="cid:{re.escape(cid)}" [^>]*alt="{re.escape(caption)}"'
+                         rf'[^>]*><br><small>{re.escape(caption)}</small>', html), caption
+        assert chart_caption(kind, language, runs) in text
+        assert images[cid].startswith(b"\x89PNG") and png_size(images[cid]) == (640, 260)
+
+    in_html, in_text = NUMBER.findall(visible(html)), NUMBER.findall(text)
+    assert set(in_html) <= set(in_text), set(in_html) - set(in_text)
+    out = department["out"]
+    accounts = pd.read_csv(out / "day-01" / "accounts.csv", dtype={"account_id": str})
+    gone = pd.read_csv(out / "departures.csv", dtype={"account_id": str})
+    rate = f"{100 * len(gone) / len(accounts):.3f} %"
+    # the trailing 12 months: the ground truth's rate and counts, over the ceiling, on its line
+    label = "近 12 个月" if zh else "Trailing 12 months"
+    [line] = [line for line in text.splitlines() if re.match(rf"- {label}[ （：:]", line)]
+    assert rate in line and f"{len(gone)} / {len(accounts)}" in line, line
+    assert ("超出上限" if zh else "OVER") in line, line
+    assert re.search(rf"<td>{label}.*?</td><td[^>]*>{re.escape(rate)}</td>", html)
+    week = key.removeprefix("weekly-report-")
+    ceiling = r"\d+\.\d{3} %"
+    subject = (rf"大客户周报 {week}：客户流失率 {re.escape(rate)}，上限 {ceiling}（超出上限）"
+               if zh else rf"Key-account weekly report {week}: churn {re.escape(rate)} "
+                          rf"against a ceiling of {ceiling} \(OVER\)")
+    assert re.fullmatch(subject, message["Subject"]), message["Subject"]
+    # six days of roster: the "12 months" row says what it covers and that its ceiling is cut
+    since = (r"数据自 \d{4}-\d{2}-\d{2} 起，上限按天数折算" if zh
+             else r"since \d{4}-\d{2}-\d{2}; ceiling prorated")
+    assert re.search(since, line) and re.search(since, visible(html)), line
+    for manager in department["managers"]:  # three tasks raised to each (the fixture)
+        [line] = [line for line in text.splitlines() if f"<{manager}>" in line]
+        assert ("：任务 3 个，按时完成 " if zh else ">: 3 tasks, on time ") in line, line
+        assert re.search(rf"<small>{re.escape(manager)}</small></td><td[^>]*>3</td>", html)
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_weekly_email_charts_load_in_chromium(
+        department: dict, language: str, tmp_path: Path) -> None:
+    """The HTML shows both charts as inline (cid) PNGs that load in Chromium at their size
+    (screenshots kept in tests/screenshots)."""
+    message, _ = weekly_email(department, language, tmp_path)
+    _, html, images = parts(message)
     # what a mail client does with a cid: show the attached part in its place
     page = tmp_path / f"weekly-{language}.html"
     shown = html
@@ -136,26 +179,6 @@ def test_weekly_email_shows_its_charts_and_carries_the_figures_in_both_parts(
     screenshot = SCREENSHOTS / f"weekly-report.{language}.png"
     screenshot.write_bytes(base64.b64decode(shot["data"]))
     assert screenshot.stat().st_size > 20_000
-
-    in_html, in_text = NUMBER.findall(visible(html)), NUMBER.findall(text)
-    assert set(in_html) <= set(in_text), set(in_html) - set(in_text)
-    out = department["out"]
-    accounts = pd.read_csv(out / "day-01" / "accounts.csv", dtype={"account_id": str})
-    gone = pd.read_csv(out / "departures.csv", dtype={"account_id": str})
-    rate = f"{100 * len(gone) / len(accounts):.3f} %"
-    assert rate in text and rate in visible(html)
-    assert f"{len(gone)} / {len(accounts)}" in text
-    assert (("超出上限" in text) if language == "zh-CN" else ("OVER" in text))
-    # six days of roster: the "12 months" row says what it covers and that its ceiling is cut
-    since = (r"数据自 \d{4}-\d{2}-\d{2} 起，上限按天数折算" if language == "zh-CN"
-             else r"since \d{4}-\d{2}-\d{2}; ceiling prorated")
-    assert re.search(since, text) and re.search(since, visible(html)), text
-    for manager in department["managers"]:
-        assert manager in text and manager in html
-    if language == "zh-CN":
-        assert "客户流失率" in message["Subject"] and "按时完成" in text
-    else:
-        assert "churn" in message["Subject"] and "On time" in html
 
 
 def test_charts_are_drawn_to_scale() -> None:
