@@ -6,6 +6,7 @@ must-do work first; a decision whose expected effect is negative is withheld."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -201,3 +202,28 @@ def test_the_demo_releases_no_owner_more_hours_than_their_budget(tmp_path: Path)
     assert not over, over
     assert released.loc[~released["urgent"], "effort_hours"].sum() > 0
     assert np.isfinite(released["expected_retained_cny_yearly"].astype(float)).all()
+
+
+def test_the_email_says_what_each_task_is_worth_and_lists_by_it() -> None:
+    """预计挽留 ¥X/年 · 约 N 小时 on every task; must-do work first, then net per hour: the
+    half-hour call keeping 1,200 a year comes before the visit keeping 4,600 in 3 hours."""
+    from kamflow import notifications
+    due = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
+    base = {"account_name": "客户", "priority": 2, "due_at": due, "reason": "r",
+            "rule_id": "r1", "action_title": "t"}
+    tasks = [
+        {**base, "task_id": 1, "account_id": "VISIT", "action": "manager_visit",
+         "value_at_risk": 2000.0, "effort_hours": 3.0, "expected_retained_cny_yearly": 4600.0},
+        {**base, "task_id": 2, "account_id": "CALL", "action": "care_call", "priority": 3,
+         "value_at_risk": 1000.0, "effort_hours": 0.5, "expected_retained_cny_yearly": 1200.0},
+        {**base, "task_id": 3, "account_id": "ESC", "action": "escalate_to_key_account",
+         "priority": 1, "value_at_risk": 10.0, "effort_hours": 1.0,
+         "expected_retained_cny_yearly": 24.0, "must_do": True},
+    ]
+    _, text_zh, html_zh = notifications.render_task_digest("王经理", tasks, "zh-CN")
+    assert "预计挽留 ¥1,200/年 · 约 0.5 小时" in text_zh
+    assert "预计挽留 ¥4,600/年 · 约 3 小时" in html_zh
+    assert text_zh.index("ESC") < text_zh.index("CALL") < text_zh.index("VISIT")
+    _, text_en, _ = notifications.render_task_digest("Wang", tasks, "en")
+    assert "Worth:    expected to keep ¥1,200 a year · about 0.5 hours" in text_en
+    assert text_en.index("ESC") < text_en.index("CALL") < text_en.index("VISIT")
