@@ -23,6 +23,7 @@ reads the snapshot and plans its worklist as a run would, writing nothing.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ import pandas as pd
 
 from kamflow.core.errors import BatchRejected, KamflowError
 from kamflow.worklist.capacity import ORDERS, Capacity, allocate, urgent_tasks
+from kamflow.worklist.worth import Beliefs, appraise
 
 __all__ = ["OrderingOutcome", "OutcomeReport", "day_one", "leave_days", "play_out",
            "simulate_outcome"]
@@ -202,7 +204,6 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     from kamflow.rules import RULES_DIR, decide, load_ruleset
     from kamflow.scoring import score_accounts
     from kamflow.worklist import plan_tasks
-    from kamflow.worklist.worth import appraise
 
     labels = labels or source / "ground_truth.csv"
     if not labels.is_file():
@@ -230,4 +231,189 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
         "account_id": scored["account_id"].astype(str).to_numpy(),
         "monthly_revenue": scored["monthly_revenue"].to_numpy(dtype=float),
         "leave_day": scored["account_id"].astype(str).map(leave).to_numpy(dtype=float)})
+    if "cause" in truth:  # the realistic generator's latent cause (true effects by cause)
+        causes = pd.Series(truth["cause"].astype(str).to_numpy(),
+                           index=truth["account_id"].astype(str))
+        accounts["cause"] = accounts["account_id"].map(causes).fillna("").to_numpy()
     return planned, accounts
+
+
+# -- revenue kept under true effects (issue 24) --------------------------------------------
+# The orderings `kamflow outcome` compares, each as the capacity order it plays and the column
+# it ranks by: kamflow's (must-do first, then expected net revenue kept per hour under its
+# priors), the previous order (priority, risk first, value at risk), value at risk alone,
+# random, and the oracle (net per hour under the TRUE effects: the ceiling).
+KEPT_ORDERINGS = ("kamflow", "previous", "value_at_risk", "random", "oracle")
+# the generated department's true effects (kamflow outcome --print-effects)
+TRUE_EFFECTS = Path(str(importlib.resources.files("kamflow") / "true_effects.yaml"))
+
+
+@dataclass(frozen=True)
+class KeptOutcome:
+    """One ordering's days: tasks and hours done, and the revenue they kept (CNY a year)."""
+
+    ordering: str
+    tasks_done: int
+    hours_done: float
+    retained_cny_yearly: float       # churners' revenue kept (expected) + stayers' lost
+    cost_cny_yearly: float           # the actions' costs (an offer's discount, a visit's travel)
+    retained_net_cny_yearly: float
+
+
+@dataclass(frozen=True)
+class KeptReport:
+    days: int
+    accounts: int
+    owners: int
+    tasks: int
+    churners: int
+    churner_revenue_cny_yearly: float
+    effects: str                     # where the true effects came from
+    orderings: list[KeptOutcome] = field(default_factory=list)
+
+    def of(self, ordering: str) -> KeptOutcome:
+        return next(o for o in self.orderings if o.ordering == ordering)
+
+    def ratio(self, ordering: str, baseline: str) -> float | None:
+        base = self.of(baseline).retained_net_cny_yearly
+        return self.of(ordering).retained_net_cny_yearly / base if base > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"parameters": {k: v for k, v in asdict(self).items() if k != "orderings"},
+                "orderings": {o.ordering: {k: v for k, v in asdict(o).items()
+                                           if k != "ordering"} for o in self.orderings},
+                "ratio_kamflow_to_previous": self.ratio("kamflow", "previous"),
+                "ratio_kamflow_to_oracle": self.ratio("kamflow", "oracle")}
+
+    def text(self) -> str:
+        lines = [f"{self.days} simulated days, {self.accounts:,} accounts, {self.owners:,} owners, "
+                 f"{self.tasks:,} candidate tasks; each owner is released what their hours and "
+                 "task limits (conf/owners.yaml) allow, and does it that day.",
+                 f"{self.churners:,} accounts would leave, bringing "
+                 f"{self.churner_revenue_cny_yearly:,.0f} CNY a year. True effects: "
+                 f"{self.effects}.", "",
+                 f"{'ordering':<14} {'tasks done':>10} {'hours':>9} {'kept CNY/yr':>14} "
+                 f"{'cost CNY/yr':>12} {'net CNY/yr':>14}"]
+        for o in self.orderings:
+            lines.append(f"{o.ordering:<14} {o.tasks_done:>10,} {o.hours_done:>9,.1f} "
+                         f"{o.retained_cny_yearly:>14,.0f} {o.cost_cny_yearly:>12,.0f} "
+                         f"{o.retained_net_cny_yearly:>14,.0f}")
+        previous, oracle = self.ratio("kamflow", "previous"), self.ratio("kamflow", "oracle")
+        lines += ["", "kamflow keeps " + (f"{previous:.2f}x" if previous is not None else "n/a")
+                  + " the net revenue of the previous order and "
+                  + (f"{oracle:.2f}x" if oracle is not None else "n/a")
+                  + " of the oracle's (true effects known)."]
+        return "\n".join(lines)
+
+
+def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: CapacityOf,
+                  truth: pd.DataFrame, days: int = 60, seed: int = 0,
+                  orderings: Sequence[str] = KEPT_ORDERINGS, effects: str = "") -> KeptReport:
+    """Play ``days`` days for each ordering and count the revenue the done tasks keep.
+
+    ``planned`` is the day-one worklist appraised under kamflow's priors (worklist/worth.py:
+    effort_hours, net_per_hour, must_do); ``truth`` has, per planned task, ``true_effect``
+    (relative reduction of churn) and ``true_cost`` (CNY); ``accounts`` has ``account_id``,
+    ``monthly_revenue`` and ``leave_day`` (NaN: it stays). Every day each owner is released
+    what their capacity allows and does it that day; an account that left takes its waiting
+    tasks with it. A task done on day d before its account leaves keeps, in expectation,
+    12 x monthly revenue x its true effect (an account's effects combine as 1 - prod(1 - e));
+    a negative effect done on an account that stays loses 12 x monthly revenue x |e|. Costs
+    count for every task done."""
+    leave = pd.to_numeric(accounts["leave_day"], errors="coerce").to_numpy(dtype=float)
+    monthly = pd.Series(accounts["monthly_revenue"].to_numpy(dtype=float),
+                        index=accounts["account_id"].astype(str))
+    churner = pd.Series(~np.isnan(leave), index=monthly.index)
+    by_account = pd.Series(np.where(np.isnan(leave), np.inf, leave), index=monthly.index)
+    ids = planned["account_id"].astype(str)
+    task_leave = ids.map(by_account).fillna(np.inf).to_numpy()
+    candidates = planned.assign(urgent=urgent_tasks(planned)).reset_index(drop=True)
+    effect = truth["true_effect"].to_numpy(dtype=float)
+    cost = truth["true_cost"].to_numpy(dtype=float)
+    hours = pd.to_numeric(candidates.get("effort_hours", pd.Series(0.0, index=candidates.index)),
+                          errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    outcomes = []
+    for ordering in orderings:
+        frame, order = _ranked_as(ordering, candidates, effect, cost, hours)
+        done_day = play_hours(frame, task_leave, capacity_of, days, order, seed)
+        outcomes.append(_kept(ordering, ids.to_numpy(), done_day, task_leave, effect, cost, hours,
+                              monthly, churner))
+    churn_revenue = float(monthly[churner.to_numpy()].sum() * 12)
+    return KeptReport(days, len(accounts), int(candidates["owner_email"].astype(str).str.lower()
+                                               .nunique()), len(candidates),
+                      int(churner.sum()), round(churn_revenue, 2), effects, outcomes)
+
+
+def _ranked_as(ordering: str, candidates: pd.DataFrame, effect: np.ndarray, cost: np.ndarray,
+               hours: np.ndarray) -> tuple[pd.DataFrame, str]:
+    """The candidates as ``ordering`` ranks them, and the capacity order that does it."""
+    if ordering == "kamflow":
+        return candidates, "net_per_hour"
+    if ordering == "previous":
+        return candidates, "value_at_risk"
+    if ordering == "random":
+        return candidates, "random"
+    risk = pd.to_numeric(candidates["value_at_risk"], errors="coerce").fillna(0.0).to_numpy()
+    if ordering == "value_at_risk":  # the revenue at risk alone, must-do work still first
+        return candidates.assign(net_per_hour=risk), "net_per_hour"
+    if ordering == "oracle":
+        worth = (risk * 12.0 * effect - cost) / np.maximum(hours, 1e-6)
+        return candidates.assign(net_per_hour=worth), "net_per_hour"
+    raise ValueError(f"unknown ordering {ordering!r}; use one of {', '.join(KEPT_ORDERINGS)}")
+
+
+def play_hours(planned: pd.DataFrame, leave_day: np.ndarray, capacity_of: CapacityOf,
+               days: int, order: str, seed: int = 0) -> np.ndarray:
+    """The day (0-based) each planned task is released and done under ``order``, -1 if
+    never: each day every owner gets a fresh day of hours and tasks (conf/owners.yaml) and does
+    what they are released that day."""
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    done_day = np.full(len(planned), -1, dtype=np.int64)
+    for day in range(days):
+        waiting = np.flatnonzero((done_day < 0) & (leave_day > day))
+        if not len(waiting):
+            break
+        chosen = allocate(planned.iloc[waiting], capacity_of, {}, {}, order, seed + day)
+        if not chosen.any():
+            break  # nobody has capacity for anything that is left
+        done_day[waiting[chosen]] = day
+    return done_day
+
+
+def _kept(ordering: str, ids: np.ndarray, done_day: np.ndarray, task_leave: np.ndarray,
+          effect: np.ndarray, cost: np.ndarray, hours: np.ndarray, monthly: pd.Series,
+          churner: pd.Series) -> KeptOutcome:
+    done = (done_day >= 0) & (done_day < task_leave)
+    frame = pd.DataFrame({"account": ids[done], "effect": effect[done]})
+    frame["keep"] = np.log1p(-np.clip(frame["effect"].clip(lower=0.0), 0.0, 0.999999))
+    frame["push"] = frame["effect"].clip(upper=0.0).abs()
+    per = frame.groupby("account").agg(keep=("keep", "sum"), push=("push", "max"))
+    combined = 1.0 - np.exp(per["keep"].to_numpy())
+    revenue = monthly.reindex(per.index).fillna(0.0).to_numpy() * 12.0
+    leaves = churner.reindex(per.index).fillna(False).to_numpy(dtype=bool)
+    kept = float((revenue * combined)[leaves].sum() - (revenue * per["push"].to_numpy())[~leaves]
+                 .sum())
+    spent = float(cost[done].sum())
+    return KeptOutcome(ordering, int(done.sum()), round(float(hours[done].sum()), 2),
+                       round(kept, 2), round(spent, 2), round(kept - spent, 2))
+
+
+def true_effects_of(planned: pd.DataFrame, truth: Beliefs,
+                    causes: pd.Series | None) -> pd.DataFrame:
+    """Per planned task (in its order), its true relative effect and cost under ``truth`` (a
+    true effects file), with each account's latent ``cause`` where the ground truth has it.
+    Nothing is withheld: the truth's sleeping dogs are played, not hidden."""
+    frame = planned.drop(columns=["cause"], errors="ignore")
+    if causes is not None:
+        frame = frame.assign(cause=frame["account_id"].astype(str).map(causes).fillna(""))
+    appraised = appraise(frame, truth, withhold=False).kept
+    monthly = pd.to_numeric(frame["monthly_revenue"], errors="coerce").fillna(0.0).to_numpy() \
+        if "monthly_revenue" in frame else np.zeros(len(frame))
+    cost = np.zeros(len(frame))
+    action = frame["action"].astype(str).to_numpy()
+    for name, belief in truth.actions.items():
+        rows = action == name
+        cost[rows] = belief.cost_cny + belief.cost_share * 12.0 * monthly[rows]
+    return pd.DataFrame({"true_effect": appraised["expected_effect"].to_numpy(dtype=float),
+                         "true_cost": cost})

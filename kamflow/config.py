@@ -333,13 +333,17 @@ class _ActionBeliefSpec(ConfigModel):
     by_rule: dict[str, _EffectSpec] = {}
     by_value_class: dict[Literal["high", "secondary", "potential", "low"], _EffectSpec] = {}
     by_churn_band: dict[Literal["low", "medium", "high", "critical"], _EffectSpec] = {}
+    # a true effects file only (kamflow outcome --effects): the generator's latent causes
+    by_cause: dict[Literal["service", "competitor", "distress", "disengaged", "uncommitted",
+                           "new"], _EffectSpec] = {}
 
     def belief(self) -> ActionBelief:
         return ActionBelief(self.effort_hours, self.effect.effect(), self.cost_cny,
                             self.cost_share,
                             {k: v.effect() for k, v in self.by_rule.items()},
                             {k: v.effect() for k, v in self.by_value_class.items()},
-                            {k: v.effect() for k, v in self.by_churn_band.items()})
+                            {k: v.effect() for k, v in self.by_churn_band.items()},
+                            {k: v.effect() for k, v in self.by_cause.items()})
 
 
 class _EffectsFile(ConfigModel):

@@ -102,6 +102,10 @@ __all__ = [
 ]
 
 TABLES = ("accounts", "billing", "complaints", "sla_incidents", "ground_truth")
+# The realistic mode's latent causes of churn, as ground_truth.csv names them (``cause``): the
+# service disappoints, a competitor pulls, money is tight, the account drifts away, nothing
+# binds it (no or a lapsing contract), the relationship is new.
+CAUSES = ("service", "competitor", "distress", "disengaged", "uncommitted", "new")
 
 ACCOUNT_COLUMNS = (
     "account_id", "name_zh", "name_en", "industry", "region", "account_manager",
@@ -560,6 +564,8 @@ def make_snapshot(
     })
     if world is not None:  # observed after the horizon: when each churner left
         truth_df["churn_date"] = _dates(day0, world.churn_days, missing=~declining)
+        if world.cause is not None:
+            truth_df["cause"] = _str_series(world.cause)
     return {
         "accounts": accounts_df,
         "billing": billing_df,
@@ -764,6 +770,9 @@ class _World:
     customer_since_days: np.ndarray  # days from as_of (negative: the past)
     contract_start_days: np.ndarray
     contract_end_days: np.ndarray
+    # the latent cause that weighs most in each account's propensity (CAUSES): what a
+    # retention action would have to address; the scorer never sees it (ground_truth only)
+    cause: np.ndarray | None = None
 
     def complaint_categories(self, acct: np.ndarray) -> np.ndarray:
         competitor = self.rng.random(acct.size) < self.competitor_pull[acct]
@@ -812,6 +821,11 @@ def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate
                   + rng.logistic(0.0, 1.0, n))
     churned = np.zeros(n, dtype=bool)
     churned[np.argsort(-propensity, kind="stable")[: round(churn_rate * n)]] = True
+    weights = np.column_stack([  # in the order of CAUSES; no draw, so nothing else changes
+        1.0 * dissatisfied, 0.9 * pull, 0.7 * distress, -0.5 * engaged,
+        1.3 * (contract_type == 0) + 0.4 * (contract_type == 1) + 0.8 * lapsed + 0.4 * ending,
+        1.2 * np.exp(-months / 12.0)])
+    cause = np.asarray(CAUSES, dtype=object)[np.argmax(weights, axis=1)]
 
     def shows(logit: np.ndarray) -> np.ndarray:
         return rng.random(n) < _sigmoid(logit)
@@ -835,7 +849,8 @@ def _latent_world(rng: np.random.Generator, n: int, size: np.ndarray, churn_rate
         signals=signals, volatility=volatility,
         competitor_pull=_sigmoid(-0.8 + 0.9 * pull),
         contract_type=contract_type, payment_method=payment_method, auto_pay=auto_pay,
-        customer_since_days=customer_since, contract_start_days=start, contract_end_days=end)
+        customer_since_days=customer_since, contract_start_days=start, contract_end_days=end,
+        cause=cause)
 
 
 def _check_mode(mode: str, churn_rate: float | None, horizon_days: int) -> bool:

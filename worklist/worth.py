@@ -47,7 +47,9 @@ class Effect:
 class ActionBelief:
     """What one action costs and achieves; ``segments`` override the effect by
     ``value_class``, ``churn_band`` or ``rule`` (the most specific match wins: rule, then value
-    class, then churn band)."""
+    class, then churn band). ``by_cause`` is for a *true* effects file (``kamflow outcome
+    --effects``): the generator's latent cause of churn, which no decision carries, wins over
+    all."""
 
     effort_hours: float
     effect: Effect
@@ -56,6 +58,7 @@ class ActionBelief:
     by_rule: Mapping[str, Effect] = field(default_factory=dict)
     by_value_class: Mapping[str, Effect] = field(default_factory=dict)
     by_churn_band: Mapping[str, Effect] = field(default_factory=dict)
+    by_cause: Mapping[str, Effect] = field(default_factory=dict)
     measured_n: Mapping[str, int] = field(default_factory=dict)  # segment key -> decisions
 
 
@@ -117,11 +120,12 @@ class Appraisal:
     withheld_by_action: dict[str, int]
 
 
-def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None) -> Appraisal:
+def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None,
+             withhold: bool = True) -> Appraisal:
     """Each decision's effort, expected effect, expected kept revenue and net per hour;
     decisions with a negative expected effect are withheld. Must-do work (``must_do``
     actions, escalations to the department, urgent actions: ``urgent_tasks``) never is, and
-    ranks first whatever it scores.
+    ranks first whatever it scores. ``withhold=False`` keeps every row (a simulation's truth).
 
     Vectorised: one pass per action and segment, not per decision."""
     if beliefs is None or decisions.empty:
@@ -136,7 +140,7 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None) -> Appraisal:
     at_risk = _numbers(decisions, "value_at_risk", n)
     columns = {key: decisions[key].astype(str).to_numpy() if key in decisions else
                np.full(n, "", dtype=object)
-               for key in ("rule_id", "value_class", "churn_band")}
+               for key in ("rule_id", "value_class", "churn_band", "cause")}
     for name, belief in beliefs.actions.items():
         rows = action == name
         if not rows.any():
@@ -149,7 +153,8 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None) -> Appraisal:
         # least specific first, so the most specific match is written last
         for key, table, label in (("churn_band", belief.by_churn_band, "churn_band"),
                                   ("value_class", belief.by_value_class, "value_class"),
-                                  ("rule_id", belief.by_rule, "rule")):
+                                  ("rule_id", belief.by_rule, "rule"),
+                                  ("cause", belief.by_cause, "cause")):
             for value, segment_effect in table.items():
                 hit = rows & (columns[key] == value)
                 effect[hit] = segment_effect.relative
@@ -164,10 +169,10 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None) -> Appraisal:
         effort_hours=effort, expected_effect=effect,
         expected_retained_cny_yearly=np.round(kept_yearly, 2), effect_source=source,
         net_per_hour=kept_yearly / np.maximum(effort, 1e-6), must_do=must)
-    withhold = (effect < 0) & ~must
-    withheld = appraised.loc[withhold].assign(
+    held = (effect < 0) & ~must if withhold else np.zeros(n, dtype=bool)
+    withheld = appraised.loc[held].assign(
         withheld_why="expected effect negative: contact is believed to push this account away")
-    return Appraisal(appraised.loc[~withhold].reset_index(drop=True), withheld,
+    return Appraisal(appraised.loc[~held].reset_index(drop=True), withheld,
                      {str(k): int(v) for k, v in withheld["action"].value_counts().items()})
 
 

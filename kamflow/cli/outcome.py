@@ -1,9 +1,11 @@
-"""``kamflow outcome``: what a month of capacity-limited work reaches, by ordering.
+"""``kamflow outcome``: what the managers' hours keep, by ordering of the work.
 
 Plays out the days after a snapshot whose churn is known (``flows/outcome.py``): each owner is
-released what their capacity allows each day, ranked by value at risk (kamflow's ordering), by
-rule priority alone, or at random, and the figure is the share of the churning accounts' revenue
-that got a released task before they left.
+released what their hours and task limits allow each day, ranked by kamflow's order (expected net
+revenue kept per hour), the previous order, value at risk alone, at random, or by the oracle
+that knows the true effects; the figure is the revenue the done tasks keep a year under the true
+effects (``--effects``), net of the actions' costs. The share of the churning accounts'
+revenue that a task reached before they left (the previous measure) follows it.
 """
 
 import json
@@ -17,17 +19,19 @@ from kamflow.cli.app import AsOf, Verbose, app, business_today, command, setting
 from kamflow.core.errors import KamflowError
 
 
-@command(app, "outcome", help="simulate a month of capacity-limited work: revenue reached by "
-                              "ordering",
+@command(app, "outcome", help="simulate the managers' hours: revenue kept by ordering of the "
+                              "work",
          description="Plan the day-one worklist of a snapshot whose churn is known, then play out "
-                     "--days days: every day each owner is released what their capacity "
-                     "(conf/owners.yaml) allows and finishes up to --work-per-day tasks; an "
-                     "account that leaves takes its waiting tasks with it. Prints, for kamflow's "
-                     "value-at-risk ordering, rule priority alone and a random order, the share "
-                     "of the churning accounts' monthly revenue that got a task before they "
-                     "left. Without --source, a snapshot of --accounts accounts is generated in "
-                     "the realistic mode (its churn comes from latent causes the scorer does not "
-                     "know). Nothing is written to the task store and no email is sent.")
+                     "--days days: every day each owner is released what their hours and task "
+                     "limits (conf/owners.yaml) allow, and does it; an account that leaves takes "
+                     "its waiting tasks with it. Prints, for kamflow's order (net revenue kept "
+                     "per hour), the previous order, value at risk alone, a random order and the "
+                     "oracle (true effects known), the tasks and hours done and the revenue they "
+                     "keep a year under the true effects (--effects), net of the actions' costs; "
+                     "then the share of the churning accounts' revenue a task reached before "
+                     "they left. Without --source, a snapshot of --accounts accounts is generated "
+                     "in the realistic mode (its churn comes from latent causes the scorer does "
+                     "not know). Nothing is written to the task store and no email is sent.")
 def outcome(source: Annotated[Path | None, typer.Option(
                 help="snapshot directory with ground_truth.csv (default: generate one)")] = None,
             accounts: Annotated[int, typer.Option(
@@ -35,16 +39,33 @@ def outcome(source: Annotated[Path | None, typer.Option(
             churn_rate: Annotated[float, typer.Option(
                 min=0.001, max=0.5, help="yearly churn rate of the generated snapshot")] = 0.10,
             seed: Annotated[int, typer.Option(help="generator and random-order seed")] = 7,
-            days: Annotated[int, typer.Option(min=1, max=365, help="days to play out")] = 30,
+            days: Annotated[int, typer.Option(min=1, max=365, help="days to play out")] = 60,
             work_per_day: Annotated[int, typer.Option(
-                min=0, help="tasks each owner finishes a day")] = 8,
+                min=0, help="reach table: tasks each owner finishes a day")] = 8,
+            effects: Annotated[Path | None, typer.Option(
+                help="true effects file (YAML, the format of conf/effects.yaml plus by_cause; "
+                     "default: kamflow's generated department, see --print-effects)")] = None,
+            print_effects: Annotated[bool, typer.Option(
+                "--print-effects", help="print the default true effects file and stop")] = False,
             as_of: AsOf = None,
             json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
             verbose: Verbose = False) -> int:
     from kamflow import config
-    from kamflow.flows.outcome import day_one, simulate_outcome
+    from kamflow.flows.outcome import (
+        TRUE_EFFECTS,
+        day_one,
+        simulate_kept,
+        simulate_outcome,
+        true_effects_of,
+    )
     from kamflow.generate import generate_snapshot
 
+    if print_effects:
+        print(TRUE_EFFECTS.read_text(encoding="utf-8"), end="")
+        return 0
+    truth = config.load_effects(effects or TRUE_EFFECTS)
+    if truth is None:
+        raise KamflowError(f"true effects file {effects} does not exist")
     home = settings()
     as_of = as_of or business_today()
     owners = config.load_owners(home.conf_dir / "owners.yaml")
@@ -56,9 +77,15 @@ def outcome(source: Annotated[Path | None, typer.Option(
         elif not source.is_dir():
             raise KamflowError(f"snapshot directory {source} does not exist")
         planned, fate = day_one(source, as_of, home.conf_dir)
+    causes = fate.set_index("account_id")["cause"] if "cause" in fate else None
+    kept = simulate_kept(planned, fate, owners.capacity_of, true_effects_of(planned, truth, causes),
+                         days, seed, effects=str(effects) if effects else "kamflow's generated "
+                         "department (kamflow outcome --print-effects)")
     report = simulate_outcome(planned, fate, owners.capacity_of, days, work_per_day, seed)
     if json_:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps({**report.as_dict(), **kept.as_dict()}, ensure_ascii=False, indent=2))
     else:
+        print(kept.text())
+        print("\nreach (a task released before the account left; the previous measure):")
         print(report.text())
     return 0
