@@ -227,3 +227,58 @@ def test_the_email_says_what_each_task_is_worth_and_lists_by_it() -> None:
     _, text_en, _ = notifications.render_task_digest("Wang", tasks, "en")
     assert "Worth:    expected to keep ¥1,200 a year · about 0.5 hours" in text_en
     assert text_en.index("ESC") < text_en.index("CALL") < text_en.index("VISIT")
+
+
+def test_revenue_kept_under_true_effects_by_hand() -> None:
+    """Two accounts of one manager with 1 hour a day, one day. A (leaves on day 5, 1,000 CNY a
+    month) gets a care call of true effect 0.5; B (stays, 2,000 a month) a visit of true effect
+    -0.1 costing 100. Ranked by the priors the visit comes first (it fits the hour: 1 h), so B
+    is contacted and pushed away: 2,000 x 12 x 0.1 = 2,400 lost, - 100 cost. The oracle does the
+    call: A kept 1,000 x 12 x 0.5 = 6,000."""
+    from kamflow.flows.outcome import simulate_kept
+    planned = pd.DataFrame({
+        "account_id": ["A", "B"], "owner_email": [WANG, WANG],
+        "owner_role": ["account_manager"] * 2, "priority": [3, 3], "action": ["care_call",
+                                                                             "manager_visit"],
+        "value_at_risk": [10.0, 500.0], "effort_hours": [1.0, 1.0],
+        "net_per_hour": [10.0, 900.0], "must_do": [False, False], "email": ["digest"] * 2})
+    accounts = pd.DataFrame({"account_id": ["A", "B"], "monthly_revenue": [1000.0, 2000.0],
+                             "leave_day": [5.0, np.nan]})
+    truth = pd.DataFrame({"true_effect": [0.5, -0.1], "true_cost": [0.0, 100.0]})
+    report = simulate_kept(planned, accounts, lambda e, r: Capacity(8, 30, 1.0), truth, days=1,
+                           orderings=("kamflow", "oracle"))
+    assert report.of("kamflow").retained_net_cny_yearly == -2500.0
+    assert report.of("kamflow").tasks_done == 1
+    assert report.of("oracle").retained_net_cny_yearly == 6000.0
+    assert report.ratio("kamflow", "oracle") == pytest.approx(-2500 / 6000)
+    # two days: both are done; A's call keeps 6,000, B's visit loses 2,400 and costs 100
+    both = simulate_kept(planned, accounts, lambda e, r: Capacity(8, 30, 1.0), truth, days=2,
+                         orderings=("kamflow",))
+    assert both.of("kamflow").retained_net_cny_yearly == 3500.0
+
+
+def test_kamflow_outcome_reports_revenue_kept_per_ordering(tmp_path: Path) -> None:
+    env = {**os.environ, "KAMFLOW_HOME": str(tmp_path / "home")}
+    printed = subprocess.run([sys.executable, "-m", "kamflow.cli", "outcome", "--print-effects"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0 and "by_cause" in printed.stdout
+    mine = tmp_path / "truth.yaml"  # a user's truth: nothing works but renewal talks
+    mine.write_text("actions:\n  renewal_talk:\n    effort_hours: 1\n    effect: {relative: 0.5}\n",
+                    encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "kamflow.cli", "outcome", "--accounts",
+                             "1500", "--churn-rate", "0.05", "--days", "10", "--as-of",
+                             "2026-11-25", "--effects", str(mine), "--json"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert set(report["orderings"]) == {"kamflow", "previous", "value_at_risk", "random",
+                                        "oracle"}
+    for figures in report["orderings"].values():
+        assert figures["tasks_done"] > 0
+        assert figures["retained_net_cny_yearly"] == pytest.approx(
+            figures["retained_cny_yearly"] - figures["cost_cny_yearly"], abs=0.02)
+    # with only renewal talks working the oracle keeps at least what any other order keeps
+    oracle = report["orderings"]["oracle"]["retained_net_cny_yearly"]
+    assert all(oracle >= f["retained_net_cny_yearly"] - 1e-6
+               for f in report["orderings"].values())
+    assert report["parameters"]["effects"] == str(mine)
