@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, inspect, select
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import (
@@ -91,6 +91,41 @@ class KpiStore(StoreBase):
         frame["owner_email"] = frame["owner_email"].str.lower()
         return frame
 
+    def decision_rows(self, since: dt.datetime) -> pd.DataFrame:
+        """Every decision from ``since`` on, tasks and held-out ones alike, for the effects
+        report (worklist/effects.py): ``account_id``, ``action``, ``status``, ``rule_id``,
+        ``owner_email``, ``created_at`` and ``closed_at`` (UTC), ``value_at_risk``, and where
+        the tasks table has them ``value_class``, ``minutes`` and ``outcome``. One query,
+        plain driver tuples (millions of rows)."""
+        columns = ["account_id", "action", "status", "rule_id", "owner_email", "created_at",
+                   "closed_at", "value_at_risk"]
+        with self.session() as session:
+            present = {c["name"] for c in inspect(session.connection()).get_columns("tasks")}
+            columns += [c for c in DECISION_EXTRAS if c in present]
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            cursor = driver.cursor()
+            try:
+                marker = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") \
+                    else "?"
+                cursor.execute(f"SELECT {', '.join(columns)} FROM tasks WHERE created_at >= "
+                               f"{marker}", (_stored_time(self.engine, since),))
+                frame = pd.DataFrame(cursor.fetchall(), columns=columns)
+            finally:
+                cursor.close()
+        for column in ("created_at", "closed_at"):  # SQLite gives text, PostgreSQL datetimes
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="mixed")
+        for column in ("value_at_risk", "minutes"):
+            if column in frame:
+                frame[column] = frame[column].astype("float64")
+        return frame
+
+    def last_snapshot_at(self) -> dt.datetime | None:
+        """When the latest run recorded its figures (its snapshot), or None before any."""
+        with self.session() as session:
+            at = session.scalar(select(func.max(RunFigures.at)))
+        return None if at is None else utc(at)
+
     def record_run_figures(self, run_id: str, at: dt.datetime,
                            figures: Mapping[str, Any]) -> None:
         """Keep a run's headline figures (the columns of ``run_figures``; a run recorded
@@ -113,3 +148,17 @@ class KpiStore(StoreBase):
             unsent = session.scalar(select(func.count()).select_from(OutboxEmail).where(
                 OutboxEmail.sent_at.is_(None))) or 0
         return {"tasks": tasks, "emails": emails, "unsent_emails": unsent}
+
+
+# Optional columns of the tasks table the effects report reads when present (the outcomes
+# and holdout work add them): the decision's value class, the minutes recorded, the outcome.
+DECISION_EXTRAS = ("value_class", "minutes", "outcome")
+
+
+def _stored_time(engine: Any, when: dt.datetime) -> Any:
+    """``when`` as the driver compares it with a stored time: SQLite keeps SQLAlchemy's text
+    form (``2026-12-07 13:00:00.000000``), PostgreSQL a timestamptz."""
+    when = utc(when)
+    if engine.dialect.name == "sqlite":
+        return when.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return when

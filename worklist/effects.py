@@ -1,0 +1,372 @@
+"""The measured effect of each action: decisions joined to the account's fate, released against
+held out. Pure: no database (the store reads the rows, worklist/kpis.py ``decision_rows``).
+
+A decision is a task (released to its owner) or a held-out decision (status ``held_out``: the
+randomised control group, no task, no email). Each is joined to what the later snapshots show
+within a horizon after its business date (``created_at``, the run's snapshot date once runs key
+on it): the account stayed, left (the roster's ``lost_at``, and when) or lost most of its
+revenue (partial churn, as ``kamflow report`` defines it: monthly revenue at the horizon's end
+below ``1 - revenue_fall`` of that at the decision, from the revenue history). A decision whose
+horizon has not ended by the last snapshot, and whose account has not left, is ``pending`` and
+counts in neither group yet (counting it as "stayed" would shrink both churn shares).
+
+The headline is intent to treat: churn within the horizon of the accounts whose task was
+released against those held out, per action, overall and by value class and by reason (the rule
+that fired). ``effect_pp`` = held-out churn − released churn, in percentage points: positive
+keeps customers. The interval is statsmodels' two-sample interval for a difference of
+proportions (Newcombe's hybrid score by default: it holds with few events, unlike Wald). Done
+against not done among the released is shown too, labelled biased: the accounts a manager
+reaches are not like the ones they do not.
+
+Regions and periods are pooled (one difference over all decisions of an action): the holdout is
+a hash per account, action and period, so each stratum is randomised alike and pooling
+estimates the same average effect with the narrowest interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kamflow.core import vocabulary
+from kamflow.worklist.models import QUEUED, WITHDRAWN
+
+__all__ = ["DEFAULT_EFFORT_HOURS", "FATES", "HELD_OUT", "EffectsConfig", "MeasuredEffects",
+           "decision_fates", "effects_report", "json_rows", "measure", "needed_decisions",
+           "power_statement", "reported_vs_fate", "verdict"]
+
+HELD_OUT = "held_out"  # the holdout's status (a decision stored without a task)
+FATES = ("stayed", "left", "partial", "pending")
+DAYS_PER_MONTH = 365.25 / 12
+# Hours of a manager's time per task, until tasks record their minutes (the outcomes' minutes
+# replace these where recorded). Assumptions, from the domain notes' description of each action.
+DEFAULT_EFFORT_HOURS = {"care_call": 0.5, "renewal_talk": 1.0, "tailored_offer": 1.5,
+                        "experience_offer": 1.0, "manager_visit": 3.0, "vip_service": 2.0,
+                        "account_plan_review": 2.0, "payment_reminder": 0.25,
+                        "new_service_pitch": 1.0, "sla_review": 1.0,
+                        "complaint_follow_up": 1.0, "escalate_to_key_account": 2.0}
+
+
+@dataclass(frozen=True)
+class EffectsConfig:
+    """conf/effects.yaml (docs/configuration.md)."""
+
+    horizon_days: int = 90  # a decision's fate: what the snapshots show this long after it
+    confidence: float = 0.95  # of the interval on each effect
+    ci_width_pp: float = 2.0  # an effect is known once its interval is this narrow (±1 point)
+    method: str = "newcomb"  # statsmodels confint_proportions_2indep: newcomb or score
+    # the holdout share assumed for an action with no held-out decision yet (power statement)
+    holdout_share: float = 0.05
+    effort_hours: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFORT_HOURS))
+    default_effort_hours: float = 1.0  # an action not in effort_hours
+    revenue_fall: float = 0.5  # partial churn (conf/department.yaml partial_churn.revenue_fall)
+
+    def hours(self, action: str) -> float:
+        return float(self.effort_hours.get(action, self.default_effort_hours))
+
+
+@dataclass(frozen=True)
+class MeasuredEffects:
+    now: pd.Timestamp  # the last snapshot the fates are read from
+    config: EffectsConfig
+    rows: list[dict[str, Any]]  # effects_report
+    kept_left: list[dict[str, Any]]  # reported_vs_fate
+    decisions: int  # read (from ``now`` − horizon − the lookback)
+    pending: int  # of which fate not known yet
+
+
+def measure(decisions: pd.DataFrame, roster: pd.DataFrame, revenue: pd.DataFrame | None,
+            now: Any, config: EffectsConfig | None = None) -> MeasuredEffects:
+    """The effects report of ``decisions`` (KpiStore.decision_rows) against the roster and the
+    revenue history as the snapshots up to ``now`` show them."""
+    config = config or EffectsConfig()
+    fates = decision_fates(decisions, roster, revenue, _utc(now), config.horizon_days,
+                           config.revenue_fall)
+    pending = int(fates["fate"].eq("pending").sum()) if len(fates) else 0
+    return MeasuredEffects(_utc(now), config, effects_report(fates, now, config),
+                           reported_vs_fate(fates), len(fates), pending)
+
+
+def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
+                   revenue: pd.DataFrame | None, now: pd.Timestamp,
+                   horizon_days: int = 90, revenue_fall: float = 0.5) -> pd.DataFrame:
+    """Each decision (``account_id``, ``created_at``: its business date, UTC; any other
+    columns are kept) with its fate within ``horizon_days`` as the snapshots up to ``now``
+    show it: ``fate`` (stayed, left, partial, pending), ``lost_at`` (when it left, within the
+    horizon), ``monthly_revenue`` at the decision and ``revenue_lost_yearly`` (CNY a year: all
+    of it for an account that left, the fall for partial churn, else 0). The account's
+    ``value_class`` and ``region`` come from the roster (as last seen) unless the decision
+    carries them. Vectorised: one map per column, one as-of merge per revenue lookup."""
+    now = _utc(now)
+    out = decisions.copy()
+    out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
+    end = out["created_at"] + pd.Timedelta(days=horizon_days)
+    by_account = roster.drop_duplicates("account_id", keep="last").set_index("account_id")
+    lost_at = out["account_id"].map(by_account["lost_at"]) if len(by_account) else \
+        pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+    lost_at = pd.to_datetime(lost_at, utc=True)
+    for column in ("value_class", "region"):
+        if column in by_account:
+            known = out["account_id"].map(by_account[column])
+            out[column] = out[column].where(out[column].notna(), known) \
+                if column in out else known
+    left = lost_at.notna() & (lost_at > out["created_at"]) & (lost_at <= end) & (lost_at <= now)
+    matured = end <= now
+    last_seen = out["account_id"].map(by_account["monthly_revenue"]).astype("float64") \
+        if "monthly_revenue" in by_account else pd.Series(np.nan, index=out.index)
+    then = _revenue_at(out["account_id"], out["created_at"], revenue).fillna(last_seen)
+    later = _revenue_at(out["account_id"], end, revenue).fillna(last_seen)
+    partial = ~left & matured & (then > 0) & (later < (1 - revenue_fall) * then)
+    out["fate"] = np.select([left, partial, ~matured], ["left", "partial", "pending"], "stayed")
+    out["lost_at"] = lost_at.where(left)
+    out["monthly_revenue"] = then
+    out["revenue_lost_yearly"] = (12 * np.where(left, then.fillna(0.0),
+                                                np.where(partial, (then - later).fillna(0.0),
+                                                         0.0)))
+    return out
+
+
+def _revenue_at(accounts: pd.Series, when: pd.Series,
+                revenue: pd.DataFrame | None) -> pd.Series:
+    """Each (account, time)'s monthly revenue in the revenue history (NaN where none)."""
+    if revenue is None or revenue.empty or accounts.empty:
+        return pd.Series(np.nan, index=accounts.index, dtype="float64")
+    left = pd.DataFrame({"account_id": accounts.astype(str).to_numpy(),
+                         "at": pd.to_datetime(when, utc=True).to_numpy(),
+                         "row": np.arange(len(accounts))}).sort_values("at", kind="stable")
+    right = revenue[["account_id", "at", "monthly_revenue"]].assign(
+        account_id=revenue["account_id"].astype(str),
+        at=pd.to_datetime(revenue["at"], utc=True)).sort_values("at", kind="stable")
+    left["at"] = pd.to_datetime(left["at"], utc=True)
+    found = pd.merge_asof(left, right, on="at", by="account_id", direction="backward")
+    values = np.full(len(accounts), np.nan)
+    values[found["row"].to_numpy()] = found["monthly_revenue"].astype("float64").to_numpy()
+    return pd.Series(values, index=accounts.index)
+
+
+def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
+                   config: EffectsConfig | None = None) -> list[dict[str, Any]]:
+    """One row per (action, segment): segment ``all``, ``class:<value class>`` and
+    ``reason:<rule id>``. Released decisions (``treated``: every status but queued, withdrawn
+    and held out) against ``held_out`` ones whose fate is known (not pending): counts, churn
+    within the horizon in each, ``effect_pp`` with its interval, whether it is ``known``
+    (interval no wider than ``ci_width_pp``), the decisions ``needed`` for that and how many
+    more; partial churn in each group; revenue kept per 100 tasks and per manager-hour; done
+    against not done (biased); for the ``all`` rows, the power statement's volume, share and
+    months."""
+    config = config or EffectsConfig()
+    now = _utc(now)
+    if fates.empty:
+        return []
+    status = fates["status"].astype(str)
+    arm = np.where(status.eq(HELD_OUT), "held_out",
+                   np.where(status.isin((QUEUED, WITHDRAWN)), "", "treated"))
+    known_fate = fates["fate"].ne("pending").to_numpy()
+    frame = pd.DataFrame({
+        "action": fates["action"].astype(str).to_numpy(), "arm": arm,
+        "counted": known_fate & (arm != ""),
+        "left": fates["fate"].eq("left").to_numpy(),
+        "partial": fates["fate"].eq("partial").to_numpy(),
+        "revenue_lost": fates["revenue_lost_yearly"].astype("float64").fillna(0.0).to_numpy(),
+        "done": status.eq("done").to_numpy(),
+        "minutes": (fates["minutes"].astype("float64").to_numpy() if "minutes" in fates
+                    else np.full(len(fates), np.nan)),
+        "class": ("class:" + fates["value_class"].fillna("(unknown)").astype(str)).to_numpy()
+        if "value_class" in fates else "class:(unknown)",
+        "reason": ("reason:" + fates["rule_id"].fillna("(unknown)").astype(str)).to_numpy()
+        if "rule_id" in fates else "reason:(unknown)",
+    })
+    volume = _volume(fates, frame, now, config)
+    counted = frame.loc[frame["counted"]]
+    rows: list[dict[str, Any]] = []
+    pieces = [counted.assign(segment="all"), counted.assign(segment=counted["class"]),
+              counted.assign(segment=counted["reason"])]
+    if not counted.empty:
+        long = pd.concat(pieces, ignore_index=True)
+        sums = _arm_sums(long)
+    else:
+        sums = pd.DataFrame()
+    for action in sorted(frame["action"].unique()):
+        segments = (sorted(sums.loc[action].index, key=_segment_order)
+                    if action in sums.index.get_level_values(0) else ["all"])
+        for segment in segments:
+            got = sums.loc[(action, segment)] if (action, segment) in sums.index else None
+            rows.append(_effect_row(action, segment, got, volume.get(action), config))
+    return rows
+
+
+def _segment_order(segment: str) -> tuple[int, str]:
+    return (0 if segment == "all" else 1 if segment.startswith("class:") else 2, segment)
+
+
+def _arm_sums(long: pd.DataFrame) -> pd.DataFrame:
+    """Per (action, segment): each arm's decisions, churned, partial, revenue lost; the
+    released ones' done and not done, and minutes recorded."""
+    long = long.assign(n=1, done_left=long["left"] & long["done"],
+                       undone=~long["done"], undone_left=long["left"] & ~long["done"],
+                       timed=long["minutes"].notna(), minutes=long["minutes"].fillna(0.0))
+    grouped = long.groupby(["action", "segment", "arm"])[
+        ["n", "left", "partial", "revenue_lost", "done", "done_left", "undone", "undone_left",
+         "timed", "minutes"]].sum()
+    wide = grouped.unstack("arm", fill_value=0)
+    wide.columns = [f"{name}_{arm}" for name, arm in wide.columns]
+    return wide
+
+
+def _volume(fates: pd.DataFrame, frame: pd.DataFrame, now: pd.Timestamp,
+            config: EffectsConfig) -> dict[str, dict[str, float]]:
+    """Per action: decisions a month (released and held out, pending ones too, over the days
+    since its first decision) and the share held out (the configured one while none is)."""
+    arms = frame["arm"] != ""
+    first = fates["created_at"].loc[arms].groupby(frame.loc[arms, "action"].to_numpy()).min()
+    n = frame.loc[arms].groupby("action")["arm"].agg(
+        total="size", held=lambda a: int((a == "held_out").sum()))
+    out = {}
+    for action, row in n.iterrows():
+        days = max((now - first[action]).total_seconds() / 86400, 1.0)
+        held_share = row["held"] / row["total"] if row["held"] else config.holdout_share
+        out[str(action)] = {"per_month": row["total"] / days * DAYS_PER_MONTH,
+                            "share": float(held_share), "measured_share": bool(row["held"])}
+    return out
+
+
+def needed_decisions(churn: float, holdout_share: float, width_pp: float,
+                     confidence: float = 0.95) -> int:
+    """Decisions (released and held out together, at ``holdout_share`` held out) for an
+    interval on the difference of churn no wider than ``width_pp`` points, at a churn of
+    about ``churn`` in each group: the sample at which a difference of half that width is
+    detected with power 0.5 (statsmodels NormalIndPower, Cohen's h), i.e. the interval's
+    half-width."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    half = width_pp / 200  # the interval's half-width, as a share
+    low = min(max(churn - half / 2, 0.0), 1 - half)  # a difference of ``half`` around churn
+    effect = float(proportion_effectsize(low + half, low))
+    ratio = (1 - holdout_share) / holdout_share  # released per held out
+    held = NormalIndPower().solve_power(effect_size=effect, nobs1=None, alpha=1 - confidence,
+                                        power=0.5, ratio=ratio, alternative="two-sided")
+    return int(math.ceil(float(np.asarray(held).item()) * (1 + ratio)))
+
+
+def _effect_row(action: str, segment: str, got: pd.Series | None,
+                volume: Mapping[str, float] | None, config: EffectsConfig) -> dict[str, Any]:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    def value(name: str) -> float:
+        return 0.0 if got is None else float(got.get(name, 0.0))
+
+    treated, held = int(value("n_treated")), int(value("n_held_out"))
+    left_t, left_h = int(value("left_treated")), int(value("left_held_out"))
+    churn_t = left_t / treated if treated else None
+    churn_h = left_h / held if held else None
+    effect = low = high = None
+    if treated and held:
+        effect = 100 * (churn_h - churn_t)
+        ci = confint_proportions_2indep(left_h, held, left_t, treated, method=config.method,
+                                        compare="diff", alpha=1 - config.confidence)
+        low, high = 100 * float(ci[0]), 100 * float(ci[1])
+    known = low is not None and high - low <= config.ci_width_pp + 1e-12
+    share = (held / (held + treated) if treated and held
+             else (volume or {}).get("share", config.holdout_share))
+    pooled = (left_t + left_h) / (treated + held) if treated + held else 0.0
+    needed = needed_decisions(pooled, min(max(share, 1e-4), 0.5), config.ci_width_pp,
+                              config.confidence)
+    timed = value("timed_treated")
+    hours = (value("minutes_treated") / 60 / timed if timed else config.hours(action))
+    kept_per_task = (value("revenue_lost_held_out") / held - value("revenue_lost_treated")
+                     / treated) if treated and held else None
+    done, undone = value("done_treated"), value("undone_treated")
+    row: dict[str, Any] = {
+        "action": action, "segment": segment, "treated": treated, "held_out": held,
+        "churn_treated": churn_t, "churn_held_out": churn_h, "effect_pp": effect,
+        "ci_low_pp": low, "ci_high_pp": high, "known": bool(known),
+        "needed": needed, "more_needed": max(needed - treated - held, 0),
+        "partial_treated": value("partial_treated") / treated if treated else None,
+        "partial_held_out": value("partial_held_out") / held if held else None,
+        "revenue_kept_per_100_tasks": None if kept_per_task is None else 100 * kept_per_task,
+        "hours_per_task": hours, "hours_from": "recorded minutes" if timed else "configured",
+        "revenue_kept_per_hour": None if kept_per_task is None or not hours
+        else kept_per_task / hours,
+        "churn_done": value("done_left_treated") / done if done else None,
+        "churn_not_done": value("undone_left_treated") / undone if undone else None,
+    }
+    if segment == "all" and volume:
+        per_month = volume["per_month"]
+        months = needed / per_month if per_month else math.inf
+        row.update({"decisions_per_month": per_month, "holdout_share": volume["share"],
+                    "holdout_share_measured": volume["measured_share"],
+                    "months_needed": months + config.horizon_days / DAYS_PER_MONTH})
+    return row
+
+
+JSON_KEYS = ("action", "segment", "treated", "held_out", "churn_treated", "churn_held_out",
+             "effect_pp", "ci_low_pp", "ci_high_pp", "known")
+
+
+def json_rows(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``{"effects": [...]}`` with exactly the documented keys of each row (tools read it)."""
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+    return {"effects": [{k: clean(row[k]) for k in JSON_KEYS} for row in rows]}
+
+
+def reported_vs_fate(fates: pd.DataFrame, kept_codes: tuple[str, ...] = ("kept",)
+                     ) -> list[dict[str, Any]]:
+    """Per action, the released decisions whose manager recorded an outcome in ``kept_codes``
+    (column ``outcome``) and whose fate is known: how many, and how many of those accounts left
+    within the horizon anyway. Empty while tasks carry no outcome."""
+    if "outcome" not in fates or fates.empty:
+        return []
+    kept = fates.loc[fates["outcome"].isin(kept_codes) & fates["fate"].ne("pending")]
+    if kept.empty:
+        return []
+    counts = kept.assign(left=kept["fate"].eq("left")).groupby("action")["left"].agg(
+        ["size", "sum"])
+    return [{"action": str(a), "reported_kept": int(r["size"]), "left_anyway": int(r["sum"]),
+             "left_anyway_share": float(r["sum"]) / float(r["size"])}
+            for a, r in counts.iterrows()]
+
+
+def _utc(when: Any) -> pd.Timestamp:
+    at = pd.Timestamp(when)
+    return at.tz_convert("UTC") if at.tzinfo else at.tz_localize("UTC")
+
+
+def _points(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def verdict(row: Mapping[str, Any], config: EffectsConfig, lang: str = "en") -> str:
+    """The effect of a row in words: known with its interval, or not enough data yet and the
+    decisions still needed."""
+    if row["ci_low_pp"] is None:
+        return vocabulary.effect_words("no_holdout", lang, more=f"{row['more_needed']:,}")
+    values = {"effect": _points(row["effect_pp"]), "low": _points(row["ci_low_pp"]),
+              "high": _points(row["ci_high_pp"]), "width": f"{config.ci_width_pp:g}",
+              "more": f"{row['more_needed']:,}"}
+    return vocabulary.effect_words("known" if row["known"] else "not_enough", lang, **values)
+
+
+def power_statement(row: Mapping[str, Any], config: EffectsConfig, lang: str = "en") -> str:
+    """For an action's ``all`` row: how many decisions and months its effect needs to be known
+    within ±half the configured width, at its volume and holdout share."""
+    try:
+        action = vocabulary.label("action", row["action"], lang)
+    except vocabulary.UnknownLabel:
+        action = row["action"]
+    months = row.get("months_needed", math.inf)
+    text = vocabulary.effect_words(
+        "power", lang, action=action, per_month=f"{row.get('decisions_per_month', 0):,.0f}",
+        share=f"{100 * row.get('holdout_share', config.holdout_share):.1f} %",
+        needed=f"{row['needed']:,}", half=f"{config.ci_width_pp / 2:g}",
+        months="∞" if not math.isfinite(months) else f"{months:,.1f}",
+        horizon=config.horizon_days)
+    if not math.isfinite(months) or months > 12:
+        text += " " + vocabulary.effect_words("power_year", lang)
+    return text
