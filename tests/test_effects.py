@@ -160,6 +160,12 @@ def test_fate_join_counts_only_what_left_within_the_horizon() -> None:
     assert fates.loc["A", "revenue_lost_yearly"] == 12_000.0
     assert fates.loc["E", "revenue_lost_yearly"] == 12 * 600.0
     assert fates.loc["E", "value_class"] == "high"  # from the roster
+    # D left, but its horizon is not over: not counted yet, as C (pending) is not
+    assert fates["matured"].to_dict() == {"A": True, "B": True, "C": False, "D": False,
+                                          "E": True}
+    [row] = [r for r in effects_report(fates.reset_index(), NOW) if r["segment"] == "all"]
+    assert (row["treated"], row["held_out"]) == (2, 1)  # A, B released; E held out
+    assert row["churn_treated"] == pytest.approx(0.5) and row["churn_held_out"] == 0.0
     # a longer horizon makes B's loss churn
     longer = decision_fates(decisions, roster, revenue, NOW, 120, 0.5).set_index("account_id")
     assert longer.loc["B", "fate"] == "left"

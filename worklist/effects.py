@@ -38,7 +38,7 @@ from kamflow.worklist.models import QUEUED, WITHDRAWN
 
 __all__ = ["DEFAULT_EFFORT_HOURS", "FATES", "HELD_OUT", "EffectsConfig", "MeasuredEffects",
            "decision_fates", "effects_report", "json_rows", "measure", "needed_decisions",
-           "power_statement", "reported_vs_fate", "verdict"]
+           "power_statement", "reported_vs_fate", "verdict", "volume_rows"]
 
 HELD_OUT = "held_out"  # the holdout's status (a decision stored without a task)
 FATES = ("stayed", "left", "partial", "pending")
@@ -76,20 +76,26 @@ class MeasuredEffects:
     config: EffectsConfig
     rows: list[dict[str, Any]]  # effects_report
     kept_left: list[dict[str, Any]]  # reported_vs_fate
-    decisions: int  # read (from ``now`` − horizon − the lookback)
-    pending: int  # of which fate not known yet
+    decisions: int  # of the period (every status)
+    pending: int  # of which the horizon is not over yet: not counted
 
 
 def measure(decisions: pd.DataFrame, roster: pd.DataFrame, revenue: pd.DataFrame | None,
-            now: Any, config: EffectsConfig | None = None) -> MeasuredEffects:
+            now: Any, config: EffectsConfig | None = None,
+            volume: pd.DataFrame | None = None) -> MeasuredEffects:
     """The effects report of ``decisions`` (KpiStore.decision_rows) against the roster and the
-    revenue history as the snapshots up to ``now`` show them."""
+    revenue history as the snapshots up to ``now`` show them. ``volume`` (KpiStore
+    decision_volume) counts every decision of the period when ``decisions`` holds only those
+    whose horizon is over (the store reads no more: 90 days of a national department's
+    decisions are 5M rows, nearly all still pending)."""
     config = config or EffectsConfig()
     fates = decision_fates(decisions, roster, revenue, _utc(now), config.horizon_days,
                            config.revenue_fall)
-    pending = int(fates["fate"].eq("pending").sum()) if len(fates) else 0
-    return MeasuredEffects(_utc(now), config, effects_report(fates, now, config),
-                           reported_vs_fate(fates), len(fates), pending)
+    volume = volume_rows(fates) if volume is None else volume
+    total = int(volume["decisions"].sum()) if len(volume) else 0
+    matured = int(fates["matured"].sum()) if len(fates) else 0
+    return MeasuredEffects(_utc(now), config, effects_report(fates, now, config, volume),
+                           reported_vs_fate(fates), total, total - matured)
 
 
 def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
@@ -101,56 +107,93 @@ def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
     horizon), ``monthly_revenue`` at the decision and ``revenue_lost_yearly`` (CNY a year: all
     of it for an account that left, the fall for partial churn, else 0). The account's
     ``value_class`` and ``region`` come from the roster (as last seen) unless the decision
-    carries them. Vectorised: one map per column, one as-of merge per revenue lookup."""
-    now = _utc(now)
+    carries them. Vectorised: the accounts are matched once (positions in the roster), the
+    revenue history by one sorted search (millions of decisions in seconds)."""
+    now_ns = _utc(now).value
     out = decisions.copy()
     out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
-    end = out["created_at"] + pd.Timedelta(days=horizon_days)
-    by_account = roster.drop_duplicates("account_id", keep="last").set_index("account_id")
-    lost_at = out["account_id"].map(by_account["lost_at"]) if len(by_account) else \
-        pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
-    lost_at = pd.to_datetime(lost_at, utc=True)
+    roster = roster.drop_duplicates("account_id", keep="last").reset_index(drop=True)
+    accounts = pd.Index(roster["account_id"].astype(str))
+    at = accounts.get_indexer(out["account_id"].astype(str))  # -1: not on the roster
+    found = at >= 0
+    decided = _ns(out["created_at"])
+    end = decided + horizon_days * 86_400 * 10**9
+    lost = _take(_ns(pd.to_datetime(roster["lost_at"], utc=True)), at, _NAT)
     for column in ("value_class", "region"):
-        if column in by_account:
-            known = out["account_id"].map(by_account[column])
+        if column in roster:
+            known = pd.Series(roster[column].to_numpy(dtype=object)[np.where(found, at, 0)],
+                              index=out.index).where(found)
             out[column] = out[column].where(out[column].notna(), known) \
                 if column in out else known
-    left = lost_at.notna() & (lost_at > out["created_at"]) & (lost_at <= end) & (lost_at <= now)
-    matured = end <= now
-    last_seen = out["account_id"].map(by_account["monthly_revenue"]).astype("float64") \
-        if "monthly_revenue" in by_account else pd.Series(np.nan, index=out.index)
-    then = _revenue_at(out["account_id"], out["created_at"], revenue).fillna(last_seen)
-    later = _revenue_at(out["account_id"], end, revenue).fillna(last_seen)
-    partial = ~left & matured & (then > 0) & (later < (1 - revenue_fall) * then)
+    left = (lost != _NAT) & (lost > decided) & (lost <= end) & (lost <= now_ns)
+    matured = end <= now_ns
+    last_seen = _take(roster["monthly_revenue"].astype("float64").to_numpy()
+                      if "monthly_revenue" in roster else np.full(len(roster), np.nan),
+                      at, np.nan)
+    then, later = (_revenue_at(accounts, at, times, revenue) for times in (decided, end))
+    then = np.where(np.isnan(then), last_seen, then)
+    later = np.where(np.isnan(later), last_seen, later)
+    with np.errstate(invalid="ignore"):
+        partial = ~left & matured & (then > 0) & (later < (1 - revenue_fall) * then)
     out["fate"] = np.select([left, partial, ~matured], ["left", "partial", "pending"], "stayed")
-    out["lost_at"] = lost_at.where(left)
+    # counted once the horizon is over: a recent decision whose account left already is
+    # "left", but its arm's stayed ones are still pending, so it would count churn too high
+    out["matured"] = matured
+    out["lost_at"] = pd.to_datetime(np.where(left, lost, _NAT), utc=True)
     out["monthly_revenue"] = then
-    out["revenue_lost_yearly"] = (12 * np.where(left, then.fillna(0.0),
-                                                np.where(partial, (then - later).fillna(0.0),
-                                                         0.0)))
+    out["revenue_lost_yearly"] = 12 * np.where(left, np.nan_to_num(then),
+                                               np.where(partial, np.nan_to_num(then - later),
+                                                        0.0))
     return out
 
 
-def _revenue_at(accounts: pd.Series, when: pd.Series,
-                revenue: pd.DataFrame | None) -> pd.Series:
-    """Each (account, time)'s monthly revenue in the revenue history (NaN where none)."""
-    if revenue is None or revenue.empty or accounts.empty:
-        return pd.Series(np.nan, index=accounts.index, dtype="float64")
-    left = pd.DataFrame({"account_id": accounts.astype(str).to_numpy(),
-                         "at": pd.to_datetime(when, utc=True).to_numpy(),
-                         "row": np.arange(len(accounts))}).sort_values("at", kind="stable")
-    right = revenue[["account_id", "at", "monthly_revenue"]].assign(
-        account_id=revenue["account_id"].astype(str),
-        at=pd.to_datetime(revenue["at"], utc=True)).sort_values("at", kind="stable")
-    left["at"] = pd.to_datetime(left["at"], utc=True)
-    found = pd.merge_asof(left, right, on="at", by="account_id", direction="backward")
-    values = np.full(len(accounts), np.nan)
-    values[found["row"].to_numpy()] = found["monthly_revenue"].astype("float64").to_numpy()
-    return pd.Series(values, index=accounts.index)
+_NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """UTC times as int64 nanoseconds (NaT as _NAT), without a Timestamp per value."""
+    values = pd.to_datetime(times, utc=True)
+    return values.dt.tz_convert(None).to_numpy("datetime64[ns]").view("int64")
+
+
+def _take(values: np.ndarray, at: np.ndarray, missing: Any) -> np.ndarray:
+    """``values[at]``, ``missing`` where ``at`` is -1 (not found)."""
+    if len(values) == 0:
+        return np.full(len(at), missing, dtype=values.dtype if missing is not np.nan
+                       else "float64")
+    return np.where(at >= 0, values[np.where(at >= 0, at, 0)], missing)
+
+
+def _revenue_at(accounts: pd.Index, at: np.ndarray, when: np.ndarray,
+                revenue: pd.DataFrame | None) -> np.ndarray:
+    """The monthly revenue of each roster position ``at`` at time ``when`` (ns) in the
+    revenue history: its last row at or before then (NaN where none). One sort of the
+    history by (account, time), one binary search for all."""
+    if revenue is None or revenue.empty or len(at) == 0:
+        return np.full(len(at), np.nan)
+    where = accounts.get_indexer(revenue["account_id"].astype(str))
+    times = _ns(revenue["at"])
+    keep = where >= 0
+    where, times = where[keep], times[keep]
+    amounts = revenue["monthly_revenue"].astype("float64").to_numpy()[keep]
+    order = np.lexsort((times, where))
+    where, times, amounts = where[order], times[order], amounts[order]
+    positions = np.searchsorted(where, at, side="left")  # the account's first row
+    ends = np.searchsorted(where, at, side="right")  # past its last
+    # within each account's rows (sorted by time), the last at or before ``when``: a search
+    # on (account, time) pairs as one sorted key
+    base = min(int(times.min()), int(when.min()))
+    step = 10**9  # seconds are enough, and keep the key within int64
+    key = where.astype(np.int64) * (1 << 32) + (times - base) // step
+    query = at.astype(np.int64) * (1 << 32) + (when - base) // step
+    last = np.searchsorted(key, query, side="right") - 1
+    hit = (at >= 0) & (last >= positions) & (last < ends)
+    return np.where(hit, amounts[np.clip(last, 0, None)], np.nan)
 
 
 def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
-                   config: EffectsConfig | None = None) -> list[dict[str, Any]]:
+                   config: EffectsConfig | None = None,
+                   volume: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """One row per (action, segment): segment ``all``, ``class:<value class>`` and
     ``reason:<rule id>``. Released decisions (``treated``: every status but queued, withdrawn
     and held out) against ``held_out`` ones whose fate is known (not pending): counts, churn
@@ -158,45 +201,65 @@ def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
     (interval no wider than ``ci_width_pp``), the decisions ``needed`` for that and how many
     more; partial churn in each group; revenue kept per 100 tasks and per manager-hour; done
     against not done (biased); for the ``all`` rows, the power statement's volume, share and
-    months."""
+    months, from ``volume`` (volume_rows; default: that of ``fates``, which then must hold
+    every decision, pending ones too). Counted with one bincount per measure over integer
+    group codes."""
     config = config or EffectsConfig()
     now = _utc(now)
-    if fates.empty:
-        return []
-    status = fates["status"].astype(str)
-    arm = np.where(status.eq(HELD_OUT), "held_out",
-                   np.where(status.isin((QUEUED, WITHDRAWN)), "", "treated"))
-    known_fate = fates["fate"].ne("pending").to_numpy()
-    frame = pd.DataFrame({
-        "action": fates["action"].astype(str).to_numpy(), "arm": arm,
-        "counted": known_fate & (arm != ""),
-        "left": fates["fate"].eq("left").to_numpy(),
-        "partial": fates["fate"].eq("partial").to_numpy(),
-        "revenue_lost": fates["revenue_lost_yearly"].astype("float64").fillna(0.0).to_numpy(),
-        "done": status.eq("done").to_numpy(),
-        "minutes": (fates["minutes"].astype("float64").to_numpy() if "minutes" in fates
-                    else np.full(len(fates), np.nan)),
-        "class": ("class:" + fates["value_class"].fillna("(unknown)").astype(str)).to_numpy()
-        if "value_class" in fates else "class:(unknown)",
-        "reason": ("reason:" + fates["rule_id"].fillna("(unknown)").astype(str)).to_numpy()
-        if "rule_id" in fates else "reason:(unknown)",
-    })
-    volume = _volume(fates, frame, now, config)
-    counted = frame.loc[frame["counted"]]
+    volume_of = _volume(volume_rows(fates) if volume is None else volume, now, config)
+    rows = [] if fates.empty else _measured_rows(fates, volume_of, config)
+    seen = {r["action"] for r in rows}
+    rows += [_effect_row(a, "all", None, v, config) for a, v in volume_of.items() if a not in seen]
+    return sorted(rows, key=lambda r: (r["action"], _segment_order(r["segment"])))
+
+
+def _measured_rows(fates: pd.DataFrame, volume: Mapping[str, Mapping[str, float]],
+                   config: EffectsConfig) -> list[dict[str, Any]]:
+    status = fates["status"].astype(str).to_numpy()
+    arm = np.where(status == HELD_OUT, 1, np.where(np.isin(status, (QUEUED, WITHDRAWN)), -1, 0))
+    fate = fates["fate"].to_numpy()
+    matured = fates["matured"].to_numpy(dtype=bool) if "matured" in fates else fate != "pending"
+    counted = matured & (arm >= 0)
+    actions, action_names = pd.factorize(fates["action"].astype(str))
+    left, done = fate == "left", status == "done"
+    minutes = (fates["minutes"].astype("float64").to_numpy() if "minutes" in fates
+               else np.full(len(fates), np.nan))
+    measures = {"n": np.ones(len(fates)), "left": left, "partial": fate == "partial",
+                "revenue_lost": np.nan_to_num(fates["revenue_lost_yearly"].astype("float64")
+                                              .to_numpy()),
+                "done": done, "done_left": done & left, "undone": ~done,
+                "undone_left": ~done & left, "timed": ~np.isnan(minutes),
+                "minutes": np.nan_to_num(minutes)}
+    segments: list[tuple[str, np.ndarray, Any]] = [("all", np.zeros(len(fates), np.int64),
+                                                     ["all"])]
+    for column, prefix in (("value_class", "class:"), ("rule_id", "reason:")):
+        values = (fates[column].astype(object).where(fates[column].notna(), "(unknown)")
+                  if column in fates else pd.Series("(unknown)", index=fates.index))
+        codes, names = pd.factorize(values.astype(str))
+        segments.append((prefix, codes, [prefix + str(n) for n in names]))
     rows: list[dict[str, Any]] = []
-    pieces = [counted.assign(segment="all"), counted.assign(segment=counted["class"]),
-              counted.assign(segment=counted["reason"])]
-    if not counted.empty:
-        long = pd.concat(pieces, ignore_index=True)
-        sums = _arm_sums(long)
-    else:
-        sums = pd.DataFrame()
-    for action in sorted(frame["action"].unique()):
-        segments = (sorted(sums.loc[action].index, key=_segment_order)
-                    if action in sums.index.get_level_values(0) else ["all"])
-        for segment in segments:
-            got = sums.loc[(action, segment)] if (action, segment) in sums.index else None
-            rows.append(_effect_row(action, segment, got, volume.get(action), config))
+    by_action: dict[int, list[dict[str, Any]]] = {a: [] for a in range(len(action_names))}
+    for _, codes, names in segments:
+        size = len(names)
+        key = (actions * size + codes)[counted] * 2 + arm[counted]
+        length = 2 * size * len(action_names)
+        sums = {name: np.bincount(key, weights=np.asarray(m, dtype="float64")[counted],
+                                  minlength=length).reshape(-1, 2)
+                for name, m in measures.items()}
+        present = sums["n"].sum(axis=1) > 0
+        for group in np.flatnonzero(present):
+            action, segment = divmod(int(group), size)
+            got = {f"{name}_{arm_name}": float(s[group, i]) for name, s in sums.items()
+                   for i, arm_name in enumerate(("treated", "held_out"))}
+            by_action[action].append(_effect_row(
+                str(action_names[action]), names[segment], got,
+                volume.get(str(action_names[action])), config))
+    for action in sorted(by_action, key=lambda a: str(action_names[a])):
+        found = sorted(by_action[action], key=lambda r: _segment_order(r["segment"]))
+        if not found or found[0]["segment"] != "all":  # decided, nothing known yet
+            found.insert(0, _effect_row(str(action_names[action]), "all", None,
+                                        volume.get(str(action_names[action])), config))
+        rows += found
     return rows
 
 
@@ -204,34 +267,31 @@ def _segment_order(segment: str) -> tuple[int, str]:
     return (0 if segment == "all" else 1 if segment.startswith("class:") else 2, segment)
 
 
-def _arm_sums(long: pd.DataFrame) -> pd.DataFrame:
-    """Per (action, segment): each arm's decisions, churned, partial, revenue lost; the
-    released ones' done and not done, and minutes recorded."""
-    long = long.assign(n=1, done_left=long["left"] & long["done"],
-                       undone=~long["done"], undone_left=long["left"] & ~long["done"],
-                       timed=long["minutes"].notna(), minutes=long["minutes"].fillna(0.0))
-    grouped = long.groupby(["action", "segment", "arm"])[
-        ["n", "left", "partial", "revenue_lost", "done", "done_left", "undone", "undone_left",
-         "timed", "minutes"]].sum()
-    wide = grouped.unstack("arm", fill_value=0)
-    wide.columns = [f"{name}_{arm}" for name, arm in wide.columns]
-    return wide
+def volume_rows(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Per action and status: ``decisions`` and the ``first_at`` of them (what the store's
+    decision_volume reads in SQL), for the power statement's volume and holdout share."""
+    if decisions.empty:
+        return pd.DataFrame(columns=["action", "status", "decisions", "first_at"])
+    return (decisions.assign(action=decisions["action"].astype(str),
+                             status=decisions["status"].astype(str))
+            .groupby(["action", "status"], as_index=False)
+            .agg(decisions=("created_at", "size"), first_at=("created_at", "min")))
 
 
-def _volume(fates: pd.DataFrame, frame: pd.DataFrame, now: pd.Timestamp,
+def _volume(volume: pd.DataFrame, now: pd.Timestamp,
             config: EffectsConfig) -> dict[str, dict[str, float]]:
     """Per action: decisions a month (released and held out, pending ones too, over the days
     since its first decision) and the share held out (the configured one while none is)."""
-    arms = frame["arm"] != ""
-    first = fates["created_at"].loc[arms].groupby(frame.loc[arms, "action"].to_numpy()).min()
-    n = frame.loc[arms].groupby("action")["arm"].agg(
-        total="size", held=lambda a: int((a == "held_out").sum()))
+    mine = volume.loc[~volume["status"].isin((QUEUED, WITHDRAWN))]
     out = {}
-    for action, row in n.iterrows():
-        days = max((now - first[action]).total_seconds() / 86400, 1.0)
-        held_share = row["held"] / row["total"] if row["held"] else config.holdout_share
-        out[str(action)] = {"per_month": row["total"] / days * DAYS_PER_MONTH,
-                            "share": float(held_share), "measured_share": bool(row["held"])}
+    for action, rows in mine.groupby("action"):
+        total = int(rows["decisions"].sum())
+        held = int(rows.loc[rows["status"] == HELD_OUT, "decisions"].sum())
+        first = _utc(pd.to_datetime(rows["first_at"], utc=True).min())
+        days = max((now - first).total_seconds() / 86_400, 1.0)
+        out[str(action)] = {"per_month": total / days * DAYS_PER_MONTH,
+                            "share": held / total if held else config.holdout_share,
+                            "measured_share": bool(held), "decisions": total}
     return out
 
 
@@ -254,7 +314,7 @@ def needed_decisions(churn: float, holdout_share: float, width_pp: float,
     return int(math.ceil(float(np.asarray(held).item()) * (1 + ratio)))
 
 
-def _effect_row(action: str, segment: str, got: pd.Series | None,
+def _effect_row(action: str, segment: str, got: Mapping[str, float] | None,
                 volume: Mapping[str, float] | None, config: EffectsConfig) -> dict[str, Any]:
     from statsmodels.stats.proportion import confint_proportions_2indep
 
@@ -323,7 +383,7 @@ def reported_vs_fate(fates: pd.DataFrame, kept_codes: tuple[str, ...] = ("kept",
     within the horizon anyway. Empty while tasks carry no outcome."""
     if "outcome" not in fates or fates.empty:
         return []
-    kept = fates.loc[fates["outcome"].isin(kept_codes) & fates["fate"].ne("pending")]
+    kept = fates.loc[fates["outcome"].isin(kept_codes) & fates["matured"]]
     if kept.empty:
         return []
     counts = kept.assign(left=kept["fate"].eq("left")).groupby("action")["left"].agg(

@@ -93,8 +93,10 @@ def _effects(home: Any, ceilings: Any, since: dt.date | None, format_: str) -> i
         now = store.last_snapshot_at() or dt.datetime.now(dt.UTC)  # fates as last seen
         start = (dt.datetime.combine(since, dt.time(), zone) if since
                  else now - dt.timedelta(days=settings_.horizon_days + LOOKBACK_DAYS))
-        found = measure(store.decision_rows(start), store.roster_rows(), store.revenue_rows(),
-                        now, settings_)
+        # only decisions whose horizon is over are counted; the rest only in the volume
+        matured = store.decision_rows(start, now - dt.timedelta(days=settings_.horizon_days))
+        found = measure(matured, store.roster_rows(), store.revenue_rows(), now, settings_,
+                        store.decision_volume(start))
     if format_ == "json":
         print(json.dumps(json_rows(found.rows), ensure_ascii=False, indent=2))
     elif format_ == "csv":
