@@ -234,7 +234,7 @@ def test_report_effects_table_and_csv(seeded, capsys) -> None:
     assert "not enough data yet" in out and "more decisions needed" in out
     assert "Done vs not done is biased" in out
     assert "decisions are needed to know its effect within ±1 pp" in out
-    assert "Decisions read: 42 (fate pending, not counted: 1)" in out
+    assert "Decisions: 42 (horizon not over yet, not counted: 1)" in out
     assert main(["report", "--effects", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["segment"] == "all" and rows[0]["treated"] == "20"
@@ -247,3 +247,44 @@ def test_measure_on_an_empty_store_says_there_is_nothing_yet(kamflow_home, capsy
     found = measure(pd.DataFrame(columns=["account_id", "action", "status", "created_at"]),
                     pd.DataFrame(columns=["account_id", "lost_at"]), None, NOW)
     assert found.rows == [] and found.decisions == 0
+
+
+@pytest.mark.parametrize(("language", "words"), [
+    ("en", ("The measured effect of each action", "Proactive care call", "not enough data yet",
+            "released 20 / held out 20", "More than a year")),
+    ("zh-CN", ("各项动作的实测效果", "主动关怀回访", "数据尚不足", "已下发 20 / 对照组 20",
+               "超过一年"))])
+def test_weekly_email_has_the_effects_section_in_the_heads_language(
+        seeded, language: str, words: tuple[str, ...]) -> None:
+    import dataclasses
+
+    from kamflow import config
+    from kamflow.core.settings import load_settings
+    from kamflow.flows.effects import read_effects
+    from kamflow.flows.weekly_report import KIND, queue_weekly_report
+    from kamflow.worklist.measures import Ceilings
+
+    owners = config.load_owners()
+    owners = dataclasses.replace(owners, department_head=dataclasses.replace(
+        owners.department_head, language=language))
+    home = load_settings()
+    with TaskStore(home.database_url) as store:
+        queue_weekly_report(store, seeded, owners, "Asia/Shanghai", Ceilings(),
+                            read_effects(store, home.conf_dir))
+        [email] = [e for e in store.unsent_emails() if e.kind == KIND]
+    for text in (email.body_text, email.body_html):
+        for word in words:
+            assert word.lower() in text.lower(), (word, language)
+
+
+def test_the_run_artifact_shows_each_action_and_what_it_still_needs(seeded) -> None:
+    from kamflow.core.settings import load_settings
+    from kamflow.flows.effects import effects_markdown, read_effects
+
+    home = load_settings()
+    with TaskStore(home.database_url) as store:
+        found = read_effects(store, home.conf_dir)
+    text = effects_markdown(found)
+    assert "| care_call | all | 20 | 20 | 10.00 % | 30.00 % | +20.00 |" in text
+    assert "not enough data yet" in text and "Done vs not done is biased" in text
+    assert "decisions are needed to know its effect within ±1 pp" in text

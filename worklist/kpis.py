@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import case, func, inspect, select
 
 from kamflow.worklist.db import StoreBase, utc
+from kamflow.worklist.effects import EffectsConfig, MeasuredEffects, measure
 from kamflow.worklist.models import (
     OPEN_STATUSES,
     QUEUED,
@@ -140,6 +141,18 @@ class KpiStore(StoreBase):
         frame["first_at"] = pd.to_datetime(frame["first_at"], utc=True)
         return frame
 
+    def measured_effects(self, config: EffectsConfig, since: dt.datetime | None = None,
+                         now: dt.datetime | None = None) -> MeasuredEffects:
+        """The effects report (worklist/effects.py) as the last snapshot (``now``: default the
+        latest run's) shows it: the decisions from ``since`` (default a year before the
+        horizon) whose horizon is over, joined to the roster and the revenue history, with
+        every decision's volume."""
+        now = now or self.last_snapshot_at() or dt.datetime.now(dt.UTC)
+        start = since or now - dt.timedelta(days=config.horizon_days + EFFECTS_LOOKBACK_DAYS)
+        matured = self.decision_rows(start, now - dt.timedelta(days=config.horizon_days))
+        return measure(matured, self.roster_rows(), self.revenue_rows(), now, config,
+                       self.decision_volume(start))
+
     def last_snapshot_at(self) -> dt.datetime | None:
         """When the latest run recorded its figures (its snapshot), or None before any."""
         with self.session() as session:
@@ -169,6 +182,8 @@ class KpiStore(StoreBase):
                 OutboxEmail.sent_at.is_(None))) or 0
         return {"tasks": tasks, "emails": emails, "unsent_emails": unsent}
 
+
+EFFECTS_LOOKBACK_DAYS = 365  # the effects report pools a year of decisions, plus the horizon
 
 # Optional columns of the tasks table the effects report reads when present (the outcomes
 # and holdout work add them): the decision's value class, the minutes recorded, the outcome.

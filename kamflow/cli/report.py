@@ -85,18 +85,13 @@ def _effects(home: Any, ceilings: Any, since: dt.date | None, format_: str) -> i
 
     from kamflow import config
     from kamflow.worklist import TaskStore
-    from kamflow.worklist.effects import json_rows, measure
+    from kamflow.worklist.effects import json_rows
 
     settings_ = config.load_effects(home.conf_dir / "effects.yaml", ceilings)
     zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
-    with TaskStore(home.database_url) as store:
-        now = store.last_snapshot_at() or dt.datetime.now(dt.UTC)  # fates as last seen
-        start = (dt.datetime.combine(since, dt.time(), zone) if since
-                 else now - dt.timedelta(days=settings_.horizon_days + LOOKBACK_DAYS))
-        # only decisions whose horizon is over are counted; the rest only in the volume
-        matured = store.decision_rows(start, now - dt.timedelta(days=settings_.horizon_days))
-        found = measure(matured, store.roster_rows(), store.revenue_rows(), now, settings_,
-                        store.decision_volume(start))
+    with TaskStore(home.database_url) as store:  # fates as the last snapshot shows them
+        found = store.measured_effects(
+            settings_, dt.datetime.combine(since, dt.time(), zone) if since else None)
     if format_ == "json":
         print(json.dumps(json_rows(found.rows), ensure_ascii=False, indent=2))
     elif format_ == "csv":
@@ -106,9 +101,6 @@ def _effects(home: Any, ceilings: Any, since: dt.date | None, format_: str) -> i
     else:
         print(effects_table(found))
     return 0
-
-
-LOOKBACK_DAYS = 365  # --effects without --since: the decisions of a year, plus the horizon
 
 
 def effects_table(found: Any, lang: str = "en") -> str:
@@ -121,7 +113,8 @@ def effects_table(found: Any, lang: str = "en") -> str:
     out = [effect_words("title", lang), "",
            effect_words("intro", lang, horizon=settings_.horizon_days,
                         confidence=f"{100 * settings_.confidence:g} %"),
-           f"Decisions read: {found.decisions:,} (fate pending, not counted: {found.pending:,});"
+           f"Decisions: {found.decisions:,} (horizon not over yet, not counted: "
+           f"{found.pending:,});"
            f" fates as of the last snapshot, {found.now:%Y-%m-%d %H:%M} UTC.", ""]
     if not found.rows:
         return "\n".join([*out, effect_words("none", lang, horizon=settings_.horizon_days)])
