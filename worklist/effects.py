@@ -103,22 +103,29 @@ def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
                    horizon_days: int = 90, revenue_fall: float = 0.5) -> pd.DataFrame:
     """Each decision (``account_id``, ``created_at``: its business date, UTC; any other
     columns are kept) with its fate within ``horizon_days`` as the snapshots up to ``now``
-    show it: ``fate`` (stayed, left, partial, pending), ``lost_at`` (when it left, within the
-    horizon), ``monthly_revenue`` at the decision and ``revenue_lost_yearly`` (CNY a year: all
-    of it for an account that left, the fall for partial churn, else 0). The account's
+    show it: ``fate`` (stayed, left, partial, pending; a categorical), ``matured`` (its
+    horizon is over: only those count), ``lost_at`` (when it left, within the horizon),
+    ``monthly_revenue`` at the decision and ``revenue_lost_yearly`` (CNY a year: all of it
+    for an account that left, the fall for partial churn, else 0). The account's
     ``value_class`` and ``region`` come from the roster (as last seen) unless the decision
-    carries them. Vectorised: the accounts are matched once (positions in the roster), the
-    revenue history by one sorted search (millions of decisions in seconds)."""
+    carries them. Vectorised: the account ids are hashed once (roster, decisions and revenue
+    history together), the revenue history searched once for every time asked."""
     now_ns = _utc(now).value
-    out = decisions.copy()
+    out = decisions.reset_index(drop=True)
     out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
     roster = roster.drop_duplicates("account_id", keep="last").reset_index(drop=True)
-    accounts = pd.Index(roster["account_id"].astype(str))
-    at = accounts.get_indexer(out["account_id"].astype(str))  # -1: not on the roster
+    has_revenue = revenue is not None and not revenue.empty
+    parts = [roster["account_id"], out["account_id"]]
+    if has_revenue:
+        parts.append(revenue["account_id"])
+    codes, _ = pd.factorize(pd.concat([p.astype("str") for p in parts], ignore_index=True))
+    size = len(roster)  # the roster's ids are unique and first: roster row i has code i
+    at = codes[size:size + len(out)]
+    at = np.where(at < size, at, -1)  # -1: not on the roster
     found = at >= 0
     decided = _ns(out["created_at"])
     end = decided + horizon_days * 86_400 * 10**9
-    lost = _take(_ns(pd.to_datetime(roster["lost_at"], utc=True)), at, _NAT)
+    lost = _take(_ns(roster["lost_at"]), at, _NAT)
     for column in ("value_class", "region"):
         if column in roster:
             known = pd.Series(roster[column].to_numpy(dtype=object)[np.where(found, at, 0)],
@@ -128,14 +135,21 @@ def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
     left = (lost != _NAT) & (lost > decided) & (lost <= end) & (lost <= now_ns)
     matured = end <= now_ns
     last_seen = _take(roster["monthly_revenue"].astype("float64").to_numpy()
-                      if "monthly_revenue" in roster else np.full(len(roster), np.nan),
-                      at, np.nan)
-    then, later = (_revenue_at(accounts, at, times, revenue) for times in (decided, end))
+                      if "monthly_revenue" in roster else np.full(size, np.nan), at, np.nan)
+    if has_revenue:
+        history = codes[size + len(out):]
+        both = _revenue_at(history, _ns(revenue["at"]),
+                           revenue["monthly_revenue"].astype("float64").to_numpy(),
+                           np.concatenate([at, at]), np.concatenate([decided, end]))
+        then, later = both[:len(out)], both[len(out):]
+    else:
+        then = later = np.full(len(out), np.nan)
     then = np.where(np.isnan(then), last_seen, then)
     later = np.where(np.isnan(later), last_seen, later)
     with np.errstate(invalid="ignore"):
         partial = ~left & matured & (then > 0) & (later < (1 - revenue_fall) * then)
-    out["fate"] = np.select([left, partial, ~matured], ["left", "partial", "pending"], "stayed")
+    fate = np.select([left, partial, ~matured], [1, 2, 3], 0)  # FATES' positions
+    out["fate"] = pd.Categorical.from_codes(fate, FATES)
     # counted once the horizon is over: a recent decision whose account left already is
     # "left", but its arm's stayed ones are still pending, so it would count churn too high
     out["matured"] = matured
@@ -159,36 +173,27 @@ def _ns(times: pd.Series) -> np.ndarray:
 def _take(values: np.ndarray, at: np.ndarray, missing: Any) -> np.ndarray:
     """``values[at]``, ``missing`` where ``at`` is -1 (not found)."""
     if len(values) == 0:
-        return np.full(len(at), missing, dtype=values.dtype if missing is not np.nan
-                       else "float64")
+        return np.full(len(at), missing)
     return np.where(at >= 0, values[np.where(at >= 0, at, 0)], missing)
 
 
-def _revenue_at(accounts: pd.Index, at: np.ndarray, when: np.ndarray,
-                revenue: pd.DataFrame | None) -> np.ndarray:
-    """The monthly revenue of each roster position ``at`` at time ``when`` (ns) in the
-    revenue history: its last row at or before then (NaN where none). One sort of the
-    history by (account, time), one binary search for all."""
-    if revenue is None or revenue.empty or len(at) == 0:
-        return np.full(len(at), np.nan)
-    where = accounts.get_indexer(revenue["account_id"].astype(str))
-    times = _ns(revenue["at"])
-    keep = where >= 0
-    where, times = where[keep], times[keep]
-    amounts = revenue["monthly_revenue"].astype("float64").to_numpy()[keep]
-    order = np.lexsort((times, where))
-    where, times, amounts = where[order], times[order], amounts[order]
-    positions = np.searchsorted(where, at, side="left")  # the account's first row
-    ends = np.searchsorted(where, at, side="right")  # past its last
-    # within each account's rows (sorted by time), the last at or before ``when``: a search
-    # on (account, time) pairs as one sorted key
+def _revenue_at(accounts: np.ndarray, times: np.ndarray, amounts: np.ndarray,
+                at: np.ndarray, when: np.ndarray) -> np.ndarray:
+    """The monthly revenue of each account code ``at`` at time ``when`` (ns) in the revenue
+    history (``accounts``, ``times``, ``amounts``): its last row at or before then (NaN where
+    none). The history sorted once by (account, second), the questions sorted likewise and
+    answered by one binary search (sorted questions keep it in cache)."""
     base = min(int(times.min()), int(when.min()))
-    step = 10**9  # seconds are enough, and keep the key within int64
-    key = where.astype(np.int64) * (1 << 32) + (times - base) // step
-    query = at.astype(np.int64) * (1 << 32) + (when - base) // step
-    last = np.searchsorted(key, query, side="right") - 1
-    hit = (at >= 0) & (last >= positions) & (last < ends)
-    return np.where(hit, amounts[np.clip(last, 0, None)], np.nan)
+    key = accounts.astype(np.int64) * (1 << 32) + (times - base) // 10**9
+    order = np.argsort(key, kind="stable")
+    key, amounts, owner = key[order], amounts[order], accounts[order]
+    query = at.astype(np.int64) * (1 << 32) + (when - base) // 10**9
+    asked = np.argsort(query)
+    last = np.empty(len(query), dtype=np.int64)
+    last[asked] = np.searchsorted(key, query[asked], side="right") - 1
+    safe = np.clip(last, 0, None)
+    hit = (at >= 0) & (last >= 0) & (owner[safe] == at)
+    return np.where(hit, amounts[safe], np.nan)
 
 
 def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
@@ -215,16 +220,20 @@ def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
 
 def _measured_rows(fates: pd.DataFrame, volume: Mapping[str, Mapping[str, float]],
                    config: EffectsConfig) -> list[dict[str, Any]]:
-    status = fates["status"].astype(str).to_numpy()
-    arm = np.where(status == HELD_OUT, 1, np.where(np.isin(status, (QUEUED, WITHDRAWN)), -1, 0))
-    fate = fates["fate"].to_numpy()
+    codes, names = pd.factorize(fates["status"].astype("str"))  # a few codes, not M strings
+    names = np.asarray(names, dtype=object)
+    kind = np.where(names == HELD_OUT, 1, np.where(np.isin(names, (QUEUED, WITHDRAWN)), -1, 0))
+    arm, done = kind[codes], (names == "done")[codes]
+    fate_of = pd.Categorical(fates["fate"], categories=FATES).codes
+    fate = np.asarray(FATES, dtype=object)[fate_of]
     matured = fates["matured"].to_numpy(dtype=bool) if "matured" in fates else fate != "pending"
     counted = matured & (arm >= 0)
-    actions, action_names = pd.factorize(fates["action"].astype(str))
-    left, done = fate == "left", status == "done"
+    actions, action_names = pd.factorize(fates["action"].astype("str"))
+    left = fate_of == FATES.index("left")
     minutes = (fates["minutes"].astype("float64").to_numpy() if "minutes" in fates
                else np.full(len(fates), np.nan))
-    measures = {"n": np.ones(len(fates)), "left": left, "partial": fate == "partial",
+    measures = {"n": np.ones(len(fates)), "left": left,
+                "partial": fate_of == FATES.index("partial"),
                 "revenue_lost": np.nan_to_num(fates["revenue_lost_yearly"].astype("float64")
                                               .to_numpy()),
                 "done": done, "done_left": done & left, "undone": ~done,
@@ -233,10 +242,12 @@ def _measured_rows(fates: pd.DataFrame, volume: Mapping[str, Mapping[str, float]
     segments: list[tuple[str, np.ndarray, Any]] = [("all", np.zeros(len(fates), np.int64),
                                                      ["all"])]
     for column, prefix in (("value_class", "class:"), ("rule_id", "reason:")):
-        values = (fates[column].astype(object).where(fates[column].notna(), "(unknown)")
-                  if column in fates else pd.Series("(unknown)", index=fates.index))
-        codes, names = pd.factorize(values.astype(str))
-        segments.append((prefix, codes, [prefix + str(n) for n in names]))
+        if column in fates:
+            codes, names = pd.factorize(fates[column], use_na_sentinel=False)
+            labels = [prefix + ("(unknown)" if pd.isna(n) else str(n)) for n in names]
+        else:
+            codes, labels = np.zeros(len(fates), np.int64), [prefix + "(unknown)"]
+        segments.append((prefix, codes, labels))
     rows: list[dict[str, Any]] = []
     by_action: dict[int, list[dict[str, Any]]] = {a: [] for a in range(len(action_names))}
     for _, codes, names in segments:
