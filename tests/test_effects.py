@@ -288,3 +288,21 @@ def test_the_run_artifact_shows_each_action_and_what_it_still_needs(seeded) -> N
     assert "| care_call | all | 20 | 20 | 10.00 % | 30.00 % | +20.00 |" in text
     assert "not enough data yet" in text and "Done vs not done is biased" in text
     assert "decisions are needed to know its effect within ±1 pp" in text
+
+
+def test_shipped_effects_config_loads_and_bad_keys_are_named(tmp_path: Path) -> None:
+    from kamflow import config
+    from kamflow.core.errors import ConfigError
+
+    shipped = config.load_effects(Path(config.conf_dir()) / "effects.yaml")
+    assert (shipped.horizon_days, shipped.confidence, shipped.ci_width_pp) == (90, 0.95, 2.0)
+    assert shipped.hours("care_call") == 0.5 and shipped.hours("unheard_of") == 1.0
+    assert config.load_effects(tmp_path / "absent.yaml") == EffectsConfig()
+    for text, key in (("horizon_days: 0\n", "horizon_days"), ("method: wald\n", "method"),
+                      ("confidence: 1.5\n", "confidence"), ("horizon: 90\n", "horizon"),
+                      ("effort_hours: {care_call: -1}\n", "effort_hours.care_call")):
+        bad = tmp_path / "effects.yaml"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as caught:
+            config.load_effects(bad)
+        assert str(bad) in str(caught.value)
