@@ -183,6 +183,8 @@ def _revenue_at(accounts: np.ndarray, times: np.ndarray, amounts: np.ndarray,
     history (``accounts``, ``times``, ``amounts``): its last row at or before then (NaN where
     none). The history sorted once by (account, second), the questions sorted likewise and
     answered by one binary search (sorted questions keep it in cache)."""
+    if len(at) == 0 or len(times) == 0:  # no decision, or no history to look in
+        return np.full(len(at), np.nan)
     base = min(int(times.min()), int(when.min()))
     key = accounts.astype(np.int64) * (1 << 32) + (times - base) // 10**9
     order = np.argsort(key, kind="stable")
