@@ -37,6 +37,7 @@ from kamflow.core.settings import Settings, load_settings
 from kamflow.expectations import ValidationOutcome, validate_snapshot, write_validation_files
 from kamflow.flows import delivery
 from kamflow.flows.charts import data_uri, trend_charts
+from kamflow.flows.effects import publish_effects
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.picture import value_churn_svg
 from kamflow.flows.report import (
@@ -431,6 +432,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     _publish(summary, action_table(decisions, raised.created_by_action))
     _publish_kpis(home)
     _publish_trend(home, run_id, summary)
+    publish_effects(home)  # each action's measured effect (artifact `effects`)
     logger.info("retention run finished: %d accounts, %d quarantined, %d decisions, %d new tasks, "
                 "%d emails sent", summary.accounts_in, summary.accounts_quarantined,
                 summary.decisions, summary.tasks_created, summary.emails_sent)

@@ -25,8 +25,10 @@ from kamflow import config
 from kamflow.core.settings import Settings, load_settings
 from kamflow.flows.charts import trend_charts
 from kamflow.flows.digest import send_stage  # the same send step as the daily digest's
+from kamflow.flows.effects import read_effects, weekly_effects
 from kamflow.notifications.weekly import CHART_CIDS, render_weekly_report
 from kamflow.worklist import OwnerDirectory, TaskStore
+from kamflow.worklist.effects import MeasuredEffects
 from kamflow.worklist.measures import Ceilings, DepartmentReport, department_report
 from kamflow.worklist.outbox import QueuedEmail
 
@@ -79,7 +81,8 @@ def weekly_figures(year: DepartmentReport, managers: DepartmentReport,
 
 
 def queue_weekly_report(store: TaskStore, now: dt.datetime, owners: OwnerDirectory,
-                        timezone: str, ceilings: Ceilings) -> str | None:
+                        timezone: str, ceilings: Ceilings,
+                        effects: MeasuredEffects | None = None) -> str | None:
     """Measure, render and queue the week's email to ``owners.department_head``; returns its
     outbox key, or None when nobody is the department head. Queued once per week key: a
     second call in the same week writes nothing."""
@@ -99,6 +102,8 @@ def queue_weekly_report(store: TaskStore, now: dt.datetime, owners: OwnerDirecto
     figures = weekly_figures(year, managers, week, timezone)
     trend = store.run_figures(TREND_RUNS)
     figures["runs"] = len(trend) or 1
+    if effects is not None:  # each action's measured effect, in the head's language
+        figures["effects"] = weekly_effects(effects, head.language)
     charts = trend_charts(trend, timezone, figures["year"])
     subject, text, html = render_weekly_report(figures, head.language, head.name)
     key = f"weekly-report-{figures['week']}"
@@ -116,7 +121,8 @@ def queue_stage(store: TaskStore, now: dt.datetime, settings: Settings) -> str |
     ceilings = config.load_department(settings.conf_dir / "department.yaml")
     return queue_weekly_report(
         store, now, config.load_owners(settings.conf_dir / "owners.yaml"),
-        config.load_calendar(settings.conf_dir / "calendar.yaml").timezone, ceilings)
+        config.load_calendar(settings.conf_dir / "calendar.yaml").timezone, ceilings,
+        read_effects(store, settings.conf_dir))
 
 
 @flow(name="weekly_report", log_prints=False)

@@ -35,6 +35,7 @@ from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
 from kamflow.worklist.capacity import Capacity
+from kamflow.worklist.effects import DEFAULT_EFFORT_HOURS, EffectsConfig
 from kamflow.worklist.measures import Ceilings
 from kamflow.worklist.worth import ActionBelief, Beliefs, Effect
 
@@ -363,6 +364,29 @@ def load_effects(path: Path | None = None) -> Beliefs | None:
     spec = _parse(_EffectsFile, read_yaml(path), path)
     return Beliefs({name: a.belief() for name, a in spec.actions.items()},
                    frozenset(spec.must_do), spec.default_effort_hours, spec.prior_strength)
+
+
+class _ExperimentFile(ConfigModel):
+    horizon_days: Annotated[int, Field(ge=1, le=730)] = 90
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    ci_width_pp: Annotated[float, Field(gt=0, le=100)] = 2.0
+    method: Literal["newcomb", "score"] = "newcomb"
+    holdout_share: Annotated[float, Field(gt=0, le=0.5)] = 0.05
+    effort_hours: dict[str, Annotated[float, Field(gt=0, le=40)]] = {}
+    default_effort_hours: Annotated[float, Field(gt=0, le=40)] = 1.0
+
+
+def load_experiment(path: Path | None = None,
+                    department: Ceilings | None = None) -> EffectsConfig:
+    """How the effects report measures (``conf/experiment.yaml``: horizon, confidence, the
+    interval width that counts as known, effort hours per action); the defaults when the file
+    is absent. Partial churn's threshold comes from the department's (``department``)."""
+    path = path or conf_dir() / "experiment.yaml"
+    spec = _parse(_ExperimentFile, read_yaml(path), path) if path.exists() else _ExperimentFile()
+    fall = (department or Ceilings()).partial_revenue_fall
+    return EffectsConfig(spec.horizon_days, spec.confidence, spec.ci_width_pp, spec.method,
+                         spec.holdout_share, {**DEFAULT_EFFORT_HOURS, **spec.effort_hours},
+                         spec.default_effort_hours, fall)
 
 
 def load_escalation_due_days(path: Path | None = None) -> float:

@@ -33,7 +33,9 @@ def render_weekly_report(figures: Mapping[str, Any], language: str = "zh-CN",
     accounts, monthly revenue); ``worst``: per breakdown (region, industry, class) its worst
     groups' measures with ``name`` (a code for industry and class); ``managers``: per manager
     ``name``, ``email`` and measures (on time, overdue, median hours to acknowledge, churn
-    rate, revenue retained); ``runs``: how many runs the charts cover."""
+    rate, revenue retained); ``runs``: how many runs the charts cover; optionally
+    ``effects``: the effects section (title, intro, none, and per action its name, released,
+    held out, verdict and power statement)."""
     lang = normalise_language(language)
     zh = lang == "zh-CN"
     context = {
@@ -52,6 +54,8 @@ def render_weekly_report(figures: Mapping[str, Any], language: str = "zh-CN",
         "captions": {kind: chart_caption(kind, lang, figures.get("runs", 0))
                      for kind in CHART_CIDS},
         "unit": "元" if zh else "CNY",
+        # each action's measured effect (flows/effects.py weekly_effects), in words already
+        "effects": figures.get("effects"),
     }
     env = _environment()
     subject = env.get_template(f"weekly_report_subject.{lang}.txt").render(context)

@@ -37,6 +37,14 @@ def report(since: Annotated[dt.date | None, typer.Option(
                help="one breakdown only (default: all four)")] = None,
            format_: Annotated[str, typer.Option(
                "--format", metavar="table|csv|json", help="output format")] = "table",
+           effects: Annotated[bool, typer.Option(
+               "--effects", help="the measured effect of each action instead: churn within "
+                                 "the horizon (conf/experiment.yaml) of the accounts whose task "
+                                 "was released against the held-out ones, per action, value "
+                                 "class and reason, with a confidence interval, revenue kept "
+                                 "per 100 tasks and per manager-hour, and how many decisions "
+                                 "and months each action needs before its effect is known; "
+                                 "--since limits the decisions read")] = False,
            verbose: Verbose = False) -> int:
     from zoneinfo import ZoneInfo
 
@@ -51,6 +59,8 @@ def report(since: Annotated[dt.date | None, typer.Option(
         raise KamflowError(f"--format must be one of {', '.join(FORMATS)}, not {format_!r}")
     home = settings()
     ceilings = config.load_department(home.conf_dir / "department.yaml")
+    if effects:
+        return _effects(home, ceilings, since, format_)
     zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
     now = dt.datetime.now(dt.UTC)
     start = dt.datetime.combine(since, dt.time(), zone) if since else None
@@ -67,6 +77,83 @@ def report(since: Annotated[dt.date | None, typer.Option(
     else:
         print(_tables(found, len(roster)))
     return 0
+
+
+def _effects(home: Any, ceilings: Any, since: dt.date | None, format_: str) -> int:
+    """``--effects``: the decisions joined to their fate, released against held out."""
+    from zoneinfo import ZoneInfo
+
+    from kamflow import config
+    from kamflow.worklist import TaskStore
+    from kamflow.worklist.effects import json_rows
+
+    settings_ = config.load_experiment(home.conf_dir / "experiment.yaml", ceilings)
+    zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
+    with TaskStore(home.database_url) as store:  # fates as the last snapshot shows them
+        found = store.measured_effects(
+            settings_, dt.datetime.combine(since, dt.time(), zone) if since else None)
+    if format_ == "json":
+        print(json.dumps(json_rows(found.rows), ensure_ascii=False, indent=2))
+    elif format_ == "csv":
+        import pandas as pd
+
+        print(pd.DataFrame(found.rows).to_csv(index=False), end="")
+    else:
+        print(effects_table(found))
+    return 0
+
+
+def effects_table(found: Any, lang: str = "en") -> str:
+    """The effects report as plain columns, one block per action, then the power statements
+    and what the managers reported against the fates."""
+    from kamflow.core.vocabulary import effect_words
+    from kamflow.worklist.effects import power_statement, verdict
+
+    settings_ = found.config
+    out = [effect_words("title", lang), "",
+           effect_words("intro", lang, horizon=settings_.horizon_days,
+                        confidence=f"{100 * settings_.confidence:g} %"),
+           f"Decisions: {found.decisions:,} (horizon not over yet, not counted: "
+           f"{found.pending:,});"
+           f" fates as of the last snapshot, {found.now:%Y-%m-%d %H:%M} UTC.", ""]
+    if not found.rows:
+        return "\n".join([*out, effect_words("none", lang, horizon=settings_.horizon_days)])
+
+    def share(value: Any) -> str:
+        return "" if value is None else f"{100 * value:.2f} %"
+
+    def money(value: Any) -> str:
+        return "" if value is None else f"{value:,.0f}"
+
+    for action in dict.fromkeys(r["action"] for r in found.rows):
+        rows = [r for r in found.rows if r["action"] == action]
+        out += [f"{action}:"]
+        out += _table(["segment", "released", "held out", "churn released", "churn held out",
+                       "effect (points)", "CI low", "CI high", "partial released",
+                       "partial held out", "kept CNY/yr per 100 tasks", "kept CNY/yr per hour",
+                       "churn done*", "churn not done*"],
+                      [[r["segment"], f"{r['treated']:,}", f"{r['held_out']:,}",
+                        share(r["churn_treated"]), share(r["churn_held_out"]),
+                        "" if r["effect_pp"] is None else f"{r['effect_pp']:+.2f}",
+                        "" if r["ci_low_pp"] is None else f"{r['ci_low_pp']:+.2f}",
+                        "" if r["ci_high_pp"] is None else f"{r['ci_high_pp']:+.2f}",
+                        share(r["partial_treated"]), share(r["partial_held_out"]),
+                        money(r["revenue_kept_per_100_tasks"]), money(r["revenue_kept_per_hour"]),
+                        share(r["churn_done"]), share(r["churn_not_done"])] for r in rows])
+        out += [f"  {r['segment']}: {verdict(r, settings_, lang)}" for r in rows]
+        out.append("")
+    hours = sorted({_hours(r) for r in found.rows if r["segment"] == "all"})
+    out += ["* " + effect_words("biased", lang), "", f"Manager-hours: {', '.join(hours)}.", ""]
+    out += [power_statement(r, settings_, lang) for r in found.rows if r["segment"] == "all"]
+    for k in found.kept_left:
+        out.append(effect_words("kept_left", lang, action=k["action"],
+                                kept=f"{k['reported_kept']:,}", left=f"{k['left_anyway']:,}",
+                                share=f"{100 * k['left_anyway_share']:.1f} %"))
+    return "\n".join(out)
+
+
+def _hours(row: dict[str, Any]) -> str:
+    return f"{row['action']} {row['hours_per_task']:.2f} h a task ({row['hours_from']})"
 
 
 def _csv(found: Any) -> str:

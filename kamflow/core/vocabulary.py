@@ -34,6 +34,7 @@ __all__ = [
     "UnknownLabel",
     "Wording",
     "codes",
+    "effect_words",
     "factor_phrase",
     "label",
     "language",
@@ -495,3 +496,52 @@ def worth_line(yearly: object, hours: object, lang: str = "en") -> str:
         return (label.zh if zh else label.en).format(hours=time)
     label = WORTH
     return (label.zh if zh else label.en).format(amount=f"¥{value:,.0f}", hours=time)
+
+
+# The effects report (worklist/effects.py): what it says of an action's measured effect.
+EFFECT_WORDS: dict[str, Label] = {
+    "title": Label("各项动作的实测效果", "The measured effect of each action"),
+    "intro": Label(
+        "意向处理分析：已下发任务的客户与随机留出对照组（未处理）的客户相比，"
+        "{horizon} 天内的流失率；效果 = 对照组流失率 − 处理组流失率（百分点，"
+        "正值表示留住了客户），区间为 {confidence} 置信区间。",
+        "Intent to treat: churn within {horizon} days of the accounts whose task was released "
+        "against the randomly held-out accounts (no task); effect = held-out churn − released "
+        "churn, in percentage points (positive keeps customers), with a {confidence} "
+        "confidence interval."),
+    "known": Label("已知：{effect} 个百分点（{low} 至 {high}）",
+                   "known: {effect} points ({low} to {high})"),
+    "not_enough": Label("数据尚不足：区间 {low} 至 {high} 个百分点，宽于 {width}；"
+                        "还需约 {more} 个决策",
+                        "not enough data yet: interval {low} to {high} points, wider than "
+                        "{width}; about {more} more decisions needed"),
+    "no_holdout": Label("数据尚不足：尚无可比的对照组（或处理组）决策；需约 {more} 个决策",
+                        "not enough data yet: no comparable held-out (or released) decision; "
+                        "about {more} decisions needed"),
+    "power": Label(
+        "{action}：按每月 {per_month} 个决策、{share} 留出，需 {needed} 个决策"
+        "才能把效果确定在 ±{half} 个百分点内，约 {months} 个月"
+        "（含最后一批等待 {horizon} 天的结局）。",
+        "{action}: at {per_month} decisions a month with {share} held out, {needed} decisions "
+        "are needed to know its effect within ±{half} pp: about {months} months (the "
+        "last ones' {horizon}-day wait included)."),
+    "power_year": Label("超过一年：需跨地区汇总，或提高留出比例。",
+                        "More than a year: pooled across regions, or with a larger holdout."),
+    "biased": Label("已完成与未完成的比较有偏差（经理联系到的客户与未联系到的本就不同），"
+                    "仅供参考。",
+                    "Done vs not done is biased (the accounts a manager reaches differ from "
+                    "those they do not); shown for reference only."),
+    "kept_left": Label("{action}：经理报告“保持”的 {kept} 个客户中，{left} 个（{share}）"
+                       "仍在期限内流失。",
+                       "{action}: of {kept} accounts reported as kept, {left} ({share}) left "
+                       "within the horizon anyway."),
+    "none": Label("尚无可衡量的决策（需已过 {horizon} 天期限或已流失）。",
+                  "No decision to measure yet (its {horizon}-day horizon must have passed, "
+                  "or the account left)."),
+}
+
+
+def effect_words(key: str, lang: str = "en", **values: object) -> str:
+    """One sentence of the effects report in the reader's language, ``values`` filled in."""
+    words = EFFECT_WORDS[key]
+    return (words.zh if language(lang) == "zh" else words.en).format(**values)
