@@ -12,6 +12,8 @@ from kamflow.expectations.offline_report import write_offline_report
 from kamflow.expectations.report import results_markdown
 from kamflow.expectations.validate import ValidationOutcome, write_data_docs
 
+STATIC = "data_docs_static"  # under the reports folder: GX's static files, shared by the runs
+
 
 @dataclass(frozen=True)
 class ValidationFiles:
@@ -46,7 +48,8 @@ def write_validation_files(outcome: ValidationOutcome, reports: Path, quarantine
         quarantine.mkdir(parents=True, exist_ok=True)
         quarantine_file = quarantine / "quarantine.csv"
         outcome.quarantine.to_csv(quarantine_file, index=False, encoding="utf-8")
-    docs = write_data_docs(outcome, reports / "data_docs")
+    # GX's static files once for every run, beside the run folders (issue 28)
+    docs = write_data_docs(outcome, reports / "data_docs", static=reports.parent / STATIC)
     pages = write_offline_report(outcome, reports, run_id=run_id,
                                  quarantine_file=quarantine_file, data_docs=docs,
                                  results_json=results_json)
