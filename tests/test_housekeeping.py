@@ -251,3 +251,30 @@ def test_space_warns_when_the_disk_would_fill_within_30_days(tmp_path: Path) -> 
     assert "fills in about 20 days" in tight.warning and str(home.home) in tight.warning
     low = measure_space(home, NOW, record=False, free_bytes=100)
     assert "only 0.0 MB free" in low.warning
+
+
+def test_shipped_policy_loads_with_the_issue_defaults(tmp_path: Path) -> None:
+    from kamflow import config
+
+    home = Settings.from_env({"KAMFLOW_HOME": str(tmp_path)})
+    shipped = config.load_housekeeping(home)
+    assert (shipped.reports_days, shipped.email_bodies_days, shipped.closed_tasks_days) == \
+        (90, 30, 400)
+    assert shipped.archive == tmp_path.resolve() / "archive"
+    assert config.load_housekeeping(home, tmp_path / "absent.yaml") == shipped
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("keep_days: {reports: 0}", "key 'keep_days.reports'"),
+    ("keep_days: {report: 5}", "key 'keep_days.report' is unknown"),
+    ("archive: {batch: '10'}", "key 'archive.batch'"),
+])
+def test_bad_policy_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    from kamflow import config
+    from kamflow.core.errors import ConfigError
+
+    path = tmp_path / "housekeeping.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")) as error:
+        config.load_housekeeping(Settings.from_env({"KAMFLOW_HOME": str(tmp_path)}), path)
+    assert str(path) in str(error.value)
