@@ -26,13 +26,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from kamflow import config
+from kamflow.core.errors import KamflowError
 from kamflow.core.settings import Settings, configure_prefect_env, load_settings
 from kamflow.expectations.files import STATIC
 from kamflow.worklist import TaskStore
 from kamflow.worklist.housekeeping import HousekeepingPolicy, StoreCleanup
 
 __all__ = ["HousekeepingResult", "SpaceReport", "housekeeping", "housekeeping_run",
-           "measure_space", "restore_month"]
+           "measure_space", "restore_month", "watch_space"]
 
 DAY = dt.timedelta(days=1)
 SIZES = "sizes.jsonl"  # under $KAMFLOW_HOME/housekeeping/: one line per run, for the projection
@@ -197,6 +198,27 @@ def measure_space(settings: Settings, now: dt.datetime | None = None, record: bo
         temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         temp.replace(log)
     return report
+
+
+def watch_space(summary: Any, settings: Settings) -> None:
+    """The run's measure of its home (``summary.space``, in summary.json), as an artifact
+    ``disk-space``; when the disk would fill soon, a warning artifact ``disk-space-warning``
+    and a warning in the run's log. Never fails the run: a measure that cannot be taken is
+    logged."""
+    logger = get_run_logger()
+    try:
+        space = measure_space(settings)
+    except (OSError, KamflowError) as exc:
+        logger.warning("could not measure the home's size and free disk space: %s", exc)
+        return
+    summary.space = space.as_dict()
+    create_markdown_artifact("\n".join(["# Disk", "", *space.lines()]), key="disk-space",
+                             description="The home's size, the task store's, free disk space")
+    if space.warning:
+        logger.warning("%s", space.warning)
+        create_markdown_artifact(f"# Disk space warning\n\n{space.warning}\n",
+                                 key="disk-space-warning",
+                                 description="The disk of KAMFLOW_HOME fills soon")
 
 
 # -- helpers ------------------------------------------------------------------------------
