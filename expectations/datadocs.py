@@ -5,18 +5,25 @@ GX copies its ``static/`` folder into each site it builds; after the build the c
 (or, when already there, dropped for) one shared folder, and each page's relative links to
 ``static/`` are pointed at it, so the pages still open from disk and a run folder can be
 copied beside the shared folder as before. The folder is named after the GX version: a new GX
-gets its own files, and the pages of older runs keep theirs.
+gets its own files, and the pages of older runs keep theirs. A page the same as an earlier
+run's (the expectation suites' pages) is a hard link to one copy under ``pages/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
 
-__all__ = ["share_static", "static_folder", "static_references"]
+__all__ = ["PAGES", "share_static", "static_folder", "static_references", "unused_pages"]
+
+PAGES = "pages"  # under the shared folder: pages identical across runs, kept once (hard links)
+# GX's cache-busting stamp on its remote logo (``logo-long.png?d=20261207T135049.385039Z``):
+# the only difference between two runs' pages of the same expectation suite
+_STAMP = re.compile(r"(?<=\.png)\?d=\d{8}T\d{6}\.\d+Z")
 
 # a relative link to the site's own static folder: "./static/..." or "../../static/..."
 _LINK = re.compile(r"""(?P<q>["'(])(?P<up>\./|(?:\.\./)+)static/""")
@@ -58,11 +65,40 @@ def share_static(site: Path, shared_root: Path) -> Path:
                 return match[0]
             return f"{match['q']}{relative}/"
 
-        new = _LINK.sub(repoint, text)
+        new = _STAMP.sub("", _LINK.sub(repoint, text))
         if new != text:
             page.write_text(new, encoding="utf-8")
+        if page.is_relative_to(site / "expectations"):  # the same for every run
+            _link_same(page, site, shared_root / PAGES)
     shutil.rmtree(own)
     return shared
+
+
+def _link_same(page: Path, site: Path, pages: Path) -> None:
+    """A page the same as one an earlier run wrote at the same place in its site (the
+    expectation suites' pages, unless a suite changed) becomes a hard link to one shared copy:
+    each run's folder keeps the page, the disk keeps it once. Where the file system has no
+    hard links the page simply stays a copy."""
+    digest = hashlib.sha256(page.relative_to(site).as_posix().encode() + b"\0"
+                            + page.read_bytes()).hexdigest()
+    kept = pages / f"{digest}.html"
+    try:
+        pages.mkdir(parents=True, exist_ok=True)
+        if not kept.exists():
+            os.link(page, kept)
+            return
+        staging = page.with_name(f".{page.name}.{uuid.uuid4().hex}")
+        os.link(kept, staging)
+        os.replace(staging, page)
+    except OSError:  # no hard links here (or a race with another run): keep the copy
+        return
+
+
+def unused_pages(shared_root: Path) -> list[Path]:
+    """Shared pages no run folder links to any more (housekeeping removes them)."""
+    folder = shared_root / PAGES
+    return sorted(p for p in folder.glob("*.html") if p.stat().st_nlink < 2) \
+        if folder.is_dir() else []
 
 
 def static_references(page: Path) -> list[Path]:

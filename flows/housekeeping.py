@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 from kamflow import config
 from kamflow.core.errors import KamflowError
 from kamflow.core.settings import Settings, configure_prefect_env, load_settings
+from kamflow.expectations.datadocs import unused_pages
 from kamflow.expectations.files import STATIC
 from kamflow.worklist import TaskStore
 from kamflow.worklist.housekeeping import HousekeepingPolicy, StoreCleanup
@@ -91,6 +92,9 @@ def housekeeping(settings: Settings, now: dt.datetime | None = None, dry_run: bo
         if _newest(folder) < reports_before:
             result.report_folders.append(str(folder))
             result.file_bytes += _remove(folder, dry_run)
+    if not dry_run:  # the shared suite pages no run folder links to any more
+        for page in unused_pages(settings.reports / STATIC):
+            page.unlink(missing_ok=True)
     if settings.quarantine.is_dir():
         for folder in sorted(p for p in settings.quarantine.iterdir() if p.is_dir()):
             if _newest(folder) < reports_before:
@@ -169,7 +173,7 @@ def measure_space(settings: Settings, now: dt.datetime | None = None, record: bo
     policy = policy or config.load_housekeeping(settings)
     with TaskStore(settings.database_url, archive=policy.archive) as store:
         store_bytes = store.store_bytes()
-    home = _size(settings.home)
+    home = disk_bytes(settings.home)
     if not settings.database_url.startswith("sqlite"):
         home += store_bytes  # the database is elsewhere but grows with the home
     free = shutil.disk_usage(settings.home).free if free_bytes is None else free_bytes
@@ -237,14 +241,30 @@ def _newest(folder: Path) -> float:
     return max(stamps, default=folder.stat().st_mtime)
 
 
-def _size(path: Path) -> int:
+def disk_bytes(path: Path) -> int:
+    """The bytes of the files under ``path``, a hard-linked file counted once (as du does:
+    the Data Docs' suite pages are shared between runs that way)."""
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for item in path.rglob("*"):
+        if item.is_symlink() or not item.is_file():
+            continue
+        stat = item.stat()
+        if stat.st_nlink > 1:
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+        total += stat.st_size
+    return total
+
+
+
 
 
 def _remove(path: Path, dry_run: bool) -> int:
-    size = _size(path)
+    size = disk_bytes(path)
     if not dry_run:
         if path.is_dir():
             shutil.rmtree(path)

@@ -360,7 +360,9 @@ class _KeepDays(ConfigModel):
     reports: Annotated[float, Field(gt=0)] = 90
     email_bodies: Annotated[float, Field(gt=0)] = 30
     closed_tasks: Annotated[float, Field(gt=0)] = 400
-    revenue_history: Annotated[float, Field(gt=0)] = 400
+    # the report reads each month of the last year from its start: a shorter history would
+    # change those figures
+    revenue_history: Annotated[float, Field(ge=400)] = 400
 
 
 class _ArchiveSection(ConfigModel):
