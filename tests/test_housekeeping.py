@@ -8,6 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +21,7 @@ from kamflow.cli import main
 from kamflow.core.settings import Settings
 from kamflow.flows.housekeeping import housekeeping, measure_space
 from kamflow.worklist import OutboxEmail, Task, TaskEvent, TaskStore
-from kamflow.worklist.archive import TaskArchive
+from kamflow.worklist.faults import CRASH_EXIT_CODE
 from kamflow.worklist.housekeeping import HousekeepingPolicy
 from kamflow.worklist.measures import department_report
 from kamflow.worklist.models import AccountRecord, AccountRevenue
@@ -111,33 +114,42 @@ def test_closed_tasks_move_to_the_archive_and_reports_still_count_them(home) -> 
     assert again.nothing(), again.lines()
 
 
-def test_a_kill_between_archive_and_delete_loses_nothing(home, monkeypatch) -> None:
-    """The archive is written first: killed before its rows are deleted, every task is counted
-    once, and the next run finishes the job."""
+@pytest.mark.parametrize("point", ["housekeeping.archived#2", "housekeeping.deleted#1"])
+def test_a_kill_in_the_middle_loses_nothing_and_the_next_run_finishes(home, point) -> None:
+    """`kamflow housekeeping` killed (os._exit, worklist/faults.py) after a batch's archive
+    files are durable but before its rows are deleted, or between two batches: every task is
+    still counted once, and the next run finishes the job."""
     before = task_rows(home)
-
-    written, write, open_session = [], TaskArchive.write, TaskStore.write_session
-
-    def archive_write(self, *args, **kwargs):
-        written.append(write(self, *args, **kwargs))
-        return written[-1]
-
-    def killed(self, *args, **kwargs):  # the first transaction after an archive file is written
-        if written:
-            raise KeyboardInterrupt("killed")
-        return open_session(self, *args, **kwargs)
-
-    monkeypatch.setattr(TaskArchive, "write", archive_write)
-    monkeypatch.setattr(TaskStore, "write_session", killed)
-    with pytest.raises(KeyboardInterrupt):
-        housekeeping(home, NOW, policy=policy(home))
-    monkeypatch.undo()
+    (home.home / "housekeeping.yaml").write_text("archive: {batch: 2}\n", encoding="utf-8")
+    env = {**os.environ, "KAMFLOW_HOME": str(home.home), "KAMFLOW_CONF": str(conf(home)),
+           "KAMFLOW_TEST_CRASH_AT": point}
+    if home.database:
+        env["KAMFLOW_DATABASE_URL"] = home.database
+    killed = subprocess.run([sys.executable, "-m", "kamflow.cli", "housekeeping"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
     assert list((home.home / "archive" / "tasks").glob("month=*/*.parquet"))
-    assert live_counts(home)[0] == len(DAYS)  # nothing deleted
-    pd.testing.assert_frame_equal(task_rows(home), before)  # and nothing counted twice
-    done = housekeeping(home, NOW, policy=policy(home))
-    assert done.store.tasks_archived > 0
+    pd.testing.assert_frame_equal(task_rows(home), before)  # nothing lost, nothing twice
+    env.pop("KAMFLOW_TEST_CRASH_AT")
+    done = subprocess.run([sys.executable, "-m", "kamflow.cli", "housekeeping", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["store"]["tasks_archived"] > 0
     pd.testing.assert_frame_equal(task_rows(home), before)
+    again = subprocess.run([sys.executable, "-m", "kamflow.cli", "housekeeping", "--json"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert json.loads(again.stdout)["store"]["tasks_archived"] == 0
+
+
+def conf(home: Settings) -> Path:
+    """A configuration folder: the shipped files, and housekeeping.yaml from the home."""
+    from kamflow.core.settings import DEFAULT_CONF_DIR
+
+    folder = home.home / "conf"
+    if not folder.exists():
+        shutil.copytree(DEFAULT_CONF_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(home.home / "housekeeping.yaml", folder / "housekeeping.yaml")
+    return folder
 
 
 def test_an_archived_month_can_be_restored(home, monkeypatch, capsys) -> None:

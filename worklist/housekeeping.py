@@ -27,6 +27,7 @@ from sqlalchemy.orm import aliased
 
 from kamflow.worklist.archive import TaskArchive, check_month
 from kamflow.worklist.db import StoreBase, utc
+from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import WITHDRAWN, AccountRevenue, OutboxEmail, Task, TaskEvent
 from kamflow.worklist.quarantine import QuarantinedRow
 
@@ -119,9 +120,11 @@ class HousekeepingStore(StoreBase):
                               events[events["task_id"].map(month_of) == month], first, last)
                 if month not in cleanup.months:
                     cleanup.months.append(month)
+            crash_point("housekeeping.archived")
             with self.write_session() as session:  # durable in the archive: now delete
                 session.execute(delete(TaskEvent).where(TaskEvent.task_id.in_(ids)))
                 session.execute(delete(Task).where(Task.id.in_(ids)))
+            crash_point("housekeeping.deleted")
             cleanup.tasks_archived += len(ids)
             cleanup.events_archived += len(events)
 
