@@ -60,6 +60,19 @@ def generate_apart(directory: Path, accounts: int) -> None:
                     AS_OF.isoformat()], check=True, cwd=Path(__file__).resolve().parent.parent)
 
 
+def disk_mb(work: Path, url: str) -> dict[str, float]:
+    """What the job keeps on disk: the task store (SQLite file or PostgreSQL database) and
+    the file outbox (issue 28: the README's projection of a year)."""
+    from kamflow.flows.housekeeping import disk_bytes
+    from kamflow.worklist import TaskStore
+
+    with TaskStore(url) as store:
+        store_bytes = store.store_bytes()
+    outbox = [p for p in work.iterdir() if p.is_dir() and p.name != "snapshot"]
+    return {"store": round(store_bytes / 2 ** 20, 1),
+            "files": round(sum(disk_bytes(p) for p in outbox) / 2 ** 20, 1)}
+
+
 def e2e(accounts: int, database_url: str | None, again: bool = False) -> dict:
     """The retention flow's stage functions, called as the flow calls them (no Prefect); with
     ``again``, the next day's run on the same snapshot and task store is timed too."""
@@ -72,9 +85,11 @@ def e2e(accounts: int, database_url: str | None, again: bool = False) -> dict:
         result = {"benchmark": "e2e", "accounts": accounts, "database": url.split(":")[0],
                   "seconds": first.pop("seconds"),
                   "accounts_per_s": round(accounts / first["stage_seconds"]["total"]), **first}
+        result["disk_mb"] = disk_mb(work, url)
         if again:
             result["next_day"] = daily_job(work, url,
                                            dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+            result["next_day"]["disk_mb"] = disk_mb(work, url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["peak_rss_mb"] = round(peak_rss_mb())

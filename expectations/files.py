@@ -8,9 +8,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from kamflow.core.errors import disk_full_stops
 from kamflow.expectations.offline_report import write_offline_report
 from kamflow.expectations.report import results_markdown
 from kamflow.expectations.validate import ValidationOutcome, write_data_docs
+
+STATIC = "data_docs_static"  # under the reports folder: GX's static files, shared by the runs
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,14 @@ class ValidationFiles:
 def write_validation_files(outcome: ValidationOutcome, reports: Path, quarantine: Path,
                            run_id: str) -> ValidationFiles:
     """Write the run's validation files: reports under ``reports``, the quarantined rows under
-    ``quarantine`` (both the run's own folders). GX's results can be released afterwards."""
+    ``quarantine`` (both the run's own folders). GX's results can be released afterwards.
+    A full disk is a `DiskFullError` naming the folder (before any task or email)."""
+    with disk_full_stops(reports):
+        return _write_validation_files(outcome, reports, quarantine, run_id)
+
+
+def _write_validation_files(outcome: ValidationOutcome, reports: Path, quarantine: Path,
+                            run_id: str) -> ValidationFiles:
     reports.mkdir(parents=True, exist_ok=True)
     results_json = reports / "validation.json"
     results_json.write_text(json.dumps({
@@ -46,7 +56,8 @@ def write_validation_files(outcome: ValidationOutcome, reports: Path, quarantine
         quarantine.mkdir(parents=True, exist_ok=True)
         quarantine_file = quarantine / "quarantine.csv"
         outcome.quarantine.to_csv(quarantine_file, index=False, encoding="utf-8")
-    docs = write_data_docs(outcome, reports / "data_docs")
+    # GX's static files once for every run, beside the run folders (issue 28)
+    docs = write_data_docs(outcome, reports / "data_docs", static=reports.parent / STATIC)
     pages = write_offline_report(outcome, reports, run_id=run_id,
                                  quarantine_file=quarantine_file, data_docs=docs,
                                  results_json=results_json)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kamflow.core.errors import ConfigError
+from kamflow.expectations.datadocs import share_static
 from kamflow.intake.schema import TABLES
 from kamflow.intake.signals import Signal
 from kamflow.intake.view import build_customer_view
@@ -675,11 +676,17 @@ def checkpoint_seconds(frames: dict[str, pd.DataFrame], suites: dict[str, Suite]
     return time.perf_counter() - started
 
 
-def write_data_docs(outcome: ValidationOutcome, directory: Path) -> Path:
-    """Build GX Data Docs (static HTML) for the run's results; returns the index page."""
+def write_data_docs(outcome: ValidationOutcome, directory: Path,
+                    static: Path | None = None) -> Path:
+    """Build GX Data Docs (static HTML) for the run's results; returns the index page. With
+    ``static``, GX's static files are kept once in that folder, shared by every run's pages
+    (expectations/datadocs.py), instead of in ``directory``."""
     if outcome.gx_run is None:
         raise ValueError("this outcome has no Great Expectations results to render")
-    return outcome.gx_run.build_docs(Path(directory))
+    index = outcome.gx_run.build_docs(Path(directory))
+    if static is not None:
+        share_static(Path(directory), Path(static))
+    return index
 
 
 # --------------------------------------------------------------------------- records

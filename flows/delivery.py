@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from kamflow import notifications
-from kamflow.core.errors import ConfigError
+from kamflow.core.errors import ConfigError, DiskFullError, is_disk_full
 from kamflow.core.links import LinkSigner
 from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
@@ -447,6 +447,10 @@ def drain_outbox(store: TaskStore, backend: notifications.EmailBackend, sender: 
             result.ops_alerted += store.queue_email(dead_letter_alert(ops_email, alerted,
                                                                       dead_after), now())
         crash_point("send.marked")
+        full = next((o for o in outcomes if isinstance(o, notifications.SendError)
+                     and is_disk_full(o)), None)
+        if full is not None:  # every later write would fail too: stop, the next run goes on
+            raise DiskFullError(getattr(backend, "directory", backend.name), full.reason)
         handled += len(chunk)
         if total > size:  # a long drain shows its progress
             log.info("outbox: %d of %d email(s) handled", handled, total)

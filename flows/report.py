@@ -67,6 +67,9 @@ class RunSummary:
     email_backend: str = ""
     ruleset_version: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    # the home's size, the store's, the free disk space and the projection (issue 28:
+    # flows/housekeeping.py SpaceReport); a warning when the disk would fill within 30 days
+    space: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -332,10 +335,26 @@ def markdown(summary: RunSummary) -> str:
         + (f" ([open]({_file_url(summary.value_churn_picture)}))"
            if summary.value_churn_picture else ""),
     ]
+    if summary.space:
+        lines += ["", *_space(summary.space)]
     if summary.seconds:
         lines += ["", "Seconds per stage: " + ", ".join(
             f"{k} {v:.2f}" for k, v in summary.seconds.items())]
     return "\n".join(lines) + "\n"
+
+
+def _space(space: Mapping[str, Any]) -> list[str]:
+    """The home's and the store's size and the free disk space (and a warning)."""
+    def mb(count: float) -> str:
+        return f"{count / 1024 / 1024:,.1f} MB"
+
+    growth = space.get("growth_per_day")
+    line = (f"Disk: home {mb(space['home_bytes'])} (task store {mb(space['store_bytes'])}), "
+            f"free {mb(space['free_bytes'])}"
+            + (f", growing {mb(growth)} a day" if growth is not None else ""))
+    days = space.get("days_left")
+    line += f", full in about {days:,.0f} days" if days is not None else ""
+    return [line + "  ", *([f"**Warning:** {space['warning']}"] if space.get("warning") else [])]
 
 
 def _learning(learning: Mapping[str, Any]) -> list[str]:

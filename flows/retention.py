@@ -39,6 +39,7 @@ from kamflow.flows import delivery
 from kamflow.flows.charts import data_uri, trend_charts
 from kamflow.flows.effects import publish_effects
 from kamflow.flows.history import HistorySource, read_labelled_history
+from kamflow.flows.housekeeping import watch_space
 from kamflow.flows.picture import value_churn_svg
 from kamflow.flows.report import (
     RunSummary,
@@ -311,6 +312,7 @@ def retention_run(source: str | None = None, as_of: str | None = None,
         summary.status = "rejected input"
         summary.message = str(exc)
         state = Failed(message=str(exc))
+    watch_space(summary, settings)  # the home's size and free disk (issue 28)
     _save_summary(summary, settings)
     return state
 

@@ -36,6 +36,7 @@ from kamflow.worklist import Owner, OwnerDirectory
 from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
 from kamflow.worklist.capacity import Capacity
 from kamflow.worklist.effects import DEFAULT_EFFORT_HOURS, EffectsConfig
+from kamflow.worklist.housekeeping import HousekeepingPolicy
 from kamflow.worklist.measures import Ceilings
 from kamflow.worklist.worth import ActionBelief, Beliefs, Effect
 
@@ -448,3 +449,43 @@ def load_pipeline(path: Path | None = None) -> PipelineConfig:
                           spec.guards.max_id_drift_share,
                           StormSettings(storm.share, storm.minimum, storm.summary_size,
                                         storm.alert_quiet_hours))
+
+
+class _KeepDays(ConfigModel):
+    reports: Annotated[float, Field(gt=0)] = 90
+    email_bodies: Annotated[float, Field(gt=0)] = 30
+    closed_tasks: Annotated[float, Field(gt=0)] = 400
+    # the report reads each month of the last year from its start: a shorter history would
+    # change those figures
+    revenue_history: Annotated[float, Field(ge=400)] = 400
+
+
+class _ArchiveSection(ConfigModel):
+    path: Annotated[str, Field(min_length=1)] = "archive"
+    batch: Annotated[int, Field(ge=1)] = 5000
+
+
+class _DiskSection(ConfigModel):
+    warn_within_days: Annotated[float, Field(gt=0)] = 30
+    min_free_mb: Annotated[float, Field(ge=0)] = 1024
+
+
+class _HousekeepingFile(ConfigModel):
+    keep_days: _KeepDays = _KeepDays()
+    archive: _ArchiveSection = _ArchiveSection()
+    disk: _DiskSection = _DiskSection()
+
+
+def load_housekeeping(settings: Settings, path: Path | None = None) -> HousekeepingPolicy:
+    """What is kept and for how long (``conf/housekeeping.yaml``; the defaults when the file
+    is absent). The archive's path is relative to ``KAMFLOW_HOME``."""
+    path = path or settings.conf_dir / "housekeeping.yaml"
+    spec = _parse(_HousekeepingFile, read_yaml(path), path) if path.exists() \
+        else _HousekeepingFile()
+    keep = spec.keep_days
+    return HousekeepingPolicy(
+        reports_days=keep.reports, email_bodies_days=keep.email_bodies,
+        closed_tasks_days=keep.closed_tasks, revenue_history_days=keep.revenue_history,
+        archive=settings.home / Path(spec.archive.path).expanduser(),
+        batch=spec.archive.batch, warn_within_days=spec.disk.warn_within_days,
+        min_free_bytes=int(spec.disk.min_free_mb * 1024 * 1024))

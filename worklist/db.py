@@ -19,6 +19,8 @@ from typing import Any, Self
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from kamflow.core.errors import disk_full_stops
+
 __all__ = ["MIGRATIONS", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "alembic_config", "aware",
            "ensure_migrated", "make_engine", "migrate", "utc"]
 
@@ -43,8 +45,14 @@ class StoreBase:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._session.begin() as session:
+        # a full disk: the transaction is rolled back, then reported naming the database
+        with disk_full_stops(self._where()), self._session.begin() as session:
             yield session
+
+    def _where(self) -> str:
+        url = self.engine.url
+        return f"the task store {url.database}" if url.get_backend_name() == "sqlite" \
+            else f"the task store {url.render_as_string(hide_password=True)}"
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
@@ -52,7 +60,7 @@ class StoreBase:
         SQLite ``BEGIN IMMEDIATE`` (a read-then-write in a deferred transaction would let two
         processes read the same state before either writes; waits up to the busy timeout);
         elsewhere a plain transaction (PostgreSQL callers lock rows with ``FOR UPDATE``)."""
-        with self._session() as session, session.begin():
+        with disk_full_stops(self._where()), self._session() as session, session.begin():
             if self.engine.dialect.name == "sqlite":
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session

@@ -27,6 +27,8 @@ CRASH_POINTS = (
     "escalate.written",           # the run's escalations and one more batched email written,
                                   # not committed (``#N``: after the N-th email)
     "escalate.committed",         # committed, the Prefect events not yet emitted
+    "housekeeping.archived",      # a batch's Parquet files durable, its rows not yet deleted
+    "housekeeping.deleted",       # a batch's rows deleted and committed, the next not archived
 )
 _VARIABLE = "KAMFLOW_TEST_CRASH_AT"
 _hits: Counter[str] = Counter()

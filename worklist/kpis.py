@@ -12,6 +12,7 @@ from sqlalchemy import case, func, inspect, select
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.effects import EffectsConfig, MeasuredEffects, measure
+from kamflow.worklist.housekeeping import with_archived_task_rows
 from kamflow.worklist.models import (
     OPEN_STATUSES,
     QUEUED,
@@ -75,7 +76,7 @@ class KpiStore(StoreBase):
         """Every task raised from ``since`` on: ``account_id``, ``owner_email``,
         ``owner_name``, ``status``, ``created_at``, ``due_at``, ``closed_at`` and
         ``acknowledged_at`` (the first "acknowledged" event of its history; UTC), for the
-        department's measures (worklist/measures.py)."""
+        department's measures (worklist/measures.py); archived tasks included."""
         columns = ["account_id", "owner_email", "owner_name", "status", "created_at", "due_at",
                    "closed_at", "acknowledged_at"]
         acked = (select(TaskEvent.task_id, func.min(TaskEvent.at).label("at"))
@@ -83,11 +84,14 @@ class KpiStore(StoreBase):
                  .subquery())
         with self.session() as session:
             rows = session.execute(
-                select(Task.account_id, Task.owner_email, Task.owner_name, Task.status,
+                select(Task.id, Task.account_id, Task.owner_email, Task.owner_name, Task.status,
                        Task.created_at, Task.due_at, Task.closed_at, acked.c.at)
                 .outerjoin(acked, acked.c.task_id == Task.id)
                 .where(Task.created_at >= utc(since))).all()
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=["id", *columns])
+        # and the tasks archived by housekeeping (worklist/housekeeping.py), each once
+        frame = with_archived_task_rows(frame, getattr(self, "archive", None), since)
+        frame = frame[columns]
         for column in ("created_at", "due_at", "closed_at", "acknowledged_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True)
         frame["owner_email"] = frame["owner_email"].str.lower()

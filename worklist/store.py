@@ -6,7 +6,9 @@ worklist database. It is the sum of small per-responsibility stores that share i
 - ``DigestStore`` (worklist/grouping.py): the daily digest, one email per owner and day;
 - ``RosterStore`` (worklist/roster.py): the account roster and lost accounts;
 - ``QuarantineStore`` (worklist/quarantine.py): the rows validation rejected;
-- ``KpiStore`` (worklist/kpis.py): per-owner KPIs and row counts.
+- ``KpiStore`` (worklist/kpis.py): per-owner KPIs and row counts;
+- ``HousekeepingStore`` (worklist/housekeeping.py): the retention policy's archive, purges and
+  compaction, and the reads that union the archive with the live rows (``all_tasks``).
 
 Engine, SQLite settings and migrations (once per process and URL) are in worklist/db.py, the
 dialect-specific bulk writes in worklist/bulk.py. Use it as a context manager::
@@ -17,6 +19,9 @@ dialect-specific bulk writes in worklist/bulk.py. Use it as a context manager::
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from kamflow.worklist.archive import TaskArchive
 from kamflow.worklist.db import MIGRATIONS, alembic_config, migrate
 from kamflow.worklist.grouping import (
     DIGEST_FIELDS,
@@ -28,6 +33,7 @@ from kamflow.worklist.grouping import (
     digest_key,
     email_parts,
 )
+from kamflow.worklist.housekeeping import HousekeepingStore, StoreCleanup, default_archive
 from kamflow.worklist.kpis import LOST_KPI_DAYS, KpiStore
 from kamflow.worklist.outbox import OutboxStore, QueuedEmail
 from kamflow.worklist.quarantine import QuarantineStore
@@ -36,10 +42,18 @@ from kamflow.worklist.tasks import TASK_FIELDS, RaiseResult, TaskClosedError, Ta
 
 __all__ = ["DIGEST_FIELDS", "LOST_KPI_DAYS", "MAX_LOST_SHARE", "MAX_TASKS_PER_EMAIL",
            "MIGRATIONS", "TASK_FIELDS", "DigestRenderer", "ManyRenderer", "QueuedEmail",
-           "RaiseResult", "Renderer", "RosterChange", "TaskClosedError", "TaskStore",
+           "RaiseResult", "Renderer", "RosterChange", "StoreCleanup", "TaskClosedError",
+           "TaskStore",
            "alembic_config", "digest_key", "email_parts", "migrate"]
 
 
 class TaskStore(TaskLifecycle, OutboxStore, DigestStore, RosterStore, QuarantineStore,
-                KpiStore):
-    """Every part of the task store on one engine (see the module doc)."""
+                KpiStore, HousekeepingStore):
+    """Every part of the task store on one engine (see the module doc). ``archive``: the
+    folder of archived tasks (conf/housekeeping.yaml); default ``archive/`` beside a SQLite
+    file store, none for another database unless given."""
+
+    def __init__(self, url: str, echo: bool = False, archive: Path | None = None) -> None:
+        super().__init__(url, echo)
+        folder = archive if archive is not None else default_archive(url)
+        self.archive = TaskArchive(Path(folder)) if folder is not None else None

@@ -4,7 +4,8 @@ with one paragraph saying what is wrong (never a traceback): 2 for bad input or 
 
 One module per command group: `run` (generate, demo, run), `tasks` (tasks ..., sla-watch,
 digest, web), `rules` (rules check, simulate), `validate`, `backtest`, `ops` (serve, setup),
-`report` (the department's churn measures), `outcome` (a month of capacity-limited work, simulated).
+`report` (the department's churn measures), `outcome` (a month of capacity-limited work, simulated),
+`housekeeping` (the retention policy of conf/housekeeping.yaml).
 """
 
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import typer
 
 # in this order in `kamflow --help`; each module adds its commands to the app
-from kamflow.cli import backtest, ops, outcome, report, rules, run, tasks, validate  # noqa: F401, I001
+from kamflow.cli import backtest, housekeeping, ops, outcome, report, rules, run, tasks, validate  # noqa: F401, I001
 from kamflow.cli.app import app
 
 __all__ = ["app", "main"]

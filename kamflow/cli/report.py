@@ -64,7 +64,8 @@ def report(since: Annotated[dt.date | None, typer.Option(
     zone = ZoneInfo(config.load_calendar(home.conf_dir / "calendar.yaml").timezone)
     now = dt.datetime.now(dt.UTC)
     start = dt.datetime.combine(since, dt.time(), zone) if since else None
-    with TaskStore(home.database_url) as store:
+    archive = config.load_housekeeping(home).archive  # archived tasks count too
+    with TaskStore(home.database_url, archive=archive) as store:
         roster = store.roster_rows()
         tasks = store.task_rows(min(start or now, now) - dt.timedelta(days=400))
         revenue = store.revenue_rows()
