@@ -116,7 +116,7 @@ def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
     roster = roster.drop_duplicates("account_id", keep="last").reset_index(drop=True)
     has_revenue = revenue is not None and not revenue.empty
     parts = [roster["account_id"], out["account_id"]]
-    if has_revenue:
+    if revenue is not None and has_revenue:
         parts.append(revenue["account_id"])
     codes, _ = pd.factorize(pd.concat([p.astype("str") for p in parts], ignore_index=True))
     size = len(roster)  # the roster's ids are unique and first: roster row i has code i
@@ -136,7 +136,7 @@ def decision_fates(decisions: pd.DataFrame, roster: pd.DataFrame,
     matured = end <= now_ns
     last_seen = _take(roster["monthly_revenue"].astype("float64").to_numpy()
                       if "monthly_revenue" in roster else np.full(size, np.nan), at, np.nan)
-    if has_revenue:
+    if revenue is not None and has_revenue:
         history = codes[size + len(out):]
         both = _revenue_at(history, _ns(revenue["at"]),
                            revenue["monthly_revenue"].astype("float64").to_numpy(),
@@ -339,12 +339,12 @@ def _effect_row(action: str, segment: str, got: Mapping[str, float] | None,
     churn_t = left_t / treated if treated else None
     churn_h = left_h / held if held else None
     effect = low = high = None
-    if treated and held:
+    if churn_t is not None and churn_h is not None:
         effect = 100 * (churn_h - churn_t)
         ci = confint_proportions_2indep(left_h, held, left_t, treated, method=config.method,
                                         compare="diff", alpha=1 - config.confidence)
         low, high = 100 * float(ci[0]), 100 * float(ci[1])
-    known = low is not None and high - low <= config.ci_width_pp + 1e-12
+    known = low is not None and high is not None and high - low <= config.ci_width_pp + 1e-12
     share = (held / (held + treated) if treated and held
              else (volume or {}).get("share", config.holdout_share))
     pooled = (left_t + left_h) / (treated + held) if treated + held else 0.0

@@ -259,7 +259,7 @@ class HousekeepingStore(StoreBase):
                 return cleanup
         with self.write_session() as session:
             cleanup.revenue_rows_compacted += session.execute(
-                delete(AccountRevenue).where(superseded)).rowcount or 0
+                delete(AccountRevenue).where(superseded)).rowcount or 0  # type: ignore[attr-defined]
         return cleanup
 
     def delete_quarantine(self, before: dt.datetime, dry_run: bool = False,
@@ -274,7 +274,7 @@ class HousekeepingStore(StoreBase):
                 return cleanup
         with self.write_session() as session:
             cleanup.quarantine_rows_deleted += session.execute(
-                delete(QuarantinedRow).where(where)).rowcount or 0
+                delete(QuarantinedRow).where(where)).rowcount or 0  # type: ignore[attr-defined]
         return cleanup
 
     # -- size -----------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def _union(live: pd.DataFrame, archived: pd.DataFrame) -> pd.DataFrame:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for record in frame.to_dict("records"):
-        row = {}
+        row: dict[str, Any] = {}
         for key, value in record.items():
             if value is None or (not isinstance(value, str) and pd.isna(value)):
                 row[key] = None

@@ -154,7 +154,8 @@ class KpiStore(StoreBase):
         now = now or self.last_snapshot_at() or dt.datetime.now(dt.UTC)
         start = since or now - dt.timedelta(days=config.horizon_days + EFFECTS_LOOKBACK_DAYS)
         matured = self.decision_rows(start, now - dt.timedelta(days=config.horizon_days))
-        return measure(matured, self.roster_rows(), self.revenue_rows(), now, config,
+        roster: Any = self  # TaskStore mixes the roster's reads (worklist/roster.py) in
+        return measure(matured, roster.roster_rows(), roster.revenue_rows(), now, config,
                        self.decision_volume(start))
 
     def last_snapshot_at(self) -> dt.datetime | None:

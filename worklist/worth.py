@@ -78,8 +78,8 @@ class Beliefs:
         for row in rows:
             action = str(row.get("action"))
             belief = actions.get(action)
-            base = float(row.get("churn_held_out") or 0.0)
-            n = int(row.get("held_out") or 0) + int(row.get("treated") or 0)
+            base = float(str(row.get("churn_held_out") or 0.0))
+            n = int(str(row.get("held_out") or 0)) + int(str(row.get("treated") or 0))
             if belief is None or base <= 0 or n <= 0:
                 continue
             measured = float(row["effect_pp"]) / 100.0 / base  # type: ignore[arg-type]
