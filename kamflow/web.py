@@ -101,20 +101,47 @@ class WebApp:
             return HTTPStatus.NOT_FOUND, _page("No such task / 任务不存在",
                                                f"<p>There is no task {claim.task_id}.</p>",
                                                "not-found")
+        if claim.issued < _whole_seconds(task.created_at):
+            # made for an earlier task with this id (the task store was recreated)
+            log.warning("refused a task link of %s made before task %d existed",
+                        claim.recipient, task.id)
+            return HTTPStatus.GONE, _page(
+                "Link refused / 链接无效",
+                f"<p class='bad' id='message'>This link was made for an earlier task "
+                f"{task.id}, which no longer exists. Nothing was changed. "
+                "此链接对应的任务已不存在，未做任何更改。</p>", "stale")
         if not _same_address(task.owner_email, claim.recipient):
             return HTTPStatus.CONFLICT, self._moved(claim, task)
+        handed = self._owner_since(task)
+        if claim.issued < handed:
+            # the task left this recipient and came back: only links made since then act
+            log.warning("refused a task link of %s made before task %d came back to them",
+                        claim.recipient, task.id)
+            return HTTPStatus.CONFLICT, _page(
+                f"Task {task.id}: old link / 旧链接", _task_table(task, self.zone) +
+                f"<p class='bad' id='message'>This link was made before task {task.id} was "
+                f"handed to you again on {handed.astimezone(self.zone):%Y-%m-%d %H:%M}: use "
+                "the link in the email about that. Nothing was changed. "
+                "此链接早于任务再次转交给您，请使用最新邮件中的链接，未做任何更改。</p>",
+                "stale", task.status)
         if method == "GET":
             return HTTPStatus.OK, self._confirm(claim, task, token)
         if method == "POST":
             return self._apply(claim, now)
         return HTTPStatus.METHOD_NOT_ALLOWED, _page("Not allowed", "", "not-allowed")
 
+    def _owner_since(self, task: Any) -> dt.datetime:
+        """When the task last came to its current owner (created, reassigned or escalated)."""
+        changes = [e.at for e in self.store.history(task.id)
+                   if e.event in ("reassigned", "escalated")]
+        return _whole_seconds(max(changes, default=task.created_at))
+
     def _confirm(self, claim: Claim, task: Any, token: str) -> str:
         en, zh, state_en, state_zh = _WORDS[claim.action]
         target = "acknowledged" if claim.action == "ack" else "done"
         if task.status == target:
             return _page(f"Already {state_en} / {state_zh}", _task_table(task, self.zone) +
-                         f"<p class='ok'>Task {task.id} is already {state_en}. 任务已{state_zh}。"
+                         f"<p class='ok'>Task {task.id} is already {state_en}. 任务{state_zh}。"
                          "</p>", "already", task.status)
         body = (_task_table(task, self.zone) +
                 # relative: the form posts back to the link's own address, also behind a
@@ -150,8 +177,8 @@ class WebApp:
                 f"<p class='bad'>{html.escape(str(exc))}.</p>", "conflict", task.status)
         log.info("task %d %s via email link of %s%s", task.id, state_en, claim.recipient,
                  "" if changed else " (no change: already so)")
-        message = (f"Task {task.id} is now {state_en}. 任务已{state_zh}。" if changed else
-                   f"Task {task.id} was already {state_en}. 任务此前已{state_zh}。")
+        message = (f"Task {task.id} is now {state_en}. 任务{state_zh}。" if changed else
+                   f"Task {task.id} was already {state_en}. 任务此前{state_zh}。")
         body = _task_table(task, self.zone) + f"<p class='ok' id='message'>{message}</p>"
         return HTTPStatus.OK, _page(f"{state_en.capitalize()} / {state_zh}", body, "changed",
                                     task.status)
@@ -181,10 +208,19 @@ def _page(title: str, body: str, outcome: str, status: str = "") -> str:
             f"{body}</div><p style='color:#777'>kamflow 大客户维系</p></body></html>")
 
 
+def _whole_seconds(stamp: dt.datetime) -> dt.datetime:
+    """A stored time (naive UTC from SQLite) as links carry times: aware, to the second."""
+    aware = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+    return aware.replace(microsecond=0)
+
+
 def _same_address(one: str, other: str) -> bool:
     return one.strip().casefold() == other.strip().casefold()
 
 
+# Sec-Fetch-Site values of a request kamflow's own page (or the address bar) makes; None: the
+# header is absent (no browser, or an old one).
+_OWN_SITE = (None, "same-origin", "none")
 _ERROR_PAGE = ("Error / 出错", "<p>Something went wrong; nothing was changed.</p>", "error")
 
 
@@ -193,6 +229,13 @@ def asgi_app(app: WebApp) -> ASGIApp:
 
     def answer(request: Request) -> Response:
         # A sync endpoint: Starlette runs it in its thread pool, as the task store expects.
+        if request.method != "GET" and request.headers.get("sec-fetch-site") not in _OWN_SITE:
+            # A browser says the POST comes from another site's page: the token is the only
+            # credential, so this is no CSRF, but nothing of ours posts from elsewhere.
+            log.warning("kamflow web: refused a %s from another site", request.method)
+            return _response(int(HTTPStatus.FORBIDDEN), _page(
+                "Refused / 已拒绝", "<p class='bad'>This request came from another web site. "
+                "Nothing was changed. 请求来自其他网站，未做任何更改。</p>", "refused"))
         try:
             status, page = app.page(request.method, request.url.path)
         except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
