@@ -2,7 +2,7 @@
 
     GET  /t/<token>   the task (account, action, deadline, reason, status) and a button to confirm
     POST /t/<token>   acknowledge or finish the task, then a confirmation page
-    GET  /healthz     "ok"
+    GET  /healthz     "ok" (answered at once, never waiting for the task store)
 
 Opening a link changes nothing: mail scanners and link previews fetch links on their own, so
 the change needs the button (a POST). A forged, altered or expired token gets 403 and changes
@@ -15,7 +15,10 @@ writer.
 Served by uvicorn (Starlette): idle keep-alive connections close after a few seconds, at most
 `MAX_CONNECTIONS` requests are handled at once (503 beyond), and a request body over
 `MAX_BODY_BYTES` gets 413 (the form carries nothing we need); a malformed or negative
-Content-Length gets 400. Request paths hold tokens, so they are never logged.
+Content-Length gets 400. Request paths hold tokens, so they are never logged. While another
+writer holds the task store's lock for more than `STORE_WAIT_SECONDS`, a click gets 503 with
+Retry-After (nothing changed). A POST a browser marks as coming from another site
+(Sec-Fetch-Site) gets 403.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -38,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamflow.core.links import Claim, LinkError, LinkSigner
 from kamflow.worklist import TaskStore
+from kamflow.worklist.db import StoreBusyError
 from kamflow.worklist.store import TaskClosedError
 
 if TYPE_CHECKING:
@@ -46,13 +51,17 @@ if TYPE_CHECKING:
     from kamflow.core.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "LinkServer", "WebApp", "asgi_app", "make_server", "run_server",
-           "serve"]
+           "serve", "web_store"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024  # the confirm form posts nothing; anything big is not ours
 MAX_CONNECTIONS = 64  # concurrent requests before uvicorn answers 503
 KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this
+# A click waits this long for another writer (a national dispatch holds SQLite's write lock for
+# a while), then gets 503 with Retry-After instead of a request stalled for 30 s.
+STORE_WAIT_SECONDS = 1.0
+RETRY_AFTER_SECONDS = 5
 
 _WORDS = {
     "ack": ("Acknowledge", "确认接收", "acknowledged", "已确认接收"),
@@ -221,14 +230,20 @@ def _same_address(one: str, other: str) -> bool:
 # Sec-Fetch-Site values of a request kamflow's own page (or the address bar) makes; None: the
 # header is absent (no browser, or an old one).
 _OWN_SITE = (None, "same-origin", "none")
+_BUSY_PAGE = ("Busy / 系统繁忙", "<p class='bad' id='message'>kamflow is busy recording other "
+              f"changes. Nothing was changed: try again in {RETRY_AFTER_SECONDS} seconds. "
+              "系统繁忙，未做任何更改，请稍后重试。</p>", "busy")
 _ERROR_PAGE = ("Error / 出错", "<p>Something went wrong; nothing was changed.</p>", "error")
 
 
 def asgi_app(app: WebApp) -> ASGIApp:
     """The Starlette application serving ``app``, inside the request-body bound."""
 
-    def answer(request: Request) -> Response:
-        # A sync endpoint: Starlette runs it in its thread pool, as the task store expects.
+    async def answer(request: Request) -> Response:
+        if request.url.path == "/healthz" and request.method == "GET":
+            # answered here, not in the thread pool: requests waiting for a locked store there
+            # must not make the health check wait too
+            return _response(int(HTTPStatus.OK), "ok")
         if request.method != "GET" and request.headers.get("sec-fetch-site") not in _OWN_SITE:
             # A browser says the POST comes from another site's page: the token is the only
             # credential, so this is no CSRF, but nothing of ours posts from elsewhere.
@@ -236,10 +251,18 @@ def asgi_app(app: WebApp) -> ASGIApp:
             return _response(int(HTTPStatus.FORBIDDEN), _page(
                 "Refused / 已拒绝", "<p class='bad'>This request came from another web site. "
                 "Nothing was changed. 请求来自其他网站，未做任何更改。</p>", "refused"))
+        # The task store is synchronous: the page is made in Starlette's thread pool.
+        return await run_in_threadpool(respond, request.method, request.url.path)
+
+    def respond(method: str, path: str) -> Response:
         try:
-            status, page = app.page(request.method, request.url.path)
+            status, page = app.page(method, path)
+        except StoreBusyError:
+            log.warning("kamflow web: the task store is busy; answered %s with 503", method)
+            return _response(int(HTTPStatus.SERVICE_UNAVAILABLE), _page(*_BUSY_PAGE),
+                             {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
-            log.exception("kamflow web: error answering %s", request.method)
+            log.exception("kamflow web: error answering %s", method)
             status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(*_ERROR_PAGE)
         return _response(int(status), page)
 
@@ -248,8 +271,9 @@ def asgi_app(app: WebApp) -> ASGIApp:
     return BodyLimit(starlette, MAX_BODY_BYTES)
 
 
-def _response(status: int, page: str) -> Response:
-    return Response(page.encode("utf-8"), status_code=status, headers=_HEADERS,
+def _response(status: int, page: str, extra: dict[str, str] | None = None) -> Response:
+    return Response(page.encode("utf-8"), status_code=status,
+                    headers={**_HEADERS, **(extra or {})},
                     media_type="text/plain; charset=utf-8" if page == "ok"
                     else "text/html; charset=utf-8")
 
@@ -372,6 +396,12 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def web_store(url: str) -> TaskStore:
+    """The task store as `kamflow web` opens it: a write waits `STORE_WAIT_SECONDS` for the
+    lock, then the click is answered 503."""
+    return TaskStore(url, busy_timeout=STORE_WAIT_SECONDS)
+
+
 def make_server(app: WebApp, host: str = "127.0.0.1", port: int = 8765) -> LinkServer:
     """A server for ``app`` (bound, not started)."""
     return LinkServer(app, host, port)
@@ -395,7 +425,7 @@ def run_server(settings: Settings, host: str, port: int,
 
     signer = LinkSigner.from_settings(settings)
     timezone = config.load_calendar(settings.conf_dir / "calendar.yaml").timezone
-    store = TaskStore(settings.database_url)
+    store = web_store(settings.database_url)
     try:
         server = make_server(WebApp(store, signer, timezone), host, port)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -511,3 +511,55 @@ def test_the_chinese_confirmation_says_it_once(web: Web) -> None:
     assert "任务此前已确认接收。" in page and "已已" not in page
     page = fetch(ack)[1]
     assert "任务已确认接收。" in page and "已已" not in page
+
+
+# --------------------------------------------------------------------------- a locked store
+
+def test_a_locked_store_gets_503_at_once_and_healthz_never_waits(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: a click is answered 503 with Retry-After in
+    under 2 s (not a 500 after 30 s), /healthz answers at once even while 45 clicks wait, and
+    once the lock is gone the same click works."""
+    import concurrent.futures
+    import sqlite3
+
+    from kamflow.web import web_store
+
+    database = tmp_path / "k.db"
+    store = web_store(f"sqlite:///{database}")
+    dispatch(decisions(), TITLES, OWNERS, store, "web", NOW, BusinessCalendar(),
+             LinkSigner(SECRET))
+    server = make_server(WebApp(store, LinkSigner(SECRET)), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    signer = LinkSigner(SECRET, base)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tasks = store.list_tasks()
+    lock = sqlite3.connect(database, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the write lock, as a long dispatch holds it
+        link = signer.url(tasks[0].id, "done", tasks[0].owner_email)
+        started = time.monotonic()
+        request = urllib.request.Request(link, method="POST", data=b"")
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            urllib.request.urlopen(request, timeout=10)
+        assert time.monotonic() - started < 2
+        assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "5"
+        assert "data-outcome='busy'" in busy.value.read().decode("utf-8")
+
+        clicks = [signer.url(tasks[i % len(tasks)].id, "ack", tasks[i % len(tasks)].owner_email)
+                  for i in range(45)]
+        with concurrent.futures.ThreadPoolExecutor(46) as pool:
+            waiting = [pool.submit(fetch, url, "POST") for url in clicks]
+            time.sleep(0.2)  # the clicks are in; now the health check
+            started = time.monotonic()
+            assert fetch(f"{base}/healthz") == (200, "ok")
+            health = time.monotonic() - started
+            statuses = [f.result(timeout=60)[0] for f in waiting]
+        assert health < 1, health
+        assert set(statuses) == {503}
+    finally:
+        lock.rollback()
+        lock.close()
+    assert fetch(link, "POST")[0] == 200 and store.get_task(tasks[0].id).status == "done"
+    server.shutdown()
+    server.server_close()
+    store.dispose()
