@@ -154,3 +154,47 @@ def test_doctored_snapshot_control_characters_are_quarantined_with_reason(
 def test_the_offline_report_keeps_the_values_escaped(validated: dict) -> None:
     page = Path(validated["offline_report"]).read_text(encoding="utf-8")
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+
+
+# --------------------------------------------------------------------------- 10: dependency floors
+
+SAFE_FLOORS = {  # the first release without the advisories issue 27 names
+    "jinja2": "3.1.6",       # CVE-2024-22195, -34064, -56201, -56326, CVE-2025-27516
+    "starlette": "0.49.1",   # CVE-2025-54121, CVE-2025-62727
+    "h11": "0.16",           # CVE-2025-43859
+    "setuptools": "78.1.1",  # CVE-2025-47273 (build-system)
+}
+
+
+def test_dependency_floors_exclude_releases_with_known_advisories() -> None:
+    """pyproject.toml allows no release below the safe floors, and the installed environment
+    satisfies every requirement pyproject.toml states (the pins prefect needs included)."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml")
+                            .read_text(encoding="utf-8"))
+    requirements = [Requirement(r) for r in project["project"]["dependencies"]
+                    + project["build-system"]["requires"]]
+    named = {r.name.lower(): r for r in requirements}
+    for name, floor in SAFE_FLOORS.items():
+        assert name in named, f"{name} has no floor in pyproject.toml"
+        allowed = named[name].specifier
+        assert not allowed.contains(_just_below(floor), prereleases=True), (name, str(allowed))
+        assert allowed.contains(floor)
+    for requirement in requirements:
+        if requirement.name.lower() == "wheel":
+            continue
+        installed = importlib.metadata.version(requirement.name)
+        assert requirement.specifier.contains(installed, prereleases=True), (
+            requirement.name, installed, str(requirement.specifier))
+
+
+def _just_below(version: str) -> str:
+    """The release just before ``version`` (3.1.6 -> 3.1.5.999)."""
+    parts = [int(p) for p in version.split(".")]
+    if parts[-1] == 0:
+        return ".".join(str(p) for p in parts[:-2] + [parts[-2] - 1, 999])
+    return ".".join(str(p) for p in parts[:-1] + [parts[-1] - 1, 999])
