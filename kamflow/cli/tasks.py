@@ -249,6 +249,61 @@ def _transition(task_id: int, action: str, note: str, by: str | None) -> int:
     return 0
 
 
+@command(tasks_app, "import", help="record outcomes logged in a CRM (CSV or Excel)",
+         description="Record the outcomes of tasks from a file (CSV or .xlsx): columns "
+                     "task_id, outcome (a code of conf/outcomes.yaml or its words), minutes, "
+                     "owner (the email of the task's owner, who logged it), and optionally note "
+                     "and follow_up_date; a CRM's own columns are read through --mapping "
+                     "(docs/mapping.md, 'Outcome files'). The whole file is checked first: every "
+                     "bad row (unknown task, unknown outcome, bad number, a task of another "
+                     "owner, a task already closed) is named with its row and field, and then "
+                     "nothing is applied. Rows already imported are skipped, so importing a "
+                     "file again applies nothing twice.")
+def import_outcomes(file: Annotated[Path, typer.Argument(help="the outcome file (.csv, .xlsx)")],
+                    mapping: Annotated[Path | None, typer.Option(
+                        help="mapping of the CRM's columns to kamflow's")] = None,
+                    check: Annotated[bool, typer.Option(
+                        "--check", help="check the file only; apply nothing")] = False,
+                    by: By = None, verbose: Verbose = False) -> int:
+    from kamflow import config
+    from kamflow.intake.mapping import load_outcome_mapping, read_outcome_file
+    from kamflow.worklist.outcomes import OutcomeProblem, check_rows, import_key
+    from kamflow.worklist.store import TaskClosedError
+
+    home = settings()
+    outcomes = config.load_outcomes(home.conf_dir / "outcomes.yaml")
+    calendar = config.load_calendar(home.conf_dir / "calendar.yaml")
+    rows, unmapped = read_outcome_file(file, load_outcome_mapping(mapping) if mapping else None,
+                                       mapping)
+    now = dt.datetime.now(dt.UTC)
+    with _store(home) as store:
+        ids = [int(float(r["task_id"])) for r in rows
+               if r.get("task_id") and str(r["task_id"]).replace(".", "", 1).isdigit()]
+        tasks = store.owners_and_statuses(ids)
+        applied = store.applied_keys([import_key(r) for r in rows])
+        checked = check_rows(rows, tasks, outcomes, applied, calendar.today(now))
+        problems = sorted([OutcomeProblem(*p) for p in unmapped] + checked.problems,
+                          key=lambda p: (p.row, p.field))
+        if problems:
+            shown = "\n".join(f"  {p}" for p in problems[:50])
+            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise KamflowError(f"{file}: {len(problems)} bad row(s); nothing was applied:\n"
+                               f"{shown}{more}")
+        skipped = len(rows) - len(checked.records)
+        if check:
+            print(f"{file}: {len(rows):,} row(s) checked: {len(checked.records):,} to apply, "
+                  f"{skipped:,} already imported; nothing applied (--check)")
+            return 0
+        actor = f"{_actor(by)} (import {file.name})"
+        try:  # one transaction: a task changed since the check fails it all
+            recorded = store.record_outcomes(checked.records, now, actor, calendar)
+        except (LookupError, PermissionError, TaskClosedError) as exc:
+            raise KamflowError(f"{file}: {exc}; nothing was applied") from None
+    before = skipped + len(recorded) - sum(recorded)
+    print(f"{file}: {sum(recorded):,} outcome(s) applied, {before:,} already imported before")
+    return 0
+
+
 @command(tasks_app, "reassign", help="give a task to someone else",
          description="Give an open task to another owner. The new owner gets an email at once "
                      "(through the outbox), and the change is kept in the history. The deadline "
@@ -362,7 +417,7 @@ def task_record(task: Any) -> dict[str, Any]:
     """The task as JSON-ready values: times as ISO 8601 with their offset (naive stored times
     are UTC)."""
     record = {name: getattr(task, name) for name in TASK_FIELDS}
-    for name in ("created_at", "due_at", "closed_at", "released_at"):
+    for name in ("created_at", "due_at", "closed_at", "released_at", "outcome_at", "retry_at"):
         if record[name] is not None:
             record[name] = _iso(record[name])
     return record
