@@ -337,15 +337,17 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str:
 
 def _same_site(headers: Mapping[str, str]) -> bool:
     """A post from this site's own page (or typed by hand): Sec-Fetch-Site same-origin or
-    none when the browser says, and an Origin, when sent, of this host."""
+    none when the browser says, and an Origin, when sent, of this host. With the pages'
+    no-referrer policy a browser sends ``Origin: null``: then Sec-Fetch-Site decides."""
     site = _header(headers, "sec-fetch-site")
     if site and site not in ("same-origin", "none"):
         return False
     origin = _header(headers, "origin")
-    if origin and origin != "null":
-        host = _header(headers, "host")
-        return origin.split("://", 1)[-1].rstrip("/") == host
-    return origin != "null"
+    if origin == "null":
+        return bool(site)
+    if origin:
+        return origin.split("://", 1)[-1].rstrip("/") == _header(headers, "host")
+    return True
 
 
 def _task_table(task: Any, zone: ZoneInfo) -> str:
