@@ -6,6 +6,7 @@ rule priority alone, or at random, and the figure is the share of the churning a
 that got a released task before they left.
 """
 
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, business_today, command, settings
+from kamflow.cli.app import Verbose, app, business_today, command, date, settings
 from kamflow.core.errors import KamflowError
 
 
@@ -38,7 +39,13 @@ def outcome(source: Annotated[Path | None, typer.Option(
             days: Annotated[int, typer.Option(min=1, max=365, help="days to play out")] = 30,
             work_per_day: Annotated[int, typer.Option(
                 min=0, help="tasks each owner finishes a day")] = 8,
-            as_of: AsOf = None,
+            as_of: Annotated[dt.date | None, typer.Option(
+                "--as-of", parser=date, metavar="YYYY-MM-DD",
+                help="the snapshot's date YYYY-MM-DD: required with --source; the generated "
+                     "snapshot's date otherwise (default: today)")] = None,
+            mapping: Annotated[Path | None, typer.Option(
+                help="mapping file for an operator's own export in --source "
+                     "(docs/mapping.md)")] = None,
             json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
             verbose: Verbose = False) -> int:
     from kamflow import config
@@ -46,6 +53,9 @@ def outcome(source: Annotated[Path | None, typer.Option(
     from kamflow.generate import generate_snapshot
 
     home = settings()
+    if source is not None and as_of is None:
+        raise KamflowError(f"give --as-of, the date of the snapshot in {source}: freshness and "
+                           "every date-based signal are measured from it")
     as_of = as_of or business_today()
     owners = config.load_owners(home.conf_dir / "owners.yaml")
     with tempfile.TemporaryDirectory(prefix="kamflow-outcome-") as scratch:
@@ -55,7 +65,7 @@ def outcome(source: Annotated[Path | None, typer.Option(
                               churn_rate=churn_rate)
         elif not source.is_dir():
             raise KamflowError(f"snapshot directory {source} does not exist")
-        planned, fate = day_one(source, as_of, home.conf_dir)
+        planned, fate = day_one(source, as_of, home.conf_dir, mapping=mapping)
     report = simulate_outcome(planned, fate, owners.capacity_of, days, work_per_day, seed)
     if json_:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
