@@ -3,6 +3,8 @@
 Given a labelled history, a ``learn`` stage first learns churn risk from it (scoring.learn): the
 scoring then uses the learnt factor weights or model, and the summary records what and how well.
 
+Read → validate → score → decide is the plan (flows/plan.py), the same for every entry point: its
+steps run here as this run's Prefect stage tasks (``_RunStages``).
 One Prefect task per stage (never one per account: Prefect tasks cost milliseconds each). Only the
 edge tasks do I/O: intake reads files, dispatch writes the task store, send drains the outbox.
 A batch that fails validation ends the run as Failed before any task or email exists.
@@ -88,9 +90,9 @@ def _returning_input_errors(fn: Callable[P, R]) -> Callable[P, R | KamflowError]
 
 @task(name="intake", **STAGE)
 @_returning_input_errors
-def intake_stage(read: Callable[..., Snapshot], source: str, as_of: dt.date,
+def intake_stage(step: Callable[..., Snapshot], source: str, as_of: dt.date,
                  mapping: SnapshotMapping | None) -> Snapshot:
-    snapshot = read(source, as_of, mapping)
+    snapshot = step(source, as_of, mapping)
     logger = get_run_logger()
     logger.info("intake: read %s", ", ".join(f"{k} {v:,} rows" for k, v in snapshot.rows().items()))
     for note in snapshot.notes:
@@ -100,9 +102,9 @@ def intake_stage(read: Callable[..., Snapshot], source: str, as_of: dt.date,
 
 @task(name="validate", **STAGE)
 @_returning_input_errors
-def validate_stage(check: Callable[..., ValidationOutcome], snapshot: Snapshot, as_of: dt.date,
+def validate_stage(step: Callable[..., ValidationOutcome], snapshot: Snapshot, as_of: dt.date,
                    policy: ValidationPolicy) -> ValidationOutcome:
-    outcome = check(snapshot, as_of, policy)
+    outcome = step(snapshot, as_of, policy)
     logger = get_run_logger()
     for result in outcome.results:
         if not result.success and result.severity == "warning":
@@ -135,9 +137,9 @@ def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.Pi
 
 
 @task(name="score", **STAGE)
-def score_stage(score: Callable[..., pd.DataFrame], view: pd.DataFrame,
+def score_stage(step: Callable[..., pd.DataFrame], view: pd.DataFrame,
                 conf: plan.PlanConfig) -> pd.DataFrame:
-    scored = score(view, conf)
+    scored = step(view, conf)
     get_run_logger().info("score: %d accounts; value classes %s; churn bands %s", len(scored),
                           counts(scored["value_class"], VALUE_CLASSES),
                           counts(scored["churn_band"], CHURN_BANDS))
@@ -145,9 +147,9 @@ def score_stage(score: Callable[..., pd.DataFrame], view: pd.DataFrame,
 
 
 @task(name="decide", **STAGE)
-def decide_stage(decide: Callable[..., pd.DataFrame], scored: pd.DataFrame, as_of: dt.date,
+def decide_stage(step: Callable[..., pd.DataFrame], scored: pd.DataFrame, as_of: dt.date,
                  conf: plan.PlanConfig) -> pd.DataFrame:
-    decisions = decide(scored, as_of, conf)
+    decisions = step(scored, as_of, conf)
     ruleset = conf.ruleset
     assert ruleset is not None  # the run always decides
     get_run_logger().info("decide: %d decisions from rule set %s (%d rules)", len(decisions),
@@ -156,11 +158,11 @@ def decide_stage(decide: Callable[..., pd.DataFrame], scored: pd.DataFrame, as_o
 
 
 @task(name="score-and-decide-partition", **STAGE)
-def partition_stage(view: pd.DataFrame, score_and_decide: Callable[..., Any], as_of: dt.date,
+def partition_stage(view: pd.DataFrame, step: Callable[..., Any], as_of: dt.date,
                     conf: plan.PlanConfig, population: Population,
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One partition of a scaled-out run (flows/plan.py ``score_and_decide``)."""
-    return score_and_decide(view, as_of, conf, population)
+    return step(view, as_of, conf, population)
 
 
 class _RunStages(plan.Stages):
