@@ -6,6 +6,9 @@ This is the one place where read → validate → score → decide is composed. 
 history a run learns from (flows/history.py) all go through it, so a dry run decides exactly as
 the real run does on the same snapshot and configuration, and a new step is added once.
 
+The decisions carry the randomised holdout (rules/holdout.py): which of them are the control
+group is decided here, once, so the run, a dry run and a rerun hold out the same accounts.
+
 The snapshot date is never optional: freshness, future dates and the customer view are checked
 against it on every path. The daily run times and logs each step as a Prefect task: it passes
 ``Stages`` of its own; everyone else runs the steps directly.
@@ -27,6 +30,7 @@ from kamflow.expectations import ValidationOutcome, ValidationPolicy, validate_s
 from kamflow.intake import Snapshot, SnapshotMapping, build_customer_view, load_mapping
 from kamflow.intake import read_snapshot as read_tables
 from kamflow.rules import RULES_DIR, RuleSet, decide, load_ruleset
+from kamflow.rules.holdout import hold_out
 from kamflow.scoring import Population, ScoringConfig, fit_population, score_accounts
 from kamflow.scoring.model import ChurnModel
 
@@ -121,10 +125,12 @@ def score(view: pd.DataFrame, conf: PlanConfig,
 
 
 def decide_accounts(scored: pd.DataFrame, as_of: dt.date, conf: PlanConfig) -> pd.DataFrame:
-    """The rule set's decisions on the scored accounts."""
+    """The rule set's decisions on the scored accounts, each marked held out or not (the
+    randomised control group of its action: rules/holdout.py, ``held_out`` and
+    ``experiment_period``)."""
     if conf.ruleset is None:
         raise ValueError("the plan needs a rule set to decide")
-    return decide(scored, conf.ruleset)
+    return hold_out(decide(scored, conf.ruleset), as_of, conf.ruleset.holdout)
 
 
 def score_and_decide(view: pd.DataFrame, as_of: dt.date, conf: PlanConfig,

@@ -270,9 +270,11 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
                                LinkSigner.from_settings(settings), settings.render_workers)
     get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown; %d released "
                           "to their owners (%d from the queue), %d queued for capacity, %d "
-                          "withdrawn; %d emails queued", result.created, result.skipped_open,
+                          "withdrawn; %d held out (%d already held out this period); %d emails "
+                          "queued", result.created, result.skipped_open,
                           result.skipped_cooldown, result.released, result.released_from_queue,
-                          result.queued, result.withdrawn, result.emails)
+                          result.queued, result.withdrawn, result.held_out,
+                          result.held_out_before, result.emails)
     return result
 
 
@@ -384,6 +386,10 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     del scored
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
+    held = decisions.loc[decisions["held_out"].astype(bool), "action"] \
+        if "held_out" in decisions else decisions["action"].iloc[:0]
+    summary.decisions_held_out = len(held)
+    summary.held_out_by_action = counts(held) if len(held) else {}
     roster = roster_stage(roster_accounts, home.database_url, dt.datetime.now(dt.UTC))
     del roster_accounts
     summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
@@ -401,6 +407,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.tasks_released, summary.tasks_queued = raised.released, raised.queued
         summary.tasks_released_from_queue = raised.released_from_queue
         summary.tasks_withdrawn = raised.withdrawn
+        summary.tasks_held_out, summary.held_out_before = raised.held_out, raised.held_out_before
         summary.capacity_by_owner = capacity_rows(raised.released_by_owner,
                                                   raised.queued_by_owner)
         backend = notifications.backend_from_env(home.outbox, settings)

@@ -49,7 +49,8 @@ def test_run_and_simulate_decide_alike(prefect_api, snapshot_dir, kamflow_home, 
     state = run_flow(prefect_api, snapshot_dir, AS_OF)
     assert state.is_completed(), state.message
     with TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}") as store:
-        stored = pd.DataFrame([{c: getattr(t, c) for c in (*KEY, *SAME, "value_at_risk")}
+        stored = pd.DataFrame([{c: getattr(t, c) for c in (*KEY, *SAME, "value_at_risk",
+                                                          "status")}
                                for t in store.list_tasks()])
     target = tmp_path / "decisions.csv"
     result = cli(tmp_path / "simulate-home", "simulate", "--source", str(snapshot_dir),
@@ -71,6 +72,9 @@ def test_run_and_simulate_decide_alike(prefect_api, snapshot_dir, kamflow_home, 
         assert (run_side == simulate_side).all(), (column, both.loc[
             run_side != simulate_side, [*KEY, f"{column}_run", f"{column}_simulate"]].head())
     assert (both["value_at_risk_run"] - both["value_at_risk_simulate"]).abs().max() < 0.01
+    # and the same control group: held out in the simulation, a held_out row in the store
+    held = both["held_out"].astype(str) == "True"
+    assert held.any() and ((both["status"] == "held_out") == held).all()
 
 
 def test_a_stale_snapshot_is_refused_by_every_entry_point(prefect_api, snapshot_dir,

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 
 from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.models import (
+    HELD_OUT,
     OPEN_STATUSES,
     QUEUED,
     AccountRecord,
@@ -44,6 +45,7 @@ class KpiStore(StoreBase):
                        func.sum(overdue),
                        func.sum(on_time), func.sum(late), func.count(func.distinct(
                            Task.account_id)))
+                .where(Task.status != HELD_OUT)  # the control group is nobody's work
                 .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
             kpis = [{"owner": name, "email": email, "open": int(o or 0),
                      "queued": int(q or 0), "overdue": int(d or 0), "done on time": int(t or 0),

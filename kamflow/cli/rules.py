@@ -31,6 +31,12 @@ def check(directory: Annotated[Path | None, typer.Argument(
     proactive = sum(rule.proactive for rule in ruleset.rules)
     print(f"rule set {directory} is valid: {len(ruleset.rules)} rules ({proactive} proactive), "
           f"version {ruleset.version}, actions used: {', '.join(actions)}")
+    policy = ruleset.holdout
+    if policy.active:
+        cap = (f", never above {policy.max_monthly_revenue:,.0f} CNY a month"
+               if policy.max_monthly_revenue is not None else "")
+        print("holdout: " + ", ".join(f"{a} {s:.1%}" for a, s in sorted(policy.shares.items()))
+              + f" (period: {policy.period}{cap})")
     return 0
 
 

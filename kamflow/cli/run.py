@@ -237,6 +237,12 @@ def print_summary(summary: dict[str, Any]) -> None:
               f"{summary.get('tasks_queued', 0):,} queued, "
               f"{summary.get('tasks_withdrawn', 0):,} withdrawn "
               "(kamflow tasks list --status queued)")
+        if summary.get("decisions_held_out"):
+            print(f"held out (control group, no task): {summary['decisions_held_out']:,} "
+                  f"decisions ({summary.get('tasks_held_out', 0):,} recorded now): "
+                  + ", ".join(f"{k} {v:,}" for k, v in summary.get("held_out_by_action",
+                                                                  {}).items())
+                  + " (kamflow tasks list --status held_out)")
         for row in summary.get("capacity_by_owner", [])[:10]:
             print(f"  {row['owner']:<40} released {row['released']:>5,}  "
                   f"queued {row['queued']:>6,}")

@@ -35,7 +35,7 @@ Now = Annotated[str | None, typer.Option(
 TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "owner_role",
                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
                "status", "created_at", "due_at", "closed_at", "run_id", "value_at_risk",
-               "released_at")
+               "released_at", "experiment_period")
 
 
 def _store(home: Settings | None = None) -> Any:
@@ -48,7 +48,8 @@ def _store(home: Settings | None = None) -> Any:
 def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON array of tasks")]
                = False,
                status: Annotated[str | None, typer.Option(
-                   help="only tasks with this status (e.g. open)")] = None,
+                   help="only tasks with this status (e.g. open, queued, or held_out: the "
+                        "holdout's control group)")] = None,
                limit: Annotated[int | None, typer.Option(
                    parser=positive_int, help="at most N tasks")] = None,
                verbose: Verbose = False) -> int:
