@@ -217,6 +217,7 @@ class TaskLifecycle(StoreBase):
         a history row, in one transaction. Returns the new rows by action, and how many were
         recorded before (a rerun, a later day of the period: the account keeps its group)."""
         if held.empty:
+            crash_point("dispatch.held_out_written")
             return {}, 0
         keys = (held["account_id"].astype(str) + "|" + held["action"].astype(str) + "|"
                 + held["experiment_period"].astype(str))
