@@ -46,7 +46,9 @@ SAME = ["rule_id", "priority", "ruleset_version", "owner_email", "reason"]
 def test_run_and_simulate_decide_alike(prefect_api, snapshot_dir, kamflow_home, tmp_path):
     """`kamflow run` and `kamflow simulate` on the same snapshot and configuration make the
     same decisions: same accounts and actions, rule, priority, owner and reason."""
-    state = run_flow(prefect_api, snapshot_dir, AS_OF)
+    from tests.test_flow import run_with, summary_markdown
+
+    state, summary, run_id = run_with(prefect_api, snapshot_dir)
     assert state.is_completed(), state.message
     with TaskStore(f"sqlite:///{kamflow_home / 'kamflow.db'}") as store:
         stored = pd.DataFrame([{c: getattr(t, c) for c in (*KEY, *SAME, "value_at_risk",
@@ -75,6 +77,17 @@ def test_run_and_simulate_decide_alike(prefect_api, snapshot_dir, kamflow_home, 
     # and the same control group: held out in the simulation, a held_out row in the store
     held = both["held_out"].astype(str) == "True"
     assert held.any() and ((both["status"] == "held_out") == held).all()
+    # the control group in the run summary, in simulate's output and in `tasks list`
+    by_action = both.loc[held, "action"].value_counts().sort_index().to_dict()
+    assert summary["held_out_by_action"] == by_action
+    assert summary["decisions_held_out"] == summary["tasks_held_out"] == held.sum()
+    assert json.loads(result.stdout)["held_out"] == by_action
+    assert f"| decisions held out (control group; no task, no email) | {held.sum():,} |" in \
+        summary_markdown(prefect_api, run_id)
+    listed = cli(kamflow_home, "tasks", "list", "--status", "held_out", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(t["account_id"] + "|" + t["action"] for t in json.loads(listed.stdout)) == \
+        sorted(both.loc[held, "account_id"] + "|" + both.loc[held, "action"])
 
 
 def test_a_stale_snapshot_is_refused_by_every_entry_point(prefect_api, snapshot_dir,
