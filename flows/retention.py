@@ -66,6 +66,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.calendar import CalendarGap
 from kamflow.worklist.locks import lock_owner, run_lock
 from kamflow.worklist.measures import department_report, headline
 from kamflow.worklist.roster import IdDrift
@@ -337,6 +338,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     pipeline = config.load_pipeline()
     scoring = config.load_scoring()
     owners = config.load_owners()
+    calendar_gap = _calendar_gap(summary, home, snapshot_date)
     # Rules may test the operator signals the mapping declares.
     signals = load_mapping(mapping).signals if mapping else ()
     ruleset = load_ruleset(rules_dir or RULES_DIR, signals)
@@ -411,6 +413,9 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.tasks_withdrawn = raised.withdrawn
         summary.capacity_by_owner = capacity_rows(raised.released_by_owner,
                                                   raised.queued_by_owner)
+        if calendar_gap is not None:  # sent with this run's emails
+            store.queue_email(delivery.calendar_alert(settings.ops_email, calendar_gap,
+                                                      snapshot_date), dt.datetime.now(dt.UTC))
         backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):
@@ -435,6 +440,21 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
                            f"retried; ops were alerted at {settings.ops_email}")
         logger.warning("%s", summary.message)
     return Completed(message="retention run completed")
+
+
+def _calendar_gap(summary: RunSummary, settings: Settings,
+                  snapshot_date: dt.date) -> CalendarGap | None:
+    """Warn (log, summary, artifact) when the holiday data ends within the next 60 days, from
+    the later of the snapshot date and the operator's today."""
+    calendar = config.load_calendar(settings.conf_dir / "calendar.yaml", today=snapshot_date)
+    gap = calendar.data_gap(max(snapshot_date, calendar.today()))
+    if gap is not None:
+        summary.calendar_warning = gap.message()
+        get_run_logger().warning("%s", summary.calendar_warning)
+        create_markdown_artifact(f"# Business calendar\n\n> **Warning:** {gap.message()}\n",
+                                 key="calendar-warning",
+                                 description="kamflow: the holiday data runs out")
+    return gap
 
 
 def _learnt_scoring(summary: RunSummary, timer: _Timer, history: HistorySource | None,
