@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,7 @@ class HoldoutPolicy:
     """Each action's held-out share (0..MAX_SHARE), the experiment period and the revenue
     above which an account is never held out (CNY a month; None: no cap)."""
 
-    shares: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    shares: Mapping[str, float] = field(default_factory=dict)  # a dict: pickled to workers
     period: str = "quarter"
     max_monthly_revenue: float | None = None
 

@@ -417,7 +417,7 @@ def _percent(raw: Any) -> float | None:
 def _holdout_policy(raw: Any, actions: Mapping[str, ActionSpec], file: str,
                     lines: Mapping[str, int], problems: _Problems) -> HoldoutPolicy:
     """The ``holdout:`` section (period, max_monthly_revenue) with each action's share."""
-    shares = MappingProxyType({name: a.holdout for name, a in actions.items() if a.holdout})
+    shares = {name: a.holdout for name, a in actions.items() if a.holdout}
     if raw is None:
         return HoldoutPolicy(shares)
     if not isinstance(raw, Mapping):

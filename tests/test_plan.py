@@ -88,6 +88,10 @@ def test_run_and_simulate_decide_alike(prefect_api, snapshot_dir, kamflow_home, 
     assert listed.returncode == 0, listed.stderr
     assert sorted(t["account_id"] + "|" + t["action"] for t in json.loads(listed.stdout)) == \
         sorted(both.loc[held, "account_id"] + "|" + both.loc[held, "action"])
+    # the managers' own listing shows their work, not the control group
+    default = json.loads(cli(kamflow_home, "tasks", "list", "--json").stdout)
+    assert len(default) == len(stored) - held.sum()
+    assert all(t["status"] != "held_out" for t in default)
 
 
 def test_a_stale_snapshot_is_refused_by_every_entry_point(prefect_api, snapshot_dir,

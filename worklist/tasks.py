@@ -322,11 +322,15 @@ class TaskLifecycle(StoreBase):
             raise LookupError(f"no task with id {task_id}")
         return task
 
-    def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Task]:
+    def list_tasks(self, status: str | None = None, limit: int | None = None,
+                   exclude: Sequence[str] = ()) -> list[Task]:
+        """Tasks by id, of ``status`` if given, without those of the ``exclude`` statuses."""
         with self.session() as session:
             query = select(Task).order_by(Task.id)
             if status:
                 query = query.where(Task.status == status)
+            if exclude:
+                query = query.where(Task.status.not_in(tuple(exclude)))
             if limit:
                 query = query.limit(limit)
             return list(session.scalars(query))

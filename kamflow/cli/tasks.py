@@ -44,7 +44,9 @@ def _store(home: Settings | None = None) -> Any:
     return TaskStore((home or settings()).database_url)
 
 
-@command(tasks_app, "list", help="list tasks", description="List tasks, newest last.")
+@command(tasks_app, "list", help="list tasks",
+         description="List tasks, newest last. The holdout's control group (decisions held out: "
+                     "no task, no email) is listed only with --status held_out.")
 def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON array of tasks")]
                = False,
                status: Annotated[str | None, typer.Option(
@@ -53,8 +55,11 @@ def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON 
                limit: Annotated[int | None, typer.Option(
                    parser=positive_int, help="at most N tasks")] = None,
                verbose: Verbose = False) -> int:
+    from kamflow.worklist.models import HELD_OUT
+
     with _store() as store:
-        tasks = store.list_tasks(status=status, limit=limit)
+        tasks = store.list_tasks(status=status, limit=limit,
+                                 exclude=() if status else (HELD_OUT,))
     records = [task_record(t) for t in tasks]
     if json_:
         print(json.dumps(records, ensure_ascii=False, indent=2))
