@@ -192,7 +192,7 @@ class _RunStages(plan.Stages):
         with self.timer(name):
             futures = partition_stage.map(chunks, unmapped(step),
                                           *(unmapped(a) for a in args))
-            parts = []
+            parts: list[Any] = []  # (scored, decisions) per partition
             for done, future in enumerate(futures, start=1):
                 parts.append(future.result())
                 logger.info("partition %d of %d done (%d accounts)", done, len(chunks),
