@@ -213,7 +213,9 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     scored, ruleset = found.scored, conf.ruleset
     owners = config.load_owners(conf_dir / "owners.yaml")
     now = dt.datetime.combine(as_of, dt.time(9), dt.UTC)
-    planned = plan_tasks(found.decisions, owners, {a: a for a in ruleset.actions}, now)
+    # the holdout's control group gets no task in the run, so none here either
+    raised = found.decisions.loc[~found.decisions["held_out"].astype(bool)]
+    planned = plan_tasks(raised, owners, {a: a for a in ruleset.actions}, now)
     truth = pd.read_csv(labels, dtype={"account_id": str})
     missing = {"account_id", "declining"} - set(truth.columns)
     if missing:
