@@ -70,7 +70,9 @@ def test_the_three_orderings_reach_the_revenue_worked_out_by_hand():
     assert (report.decliners, report.decliner_revenue) == (3, 3100.0)
     reached = {o.order: (o.released, o.decliners_reached, o.revenue_reached, o.revenue_share,
                          o.first_week_share) for o in report.outcomes}
-    assert reached == {"value_at_risk": (3, 2, 3000.0, 0.9677, 0.9677),
+    # without effort or effect columns net_per_hour falls back to value at risk
+    assert reached == {"net_per_hour": (3, 2, 3000.0, 0.9677, 0.9677),
+                       "value_at_risk": (3, 2, 3000.0, 0.9677, 0.9677),
                        "priority": (2, 1, 2000.0, 0.6452, 0.6452),
                        "random": (3, 2, 2100.0, 0.6774, 0.6774)}
     figures = report.as_dict()
@@ -79,8 +81,8 @@ def test_the_three_orderings_reach_the_revenue_worked_out_by_hand():
     lines = report.text().splitlines()
     assert lines[-1] == ("value at risk reaches 1.50x the revenue of priority-only ordering "
                          "and 1.43x that of random ordering.")
-    assert [line.split()[:5] for line in lines[4:7]] == [
-        ["value_at_risk", "3", "2", "3,000", "96.8%"], ["priority", "2", "1", "2,000", "64.5%"],
+    assert [line.split()[:5] for line in lines[4:8]] == [
+        ["net_per_hour", "3", "2", "3,000", "96.8%"], ["value_at_risk", "3", "2", "3,000", "96.8%"], ["priority", "2", "1", "2,000", "64.5%"],
         ["random", "3", "2", "2,100", "67.7%"]]
 
 
@@ -128,7 +130,10 @@ def test_kamflow_outcome_on_a_generated_realistic_snapshot(tmp_path: Path):
         assert outcome["first_week_share"] <= outcome["revenue_share"]
     # an account manager gets at most 8 new tasks a day (conf/owners.yaml): 5 days, 40 each,
     # plus the department's escalations, which capacity never holds back
-    kamflow, priority, shuffled = report["outcomes"]
+    by_order = {o["order"]: o for o in report["outcomes"]}
+    kamflow, priority, shuffled = (by_order[order] for order in ("value_at_risk", "priority",
+                                                                   "random"))
+    assert by_order["net_per_hour"]["released"] < report["tasks"]
     assert kamflow["released"] < report["tasks"]
     # the headline's ratios are the orderings' revenue reached, as the table shows it
     assert report["ratio_value_at_risk_to_priority"] == pytest.approx(
