@@ -1,9 +1,10 @@
 """Read a labelled history: a past snapshot and the known churn outcome of its accounts.
 
 The same reading serves ``kamflow backtest`` (measure churn risk) and the daily run given
-``--history`` (learn churn risk, scoring.learn): the snapshot goes through intake and validation
-as a daily snapshot does, then each accepted account is matched by id to its outcome in the labels
-file. Every problem is an ``InputError`` naming the file and, where it is about one, the column.
+``--history`` (learn churn risk, scoring.learn): the snapshot is read and validated by the
+plan's ``accept`` (flows/plan.py) as a daily snapshot is, then each accepted account is matched
+by id to its outcome in the labels file. Every problem is an ``InputError`` naming the file
+and, where it is about one, the column.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from kamflow.core.errors import BatchRejected, InputError
-from kamflow.expectations import ValidationPolicy, validate_snapshot
-from kamflow.intake import SnapshotMapping, build_customer_view, read_snapshot
+from kamflow.expectations import ValidationPolicy
+from kamflow.flows import plan
+from kamflow.intake import SnapshotMapping
 from kamflow.intake.labels import GROUND_TRUTH, read_outcomes
 from kamflow.intake.signals import Signal
 
@@ -75,14 +77,11 @@ def read_labelled_history(spec: HistorySource, mapping: SnapshotMapping | None,
     id_column, label_column = spec.columns
     outcomes = read_outcomes(labels, id_column, label_column)
     date = _date(spec.as_of) if spec.as_of else as_of
-    snapshot = read_snapshot(source, mapping, date)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems, validation, as_of=date,
-                                files=snapshot.files, signals=snapshot.signals)
-    if outcome.stopped:
+    accepted = plan.accept(source, date, validation, mapping)
+    if accepted.view is None:
         raise BatchRejected(f"the history snapshot {source} was stopped by validation: "
-                            f"{outcome.message}")
-    view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
-        else build_customer_view(outcome.accepted, date)
+                            f"{accepted.validation.message}")
+    view = accepted.view
     known = view["account_id"].astype(str).map(outcomes)
     labelled = known.notna().to_numpy()
     churned = known[labelled].astype(int).to_numpy()
@@ -90,7 +89,8 @@ def read_labelled_history(spec: HistorySource, mapping: SnapshotMapping | None,
     if problem:
         raise InputError(problem, file=str(labels), field=label_column)
     return LabelledHistory(view[labelled].reset_index(drop=True), churned, labels, label_column,
-                           len(view), int((~labelled).sum()), snapshot.signals)
+                           len(view), int((~labelled).sum()),
+                           mapping.signals if mapping is not None else ())
 
 
 def _date(text: str) -> dt.date:

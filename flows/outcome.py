@@ -192,36 +192,32 @@ def leave_days(truth: pd.DataFrame, as_of: Any, label: str = "declining") -> pd.
 
 
 def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None = None,
-            labels: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+            labels: Path | None = None,
+            mapping: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The day-one worklist of the snapshot in ``source`` and its accounts' fate: what
-    ``kamflow run`` would plan (intake, validation, scoring, rules, owners), nothing written.
+    ``kamflow run`` would plan (the same plan: flows/plan.py, then owners), nothing written.
 
     The fate comes from ``labels`` (default ``source/ground_truth.csv``: ``account_id``,
     ``declining`` and, from the realistic generator, ``churn_date``)."""
     from kamflow import config
-    from kamflow.expectations import validate_snapshot
-    from kamflow.intake import build_customer_view, read_snapshot
-    from kamflow.rules import RULES_DIR, decide, load_ruleset
-    from kamflow.scoring import score_accounts
+    from kamflow.flows.plan import PlanConfig, plan_snapshot
+    from kamflow.rules import RULES_DIR
     from kamflow.worklist import plan_tasks
 
     labels = labels or source / "ground_truth.csv"
     if not labels.is_file():
         raise KamflowError(f"{labels}: no known outcome to simulate against (a snapshot from "
                            "`kamflow generate --mode realistic` has ground_truth.csv)")
-    ruleset = load_ruleset(rules_dir or RULES_DIR)
-    snapshot = read_snapshot(source, None, as_of)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline(conf_dir / "pipeline.yaml").validation)
-    if outcome.stopped:
-        raise BatchRejected(outcome.message)
-    scored = score_accounts(build_customer_view(outcome.accepted, as_of),
-                            config.load_scoring(conf_dir / "scoring.yaml"))
-    decisions = decide(scored, ruleset)
-    decisions = appraise(decisions, config.load_effects(conf_dir / "effects.yaml")).kept
+    conf = PlanConfig.load(conf_dir, rules_dir or RULES_DIR, mapping)
+    found = plan_snapshot(source, as_of, conf)
+    if found.scored is None or found.decisions is None or conf.ruleset is None:
+        raise BatchRejected(found.validation.message)
+    scored, ruleset = found.scored, conf.ruleset
     owners = config.load_owners(conf_dir / "owners.yaml")
     now = dt.datetime.combine(as_of, dt.time(9), dt.UTC)
-    planned = plan_tasks(decisions, owners, {a: a for a in ruleset.actions}, now)
+    # the holdout's control group gets no task in the run, so none here either
+    raised = found.decisions.loc[~found.decisions["held_out"].astype(bool)]
+    planned = plan_tasks(raised, owners, {a: a for a in ruleset.actions}, now)
     truth = pd.read_csv(labels, dtype={"account_id": str})
     missing = {"account_id", "declining"} - set(truth.columns)
     if missing:

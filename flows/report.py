@@ -58,6 +58,13 @@ class RunSummary:
     tasks_withdrawn: int = 0
     # decisions not raised: expected effect negative (worklist/worth.py), per action
     tasks_withheld: dict[str, int] = field(default_factory=dict)
+    # the randomised holdout (rules/holdout.py): today's decisions in their action's control
+    # group, by action; of them, those recorded now (status held_out) and those recorded on an
+    # earlier day of the experiment period (the account keeps its group)
+    decisions_held_out: int = 0
+    held_out_by_action: dict[str, int] = field(default_factory=dict)
+    tasks_held_out: int = 0
+    held_out_before: int = 0
     # per owner (the OWNER_ROWS owners with most queued, then most released): released, queued
     capacity_by_owner: list[dict[str, Any]] = field(default_factory=list)
     emails_queued: int = 0
@@ -307,6 +314,9 @@ def markdown(summary: RunSummary) -> str:
         *([f"| decisions withheld (expected effect negative: "
            f"{', '.join(f'{a} {n:,}' for a, n in summary.tasks_withheld.items())}) | "
            f"{sum(summary.tasks_withheld.values()):,} |"] if summary.tasks_withheld else []),
+        f"| decisions held out (control group; no task, no email) | "
+        f"{summary.decisions_held_out:,} |",
+        f"| of which recorded now (status held_out) | {summary.tasks_held_out:,} |",
         f"| emails queued | {summary.emails_queued:,} |",
         f"| emails sent ({summary.email_backend}) | {summary.emails_sent:,} |",
         f"| emails failed (kept for the next run) | {summary.emails_failed:,} |",
@@ -321,6 +331,8 @@ def markdown(summary: RunSummary) -> str:
         "",
         *_learning(summary.churn_learning),
         table("action", summary.decisions_by_action),
+        *([table("held out (control group)", summary.held_out_by_action)]
+          if summary.held_out_by_action else []),
         *_capacity_table(summary.capacity_by_owner),
         # The offline report first: it opens on a closed network. The Data Docs (CDN styling
         # and scripts) are reached from it, so here their URL is text, not a link.

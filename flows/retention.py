@@ -3,6 +3,8 @@
 Given a labelled history, a ``learn`` stage first learns churn risk from it (scoring.learn): the
 scoring then uses the learnt factor weights or model, and the summary records what and how well.
 
+Read → validate → score → decide is the plan (flows/plan.py), the same for every entry point: its
+steps run here as this run's Prefect stage tasks (``_RunStages``).
 One Prefect task per stage (never one per account: Prefect tasks cost milliseconds each). Only the
 edge tasks do I/O: intake reads files, dispatch writes the task store, send drains the outbox.
 A batch that fails validation ends the run as Failed before any task or email exists.
@@ -10,16 +12,16 @@ A batch that fails validation ends the run as Failed before any task or email ex
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -34,8 +36,8 @@ from kamflow import (
 from kamflow.core.errors import InputError, KamflowError
 from kamflow.core.links import LinkSigner
 from kamflow.core.settings import Settings, load_settings
-from kamflow.expectations import ValidationOutcome, validate_snapshot, write_validation_files
-from kamflow.flows import delivery
+from kamflow.expectations import ValidationOutcome, ValidationPolicy, write_validation_files
+from kamflow.flows import delivery, plan
 from kamflow.flows.charts import data_uri, trend_charts
 from kamflow.flows.effects import publish_effects
 from kamflow.flows.history import HistorySource, read_labelled_history
@@ -55,15 +57,13 @@ from kamflow.flows.report import (
     value_at_risk_summary,
     value_at_risk_table,
 )
-from kamflow.intake import Snapshot, build_customer_view, load_mapping, read_snapshot
-from kamflow.rules import RULES_DIR, RuleSet, decide, load_ruleset, wording
+from kamflow.intake import Snapshot, SnapshotMapping, load_mapping
+from kamflow.rules import RULES_DIR, RuleSet, wording
 from kamflow.scoring import (
     CHURN_BANDS,
     VALUE_CLASSES,
     Population,
     ScoringConfig,
-    fit_population,
-    score_accounts,
 )
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
@@ -71,7 +71,6 @@ from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStor
 from kamflow.worklist.locks import lock_owner, run_lock
 from kamflow.worklist.measures import department_report, headline
 from kamflow.worklist.roster import IdDrift
-from kamflow.worklist.worth import appraise
 
 STAGE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 P = ParamSpec("P")
@@ -93,9 +92,9 @@ def _returning_input_errors(fn: Callable[P, R]) -> Callable[P, R | KamflowError]
 
 @task(name="intake", **STAGE)
 @_returning_input_errors
-def intake_stage(source: str, mapping: str | None = None,
-                 as_of: dt.date | None = None) -> Snapshot:
-    snapshot = read_snapshot(source, load_mapping(mapping) if mapping else None, as_of)
+def intake_stage(step: Callable[..., Snapshot], source: str, as_of: dt.date,
+                 mapping: SnapshotMapping | None) -> Snapshot:
+    snapshot = step(source, as_of, mapping)
     logger = get_run_logger()
     logger.info("intake: read %s", ", ".join(f"{k} {v:,} rows" for k, v in snapshot.rows().items()))
     for note in snapshot.notes:
@@ -105,11 +104,9 @@ def intake_stage(source: str, mapping: str | None = None,
 
 @task(name="validate", **STAGE)
 @_returning_input_errors
-def validate_stage(snapshot: Snapshot, pipeline: config.PipelineConfig,
-                   as_of: dt.date | None = None) -> ValidationOutcome:
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
-                                as_of=as_of, files=snapshot.files,
-                                signals=snapshot.signals)
+def validate_stage(step: Callable[..., ValidationOutcome], snapshot: Snapshot, as_of: dt.date,
+                   policy: ValidationPolicy) -> ValidationOutcome:
+    outcome = step(snapshot, as_of, policy)
     logger = get_run_logger()
     for result in outcome.results:
         if not result.success and result.severity == "warning":
@@ -142,11 +139,9 @@ def learn_stage(history: HistorySource, mapping: str | None, pipeline: config.Pi
 
 
 @task(name="score", **STAGE)
-def score_stage(tables: Mapping[str, pd.DataFrame], as_of: dt.date, scoring: ScoringConfig,
-                view: pd.DataFrame | None = None, model: ChurnModel | None = None,
-                ) -> pd.DataFrame:
-    view = _customer_view(tables, as_of, view)
-    scored = score_accounts(view, scoring, model=model)
+def score_stage(step: Callable[..., pd.DataFrame], view: pd.DataFrame,
+                conf: plan.PlanConfig) -> pd.DataFrame:
+    scored = step(view, conf)
     get_run_logger().info("score: %d accounts; value classes %s; churn bands %s", len(scored),
                           counts(scored["value_class"], VALUE_CLASSES),
                           counts(scored["churn_band"], CHURN_BANDS))
@@ -154,54 +149,78 @@ def score_stage(tables: Mapping[str, pd.DataFrame], as_of: dt.date, scoring: Sco
 
 
 @task(name="decide", **STAGE)
-def decide_stage(scored: pd.DataFrame, ruleset: RuleSet) -> pd.DataFrame:
-    decisions = decide(scored, ruleset)
+def decide_stage(step: Callable[..., pd.DataFrame], scored: pd.DataFrame, as_of: dt.date,
+                 conf: plan.PlanConfig) -> pd.DataFrame:
+    decisions = step(scored, as_of, conf)
+    ruleset = conf.ruleset
+    assert ruleset is not None  # the run always decides
     get_run_logger().info("decide: %d decisions from rule set %s (%d rules)", len(decisions),
                           ruleset.version, len(ruleset.rules))
     return decisions
 
 
 @task(name="score-and-decide-partition", **STAGE)
-def partition_stage(view: pd.DataFrame, scoring: ScoringConfig, population: Population,
-                    ruleset: RuleSet, model: ChurnModel | None = None,
+def partition_stage(view: pd.DataFrame, step: Callable[..., Any], as_of: dt.date,
+                    conf: plan.PlanConfig, population: Population,
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One partition of a scaled-out run: scored against the whole population, then decided."""
-    scored = score_accounts(view, scoring, population, model)
-    return scored, decide(scored, ruleset)
+    """One partition of a scaled-out run (flows/plan.py ``score_and_decide``)."""
+    return step(view, as_of, conf, population)
 
 
-def _customer_view(tables: Mapping[str, pd.DataFrame], as_of: dt.date,
-                   view: pd.DataFrame | None) -> pd.DataFrame:
-    """The view validation already built (and checked), or a new one from the tables."""
-    if view is None:
-        return build_customer_view(tables, as_of)
-    return view.drop(columns=["_row"], errors="ignore")
+class _RunStages(plan.Stages):
+    """The plan's steps as this run's timed Prefect tasks (one per stage, never one per
+    account); once validated, the results are kept and the store guarded before scoring."""
 
+    TASKS: Mapping[str, Any] = {"intake": intake_stage, "validate": validate_stage,
+                                "score": score_stage, "decide": decide_stage}
 
-def score_and_decide_partitioned(tables: Mapping[str, pd.DataFrame], as_of: dt.date,
-                                 scoring: ScoringConfig, ruleset: RuleSet, partitions: int,
-                                 view: pd.DataFrame | None = None,
-                                 model: ChurnModel | None = None,
-                                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the accounts into partitions scored and decided in parallel by the flow's task
-    runner (a Dask cluster in a scaled-out deployment); the result equals the one-piece run."""
-    logger = get_run_logger()
-    view = _customer_view(tables, as_of, view)
-    population = fit_population(view, scoring, model)  # a model's bands rank against everyone
-    bounds = np.linspace(0, len(view), partitions + 1).astype(int)
-    chunks = [view.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:],
-                                                                      strict=False) if b > a]
-    futures = partition_stage.map(chunks, unmapped(scoring), unmapped(population),
-                                  unmapped(ruleset), unmapped(model))
-    parts = []
-    for done, future in enumerate(futures, start=1):
-        parts.append(future.result())
-        logger.info("partition %d of %d done (%d accounts)", done, len(chunks),
-                    sum(len(p[0]) for p in parts))
-    scored = pd.concat([p[0] for p in parts], ignore_index=True)
-    decisions = pd.concat([p[1] for p in parts], ignore_index=True)
-    decisions = decisions.sort_values(["account_id", "action"], kind="stable")
-    return scored, decisions.reset_index(drop=True)
+    def __init__(self, summary: RunSummary, timer: _Timer, settings: Settings,
+                 pipeline: config.PipelineConfig) -> None:
+        self.summary, self.timer, self.settings, self.pipeline = summary, timer, settings, pipeline
+        self.roster_accounts: pd.DataFrame | None = None
+
+    def run(self, name: str, step: Callable[..., R], *args: Any) -> R:
+        with self.timer(name):
+            result = self.TASKS[name](step, *args)
+        if isinstance(result, KamflowError):
+            raise result
+        return result
+
+    def map(self, name: str, step: Callable[..., R], chunks: Sequence[pd.DataFrame],
+            *args: Any) -> list[R]:
+        """Partitions scored and decided in parallel by the flow's task runner (a Dask
+        cluster in a scaled-out deployment)."""
+        logger = get_run_logger()
+        with self.timer(name):
+            futures = partition_stage.map(chunks, unmapped(step),
+                                          *(unmapped(a) for a in args))
+            parts: list[Any] = []  # (scored, decisions) per partition
+            for done, future in enumerate(futures, start=1):
+                parts.append(future.result())
+                logger.info("partition %d of %d done (%d accounts)", done, len(chunks),
+                            sum(len(p[0]) for p in parts))
+        return parts
+
+    def validated(self, found: plan.Plan) -> bool:
+        summary, home = self.summary, self.settings
+        _write_validation(home, summary.run_id, found.validation, summary)
+        if found.stopped:
+            summary.status = "stopped by validation"
+            summary.message = found.validation.message
+            _publish(summary, [])
+            return False
+        # Every account of the snapshot, accepted or quarantined, is still a customer: the
+        # roster is brought up to date after scoring.
+        self.roster_accounts = roster_columns(found.accounts)
+        found.accounts = self.roster_accounts
+        drift = id_drift_stage(self.roster_accounts, home.database_url,
+                               self.pipeline.max_id_drift_share)
+        if drift is not None:  # before any roster mark, task or email
+            summary.status = "stopped: account ids changed format"
+            summary.message = drift.message()
+            _publish(summary, [])
+            return False
+        return True
 
 
 def roster_columns(accounts: pd.DataFrame) -> pd.DataFrame:
@@ -253,9 +272,11 @@ def dispatch_stage(decisions: pd.DataFrame, ruleset: RuleSet, owners: OwnerDirec
                                LinkSigner.from_settings(settings), settings.render_workers)
     get_run_logger().info("dispatch: %d new tasks, %d already open, %d in cooldown; %d released "
                           "to their owners (%d from the queue), %d queued for capacity, %d "
-                          "withdrawn; %d emails queued", result.created, result.skipped_open,
+                          "withdrawn; %d held out (%d already held out this period); %d emails "
+                          "queued", result.created, result.skipped_open,
                           result.skipped_cooldown, result.released, result.released_from_queue,
-                          result.queued, result.withdrawn, result.emails)
+                          result.queued, result.withdrawn, result.held_out,
+                          result.held_out_before, result.emails)
     return result
 
 
@@ -338,52 +359,24 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     run_id = summary.run_id
     timer = _Timer(summary)
 
-    pipeline = config.load_pipeline()
-    scoring = config.load_scoring()
-    owners = config.load_owners()
-    # Rules may test the operator signals the mapping declares.
-    signals = load_mapping(mapping).signals if mapping else ()
-    ruleset = load_ruleset(rules_dir or RULES_DIR, signals)
+    pipeline = config.load_pipeline(settings.conf_dir / "pipeline.yaml")
+    owners = config.load_owners(settings.conf_dir / "owners.yaml")
+    conf = plan.PlanConfig.load(settings.conf_dir, rules_dir or RULES_DIR, mapping)
+    ruleset = conf.ruleset
+    assert ruleset is not None
     summary.ruleset_version = ruleset.version
-    scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, scoring,
+    assert conf.scoring is not None
+    scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, conf.scoring,
                                      snapshot_date)
+    conf = dataclasses.replace(conf, scoring=scoring, model=model)
 
-    with timer("intake"):
-        snapshot = intake_stage(source, mapping, snapshot_date)
-    if isinstance(snapshot, KamflowError):
-        raise snapshot
-    with timer("validate"):
-        outcome = validate_stage(snapshot, pipeline, snapshot_date)
-    if isinstance(outcome, KamflowError):
-        raise outcome
-    _write_validation(home, run_id, outcome, summary)
-    if outcome.stopped:
-        summary.status = "stopped by validation"
-        summary.message = outcome.message
-        _publish(summary, [])
-        return Failed(message=outcome.message)
-    # Every account of the snapshot, accepted or quarantined, is still a customer: the roster
-    # is brought up to date after scoring, when the view and the tables are let go.
-    roster_accounts = roster_columns(snapshot.tables["accounts"])
-    del snapshot  # what the later stages need is in the outcome
-    drift = id_drift_stage(roster_accounts, home.database_url, pipeline.max_id_drift_share)
-    if drift is not None:  # before any roster mark, task or email
-        summary.status = "stopped: account ids changed format"
-        summary.message = drift.message()
-        _publish(summary, [])
+    stages = _RunStages(summary, timer, home, pipeline)
+    found = plan.plan_snapshot(source, snapshot_date, conf, stages, partitions)
+    if found.scored is None or found.decisions is None:  # stopped: validation, or the id guard
         return Failed(message=summary.message)
-
-    if partitions > 1:
-        with timer("score+decide"):
-            scored, decisions = score_and_decide_partitioned(
-                outcome.accepted, snapshot_date, scoring, ruleset, partitions, outcome.view,
-                model)
-    else:
-        with timer("score"):
-            scored = score_stage(outcome.accepted, snapshot_date, scoring, outcome.view, model)
-        with timer("decide"):
-            decisions = decide_stage(scored, ruleset)
-    outcome.accepted, outcome.view = {}, None  # scored: everything later stages need
+    scored, decisions = found.scored, found.decisions
+    roster_accounts, withheld_by_action = found.accounts, found.withheld_by_action
+    del found
     summary.value_classes = counts(scored["value_class"], VALUE_CLASSES)
     summary.value_class_shares = class_shares(scored, VALUE_CLASSES)
     roster_accounts = with_scores(roster_accounts, scored)
@@ -396,15 +389,16 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     del scored
     summary.decisions = len(decisions)
     summary.decisions_by_action = counts(decisions["action"]) if len(decisions) else {}
-    # what each decision is worth per manager-hour; sleeping dogs withheld (worklist/worth.py)
-    appraisal = appraise(decisions, config.load_effects(home.conf_dir / "effects.yaml"))
-    decisions = appraisal.kept
-    summary.tasks_withheld = appraisal.withheld_by_action
-    if appraisal.withheld_by_action:
+    # sleeping dogs withheld by the plan (worklist/worth.py)
+    summary.tasks_withheld = withheld_by_action
+    if withheld_by_action:
         logger.info("withheld %d decision(s) whose expected effect is negative (contact is "
-                    "believed to push the account away): %s", len(appraisal.withheld),
-                    appraisal.withheld_by_action)
-    del appraisal
+                    "believed to push the account away): %s", sum(withheld_by_action.values()),
+                    withheld_by_action)
+    held = decisions.loc[decisions["held_out"].astype(bool), "action"] \
+        if "held_out" in decisions else decisions["action"].iloc[:0]
+    summary.decisions_held_out = len(held)
+    summary.held_out_by_action = counts(held) if len(held) else {}
     roster = roster_stage(roster_accounts, home.database_url, dt.datetime.now(dt.UTC))
     del roster_accounts
     summary.accounts_new, summary.accounts_lost = roster.new, roster.lost
@@ -422,6 +416,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.tasks_released, summary.tasks_queued = raised.released, raised.queued
         summary.tasks_released_from_queue = raised.released_from_queue
         summary.tasks_withdrawn = raised.withdrawn
+        summary.tasks_held_out, summary.held_out_before = raised.held_out, raised.held_out_before
         summary.capacity_by_owner = capacity_rows(raised.released_by_owner,
                                                   raised.queued_by_owner)
         backend = notifications.backend_from_env(home.outbox, settings)

@@ -41,6 +41,7 @@ from kamflow.core import vocabulary, yamlfile
 from kamflow.core.errors import ConfigError
 from kamflow.intake.signals import PREFIX as SIGNAL_PREFIX
 from kamflow.intake.signals import Signal
+from kamflow.rules.holdout import DEPARTMENT, MAX_SHARE, NEVER_HELD_OUT, PERIODS, HoldoutPolicy
 
 RULES_DIR = Path(__file__).resolve().parent
 
@@ -71,7 +72,7 @@ RULE_KINDS = ("risk", "proactive")
 ACTION_KEYS = ("owner", "priority", "due_in_days", "cooldown_days")
 # A built-in action takes its title from the vocabulary (kamflow/core/vocabulary.py) unless the
 # file gives one; an action of the rule set's own needs its title.
-OPTIONAL_ACTION_KEYS = ("title", "email", "urgent")
+OPTIONAL_ACTION_KEYS = ("title", "email", "urgent", "holdout")
 # How a new task of the action is emailed: in its owner's digest of new tasks (one email per
 # owner and run), or in an email of its own, sent at once (escalations).
 EMAIL_MODES = ("digest", "own")
@@ -108,6 +109,7 @@ class ActionSpec:
     due_in_days: float
     cooldown_days: float
     email: str = "digest"
+    holdout: float = 0.0  # the share of its decisions held out (rules/holdout.py)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class RuleSet:
     owners: tuple[str, ...]
     version: str
     directory: str
+    holdout: HoldoutPolicy = field(default_factory=HoldoutPolicy)
 
     def rule(self, rule_id: str) -> Rule:
         return next(r for r in self.rules if r.id == rule_id)
@@ -206,7 +209,7 @@ def _parse_ruleset(directory: Path | str,
     hasher = hashlib.sha256()
     for path in [actions_path, *rule_files]:
         hasher.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    actions, owners = _load_actions(actions_path, problems)
+    actions, owners, holdout = _load_actions(actions_path, problems)
     rules: list[Rule] = []
     declared: set[str] = set()  # every rule id written down, including rules with problems
     for path in rule_files:
@@ -231,7 +234,8 @@ def _parse_ruleset(directory: Path | str,
                      "'suppresses' entry")
     if problems.items:
         raise problems.error(directory)
-    ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory))
+    ruleset = RuleSet(tuple(rules), actions, owners, hasher.hexdigest()[:12], str(directory),
+                      holdout)
     # A rule set that passes every check above must also compile, or the run would fail.
     for rule_id, error in (refused(ruleset) if refused is not None else {}).items():
         rule = ruleset.rule(rule_id)
@@ -296,18 +300,31 @@ def _mapping_lines(node: yaml.Node | None, key: str) -> dict[str, int]:
     return {}
 
 
-def _load_actions(path: Path,
-                  problems: _Problems) -> tuple[dict[str, ActionSpec], tuple[str, ...]]:
+def _nested_lines(node: yaml.Node | None, key: str, field_name: str) -> dict[str, int]:
+    """Per entry of the top-level mapping ``key``, the line of its ``field_name`` (if given)."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    for key_node, value_node in node.value:
+        if key_node.value == key and isinstance(value_node, yaml.MappingNode):
+            return {k.value: f.start_mark.line + 1 for k, v in value_node.value
+                    if isinstance(v, yaml.MappingNode)
+                    for f, _ in v.value if f.value == field_name}
+    return {}
+
+
+def _load_actions(path: Path, problems: _Problems,
+                  ) -> tuple[dict[str, ActionSpec], tuple[str, ...], HoldoutPolicy]:
     data, node = _compose(path, problems)
     if data is None:
-        return {}, ()
+        return {}, (), HoldoutPolicy()
     if not isinstance(data, Mapping) or not isinstance(data.get("actions"), Mapping):
         problems.add(path.name, 1, None, "must have an 'actions:' mapping")
-        return {}, ()
+        return {}, (), HoldoutPolicy()
     owners = tuple(data.get("owners") or ())
     if not owners:
         problems.add(path.name, 1, None, "must list the owner roles under 'owners:'")
     lines = _mapping_lines(node, "actions")
+    holdout_lines = _nested_lines(node, "actions", "holdout")
     actions = {}
     for name, spec in data["actions"].items():
         line = lines.get(name, 1)
@@ -342,6 +359,7 @@ def _load_actions(path: Path,
                          f"action {name!r}: priority, due_in_days and cooldown_days must be "
                          "non-negative numbers")
             continue
+        share = _holdout_share(name, spec, path.name, holdout_lines.get(name, line), problems)
         actions[name] = ActionSpec(name, str(title.get("en", name)),
                                    str(title.get("zh", title.get("en", name))), spec["owner"],
                                    int(spec["priority"]), float(spec["due_in_days"]),
@@ -349,8 +367,79 @@ def _load_actions(path: Path,
                                    # urgent: true is email: own (its own email, at once) and,
                                    # by that, never held back by its owner's capacity
                                    "own" if spec.get("urgent") is True
-                                   else str(spec.get("email", "digest")))
-    return actions, owners
+                                   else str(spec.get("email", "digest")), share)
+    policy = _holdout_policy(data.get("holdout"), actions, path.name,
+                             _mapping_lines(node, "holdout"), problems)
+    return actions, owners, policy
+
+
+def _holdout_share(name: str, spec: Mapping[str, Any], file: str, line: int,
+                   problems: _Problems) -> float:
+    """An action's ``holdout: 5%`` as a share (0 when absent); refused on the work that is a
+    promise, not a bet (rules/holdout.py NEVER_HELD_OUT), with its file and line."""
+    if "holdout" not in spec:
+        return 0.0
+    raw = spec["holdout"]
+    share = _percent(raw)
+    if share is None:
+        problems.add(file, line, None, f"action {name!r}: holdout must be a percentage such as "
+                     f"5% (at most {MAX_SHARE:.0%}), not {raw!r}")
+        return 0.0
+    if share == 0:
+        return 0.0
+    never = ("it is an escalation to the department" if spec.get("owner") == DEPARTMENT
+             or name == "escalate_to_key_account"
+             else "complaint follow-ups are a promise to the customer"
+             if name == "complaint_follow_up"
+             else "SLA reviews are a contractual duty" if name == "sla_review"
+             else "it is urgent (urgent: true): urgent work is never held back"
+             if spec.get("urgent") is True or spec.get("email") == "own" else None)
+    if never is not None or name in NEVER_HELD_OUT:
+        problems.add(file, line, None, f"action {name!r}: no holdout allowed ({never}); remove "
+                     "'holdout' or set it to 0%")
+        return 0.0
+    return share
+
+
+def _percent(raw: Any) -> float | None:
+    """``5%``, ``2.5 %`` or 0 as a share in [0, MAX_SHARE]; None for anything else."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw == 0:
+        return 0.0
+    if not isinstance(raw, str) or not raw.strip().endswith("%"):
+        return None
+    try:
+        share = float(raw.strip()[:-1].strip()) / 100
+    except ValueError:
+        return None
+    return share if 0 <= share <= MAX_SHARE else None
+
+
+def _holdout_policy(raw: Any, actions: Mapping[str, ActionSpec], file: str,
+                    lines: Mapping[str, int], problems: _Problems) -> HoldoutPolicy:
+    """The ``holdout:`` section (period, max_monthly_revenue) with each action's share."""
+    shares = {name: a.holdout for name, a in actions.items() if a.holdout}
+    if raw is None:
+        return HoldoutPolicy(shares)
+    if not isinstance(raw, Mapping):
+        problems.add(file, 1, None, "'holdout' must be a mapping with period and "
+                     "max_monthly_revenue")
+        return HoldoutPolicy(shares)
+    for key in sorted(set(raw) - {"period", "max_monthly_revenue"}):
+        problems.add(file, lines.get(key, 1), None, f"holdout: unknown field {key!r}; allowed: "
+                     "period, max_monthly_revenue")
+    period = raw.get("period", "quarter")
+    if period not in PERIODS:
+        problems.add(file, lines.get("period", 1), None,
+                     f"holdout: period must be one of {', '.join(PERIODS)}, not {period!r}")
+        period = "quarter"
+    cap = raw.get("max_monthly_revenue")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int | float)
+                            or cap <= 0):
+        problems.add(file, lines.get("max_monthly_revenue", 1), None,
+                     f"holdout: max_monthly_revenue must be a positive amount (CNY a month), "
+                     f"not {cap!r}")
+        cap = None
+    return HoldoutPolicy(shares, str(period), float(cap) if cap is not None else None)
 
 
 def _title(action: str, given: Any) -> dict[str, str]:

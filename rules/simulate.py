@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -21,6 +21,8 @@ class SimulationDiff:
     added: pd.DataFrame    # decisions only the proposed rule set makes
     removed: pd.DataFrame  # decisions only the current rule set makes
     changed: pd.DataFrame  # same (account, action), different rule, priority or deadline
+    # the proposed decisions held out (the control group, rules/holdout.py), by action
+    held_out: dict[str, int] = field(default_factory=dict)
 
     def by_rule(self, which: str) -> list[dict[str, Any]]:
         """Counts per (rule, action, owner) with a few example accounts."""
@@ -43,7 +45,7 @@ class SimulationDiff:
                 "current_decisions": self.current_decisions,
                 "proposed_decisions": self.proposed_decisions,
                 "added": self.by_rule("added"), "removed": self.by_rule("removed"),
-                "changed": len(self.changed)}
+                "changed": len(self.changed), "held_out": self.held_out}
 
     def markdown(self) -> str:
         lines = [f"# Rule set simulation: {self.current_version} → {self.proposed_version}", "",
@@ -51,6 +53,10 @@ class SimulationDiff:
                  f"{self.proposed_decisions:,} ({len(self.added):,} added, "
                  f"{len(self.removed):,} removed, {len(self.changed):,} changed rule, priority "
                  "or deadline). Nothing was dispatched.", ""]
+        if self.held_out:
+            lines += [f"Held out (the control group: no task, no email): "
+                      f"{sum(self.held_out.values()):,} decisions ("
+                      + ", ".join(f"{a} {n:,}" for a, n in self.held_out.items()) + ").", ""]
         for which in ("added", "removed"):
             rows = self.by_rule(which)
             lines += [f"## {which.capitalize()} ({len(getattr(self, which)):,})", ""]
@@ -76,6 +82,9 @@ def compare(current: pd.DataFrame, proposed: pd.DataFrame, accounts: int,
                | (both["due_in_days"] != both["due_in_days_current"]))
     changed = both.loc[differs, [*KEY, "rule_id_current", "rule_id", "priority_current",
                                  "priority", "due_in_days_current", "due_in_days"]]
+    held = proposed.loc[proposed["held_out"].astype(bool), "action"] \
+        if "held_out" in proposed else proposed["action"].iloc[:0]
     return SimulationDiff(current_version, proposed_version, accounts, len(current),
                           len(proposed), added.reset_index(drop=True),
-                          removed.reset_index(drop=True), changed.reset_index(drop=True))
+                          removed.reset_index(drop=True), changed.reset_index(drop=True),
+                          {str(k): int(v) for k, v in held.value_counts().sort_index().items()})

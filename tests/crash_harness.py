@@ -11,7 +11,8 @@ and three digests, whatever crashed in between. Escalation sends one email per n
 ``--storm`` the escalation counts as a storm: one summary per new owner and one alert to OPS.
 ``--capacity N`` gives account managers N new tasks a day (the rest queued) and ``--day D``
 moves the clock D days on (the same decisions: a later day's run releases queued tasks);
-``finish`` marks every open task done, freeing the managers' capacity.
+``finish`` marks every open task done, freeing the managers' capacity. ``--holdout`` holds
+out HOLDOUT's share of the care calls (rules/holdout.py, as the plan does): KA2's and KA4's.
 ``--lease`` is the drain's claim lease in seconds: a killed drain's rows go to the next drain
 once it has expired; the default (0 s: expired at once) means a rerun takes
 them back at once, as it did before drains held leases.
@@ -48,6 +49,7 @@ from kamflow.flows.delivery import (
     escalate_overdue,
     queue_daily_digests,
 )
+from kamflow.rules.holdout import HoldoutPolicy, hold_out
 from kamflow.worklist import OPEN_STATUSES, Owner, OwnerDirectory, TaskClosedError, TaskStore
 from kamflow.worklist.calendar import BusinessCalendar
 from kamflow.worklist.capacity import Capacity
@@ -74,6 +76,7 @@ DECISIONS = [  # (account, action, owner role, manager email)
 ]
 URGENT_DECISIONS = [*DECISIONS, ("KA4", "escalate_to_key_account", "key_account_department",
                                    "li@staff.example.test")]
+HOLDOUT = HoldoutPolicy({"care_call": 0.4})
 SECRET = b"crash-harness-link-secret-0123456789"
 OPS = "ops@staff.example.test"
 
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=int, default=None,
                         help="account managers' new tasks a day")
     parser.add_argument("--day", type=int, default=0, help="days the clock moves on")
+    parser.add_argument("--holdout", action="store_true", help="hold out HOLDOUT's share")
     parser.add_argument("--lock-wait", type=float, default=120.0)
     parser.add_argument("--lock-lease", type=float, default=600.0)
     parser.add_argument("phases", nargs="+",
@@ -149,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.lock else contextlib.nullcontext()):
         for phase in args.phases:
             if phase == "dispatch":
-                dispatch(decisions(args.urgent, args.round), TITLES, owners, store,
+                decided = decisions(args.urgent, args.round)
+                if args.holdout:
+                    decided = hold_out(decided, (NOW + shift).date(), HOLDOUT)
+                dispatch(decided, TITLES, owners, store,
                          f"harness-{args.day}", NOW + shift, calendar, links,
                          slice_size=args.slice)
             elif phase == "send":

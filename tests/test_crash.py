@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from kamflow.worklist import QueuedEmail, TaskStore
 from kamflow.worklist.faults import CRASH_EXIT_CODE, CRASH_POINTS
 from kamflow.worklist.locks import RunLocked, lock_owner, run_lock
-from tests.crash_harness import DECISIONS, OPS
+from tests.crash_harness import DECISIONS, HOLDOUT, NOW, OPS, decisions
 from tests.fake_sendgrid import FakeSendGrid
 from tests.postgres import temporary_database
 
@@ -34,7 +34,7 @@ HEAD, ZHAO, KA = "head@staff.example.test", "zhao@staff.example.test", "ka@staff
 
 def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
             sendgrid: str | None = None, urgent: bool = False,
-            storm: bool = False) -> subprocess.CompletedProcess:
+            storm: bool = False, holdout: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "KAMFLOW_TEST_CRASH_AT"}
     if crash_at:
         env["KAMFLOW_TEST_CRASH_AT"] = crash_at
@@ -45,6 +45,8 @@ def harness(db: str, outbox: Path, *phases: str, crash_at: str | None = None,
         args.append("--urgent")
     if storm:
         args.append("--storm")
+    if holdout:
+        args.append("--holdout")
     return subprocess.run([*args, *phases], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -87,6 +89,55 @@ def assert_exactly_once(db: str, outbox: Path) -> None:
                        for i in ids.split(","))
     assert announced == sorted(i for i, _ in created)
     assert eml_by_recipient_and_kind(outbox) == kinds
+
+
+def assert_held_out_once(db: str, outbox: Path) -> None:
+    """The control group the plan's rule gives (rules/holdout.py), each held out exactly once
+    (one held_out row, no 'created' event, in no email); every other decision one task."""
+    from kamflow.rules.holdout import hold_out
+
+    expected = hold_out(decisions(), NOW.date(), HOLDOUT)
+    held = sorted(expected.loc[expected["held_out"], "account_id"] + "|care_call")
+    assert held == ["KA2|care_call", "KA4|care_call"]
+    tasks = rows(db, "SELECT id, account_id, action, status, holdout_key, experiment_period "
+                     "FROM tasks ORDER BY id")
+    assert sorted(f"{a}|{b}" for _, a, b, s, _, _ in tasks if s == "held_out") == held
+    assert sorted(k for *_, s, k, _ in tasks if s == "held_out") == [f"{k}|2026Q4"
+                                                                     for k in held]
+    assert all(p == "2026Q4" for _, _, b, _, _, p in tasks if b == "care_call")
+    raised = sorted(f"{a}|{b}" for _, a, b, s, _, _ in tasks if s != "held_out")
+    assert raised == sorted(f"{a}|{b}" for a, b, _, _ in DECISIONS if f"{a}|{b}" not in held)
+    held_ids = {i for i, *_, s, _, _ in tasks if s == "held_out"}
+    created = rows(db, "SELECT task_id, COUNT(*) FROM task_events WHERE event = 'created' "
+                       "GROUP BY task_id")
+    assert len(created) == len(raised) and all(n == 1 for _, n in created)
+    assert not held_ids & {i for i, _ in created}
+    announced = [int(i) for (ids,) in rows(db, "SELECT task_ids FROM outbox WHERE kind = "
+                                               "'new_tasks'") for i in ids.split(",")]
+    assert sorted(announced) == sorted(i for i, _ in created)
+    assert len(list(outbox.glob("*.eml"))) == len(rows(db, "SELECT id FROM outbox"))
+
+
+@pytest.mark.parametrize("point", ["dispatch.held_out_written", "dispatch.tasks_written",
+                                   "dispatch.emails_written", "dispatch.committed"])
+def test_a_kill_mid_dispatch_then_rerun_holds_out_the_same_accounts(point: str,
+                                                                     tmp_path: Path) -> None:
+    """Killed anywhere in dispatch, the rerun (another process, as another worker would be)
+    holds out exactly the accounts the hash gives, once each, and raises and emails the rest
+    once; a third run on a later day of the quarter adds nothing."""
+    db, outbox = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "outbox"
+    crashed = harness(db, outbox, "dispatch", "send", crash_at=point, holdout=True)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    again = harness(db, outbox, "dispatch", "send", holdout=True)
+    assert again.returncode == 0, again.stderr
+    assert_held_out_once(db, outbox)
+    later = subprocess.run([sys.executable, str(HARNESS), "--db", db, "--outbox", str(outbox),
+                            "--holdout", "--day", "3", "dispatch", "send"],
+                           capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items()
+                                if k != "KAMFLOW_TEST_CRASH_AT"})
+    assert later.returncode == 0, later.stderr
+    assert_held_out_once(db, outbox)
 
 
 @pytest.fixture(scope="module")

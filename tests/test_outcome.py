@@ -82,7 +82,8 @@ def test_the_three_orderings_reach_the_revenue_worked_out_by_hand():
     assert lines[-1] == ("value at risk reaches 1.50x the revenue of priority-only ordering "
                          "and 1.43x that of random ordering.")
     assert [line.split()[:5] for line in lines[4:8]] == [
-        ["net_per_hour", "3", "2", "3,000", "96.8%"], ["value_at_risk", "3", "2", "3,000", "96.8%"], ["priority", "2", "1", "2,000", "64.5%"],
+        ["net_per_hour", "3", "2", "3,000", "96.8%"], ["value_at_risk", "3", "2", "3,000", "96.8%"],
+        ["priority", "2", "1", "2,000", "64.5%"],
         ["random", "3", "2", "2,100", "67.7%"]]
 
 

@@ -70,7 +70,8 @@ def test_simulate_refuses_a_broken_rule_set(tmp_path, snapshot_dir):
         "complaints_90d: {gte: 3}", "complaints_90: {gte: 3}"), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "kamflow.cli", "simulate", "--source", str(snapshot_dir),
-         "--rules", str(proposed)], env={**os.environ, "KAMFLOW_HOME": str(tmp_path / "h")},
+         "--rules", str(proposed), "--as-of", AS_OF.isoformat()],
+        env={**os.environ, "KAMFLOW_HOME": str(tmp_path / "h")},
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "retention.yaml:" in result.stderr and "complaints-care-call" in result.stderr

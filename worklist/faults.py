@@ -16,6 +16,7 @@ __all__ = ["CRASH_EXIT_CODE", "CRASH_POINTS", "crash_point"]
 
 CRASH_EXIT_CODE = 70
 CRASH_POINTS = (
+    "dispatch.held_out_written",  # the holdout's control group inserted (if any), not committed
     "dispatch.tasks_written",     # tasks and history inserted, outbox not yet, not committed
     "dispatch.emails_written",    # outbox rows inserted too, not committed
     "dispatch.committed",         # tasks and outbox committed, nothing sent

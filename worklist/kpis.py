@@ -14,6 +14,7 @@ from kamflow.worklist.db import StoreBase, utc
 from kamflow.worklist.effects import EffectsConfig, MeasuredEffects, measure
 from kamflow.worklist.housekeeping import with_archived_task_rows
 from kamflow.worklist.models import (
+    HELD_OUT,
     OPEN_STATUSES,
     QUEUED,
     AccountRecord,
@@ -47,6 +48,7 @@ class KpiStore(StoreBase):
                        func.sum(overdue),
                        func.sum(on_time), func.sum(late), func.count(func.distinct(
                            Task.account_id)))
+                .where(Task.status != HELD_OUT)  # the control group is nobody's work
                 .group_by(Task.owner_email, Task.owner_name).order_by(Task.owner_email))
             kpis = [{"owner": name, "email": email, "open": int(o or 0),
                      "queued": int(q or 0), "overdue": int(d or 0), "done on time": int(t or 0),

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from kamflow.core.errors import ConfigError
-from kamflow.worklist.models import OPEN_STATUSES, QUEUED, WITHDRAWN
+from kamflow.worklist.models import NOT_WORK, OPEN_STATUSES
 
 __all__ = ["DIMENSIONS", "Ceilings", "DepartmentReport", "department_report", "headline"]
 
@@ -220,9 +220,9 @@ def _grouped_measures(roster: pd.DataFrame, tasks: pd.DataFrame, keys: pd.Series
         "partial churn accounts": partial.astype(int),
         "partial churn revenue lost": (then - later).where(partial, 0.0),
     }).groupby(keys.to_numpy()).sum()
-    # a queued task is not the owner's work yet, a withdrawn one never was (capacity)
+    # a queued task is not the owner's work yet, a withdrawn or held-out one never was
     raised = ((tasks["created_at"] > start) & (tasks["created_at"] <= end)
-              & ~tasks["status"].isin((QUEUED, WITHDRAWN)))
+              & ~tasks["status"].isin(NOT_WORK))
     done = tasks["status"].eq("done") & tasks["closed_at"].notna()
     task_sums = pd.DataFrame({
         "tasks raised": raised.astype(int),

@@ -15,7 +15,13 @@ OPEN_STATUSES = ("open", "acknowledged", "escalated")
 QUEUED = "queued"
 WITHDRAWN = "withdrawn"  # a queued task whose rule no longer fires; never worked, no cooldown
 KEYED_STATUSES = (*OPEN_STATUSES, QUEUED)  # the statuses that hold ``open_key``
-STATUSES = (*OPEN_STATUSES, QUEUED, "done", "cancelled", WITHDRAWN)
+# Held out: a decision of the action's randomised control group (rules/holdout.py), stored
+# like a task (owner, scores, value at risk, reason) but never anyone's work: no owner's
+# capacity, no email, no deadline watched, no cooldown. One per account, action and experiment
+# period (``holdout_key``).
+HELD_OUT = "held_out"
+STATUSES = (*OPEN_STATUSES, QUEUED, "done", "cancelled", WITHDRAWN, HELD_OUT)
+NOT_WORK = (QUEUED, WITHDRAWN, HELD_OUT)  # rows that were never an owner's work
 
 
 class Base(DeclarativeBase):
@@ -64,6 +70,11 @@ class Task(Base):
     # must-do work (escalations, complaint follow-ups, SLA reviews, urgent actions): listed and
     # released first whatever it is expected to keep
     must_do: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # the holdout's experiment period (``2026Q4``) on every task of an action under experiment,
+    # raised or held out; NULL for the others (rules/holdout.py)
+    experiment_period: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # "<account>|<action>|<period>" on a held-out row: a unique index keeps one per period
+    holdout_key: Mapped[str | None] = mapped_column(String(220), nullable=True)
 
 
 class TaskEvent(Base):
@@ -193,3 +204,4 @@ Index("ix_account_revenue_account_at", AccountRevenue.account_id, AccountRevenue
 Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past their deadline
 Index("ix_tasks_owner_status", Task.owner_email, Task.status)  # capacity: open/queued per owner
 Index("ix_tasks_released_at", Task.released_at)  # capacity: tasks released today per owner
+Index("ix_tasks_holdout_key", Task.holdout_key, unique=True)  # one held-out row a period

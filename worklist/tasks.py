@@ -33,6 +33,7 @@ from kamflow.worklist.grouping import (
     one_by_one,
 )
 from kamflow.worklist.models import (
+    HELD_OUT,
     KEYED_STATUSES,
     OPEN_STATUSES,
     QUEUED,
@@ -56,7 +57,8 @@ DISPATCH_SLICE = 20_000
 WORTH_FIELDS = ("effort_hours", "expected_retained_cny_yearly", "effect_source", "must_do")
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
-               "due_at", "cooldown_days", "open_key", "value_at_risk", *WORTH_FIELDS)
+               "due_at", "cooldown_days", "open_key", "value_at_risk", *WORTH_FIELDS,
+               "experiment_period")
 # what a queued task planned again takes from this run's plan
 _RERANKED = ("priority", "value_at_risk", "reason", "owner_email", "owner_name", "due_at",
              "rule_id", "ruleset_version", "action_title", *WORTH_FIELDS)
@@ -83,6 +85,11 @@ class RaiseResult:
     withdrawn: int = 0  # queued tasks whose rule no longer fires
     released_by_owner: dict[str, int] = field(default_factory=dict)
     queued_by_owner: dict[str, int] = field(default_factory=dict)
+    # the randomised holdout: decisions held out now (new ``held_out`` rows), by action, and
+    # those already held out earlier in the same experiment period (nothing written again)
+    held_out: int = 0
+    held_out_by_action: dict[str, int] = field(default_factory=dict)
+    held_out_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,12 @@ class TaskLifecycle(StoreBase):
                 planned.loc[in_cooldown, "cooldown_days"].astype(float), unit="D")
             in_cooldown.loc[in_cooldown] = (until > pd.Timestamp(now)).to_numpy()
         fresh = planned.loc[~is_open & ~is_queued & ~in_cooldown]
+        # a new decision of its action's control group is recorded, not raised: no task for
+        # its owner, no capacity used, no email (rules/holdout.py)
+        held_out = fresh["held_out"].to_numpy(dtype=bool)
+        held, fresh = fresh.loc[held_out], fresh.loc[~held_out]
+        held_new, held_before = self._hold_out(held, run_id, now)
+        del held
         again = planned.loc[is_queued]
         planned_keys = set(planned["open_key"])
         gone = [row[0] for row in backlog if row[1] not in planned_keys]
@@ -191,12 +204,49 @@ class TaskLifecycle(StoreBase):
             {str(k): int(v) for k, v in fresh["action"].value_counts().items()},
             released=released, released_from_queue=int((going["task_id"] >= 0).sum()),
             queued=len(waiting), withdrawn=withdrawn,
-            released_by_owner=_per_owner(going), queued_by_owner=backlog_by_owner)
+            released_by_owner=_per_owner(going), queued_by_owner=backlog_by_owner,
+            held_out=sum(held_new.values()), held_out_by_action=held_new,
+            held_out_before=held_before)
         log.info("task store: %d new task(s), %d released (%d from the queue), %d queued, %d "
                  "withdrawn, %d already open, %d in cooldown, %d email(s) queued",
                  result.created, result.released, result.released_from_queue, result.queued,
                  result.withdrawn, result.skipped_open, result.skipped_cooldown, result.emails)
         return result
+
+    def _hold_out(self, held: pd.DataFrame, run_id: str,
+                  now: dt.datetime) -> tuple[dict[str, int], int]:
+        """Record the held-out decisions not yet recorded in their experiment period, each a
+        ``held_out`` row (with its owner, scores, value at risk and reason, no open key) and
+        a history row, in one transaction. Returns the new rows by action, and how many were
+        recorded before (a rerun, a later day of the period: the account keeps its group)."""
+        if held.empty:
+            crash_point("dispatch.held_out_written")
+            return {}, 0
+        keys = (held["account_id"].astype(str) + "|" + held["action"].astype(str) + "|"
+                + held["experiment_period"].astype(str))
+        with self.session() as session:
+            known = set(session.scalars(select(Task.holdout_key).where(
+                Task.status == HELD_OUT,
+                Task.experiment_period.in_(sorted(set(held["experiment_period"]))))))
+            fresh = ~keys.isin(known).to_numpy()
+            new = held.loc[fresh]
+            rows = []
+            for record, key in zip(records(new, TASK_FIELDS), keys.to_numpy()[fresh],
+                                   strict=True):
+                row = _task_row(record, run_id, None)
+                row.update(status=HELD_OUT, open_key=None, holdout_key=key)
+                rows.append(row)
+            ids = insert_returning_ids(session, Task.__table__, rows)
+            if ids:
+                insert_rows(session, TaskEvent.__table__, [
+                    {"task_id": i, "at": now, "event": "held_out",
+                     "detail": f"run {run_id}: held out (the control group of {action}, "
+                               f"period {period}): no task, no email"}
+                    for i, action, period in zip(ids, new["action"], new["experiment_period"],
+                                                 strict=True)])
+            crash_point("dispatch.held_out_written")
+        by_action = {str(k): int(v) for k, v in new["action"].value_counts().items()}
+        return by_action, len(held) - len(new)
 
     def _write_slice(self, session: Session, part: pd.DataFrame, run_id: str,
                      now: dt.datetime) -> tuple[list[int], np.ndarray]:
@@ -275,11 +325,15 @@ class TaskLifecycle(StoreBase):
             raise LookupError(f"no task with id {task_id}")
         return task
 
-    def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Task]:
+    def list_tasks(self, status: str | None = None, limit: int | None = None,
+                   exclude: Sequence[str] = ()) -> list[Task]:
+        """Tasks by id, of ``status`` if given, without those of the ``exclude`` statuses."""
         with self.session() as session:
             query = select(Task).order_by(Task.id)
             if status:
                 query = query.where(Task.status == status)
+            if exclude:
+                query = query.where(Task.status.not_in(tuple(exclude)))
             if limit:
                 query = query.limit(limit)
             return list(session.scalars(query))
@@ -513,6 +567,8 @@ def _task_row(record: dict[str, Any], run_id: str,
     row["status"] = "open" if released_at is not None else QUEUED
     row["released_at"] = released_at
     row["run_id"] = run_id
+    period = row.get("experiment_period")
+    row["experiment_period"] = period if isinstance(period, str) and period else None
     return row
 
 
@@ -535,7 +591,8 @@ def _money(value: Any) -> float | None:
 
 def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
     """``planned`` with the columns the decisions may lack (``value_at_risk`` from the scoring
-    of issue 12, ``email`` from rule sets without it): absent means none, digest."""
+    of issue 12, ``email`` from rule sets without it, the holdout's): absent means none,
+    digest, not held out."""
     extra: dict[str, Any] = {}
     if "value_at_risk" not in planned:
         extra["value_at_risk"] = np.nan
@@ -545,6 +602,10 @@ def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
         if column not in planned:
             extra[column] = np.nan if column in ("effort_hours",
                                                  "expected_retained_cny_yearly") else None
+    if "held_out" not in planned:  # decided without the holdout (rules/holdout.py)
+        extra["held_out"] = False
+    if "experiment_period" not in planned:
+        extra["experiment_period"] = ""
     return planned.assign(**extra) if extra else planned
 
 

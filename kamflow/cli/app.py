@@ -111,4 +111,10 @@ Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="log more detail"
 AsOf = Annotated[dt.date | None, typer.Option(
     "--as-of", parser=date, metavar="YYYY-MM-DD",
     help="snapshot date YYYY-MM-DD (default: today)")]
+# Where no snapshot date can be assumed (a snapshot from elsewhere, a dry run), it is asked for:
+# the date decides freshness, contract days and the customer view.
+RequiredAsOf = Annotated[dt.date, typer.Option(
+    "--as-of", parser=date, metavar="YYYY-MM-DD",
+    help="the snapshot's date YYYY-MM-DD (required: freshness and every date-based signal "
+         "are measured from it)")]
 Json = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]

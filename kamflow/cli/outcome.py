@@ -48,6 +48,9 @@ def outcome(source: Annotated[Path | None, typer.Option(
             print_effects: Annotated[bool, typer.Option(
                 "--print-effects", help="print the default true effects file and stop")] = False,
             as_of: AsOf = None,
+            mapping: Annotated[Path | None, typer.Option(
+                help="mapping file for an operator's own export in --source "
+                     "(docs/mapping.md)")] = None,
             json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
             verbose: Verbose = False) -> int:
     from kamflow import config
@@ -67,6 +70,9 @@ def outcome(source: Annotated[Path | None, typer.Option(
     if truth is None:
         raise KamflowError(f"true effects file {effects} does not exist")
     home = settings()
+    if source is not None and as_of is None:
+        raise KamflowError(f"give --as-of, the date of the snapshot in {source}: freshness and "
+                           "every date-based signal are measured from it")
     as_of = as_of or business_today()
     owners = config.load_owners(home.conf_dir / "owners.yaml")
     with tempfile.TemporaryDirectory(prefix="kamflow-outcome-") as scratch:
@@ -76,7 +82,7 @@ def outcome(source: Annotated[Path | None, typer.Option(
                               churn_rate=churn_rate)
         elif not source.is_dir():
             raise KamflowError(f"snapshot directory {source} does not exist")
-        planned, fate = day_one(source, as_of, home.conf_dir)
+        planned, fate = day_one(source, as_of, home.conf_dir, mapping=mapping)
     causes = fate.set_index("account_id")["cause"] if "cause" in fate else None
     kept = simulate_kept(planned, fate, owners.capacity_of, true_effects_of(planned, truth, causes),
                          days, seed, effects=str(effects) if effects else "kamflow's generated "

@@ -1,6 +1,7 @@
 """``kamflow rules check`` and ``kamflow simulate``: check a rule set, and preview what a changed
 rule set would do without dispatching anything."""
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from kamflow.cli.app import AsOf, Verbose, app, business_today, command, rules_app, settings
+from kamflow.cli.app import RequiredAsOf, Verbose, app, command, rules_app, settings
 from kamflow.core.errors import BatchRejected
 
 
@@ -30,6 +31,12 @@ def check(directory: Annotated[Path | None, typer.Argument(
     proactive = sum(rule.proactive for rule in ruleset.rules)
     print(f"rule set {directory} is valid: {len(ruleset.rules)} rules ({proactive} proactive), "
           f"version {ruleset.version}, actions used: {', '.join(actions)}")
+    policy = ruleset.holdout
+    if policy.active:
+        cap = (f", never above {policy.max_monthly_revenue:,.0f} CNY a month"
+               if policy.max_monthly_revenue is not None else "")
+        print("holdout: " + ", ".join(f"{a} {s:.1%}" for a, s in sorted(policy.shares.items()))
+              + f" (period: {policy.period}{cap})")
     return 0
 
 
@@ -42,37 +49,36 @@ def check(directory: Annotated[Path | None, typer.Argument(
                      "The report is saved under $KAMFLOW_HOME/reports/simulations/.")
 def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
              rules: Annotated[Path, typer.Option(help="the proposed rule set")],
+             as_of: RequiredAsOf,
              against: Annotated[Path | None, typer.Option(
                  help="the current rule set (default: the shipped rules/)")] = None,
-             as_of: AsOf = None,
              mapping: Annotated[Path | None, typer.Option(
                  help="mapping file for an operator's own export (docs/mapping.md)")] = None,
              json_: Annotated[bool, typer.Option(
                  "--json", help="print the difference as JSON")] = False,
+             decisions: Annotated[Path | None, typer.Option(
+                 help="also write the proposed rule set's decisions to this CSV file (one row "
+                      "per account and action: rule, priority, deadline, reason), exactly as "
+                      "`kamflow run` would decide them")] = None,
              verbose: Verbose = False) -> int:
-    from kamflow import config
-    from kamflow.expectations import validate_snapshot
-    from kamflow.intake import build_customer_view, load_mapping, read_snapshot
-    from kamflow.rules import RULES_DIR, decide, load_ruleset
+    from kamflow.flows.plan import PlanConfig, decide_accounts, plan_snapshot
+    from kamflow.rules import RULES_DIR, load_ruleset
     from kamflow.rules.simulate import compare
-    from kamflow.scoring import score_accounts
 
     home = settings()
-    loaded_mapping = load_mapping(mapping) if mapping else None
-    signals = loaded_mapping.signals if loaded_mapping else ()
-    proposed = load_ruleset(rules, signals)  # refuse a broken rule set before reading data
-    current = load_ruleset(against or RULES_DIR, signals)
-    as_of = as_of or business_today()
-    snapshot = read_snapshot(source, loaded_mapping, as_of)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline(home.conf_dir / "pipeline.yaml").validation,
-                                signals=snapshot.signals)
-    if outcome.stopped:
-        raise BatchRejected(outcome.message)
-    scored = score_accounts(build_customer_view(outcome.accepted, as_of),
-                            config.load_scoring(home.conf_dir / "scoring.yaml"))
-    diff = compare(decide(scored, current), decide(scored, proposed), len(scored),
-                   current.version, proposed.version)
+    # the proposed rule set is refused before any data is read, as is a broken configuration
+    conf = PlanConfig.load(home.conf_dir, rules, mapping)
+    assert conf.ruleset is not None
+    proposed = conf.ruleset
+    current = load_ruleset(against or RULES_DIR, conf.mapping.signals if conf.mapping else ())
+    found = plan_snapshot(source, as_of, conf)
+    if found.scored is None or found.decisions is None:
+        raise BatchRejected(found.validation.message)
+    decided = decide_accounts(found.scored, as_of, dataclasses.replace(conf, ruleset=current))
+    diff = compare(decided, found.decisions, len(found.scored), current.version,
+                   proposed.version)
+    if decisions is not None:
+        found.decisions.to_csv(decisions, index=False, encoding="utf-8")
     target = home.reports / "simulations" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     target.mkdir(parents=True, exist_ok=True)
     (target / "simulation.md").write_text(diff.markdown(), encoding="utf-8")

@@ -242,6 +242,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"withheld: {sum(withheld.values()):,} decision(s) not raised, their expected "
                   "effect is negative (conf/effects.yaml): "
                   + ", ".join(f"{a} {n:,}" for a, n in withheld.items()))
+        if summary.get("decisions_held_out"):
+            print(f"held out (control group, no task): {summary['decisions_held_out']:,} "
+                  f"decisions ({summary.get('tasks_held_out', 0):,} recorded now): "
+                  + ", ".join(f"{k} {v:,}" for k, v in summary.get("held_out_by_action",
+                                                                  {}).items())
+                  + " (kamflow tasks list --status held_out)")
         for row in summary.get("capacity_by_owner", [])[:10]:
             print(f"  {row['owner']:<40} released {row['released']:>5,}  "
                   f"queued {row['queued']:>6,}")

@@ -36,7 +36,7 @@ TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "ow
                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
                "status", "created_at", "due_at", "closed_at", "run_id", "value_at_risk",
                "released_at", "effort_hours", "expected_retained_cny_yearly", "effect_source",
-               "must_do")
+               "must_do", "experiment_period")
 
 
 def _store(home: Settings | None = None) -> Any:
@@ -45,16 +45,22 @@ def _store(home: Settings | None = None) -> Any:
     return TaskStore((home or settings()).database_url)
 
 
-@command(tasks_app, "list", help="list tasks", description="List tasks, newest last.")
+@command(tasks_app, "list", help="list tasks",
+         description="List tasks, newest last. The holdout's control group (decisions held out: "
+                     "no task, no email) is listed only with --status held_out.")
 def list_tasks(json_: Annotated[bool, typer.Option("--json", help="print a JSON array of tasks")]
                = False,
                status: Annotated[str | None, typer.Option(
-                   help="only tasks with this status (e.g. open)")] = None,
+                   help="only tasks with this status (e.g. open, queued, or held_out: the "
+                        "holdout's control group)")] = None,
                limit: Annotated[int | None, typer.Option(
                    parser=positive_int, help="at most N tasks")] = None,
                verbose: Verbose = False) -> int:
+    from kamflow.worklist.models import HELD_OUT
+
     with _store() as store:
-        tasks = store.list_tasks(status=status, limit=limit)
+        tasks = store.list_tasks(status=status, limit=limit,
+                                 exclude=() if status else (HELD_OUT,))
     records = [task_record(t) for t in tasks]
     if json_:
         print(json.dumps(records, ensure_ascii=False, indent=2))

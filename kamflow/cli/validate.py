@@ -1,7 +1,8 @@
 """``kamflow validate``: check a snapshot (and a mapping file) without running the rest.
 
-No Prefect, no task store, no email: intake and validation only, so ops can try an export or a
-new mapping before the nightly run takes it. Exit 0 when the batch would go on, 3 when it would
+No Prefect, no task store, no email: the run's plan (flows/plan.py) without a rule set, read,
+validated against the snapshot date and scored, so ops can try an export or a new mapping
+before the nightly run takes it. Exit 0 when the batch would go on, 3 when it would
 stop (2 when the files cannot be read at all). The quarantine and the reports are written where a
 run writes them, under a run id starting with ``validate-``.
 """
@@ -39,32 +40,38 @@ def validate(source: Annotated[Path, typer.Option(
                  "--json", help="print one JSON object instead of the table")] = False,
              verbose: Verbose = False) -> int:
     from kamflow import config
-    from kamflow.expectations import results_table, results_text, validate_snapshot
-    from kamflow.flows.report import class_shares_text
-    from kamflow.intake import load_mapping, read_snapshot
+    from kamflow.expectations import results_table, results_text
+    from kamflow.flows.plan import PlanConfig, plan_snapshot
+    from kamflow.flows.report import class_shares, class_shares_text
+    from kamflow.intake import load_mapping
+    from kamflow.scoring import VALUE_CLASSES
 
     if not source.is_dir():
         raise KamflowError(f"snapshot directory {source} does not exist")
     home = settings()
     as_of = as_of or business_today()
-    loaded_mapping = load_mapping(mapping) if mapping else None
-    pipeline = config.load_pipeline(home.conf_dir / "pipeline.yaml")
-    snapshot = read_snapshot(source, loaded_mapping, as_of)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems, pipeline.validation,
-                                as_of=as_of, files=snapshot.files, signals=snapshot.signals)
+    # The plan without a rule set: validated and scored (the value classes), nothing decided.
+    conf = PlanConfig(config.load_pipeline(home.conf_dir / "pipeline.yaml").validation,
+                      config.load_scoring(home.conf_dir / "scoring.yaml"),
+                      mapping=load_mapping(mapping) if mapping else None)
+    found = plan_snapshot(source, as_of, conf)
+    outcome = found.validation
     run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     written = write_reports(home, run_id, outcome)
-    shares = value_class_shares(home, outcome, as_of)
+    # each value class's share of the accepted accounts and their revenue, so an operator sees
+    # whether the class cut-offs of conf/scoring.yaml fit the portfolio (none when stopped)
+    shares = class_shares(found.scored, VALUE_CLASSES) \
+        if found.scored is not None and len(found.scored) else {}
     if json_:
         print(json.dumps({
             "run_id": run_id, "stopped": outcome.stopped, "message": outcome.message,
             "accounts_in": outcome.accounts_in,
             "accounts_quarantined": outcome.accounts_quarantined,
-            "quarantine_rows": len(outcome.quarantine), "notes": snapshot.notes,
+            "quarantine_rows": len(outcome.quarantine), "notes": found.notes,
             "results": results_table(outcome), "value_class_shares": shares, **written},
             ensure_ascii=False, indent=2))
     else:
-        for note in snapshot.notes:
+        for note in found.notes:
             print(f"note: {note}")
         print(results_text(outcome))
         print(f"\n{outcome.message if not outcome.stopped else 'the batch would be STOPPED'}")
@@ -75,24 +82,6 @@ def validate(source: Annotated[Path, typer.Option(
     if outcome.stopped:
         raise BatchRejected(outcome.message)
     return 0
-
-
-def value_class_shares(home: Settings, outcome: Any,
-                       as_of: dt.date) -> dict[str, dict[str, float]]:
-    """Each value class's share of the accepted accounts and of their monthly revenue under
-    conf/scoring.yaml, so an operator sees whether the class cut-offs fit the portfolio (none
-    when the batch would stop)."""
-    from kamflow import config
-    from kamflow.flows.report import class_shares
-    from kamflow.intake import build_customer_view
-    from kamflow.scoring import VALUE_CLASSES, score_accounts
-
-    if outcome.stopped or not outcome.accepted:
-        return {}
-    view = outcome.view if outcome.view is not None else build_customer_view(
-        outcome.accepted, as_of)
-    scored = score_accounts(view, config.load_scoring(home.conf_dir / "scoring.yaml"))
-    return class_shares(scored, VALUE_CLASSES)
 
 
 def write_reports(home: Settings, run_id: str, outcome: Any) -> dict[str, str]:
