@@ -367,6 +367,13 @@ def load_effects(path: Path | None = None) -> Beliefs | None:
                    frozenset(spec.must_do), spec.default_effort_hours, spec.prior_strength)
 
 
+class _SizingSection(ConfigModel):
+    within_months: Annotated[float, Field(gt=0, le=60)] = 12.0
+    maintenance_share: Annotated[float, Field(gt=0, le=0.5)] = 0.02
+    max_share: Annotated[float, Field(gt=0, le=0.5)] = 0.2
+    baseline_churn_yearly: Annotated[float, Field(gt=0, lt=1)] = 0.03
+
+
 class _ExperimentFile(ConfigModel):
     horizon_days: Annotated[int, Field(ge=1, le=730)] = 90
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
@@ -375,6 +382,16 @@ class _ExperimentFile(ConfigModel):
     holdout_share: Annotated[float, Field(gt=0, le=0.5)] = 0.05
     effort_hours: dict[str, Annotated[float, Field(gt=0, le=40)]] = {}
     default_effort_hours: Annotated[float, Field(gt=0, le=40)] = 1.0
+    sizing: _SizingSection = _SizingSection()
+
+    @model_validator(mode="after")
+    def _sizable(self) -> _ExperimentFile:
+        if self.sizing.maintenance_share > self.sizing.max_share:
+            raise ValueError("sizing.maintenance_share must not be above sizing.max_share")
+        if self.sizing.within_months * 365.25 / 12 <= self.horizon_days:
+            raise ValueError(f"sizing.within_months must be longer than the horizon "
+                             f"({self.horizon_days} days): every decision waits it out")
+        return self
 
 
 def load_experiment(path: Path | None = None,
@@ -387,7 +404,11 @@ def load_experiment(path: Path | None = None,
     fall = (department or Ceilings()).partial_revenue_fall
     return EffectsConfig(spec.horizon_days, spec.confidence, spec.ci_width_pp, spec.method,
                          spec.holdout_share, {**DEFAULT_EFFORT_HOURS, **spec.effort_hours},
-                         spec.default_effort_hours, fall)
+                         spec.default_effort_hours, fall,
+                         within_months=spec.sizing.within_months,
+                         maintenance_share=spec.sizing.maintenance_share,
+                         max_share=spec.sizing.max_share,
+                         baseline_churn_yearly=spec.sizing.baseline_churn_yearly)
 
 
 def load_escalation_due_days(path: Path | None = None) -> float:

@@ -47,6 +47,12 @@ class HoldoutPolicy:
         return any(share > 0 for share in self.shares.values())
 
 
+def may_hold_out(action: str, owner: str, email: str) -> bool:
+    """Whether an action may have a control group at all (the rule language refuses a share
+    otherwise): not a promise (NEVER_HELD_OUT), not the department's, not urgent."""
+    return action not in NEVER_HELD_OUT and owner != DEPARTMENT and email != "own"
+
+
 def experiment_period(as_of: dt.date, period: str = "quarter") -> str:
     """The experiment period a business date falls in: ``2026-11``, ``2026Q4``, ``2026H2`` or
     ``2026``. A group holds for the period; the next one draws again."""

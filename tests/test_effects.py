@@ -173,7 +173,8 @@ def test_fate_join_counts_only_what_left_within_the_horizon() -> None:
 
 def _seed(url: str, now: dt.datetime) -> None:
     """A store: 40 care-call decisions 120 days ago (20 released, 20 held out; 2 and 6 of their
-    accounts left 30 days later), one queued task (not counted), one decision 10 days ago
+    accounts left 30 days later), one queued task (treated: intent to treat), one decision 10
+    days ago
     (pending) and the run that saw it all."""
     decided = now - dt.timedelta(days=120)
     with TaskStore(url) as store, store.session() as session:
@@ -218,10 +219,11 @@ def test_report_effects_json_from_the_store(seeded, capsys) -> None:
     found = json.loads(capsys.readouterr().out)
     everything = next(r for r in found["effects"] if r["segment"] == "all")
     assert everything["action"] == "care_call"
-    assert (everything["treated"], everything["held_out"]) == (20, 20)  # queued, pending out
-    assert everything["churn_treated"] == pytest.approx(2 / 20)
+    # the queued one is treated (intent to treat), the pending one is not counted yet
+    assert (everything["treated"], everything["held_out"]) == (21, 20)
+    assert everything["churn_treated"] == pytest.approx(2 / 21)
     assert everything["churn_held_out"] == pytest.approx(6 / 20)
-    assert everything["effect_pp"] == pytest.approx(20.0)
+    assert everything["effect_pp"] == pytest.approx(100 * (6 / 20 - 2 / 21))
     assert everything["known"] is False
     assert {r["segment"] for r in found["effects"]} == {"all", "class:high", "class:low",
                                                          "reason:complaints"}
@@ -237,8 +239,8 @@ def test_report_effects_table_and_csv(seeded, capsys) -> None:
     assert "Decisions: 42 (horizon not over yet, not counted: 1)" in out
     assert main(["report", "--effects", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0]["segment"] == "all" and rows[0]["treated"] == "20"
-    assert float(rows[0]["revenue_kept_per_100_tasks"]) == pytest.approx(20 * 12_000.0)
+    assert rows[0]["segment"] == "all" and rows[0]["treated"] == "21"
+    assert float(rows[0]["revenue_kept_per_100_tasks"]) == pytest.approx(100 * (6 / 20 - 2 / 21) * 12_000.0)
 
 
 def test_measure_on_an_empty_store_says_there_is_nothing_yet(kamflow_home, capsys) -> None:
@@ -251,8 +253,8 @@ def test_measure_on_an_empty_store_says_there_is_nothing_yet(kamflow_home, capsy
 
 @pytest.mark.parametrize(("language", "words"), [
     ("en", ("The measured effect of each action", "Proactive care call", "not enough data yet",
-            "released 20 / held out 20", "More than a year")),
-    ("zh-CN", ("各项动作的实测效果", "主动关怀回访", "数据尚不足", "已下发 20 / 对照组 20",
+            "released 21 / held out 20", "More than a year")),
+    ("zh-CN", ("各项动作的实测效果", "主动关怀回访", "数据尚不足", "已下发 21 / 对照组 20",
                "超过一年"))])
 def test_weekly_email_has_the_effects_section_in_the_heads_language(
         seeded, language: str, words: tuple[str, ...]) -> None:
@@ -285,7 +287,7 @@ def test_the_run_artifact_shows_each_action_and_what_it_still_needs(seeded) -> N
     with TaskStore(home.database_url) as store:
         found = read_effects(store, home.conf_dir)
     text = effects_markdown(found)
-    assert "| care_call | all | 20 | 20 | 10.00 % | 30.00 % | +20.00 |" in text
+    assert "| care_call | all | 21 | 20 | 9.52 % | 30.00 % | +20.48 |" in text
     assert "not enough data yet" in text and "Done vs not done is biased" in text
     assert "decisions are needed to know its effect within ±1 pp" in text
 

@@ -12,7 +12,10 @@ counts in neither group yet (counting it as "stayed" would shrink both churn sha
 
 The headline is intent to treat: churn within the horizon of the accounts whose task was
 released against those held out, per action, overall and by value class and by reason (the rule
-that fired). ``effect_pp`` = held-out churn − released churn, in percentage points: positive
+that fired). The treated arm is every decision not held out, queued and withdrawn ones too
+(intent to treat): capacity releases the best-ranked decisions first, so counting only the
+released would compare a chosen subset with a random control group. ``effect_pp`` = held-out
+churn − treated churn, in percentage points: positive
 keeps customers. The interval is statsmodels' two-sample interval for a difference of
 proportions (Newcombe's hybrid score by default: it holds with few events, unlike Wald). Done
 against not done among the released is shown too, labelled biased: the accounts a manager
@@ -34,11 +37,11 @@ import numpy as np
 import pandas as pd
 
 from kamflow.core import vocabulary
-from kamflow.worklist.models import QUEUED, WITHDRAWN
 
 __all__ = ["DEFAULT_EFFORT_HOURS", "FATES", "HELD_OUT", "EffectsConfig", "MeasuredEffects",
            "decision_fates", "effects_report", "json_rows", "measure", "needed_decisions",
-           "power_statement", "reported_vs_fate", "verdict", "volume_rows"]
+           "power_statement", "reported_vs_fate", "size_experiment", "sizing_statement",
+           "verdict", "volume_rows"]
 
 HELD_OUT = "held_out"  # the holdout's status (a decision stored without a task)
 FATES = ("stayed", "left", "partial", "pending")
@@ -65,6 +68,14 @@ class EffectsConfig:
     effort_hours: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFORT_HOURS))
     default_effort_hours: float = 1.0  # an action not in effort_hours
     revenue_fall: float = 0.5  # partial churn (conf/department.yaml partial_churn.revenue_fall)
+    # Sizing the holdout (``size_experiment``): an effect should be known within this many
+    # months of the first decision, the horizon included; a known effect's share drops to the
+    # maintenance level (never zero: drift must stay visible); no share above max_share.
+    within_months: float = 12.0
+    maintenance_share: float = 0.02
+    max_share: float = 0.2
+    # yearly churn assumed of an action's accounts while none of its decisions has a known fate
+    baseline_churn_yearly: float = 0.03
 
     def hours(self, action: str) -> float:
         return float(self.effort_hours.get(action, self.default_effort_hours))
@@ -202,8 +213,9 @@ def effects_report(fates: pd.DataFrame, now: pd.Timestamp,
                    config: EffectsConfig | None = None,
                    volume: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """One row per (action, segment): segment ``all``, ``class:<value class>`` and
-    ``reason:<rule id>``. Released decisions (``treated``: every status but queued, withdrawn
-    and held out) against ``held_out`` ones whose fate is known (not pending): counts, churn
+    ``reason:<rule id>``. Decisions assigned the task (``treated``: every status but held out,
+    queued and withdrawn ones too: intent to treat) against ``held_out`` ones, whose fate is
+    known (not pending): counts, churn
     within the horizon in each, ``effect_pp`` with its interval, whether it is ``known``
     (interval no wider than ``ci_width_pp``), the decisions ``needed`` for that and how many
     more; partial churn in each group; revenue kept per 100 tasks and per manager-hour; done
@@ -224,7 +236,7 @@ def _measured_rows(fates: pd.DataFrame, volume: Mapping[str, Mapping[str, float]
                    config: EffectsConfig) -> list[dict[str, Any]]:
     codes, names = pd.factorize(fates["status"].astype("str"))  # a few codes, not M strings
     names = np.asarray(names, dtype=object)
-    kind = np.where(names == HELD_OUT, 1, np.where(np.isin(names, (QUEUED, WITHDRAWN)), -1, 0))
+    kind = np.where(names == HELD_OUT, 1, 0)  # intent to treat: queued, withdrawn are treated
     arm, done = kind[codes], (names == "done")[codes]
     fate_of = pd.Categorical(fates["fate"], categories=FATES).codes
     fate = np.asarray(FATES, dtype=object)[fate_of]
@@ -282,29 +294,39 @@ def _segment_order(segment: str) -> tuple[int, str]:
 
 def volume_rows(decisions: pd.DataFrame) -> pd.DataFrame:
     """Per action and status: ``decisions`` and the ``first_at`` of them (what the store's
-    decision_volume reads in SQL), for the power statement's volume and holdout share."""
+    decision_volume reads in SQL), for the power statement's volume and holdout share, and the
+    sum and count of their appraised net revenue kept a year (``worth_sum``, ``worth_n``), for
+    what holding one out costs."""
     if decisions.empty:
-        return pd.DataFrame(columns=["action", "status", "decisions", "first_at"])
+        return pd.DataFrame(columns=["action", "status", "decisions", "first_at", "worth_sum",
+                                     "worth_n"])
+    worth = (decisions["expected_retained_cny_yearly"].astype("float64")
+             if "expected_retained_cny_yearly" in decisions
+             else pd.Series(np.nan, index=decisions.index))
     return (decisions.assign(action=decisions["action"].astype(str),
-                             status=decisions["status"].astype(str))
+                             status=decisions["status"].astype(str), worth=worth)
             .groupby(["action", "status"], as_index=False)
-            .agg(decisions=("created_at", "size"), first_at=("created_at", "min")))
+            .agg(decisions=("created_at", "size"), first_at=("created_at", "min"),
+                 worth_sum=("worth", "sum"), worth_n=("worth", "count")))
 
 
 def _volume(volume: pd.DataFrame, now: pd.Timestamp,
             config: EffectsConfig) -> dict[str, dict[str, float]]:
-    """Per action: decisions a month (released and held out, pending ones too, over the days
-    since its first decision) and the share held out (the configured one while none is)."""
-    mine = volume.loc[~volume["status"].isin((QUEUED, WITHDRAWN))]
+    """Per action: decisions a month (every status, pending ones too, over the days since its
+    first decision), the share held out (the configured one while none is) and the
+    mean appraised net revenue kept a year per decision (None before tasks carried it)."""
     out = {}
-    for action, rows in mine.groupby("action"):
+    for action, rows in volume.groupby("action"):
         total = int(rows["decisions"].sum())
         held = int(rows.loc[rows["status"] == HELD_OUT, "decisions"].sum())
         first = _utc(pd.to_datetime(rows["first_at"], utc=True).min())
         days = max((now - first).total_seconds() / 86_400, 1.0)
+        worth_n = float(rows["worth_n"].sum()) if "worth_n" in rows else 0.0
         out[str(action)] = {"per_month": total / days * DAYS_PER_MONTH,
                             "share": held / total if held else config.holdout_share,
-                            "measured_share": bool(held), "decisions": total}
+                            "measured_share": bool(held), "decisions": total,
+                            "worth_per_decision": float(rows["worth_sum"].sum()) / worth_n
+                            if worth_n else None}
     return out
 
 
@@ -374,7 +396,8 @@ def _effect_row(action: str, segment: str, got: Mapping[str, float] | None,
         months = needed / per_month if per_month else math.inf
         row.update({"decisions_per_month": per_month, "holdout_share": volume["share"],
                     "holdout_share_measured": volume["measured_share"],
-                    "months_needed": months + config.horizon_days / DAYS_PER_MONTH})
+                    "months_needed": months + config.horizon_days / DAYS_PER_MONTH,
+                    "worth_per_decision": volume.get("worth_per_decision")})
     return row
 
 
@@ -443,3 +466,90 @@ def power_statement(row: Mapping[str, Any], config: EffectsConfig, lang: str = "
     if not math.isfinite(months) or months > 12:
         text += " " + vocabulary.effect_words("power_year", lang)
     return text
+
+
+SIZING_STEP = 0.005  # the shares tried: the maintenance level, then every half point
+
+
+def size_experiment(rows: list[dict[str, Any]], config: EffectsConfig,
+                    configured: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Per action under way (its ``all`` row of ``effects_report`` with a volume) that may be
+    held out (``configured``: those actions and their share in rules/actions.yaml; None: every
+    action, at the share measured or assumed), the holdout share to configure and its cost:
+
+    - ``known``: the interval is already no wider than ``ci_width_pp``: drop to
+      ``maintenance_share`` (never zero, so drift stays visible);
+    - ``sized``: the smallest share, from the maintenance level up to ``max_share``, at which
+      the decisions of ``within_months`` (less the horizon, which every decision waits out)
+      make the interval that narrow (``needed_decisions``: a power calculation at the action's
+      churn, the measured one or ``baseline_churn_yearly`` over the horizon);
+    - ``too_rare``: not even ``max_share`` gets there in time: ``max_share``, and the months it
+      takes then (pool regions and periods, or accept a wider interval).
+
+    The cost is the control group's expected net revenue kept a year that is given up: held-out
+    decisions a quarter × the net revenue a released decision keeps (the measured one once
+    known, else the appraisal's, ``worth_per_decision``; None when neither is there)."""
+    horizon_months = config.horizon_days / DAYS_PER_MONTH
+    accrual = config.within_months - horizon_months
+    base = 1 - (1 - config.baseline_churn_yearly) ** (config.horizon_days / 365.25)
+    plan = []
+    for row in rows:
+        if row["segment"] != "all" or not row.get("decisions_per_month"):
+            continue
+        if configured is not None and row["action"] not in configured:
+            continue  # a promise, the department's or urgent: never held out
+        per_month = float(row["decisions_per_month"])
+        counted = row["treated"] + row["held_out"]
+        churn = ((row["churn_treated"] or 0) * row["treated"]
+                 + (row["churn_held_out"] or 0) * row["held_out"]) / counted \
+            if counted else base
+        churn = churn if churn > 0 else base  # no one left yet: a zero rate sizes nothing
+
+        def needed(share: float, churn: float = churn) -> int:
+            return needed_decisions(churn, share, config.ci_width_pp, config.confidence)
+
+        available = per_month * max(accrual, 0.0)
+        if row["known"]:
+            status, share = "known", config.maintenance_share
+        else:
+            shares = np.arange(config.maintenance_share, config.max_share + 1e-9, SIZING_STEP)
+            fits = [float(s) for s in shares if needed(float(s)) <= available]
+            status, share = ("sized", fits[0]) if fits else ("too_rare", config.max_share)
+        months = needed(share) / per_month + horizon_months
+        measured = row["known"] and row.get("revenue_kept_per_100_tasks") is not None
+        per_decision = (row["revenue_kept_per_100_tasks"] / 100 if measured
+                        else row.get("worth_per_decision"))
+        held_quarter = per_month * 3 * share
+        plan.append({
+            "action": row["action"], "status": status, "decisions_per_month": per_month,
+            "churn_horizon": churn,
+            "share_configured": None if configured is None else configured[row["action"]],
+            "share_measured": row.get("holdout_share") if row.get("holdout_share_measured")
+            else None,
+            "recommended_share": share, "needed": needed(share),
+            "months_to_known": None if row["known"] else months,
+            "held_out_per_quarter": held_quarter,
+            "net_kept_per_decision_cny_yearly": per_decision,
+            "worth_from": "measured" if measured else
+            ("appraised" if per_decision is not None else None),
+            "cost_per_quarter_cny_yearly": None if per_decision is None
+            else held_quarter * max(per_decision, 0.0)})
+    return plan
+
+
+def sizing_statement(row: Mapping[str, Any], config: EffectsConfig, lang: str = "en") -> str:
+    """One action's sizing in words: the share to configure, why, and what it costs."""
+    try:
+        action = vocabulary.label("action", row["action"], lang)
+    except vocabulary.UnknownLabel:
+        action = row["action"]
+    cost = row["cost_per_quarter_cny_yearly"]
+    months = row["months_to_known"]
+    return vocabulary.effect_words(
+        f"sizing_{row['status']}", lang, action=action,
+        share=f"{100 * row['recommended_share']:.1f} %",
+        maintenance=f"{100 * config.maintenance_share:.1f} %",
+        within=f"{config.within_months:g}", half=f"{config.ci_width_pp / 2:g}",
+        months="" if months is None else f"{months:,.1f}",
+        held=f"{row['held_out_per_quarter']:,.0f}",
+        cost="?" if cost is None else f"{cost:,.0f}")

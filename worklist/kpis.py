@@ -136,14 +136,18 @@ class KpiStore(StoreBase):
 
     def decision_volume(self, since: dt.datetime) -> pd.DataFrame:
         """Per action and status, the decisions from ``since`` on and the first of them
-        (``action``, ``status``, ``decisions``, ``first_at``): the effects report's volume,
-        counted in the database."""
+        (``action``, ``status``, ``decisions``, ``first_at``) and the sum and count of their
+        appraised net revenue kept (``worth_sum``, ``worth_n``): the effects report's volume
+        and the holdout's cost, counted in the database."""
+        worth = Task.expected_retained_cny_yearly
         with self.session() as session:
             rows = session.execute(
-                select(Task.action, Task.status, func.count(), func.min(Task.created_at))
+                select(Task.action, Task.status, func.count(), func.min(Task.created_at),
+                       func.coalesce(func.sum(worth), 0.0), func.count(worth))
                 .where(Task.created_at >= utc(since)).group_by(Task.action, Task.status)).all()
         frame = pd.DataFrame([tuple(r) for r in rows],
-                             columns=["action", "status", "decisions", "first_at"])
+                             columns=["action", "status", "decisions", "first_at", "worth_sum",
+                                      "worth_n"]).astype({"worth_sum": "float64"})
         frame["first_at"] = pd.to_datetime(frame["first_at"], utc=True)
         return frame
 

@@ -14,7 +14,18 @@ from collections.abc import Sequence
 import typer
 
 # in this order in `kamflow --help`; each module adds its commands to the app
-from kamflow.cli import backtest, housekeeping, ops, outcome, report, rules, run, tasks, validate  # noqa: F401, I001
+from kamflow.cli import (  # noqa: F401, I001
+    backtest,
+    experiment,
+    housekeeping,
+    ops,
+    outcome,
+    report,
+    rules,
+    run,
+    tasks,
+    validate,
+)
 from kamflow.cli.app import app
 
 __all__ = ["app", "main"]

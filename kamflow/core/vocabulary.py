@@ -527,6 +527,42 @@ EFFECT_WORDS: dict[str, Label] = {
         "last ones' {horizon}-day wait included)."),
     "power_year": Label("超过一年：需跨地区汇总，或提高留出比例。",
                         "More than a year: pooled across regions, or with a larger holdout."),
+    "sizing_title": Label("对照组规模建议", "Sizing the control group"),
+    "sizing_intro": Label(
+        "每项行动的留出比例：使效果在首次决策后 {within} 个月内（含观察期）确定到 ±{half} 个百分点"
+        "的最小比例；已确定的效果降至维护比例 {maintenance}（不为零，以便发现漂移）。成本为对照组"
+        "每季度放弃的预计年净挽留收入。建议写入 rules/actions.yaml 的 holdout:。",
+        "Each action's holdout share: the smallest that makes its effect known within ±{half} "
+        "points within {within} months of its first decision (the horizon included); a known "
+        "effect drops to the maintenance share {maintenance} (never zero, so drift stays "
+        "visible). The cost is the expected net revenue a year that a quarter's control group "
+        "gives up. Set the share as holdout: in rules/actions.yaml."),
+    "sizing_known": Label(
+        "{action}：效果已确定，留出比例可降至维护比例 {share}（每季度留出约 {held} 个决策，"
+        "放弃约 ¥{cost}/年）。",
+        "{action}: effect known; the share can drop to the maintenance level {share} (about "
+        "{held} decisions held out a quarter, giving up about ¥{cost} a year)."),
+    "sizing_sized": Label(
+        "{action}：建议留出 {share}，约 {months} 个月后效果确定到 ±{half} 个百分点（每季度留出约 "
+        "{held} 个决策，放弃约 ¥{cost}/年）。",
+        "{action}: hold out {share}; its effect is known within ±{half} points in about "
+        "{months} months (about {held} decisions held out a quarter, giving up about ¥{cost} a "
+        "year)."),
+    "sizing_too_rare": Label(
+        "{action}：决策太少，即使留出上限 {share} 也需约 {months} 个月才能确定到 ±{half} 个"
+        "百分点（超过 {within} 个月）；可跨期汇总或接受更宽的区间（每季度留出约 {held} 个决策，"
+        "放弃约 ¥{cost}/年）。",
+        "{action}: too few decisions; even the largest share, {share}, needs about {months} "
+        "months to know its effect within ±{half} points (more than {within}); pool periods or "
+        "accept a wider interval (about {held} decisions held out a quarter, giving up about "
+        "¥{cost} a year)."),
+    "sizing_total": Label("按建议规模，一个季度的对照组合计放弃约 ¥{cost}/年的预计净挽留收入。",
+                          "A quarter's control groups, as recommended, give up about ¥{cost} a "
+                          "year of expected net revenue kept."),
+    "sizing_none": Label("任务库中尚无任何行动的决策：请先运行 `kamflow run`，"
+                         "规模建议需要每项行动的决策量。",
+                         "No action has decisions in the task store yet: run `kamflow run` "
+                         "first; sizing needs each action's volume."),
     "biased": Label("已完成与未完成的比较有偏差（经理联系到的客户与未联系到的本就不同），"
                     "仅供参考。",
                     "Done vs not done is biased (the accounts a manager reaches differ from "
