@@ -12,14 +12,30 @@ from kamflow.core import vocabulary
 from kamflow.core.settings import Settings
 from kamflow.worklist import TaskStore
 from kamflow.worklist.effects import EffectsConfig, MeasuredEffects, power_statement, verdict
+from kamflow.worklist.worth import Beliefs
 
-__all__ = ["effects_markdown", "publish_effects", "read_effects", "weekly_effects"]
+__all__ = ["effects_markdown", "learnt_beliefs", "publish_effects", "read_effects",
+           "weekly_effects"]
 
 
 def read_effects(store: TaskStore, conf_dir: Any) -> MeasuredEffects:
     """The effects report as configured (conf/experiment.yaml, conf/department.yaml)."""
     ceilings = config.load_department(conf_dir / "department.yaml")
     return store.measured_effects(config.load_experiment(conf_dir / "experiment.yaml", ceilings))
+
+
+def learnt_beliefs(beliefs: Beliefs | None, found: MeasuredEffects
+                   ) -> tuple[Beliefs | None, dict[str, int]]:
+    """The beliefs the plan ranks by: conf/effects.yaml's priors moved toward what the holdout
+    measured (every action and segment with held-out decisions whose fate is known and some of
+    whose accounts left; Beliefs.measured weighs each by its decisions), and per action moved,
+    the decisions behind it."""
+    if beliefs is None:
+        return None, {}
+    rows = [r for r in found.rows if r["held_out"] and r["churn_held_out"]]
+    learnt = beliefs.measured(rows) if rows else beliefs
+    return learnt, {name: belief.measured_n["all"] for name, belief in learnt.actions.items()
+                    if "all" in belief.measured_n}
 
 
 def _points(value: float | None) -> str:

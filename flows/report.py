@@ -58,6 +58,9 @@ class RunSummary:
     tasks_withdrawn: int = 0
     # decisions not raised: expected effect negative (worklist/worth.py), per action
     tasks_withheld: dict[str, int] = field(default_factory=dict)
+    # actions whose believed effect the holdout moved (worklist/worth.py Beliefs.measured):
+    # action -> decisions measured; the others ranked by the prior of conf/effects.yaml
+    effects_measured: dict[str, int] = field(default_factory=dict)
     # the randomised holdout (rules/holdout.py): today's decisions in their action's control
     # group, by action; of them, those recorded now (status held_out) and those recorded on an
     # earlier day of the experiment period (the account keeps its group)
@@ -314,6 +317,8 @@ def markdown(summary: RunSummary) -> str:
         *([f"| decisions withheld (expected effect negative: "
            f"{', '.join(f'{a} {n:,}' for a, n in summary.tasks_withheld.items())}) | "
            f"{sum(summary.tasks_withheld.values()):,} |"] if summary.tasks_withheld else []),
+        f"| effects ranked by (conf/effects.yaml prior, or moved by the holdout) | "
+        f"{_effects_from(summary.effects_measured)} |",
         f"| decisions held out (control group; no task, no email) | "
         f"{summary.decisions_held_out:,} |",
         f"| of which recorded now (status held_out) | {summary.tasks_held_out:,} |",
@@ -421,6 +426,13 @@ def _class_table(summary: RunSummary) -> str:
         for k, v in summary.value_class_shares.items())
     return ("| value class | accounts | share of accounts | share of monthly revenue |\n"
             f"|---|---:|---:|---:|\n{rows}\n")
+
+
+def _effects_from(measured: dict[str, int]) -> str:
+    if not measured:
+        return "priors (no action measured yet)"
+    return "measured: " + ", ".join(f"{a} n={n:,}" for a, n in sorted(measured.items())) \
+        + "; the rest priors"
 
 
 def _file_url(path: str) -> str:

@@ -39,7 +39,7 @@ from kamflow.core.settings import Settings, load_settings
 from kamflow.expectations import ValidationOutcome, ValidationPolicy, write_validation_files
 from kamflow.flows import delivery, plan
 from kamflow.flows.charts import data_uri, trend_charts
-from kamflow.flows.effects import publish_effects
+from kamflow.flows.effects import learnt_beliefs, publish_effects, read_effects
 from kamflow.flows.history import HistorySource, read_labelled_history
 from kamflow.flows.housekeeping import watch_space
 from kamflow.flows.picture import value_churn_svg
@@ -368,7 +368,14 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
     assert conf.scoring is not None
     scoring, model = _learnt_scoring(summary, timer, history, mapping, pipeline, conf.scoring,
                                      snapshot_date)
-    conf = dataclasses.replace(conf, scoring=scoring, model=model)
+    # the priors of conf/effects.yaml moved toward what the holdout has measured so far
+    with TaskStore(home.database_url) as store:
+        measured = read_effects(store, settings.conf_dir)
+    beliefs, summary.effects_measured = learnt_beliefs(conf.beliefs, measured)
+    if summary.effects_measured:
+        logger.info("ranking by effects the holdout measured (decisions): %s; the rest by the "
+                    "priors of conf/effects.yaml", summary.effects_measured)
+    conf = dataclasses.replace(conf, scoring=scoring, model=model, beliefs=beliefs)
 
     stages = _RunStages(summary, timer, home, pipeline)
     found = plan.plan_snapshot(source, snapshot_date, conf, stages, partitions)

@@ -171,7 +171,7 @@ def test_fate_join_counts_only_what_left_within_the_horizon() -> None:
     assert longer.loc["B", "fate"] == "left"
 
 
-def _seed(url: str, now: dt.datetime) -> None:
+def _seed(url: str, now: dt.datetime, snapshot_ids: bool = False) -> None:
     """A store: 40 care-call decisions 120 days ago (20 released, 20 held out; 2 and 6 of their
     accounts left 30 days later), one queued task (treated: intent to treat), one decision 10
     days ago
@@ -182,7 +182,8 @@ def _seed(url: str, now: dt.datetime) -> None:
             status = "held_out" if i % 2 else "done"
             if i == 40:
                 status = "queued"
-            account = f"ACC{i:03d}"
+            # snapshot_ids: the generated snapshot's own ids, so a run on it finds its accounts
+            account = f"KA{i + 1:07d}" if snapshot_ids else f"ACC{i:03d}"
             left = (status == "done" and i < 4) or (status == "held_out" and i < 12)
             when = now - dt.timedelta(days=10) if i == 41 else decided
             session.add(AccountRecord(
@@ -240,7 +241,8 @@ def test_report_effects_table_and_csv(seeded, capsys) -> None:
     assert main(["report", "--effects", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert rows[0]["segment"] == "all" and rows[0]["treated"] == "21"
-    assert float(rows[0]["revenue_kept_per_100_tasks"]) == pytest.approx(100 * (6 / 20 - 2 / 21) * 12_000.0)
+    assert float(rows[0]["revenue_kept_per_100_tasks"]) == pytest.approx(
+        100 * (6 / 20 - 2 / 21) * 12_000.0)
 
 
 def test_measure_on_an_empty_store_says_there_is_nothing_yet(kamflow_home, capsys) -> None:
@@ -308,3 +310,59 @@ def test_shipped_effects_config_loads_and_bad_keys_are_named(tmp_path: Path) -> 
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as caught:
             config.load_experiment(bad)
         assert str(bad) in str(caught.value)
+
+
+def test_measured_effects_move_the_beliefs_the_plan_ranks_by(seeded) -> None:
+    """What the holdout measured (here care calls: 6 of 20 held out left, 2 of 21 treated) moves
+    conf/effects.yaml's prior by its evidence, overall and per value class, and a decision
+    appraised with the learnt beliefs says so."""
+    from kamflow import config
+    from kamflow.core.settings import load_settings
+    from kamflow.flows.effects import learnt_beliefs, read_effects
+    from kamflow.worklist.worth import appraise
+
+    home = load_settings()
+    with TaskStore(home.database_url) as store:
+        found = read_effects(store, home.conf_dir)
+    prior = config.load_effects(home.conf_dir / "effects.yaml")
+    assert prior is not None
+    learnt, measured = learnt_beliefs(prior, found)
+    assert learnt is not None and measured == {"care_call": 41}
+    call, before = learnt.actions["care_call"], prior.actions["care_call"]
+    relative = (6 / 20 - 2 / 21) / (6 / 20)  # the relative effect measured
+    weight = 41 / (41 + prior.prior_strength)
+    assert call.effect.relative == pytest.approx(
+        (1 - weight) * before.effect.relative + weight * relative)
+    # the value-class rows of the report ("class:high") move that class's effect too
+    assert call.measured_n["value_class:high"] == 20  # no low-class held-out account left
+    assert "value_class:low" not in call.measured_n
+    frame = appraise(pd.DataFrame({"account_id": ["X"], "action": ["care_call"],
+                                   "value_at_risk": [100.0], "monthly_revenue": [1000.0],
+                                   "rule_id": ["other"], "value_class": ["secondary"],
+                                   "churn_band": ["high"]}), learnt).kept
+    assert frame["effect_source"].tolist() == ["measured n=41"]
+    # nothing measured: the priors as they are
+    empty = measure(pd.DataFrame(columns=["account_id", "action", "status", "created_at"]),
+                    pd.DataFrame(columns=["account_id", "lost_at"]), None, NOW)
+    assert learnt_beliefs(prior, empty) == (prior, {})
+
+
+def test_the_run_ranks_by_the_measured_effects_and_says_so(kamflow_home, prefect_api,
+                                                           snapshot_dir) -> None:
+    from kamflow.core.settings import load_settings
+    from tests.test_flow import run_with
+
+    kamflow_home.mkdir(parents=True, exist_ok=True)
+    _seed(load_settings().database_url, dt.datetime(2026, 11, 30, 6, tzinfo=dt.UTC), True)
+
+    state, summary, run_id = run_with(prefect_api, snapshot_dir)
+    assert state.is_completed(), state.message
+    assert summary["effects_measured"] == {"care_call": 41}
+    with TaskStore(load_settings().database_url) as store:
+        calls = [t for t in store.list_tasks() if t.run_id == run_id and t.action == "care_call"]
+        others = [t for t in store.list_tasks() if t.run_id == run_id
+                  and t.action == "renewal_talk"]
+    # overall (41 decisions) or, for high-value accounts, their class's 20
+    assert calls and {t.effect_source for t in calls} <= {"measured n=41", "measured n=20"}
+    assert "measured n=41" in {t.effect_source for t in calls}
+    assert others and {t.effect_source for t in others} == {"prior"}

@@ -71,9 +71,10 @@ class Beliefs:
 
     def measured(self, rows: list[Mapping[str, object]]) -> Beliefs:
         """These beliefs moved toward measured effects: ``rows`` as ``kamflow report
-        --effects --format json`` gives them (action, segment "all" or a value class,
-        treated, held_out, churn_held_out, effect_pp). The relative effect measured is
-        effect_pp / (100 x churn_held_out); an arm without held-out churn tells nothing."""
+        --effects --format json`` gives them (action, segment "all", "class:<value class>" or
+        "reason:<rule id>", treated, held_out, churn_held_out, effect_pp). The relative effect
+        measured is effect_pp / (100 x churn_held_out); an arm without held-out churn tells
+        nothing."""
         actions = dict(self.actions)
         for row in rows:
             action = str(row.get("action"))
@@ -88,12 +89,20 @@ class Beliefs:
                 prior = belief.effect
                 belief = replace(belief, effect=shrink(prior, measured, n, self.prior_strength),
                                  measured_n={**belief.measured_n, "all": n})
-            elif segment in belief.by_value_class or segment in _VALUE_CLASSES:
+            elif segment.removeprefix("class:") in _VALUE_CLASSES \
+                    or segment in belief.by_value_class:
+                segment = segment.removeprefix("class:")  # the effects report's "class:high"
                 prior = belief.by_value_class.get(segment, belief.effect)
                 belief = replace(belief, by_value_class={
                     **belief.by_value_class,
                     segment: shrink(prior, measured, n, self.prior_strength)},
                     measured_n={**belief.measured_n, f"value_class:{segment}": n})
+            elif segment.startswith("reason:"):  # the rule that fired
+                rule = segment.removeprefix("reason:")
+                prior = belief.by_rule.get(rule, belief.effect)
+                belief = replace(belief, by_rule={
+                    **belief.by_rule, rule: shrink(prior, measured, n, self.prior_strength)},
+                    measured_n={**belief.measured_n, f"rule:{rule}": n})
             actions[action] = belief
         return replace(self, actions=actions)
 
