@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamflow.core.errors import disk_full_stops
+from kamflow.core.spreadsheet import safe_frame
 from kamflow.expectations.offline_report import write_offline_report
 from kamflow.expectations.report import results_markdown
 from kamflow.expectations.validate import ValidationOutcome, write_data_docs
@@ -55,7 +56,8 @@ def _write_validation_files(outcome: ValidationOutcome, reports: Path, quarantin
     if len(outcome.quarantine):
         quarantine.mkdir(parents=True, exist_ok=True)
         quarantine_file = quarantine / "quarantine.csv"
-        outcome.quarantine.to_csv(quarantine_file, index=False, encoding="utf-8")
+        # opened in a spreadsheet: formula-like cells are neutralised (validation.json is exact)
+        safe_frame(outcome.quarantine).to_csv(quarantine_file, index=False, encoding="utf-8")
     # GX's static files once for every run, beside the run folders (issue 28)
     docs = write_data_docs(outcome, reports / "data_docs", static=reports.parent / STATIC)
     pages = write_offline_report(outcome, reports, run_id=run_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import html
 import json
 import logging
 import time
@@ -623,7 +624,19 @@ class _GxRun:
             result_format=RESULT_FORMAT))
 
     def build_docs(self, directory: Path) -> Path:
+        """GX's static Data Docs of this run. GX writes the values it found (failing values,
+        observed column names) into the pages unescaped: a snapshot value ``<script>...`` would
+        run when the page is opened, so every string in the results is HTML-escaped first (the
+        offline report and quarantine.csv keep the values as they were)."""
         directory.mkdir(parents=True, exist_ok=True)
+        store = self.context.validation_results_store
+        for key in store.list_keys():
+            suite_result = store.get(key)
+            for result in suite_result.results:
+                result.result = _html_escaped(result.result)
+                if result.exception_info:
+                    result.exception_info = _html_escaped(result.exception_info)
+            store.set(key, suite_result)
         self.context.add_data_docs_site("kamflow", {
             "class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
@@ -631,6 +644,17 @@ class _GxRun:
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
         self.context.build_data_docs(site_names=["kamflow"])
         return directory / "index.html"
+
+
+def _html_escaped(value: Any) -> Any:
+    """``value`` with every string in it (keys too) HTML-escaped, for GX's unescaped pages."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {_html_escaped(k): _html_escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_html_escaped(v) for v in value]
+    return value
 
 
 def _new_context() -> Any:

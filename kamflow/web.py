@@ -2,7 +2,7 @@
 
     GET  /t/<token>   the task (account, action, deadline, reason, status) and a button to confirm
     POST /t/<token>   acknowledge or finish the task, then a confirmation page
-    GET  /healthz     "ok"
+    GET  /healthz     "ok" (answered at once, never waiting for the task store)
 
 Opening a link changes nothing: mail scanners and link previews fetch links on their own, so
 the change needs the button (a POST). A forged, altered or expired token gets 403 and changes
@@ -15,7 +15,10 @@ writer.
 Served by uvicorn (Starlette): idle keep-alive connections close after a few seconds, at most
 `MAX_CONNECTIONS` requests are handled at once (503 beyond), and a request body over
 `MAX_BODY_BYTES` gets 413 (the form carries nothing we need); a malformed or negative
-Content-Length gets 400. Request paths hold tokens, so they are never logged.
+Content-Length gets 400. Request paths hold tokens, so they are never logged. While another
+writer holds the task store's lock for more than `STORE_WAIT_SECONDS`, a click gets 503 with
+Retry-After (nothing changed). A POST a browser marks as coming from another site
+(Sec-Fetch-Site) gets 403.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -38,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamflow.core.links import Claim, LinkError, LinkSigner
 from kamflow.worklist import TaskStore
+from kamflow.worklist.db import StoreBusyError
 from kamflow.worklist.store import TaskClosedError
 
 if TYPE_CHECKING:
@@ -46,13 +51,17 @@ if TYPE_CHECKING:
     from kamflow.core.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "LinkServer", "WebApp", "asgi_app", "make_server", "run_server",
-           "serve"]
+           "serve", "web_store"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024  # the confirm form posts nothing; anything big is not ours
 MAX_CONNECTIONS = 64  # concurrent requests before uvicorn answers 503
 KEEP_ALIVE_SECONDS = 5  # an idle connection is closed after this
+# A click waits this long for another writer (a national dispatch holds SQLite's write lock for
+# a while), then gets 503 with Retry-After instead of a request stalled for 30 s.
+STORE_WAIT_SECONDS = 1.0
+RETRY_AFTER_SECONDS = 5
 
 _WORDS = {
     "ack": ("Acknowledge", "确认接收", "acknowledged", "已确认接收"),
@@ -101,20 +110,47 @@ class WebApp:
             return HTTPStatus.NOT_FOUND, _page("No such task / 任务不存在",
                                                f"<p>There is no task {claim.task_id}.</p>",
                                                "not-found")
+        if claim.issued < _whole_seconds(task.created_at):
+            # made for an earlier task with this id (the task store was recreated)
+            log.warning("refused a task link of %s made before task %d existed",
+                        claim.recipient, task.id)
+            return HTTPStatus.GONE, _page(
+                "Link refused / 链接无效",
+                f"<p class='bad' id='message'>This link was made for an earlier task "
+                f"{task.id}, which no longer exists. Nothing was changed. "
+                "此链接对应的任务已不存在，未做任何更改。</p>", "stale")
         if not _same_address(task.owner_email, claim.recipient):
             return HTTPStatus.CONFLICT, self._moved(claim, task)
+        handed = self._owner_since(task)
+        if claim.issued < handed:
+            # the task left this recipient and came back: only links made since then act
+            log.warning("refused a task link of %s made before task %d came back to them",
+                        claim.recipient, task.id)
+            return HTTPStatus.CONFLICT, _page(
+                f"Task {task.id}: old link / 旧链接", _task_table(task, self.zone) +
+                f"<p class='bad' id='message'>This link was made before task {task.id} was "
+                f"handed to you again on {handed.astimezone(self.zone):%Y-%m-%d %H:%M}: use "
+                "the link in the email about that. Nothing was changed. "
+                "此链接早于任务再次转交给您，请使用最新邮件中的链接，未做任何更改。</p>",
+                "stale", task.status)
         if method == "GET":
             return HTTPStatus.OK, self._confirm(claim, task, token)
         if method == "POST":
             return self._apply(claim, now)
         return HTTPStatus.METHOD_NOT_ALLOWED, _page("Not allowed", "", "not-allowed")
 
+    def _owner_since(self, task: Any) -> dt.datetime:
+        """When the task last came to its current owner (created, reassigned or escalated)."""
+        changes = [e.at for e in self.store.history(task.id)
+                   if e.event in ("reassigned", "escalated")]
+        return _whole_seconds(max(changes, default=task.created_at))
+
     def _confirm(self, claim: Claim, task: Any, token: str) -> str:
         en, zh, state_en, state_zh = _WORDS[claim.action]
         target = "acknowledged" if claim.action == "ack" else "done"
         if task.status == target:
             return _page(f"Already {state_en} / {state_zh}", _task_table(task, self.zone) +
-                         f"<p class='ok'>Task {task.id} is already {state_en}. 任务已{state_zh}。"
+                         f"<p class='ok'>Task {task.id} is already {state_en}. 任务{state_zh}。"
                          "</p>", "already", task.status)
         body = (_task_table(task, self.zone) +
                 # relative: the form posts back to the link's own address, also behind a
@@ -150,8 +186,8 @@ class WebApp:
                 f"<p class='bad'>{html.escape(str(exc))}.</p>", "conflict", task.status)
         log.info("task %d %s via email link of %s%s", task.id, state_en, claim.recipient,
                  "" if changed else " (no change: already so)")
-        message = (f"Task {task.id} is now {state_en}. 任务已{state_zh}。" if changed else
-                   f"Task {task.id} was already {state_en}. 任务此前已{state_zh}。")
+        message = (f"Task {task.id} is now {state_en}. 任务{state_zh}。" if changed else
+                   f"Task {task.id} was already {state_en}. 任务此前{state_zh}。")
         body = _task_table(task, self.zone) + f"<p class='ok' id='message'>{message}</p>"
         return HTTPStatus.OK, _page(f"{state_en.capitalize()} / {state_zh}", body, "changed",
                                     task.status)
@@ -181,22 +217,52 @@ def _page(title: str, body: str, outcome: str, status: str = "") -> str:
             f"{body}</div><p style='color:#777'>kamflow 大客户维系</p></body></html>")
 
 
+def _whole_seconds(stamp: dt.datetime) -> dt.datetime:
+    """A stored time (naive UTC from SQLite) as links carry times: aware, to the second."""
+    aware = stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+    return aware.replace(microsecond=0)
+
+
 def _same_address(one: str, other: str) -> bool:
     return one.strip().casefold() == other.strip().casefold()
 
 
+# Sec-Fetch-Site values of a request kamflow's own page (or the address bar) makes; None: the
+# header is absent (no browser, or an old one).
+_OWN_SITE = (None, "same-origin", "none")
+_BUSY_PAGE = ("Busy / 系统繁忙", "<p class='bad' id='message'>kamflow is busy recording other "
+              f"changes. Nothing was changed: try again in {RETRY_AFTER_SECONDS} seconds. "
+              "系统繁忙，未做任何更改，请稍后重试。</p>", "busy")
 _ERROR_PAGE = ("Error / 出错", "<p>Something went wrong; nothing was changed.</p>", "error")
 
 
 def asgi_app(app: WebApp) -> ASGIApp:
     """The Starlette application serving ``app``, inside the request-body bound."""
 
-    def answer(request: Request) -> Response:
-        # A sync endpoint: Starlette runs it in its thread pool, as the task store expects.
+    async def answer(request: Request) -> Response:
+        if request.url.path == "/healthz" and request.method == "GET":
+            # answered here, not in the thread pool: requests waiting for a locked store there
+            # must not make the health check wait too
+            return _response(int(HTTPStatus.OK), "ok")
+        if request.method != "GET" and request.headers.get("sec-fetch-site") not in _OWN_SITE:
+            # A browser says the POST comes from another site's page: the token is the only
+            # credential, so this is no CSRF, but nothing of ours posts from elsewhere.
+            log.warning("kamflow web: refused a %s from another site", request.method)
+            return _response(int(HTTPStatus.FORBIDDEN), _page(
+                "Refused / 已拒绝", "<p class='bad'>This request came from another web site. "
+                "Nothing was changed. 请求来自其他网站，未做任何更改。</p>", "refused"))
+        # The task store is synchronous: the page is made in Starlette's thread pool.
+        return await run_in_threadpool(respond, request.method, request.url.path)
+
+    def respond(method: str, path: str) -> Response:
         try:
-            status, page = app.page(request.method, request.url.path)
+            status, page = app.page(method, path)
+        except StoreBusyError:
+            log.warning("kamflow web: the task store is busy; answered %s with 503", method)
+            return _response(int(HTTPStatus.SERVICE_UNAVAILABLE), _page(*_BUSY_PAGE),
+                             {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
-            log.exception("kamflow web: error answering %s", request.method)
+            log.exception("kamflow web: error answering %s", method)
             status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(*_ERROR_PAGE)
         return _response(int(status), page)
 
@@ -205,8 +271,9 @@ def asgi_app(app: WebApp) -> ASGIApp:
     return BodyLimit(starlette, MAX_BODY_BYTES)
 
 
-def _response(status: int, page: str) -> Response:
-    return Response(page.encode("utf-8"), status_code=status, headers=_HEADERS,
+def _response(status: int, page: str, extra: dict[str, str] | None = None) -> Response:
+    return Response(page.encode("utf-8"), status_code=status,
+                    headers={**_HEADERS, **(extra or {})},
                     media_type="text/plain; charset=utf-8" if page == "ok"
                     else "text/html; charset=utf-8")
 
@@ -329,6 +396,12 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def web_store(url: str) -> TaskStore:
+    """The task store as `kamflow web` opens it: a write waits `STORE_WAIT_SECONDS` for the
+    lock, then the click is answered 503."""
+    return TaskStore(url, busy_timeout=STORE_WAIT_SECONDS)
+
+
 def make_server(app: WebApp, host: str = "127.0.0.1", port: int = 8765) -> LinkServer:
     """A server for ``app`` (bound, not started)."""
     return LinkServer(app, host, port)
@@ -352,7 +425,7 @@ def run_server(settings: Settings, host: str, port: int,
 
     signer = LinkSigner.from_settings(settings)
     timezone = config.load_calendar(settings.conf_dir / "calendar.yaml").timezone
-    store = TaskStore(settings.database_url)
+    store = web_store(settings.database_url)
     try:
         server = make_server(WebApp(store, signer, timezone), host, port)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

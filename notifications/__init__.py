@@ -17,7 +17,9 @@ the message and raises `SendError` (with `permanent` telling whether a retry can
     KAMFLOW_SMTP_HOST       default 127.0.0.1
     KAMFLOW_SMTP_PORT       default 25
     KAMFLOW_SMTP_USER, KAMFLOW_SMTP_PASSWORD   login (both or neither)
-    KAMFLOW_SMTP_STARTTLS   1 to upgrade the connection with STARTTLS
+    KAMFLOW_SMTP_STARTTLS   1 to upgrade the connection with STARTTLS (port 587)
+    KAMFLOW_SMTP_SSL        1 for implicit TLS from the first byte (SMTPS, port 465); a login
+                            without one of them is refused unless the relay is on loopback
     SENDGRID_API_KEY        required for sendgrid (never logged)
     KAMFLOW_SENDGRID_HOST   default https://api.sendgrid.com
     KAMFLOW_SENDGRID_TIMEOUT   seconds, default 10
@@ -144,15 +146,17 @@ def _real_backend_from_env(outbox_dir: Path, settings: Settings) -> EmailBackend
                 "KAMFLOW_EMAIL_BACKEND=smtp: set both KAMFLOW_SMTP_USER and "
                 "KAMFLOW_SMTP_PASSWORD, or neither"
             )
-        starttls = settings.smtp_starttls
+        starttls, implicit_tls = settings.smtp_starttls, settings.smtp_ssl
         logger.info(
-            "email backend: smtp %s:%s (starttls=%s, login=%s)",
+            "email backend: smtp %s:%s (starttls=%s, implicit tls=%s, login=%s)",
             host,
             port,
             starttls,
+            implicit_tls,
             username is not None,
         )
-        return SmtpBackend(host, port, username, password, starttls=starttls)
+        return SmtpBackend(host, port, username, password, starttls=starttls,
+                           implicit_tls=implicit_tls)
     if name == "sendgrid":
         if settings.sendgrid_api_key is None:
             raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import smtplib
 import ssl
@@ -14,7 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 class SmtpBackend:
-    """Sends each email in its own SMTP session (optionally STARTTLS and login).
+    """Sends each email in its own SMTP session: plain, upgraded with STARTTLS (``starttls``,
+    usually port 587) or TLS from the first byte (``implicit_tls``, SMTPS, port 465), then the
+    login if a username is given. A login without TLS is refused (the password would cross the
+    network in clear) unless the relay is on this machine (127.0.0.1, ::1, localhost). The
+    server's certificate is checked against the system's CAs (``SSL_CERT_FILE`` names others),
+    or ``tls_context`` when given.
 
     Connection problems, timeouts and 4xx replies raise `SendError(permanent=False)`; 5xx replies
     (recipient or sender refused, authentication failed, message rejected) raise
@@ -31,21 +37,34 @@ class SmtpBackend:
         password: str | None = None,
         starttls: bool = False,
         timeout: float = 30,
+        implicit_tls: bool = False,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("SmtpBackend needs both username and password, or neither")
+        if starttls and implicit_tls:
+            raise ValueError("SMTP: use STARTTLS (KAMFLOW_SMTP_STARTTLS, port 587) or implicit "
+                             "TLS (KAMFLOW_SMTP_SSL, port 465), not both")
+        if username is not None and not (starttls or implicit_tls) and not _loopback(host):
+            raise ValueError(
+                f"SMTP: logging in to {host} without TLS would send the password in clear; "
+                "set KAMFLOW_SMTP_STARTTLS=1 (usually port 587) or KAMFLOW_SMTP_SSL=1 (implicit "
+                "TLS, usually port 465). Only a relay on this machine (127.0.0.1, ::1, "
+                "localhost) is logged in to without TLS")
         self.host = host
         self.port = int(port)
         self.username = username
         self._password = password
         self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self._tls_context = tls_context
         self.timeout = timeout
 
     def __repr__(self) -> str:
         # No password here: reprs end up in logs and tracebacks.
         return (
             f"SmtpBackend(host={self.host!r}, port={self.port}, username={self.username!r}, "
-            f"starttls={self.starttls})"
+            f"starttls={self.starttls}, implicit_tls={self.implicit_tls})"
         )
 
     def send(self, email: Email) -> str:
@@ -55,9 +74,9 @@ class SmtpBackend:
         except (ValueError, TypeError) as exc:
             raise self._unencodable(email, exc) from exc
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            with self._connect() as smtp:
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self._context())
                 if self.username is not None and self._password is not None:
                     smtp.login(self.username, self._password)
                 refused = smtp.send_message(message)
@@ -83,6 +102,16 @@ class SmtpBackend:
                 key=email.key,
                 reason=f"server does not support what was asked: {exc}",
                 permanent=True,
+            ) from exc
+        except ssl.SSLError as exc:
+            # Before ValueError: a certificate that does not verify is one (ssl subclasses
+            # both). A relay's TLS is fixed by its operator; the email waits, it is not bad.
+            raise SendError(
+                backend=self.name,
+                recipient=email.to,
+                key=email.key,
+                reason=f"TLS with {self.host}:{self.port} failed: {type(exc).__name__}: {exc}",
+                permanent=False,
             ) from exc
         except (ValueError, TypeError) as exc:
             # An address or text this message cannot carry (UnicodeEncodeError): this email
@@ -110,6 +139,15 @@ class SmtpBackend:
         )
         return message_id
 
+    def _context(self) -> ssl.SSLContext:
+        return self._tls_context or ssl.create_default_context()
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.implicit_tls:
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                    context=self._context())
+        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+
     def _unencodable(self, email: Email, exc: Exception) -> SendError:
         return SendError(backend=self.name, recipient=email.to, key=email.key,
                          reason=f"cannot encode the email ({type(exc).__name__}: {exc})",
@@ -126,6 +164,17 @@ class SmtpBackend:
             permanent=permanent,
             status=code,
         )
+
+
+def _loopback(host: str) -> bool:
+    """``host`` names this machine: localhost or a loopback address (not resolved)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _text(reply: bytes | str) -> str:

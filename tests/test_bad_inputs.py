@@ -257,6 +257,22 @@ QUARANTINED = {
         lambda s: set_cell(s / "accounts.csv", 7, "account_manager", "王\x1b[31m芳"),
         "accounts", [7], "account_manager", "expect_column_values_to_not_match_regex",
         "王\x1b[31m芳", "control character"),
+    "line breaks faking email lines in a name": (
+        lambda s: set_cell(s / "accounts.csv", 6, "name_zh", "中国银行\r\nBcc: all@evil.example"),
+        "accounts", [6], "name_zh", "expect_column_values_to_not_match_regex",
+        "中国银行\r\nBcc: all@evil.example", "fake lines"),
+    "line break in a manager's name": (
+        lambda s: set_cell(s / "accounts.csv", 8, "account_manager", "王芳\n\n紧急：请点击"),
+        "accounts", [8], "account_manager", "expect_column_values_to_not_match_regex",
+        "王芳\n\n紧急：请点击", "control character"),
+    "tab in an English name": (
+        lambda s: set_cell(s / "accounts.csv", 14, "name_en", "Bank\tof China"), "accounts",
+        [14], "name_en", "expect_column_values_to_not_match_regex", "Bank\tof China",
+        "control character"),
+    "Unicode line separator in a region": (
+        lambda s: set_cell(s / "accounts.csv", 17, "region", "北京\u2028Bcc: x"), "accounts",
+        [17], "region", "expect_column_values_to_not_match_regex", "北京\u2028Bcc: x",
+        "control character"),
     "non-ASCII email address": (
         lambda s: set_cell(s / "accounts.csv", 9, "manager_email", "wang@运营商.cn"), "accounts",
         [9], "manager_email", "expect_column_values_to_match_regex", "wang@运营商.cn", "xn--"),

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from email import policy
@@ -356,3 +357,213 @@ def test_the_confirm_form_posts_back_to_the_link_behind_a_path_prefix(web: Web) 
     [action] = re.findall(r"<form method='post' action='([^']+)'>", page)
     link = f"https://intranet.example/kamflow/t/{token}"
     assert status == 200 and urljoin(link, action) == link
+
+
+# --------------------------------------------------------------------------- one link, one task
+
+def _path(signer: LinkSigner, task_id: int, recipient: str, now: dt.datetime,
+          action: str = "done") -> str:
+    return f"/t/{signer.token(task_id, action, recipient, now)}"
+
+
+def test_a_link_from_a_recreated_task_store_does_not_act_on_the_new_task(tmp_path: Path) -> None:
+    """The task store is recreated and task ids start again: a link made for the old task 1
+    is refused (410) by the new task 1, which stays open; the new task's own link works."""
+    signer = LinkSigner(SECRET)
+    with TaskStore(f"sqlite:///{tmp_path / 'old.db'}") as old:
+        dispatch(decisions(), TITLES, OWNERS, old, "old", NOW, BusinessCalendar(), signer)
+        first = old.list_tasks()[0]
+    stale = _path(signer, first.id, first.owner_email, NOW + dt.timedelta(hours=1))
+    later = NOW + dt.timedelta(days=1)
+    with TaskStore(f"sqlite:///{tmp_path / 'new.db'}") as new:
+        dispatch(decisions(), TITLES, OWNERS, new, "new", later, BusinessCalendar(), signer)
+        app = WebApp(new, signer)
+        assert new.get_task(first.id).owner_email == first.owner_email  # same id, same owner
+        for method in ("GET", "POST"):
+            status, page = app.page(method, stale, later + dt.timedelta(hours=1))
+            assert status == 410 and "data-outcome='stale'" in page, method
+        assert new.get_task(first.id).status == "open"
+        fresh = _path(signer, first.id, first.owner_email, later)
+        status, page = app.page("POST", fresh, later + dt.timedelta(hours=1))
+        assert status == 200 and "is now done" in page
+
+
+def test_a_link_does_not_act_again_after_the_task_comes_back(tmp_path: Path) -> None:
+    """wang's link, then the task goes to zhao (409) and back to wang: the old link still
+    changes nothing (409, 'stale'); the link of the email about the return works."""
+    from kamflow.flows.delivery import reassign_task
+
+    signer = LinkSigner(SECRET)
+    with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+        dispatch(decisions(), TITLES, OWNERS, store, "web", NOW, BusinessCalendar(), signer)
+        app = WebApp(store, signer)
+        task = next(t for t in store.list_tasks() if t.owner_email == "wang@staff.example.test")
+        old = _path(signer, task.id, task.owner_email, NOW + dt.timedelta(minutes=30))
+        hour = dt.timedelta(hours=1)
+        reassign_task(store, OWNERS, task.id, "zhao@staff.example.test", "wang", NOW + hour,
+                      "leave", links=signer)
+        assert app.page("POST", old, NOW + 2 * hour)[0] == 409
+        reassign_task(store, OWNERS, task.id, "wang@staff.example.test", "zhao", NOW + 2 * hour,
+                      "back", links=signer)
+        for method in ("GET", "POST"):
+            status, page = app.page(method, old, NOW + 3 * hour)
+            assert status == 409 and "data-outcome='stale'" in page, method
+        assert store.get_task(task.id).status == "open"
+        again = _path(signer, task.id, task.owner_email, NOW + 2 * hour)  # the email's link
+        status, page = app.page("POST", again, NOW + 3 * hour)
+        assert status == 200 and "is now done" in page
+
+
+def test_a_link_sent_before_links_carried_their_time_still_works(tmp_path: Path) -> None:
+    """A token without its time (as sent before) is dated by its expiry less the lifetime:
+    it works on its task, and is refused by a task created after it."""
+    import base64
+
+    signer = LinkSigner(SECRET)
+
+    def legacy(task_id: int, recipient: str, made: dt.datetime) -> str:
+        claim = json.dumps({"t": task_id, "a": "done", "r": recipient,
+                            "e": int((made + signer.ttl).timestamp())}, separators=(",", ":"))
+        body = base64.urlsafe_b64encode(claim.encode()).rstrip(b"=").decode()
+        return f"/t/v1.{body}.{signer._sign(body)}"
+
+    with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+        dispatch(decisions(), TITLES, OWNERS, store, "web", NOW, BusinessCalendar(), signer)
+        app = WebApp(store, signer)
+        one, two = store.list_tasks()[:2]
+        later = NOW + dt.timedelta(hours=2)
+        assert app.page("POST", legacy(one.id, one.owner_email, NOW), later)[0] == 200
+        before = legacy(two.id, two.owner_email, NOW - dt.timedelta(days=1))
+        assert app.page("POST", before, later)[0] == 410
+
+
+# --------------------------------------------------------------------------- the key file
+
+def test_the_secret_is_whole_or_absent_even_if_its_creation_is_cut_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process dying while it makes the key leaves no (empty) key file behind: the key is
+    written to a temporary file and linked into place whole; the next start makes one."""
+    import secrets as secrets_module
+
+    def cut(_: int) -> str:
+        raise KeyboardInterrupt  # the process stopped mid-way
+    with monkeypatch.context() as patch:
+        patch.setattr(secrets_module, "token_urlsafe", cut)
+        with pytest.raises(KeyboardInterrupt):
+            load_secret(tmp_path, None)
+    assert list(tmp_path.iterdir()) == []
+    key = load_secret(tmp_path, None)
+    assert len(key) >= 32 and sorted(p.name for p in tmp_path.iterdir()) == ["link-secret"]
+
+
+def test_processes_starting_together_share_one_secret(tmp_path: Path) -> None:
+    """Eight processes asking for the key of a new home at once all get the same key."""
+    import concurrent.futures
+    import multiprocessing
+
+    for round_ in range(3):
+        home = tmp_path / f"home{round_}"
+        with concurrent.futures.ProcessPoolExecutor(
+                8, mp_context=multiprocessing.get_context("fork")) as pool:
+            keys = list(pool.map(load_secret, [home] * 8))
+        assert len(set(keys)) == 1 and len(keys[0]) >= 32
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604], ids=oct)
+def test_a_secret_other_users_can_read_is_refused_without_advising_to_delete_it(
+        tmp_path: Path, mode: int) -> None:
+    key = load_secret(tmp_path, None)
+    path = tmp_path / "link-secret"
+    path.chmod(mode)
+    with pytest.raises(ValueError, match="chmod 600") as refused:
+        load_secret(tmp_path, None)
+    assert "forge" in str(refused.value) and "delete" not in str(refused.value)
+    path.chmod(0o600)
+    assert load_secret(tmp_path, None) == key
+
+
+def test_an_empty_secret_file_is_refused_without_advising_to_delete_it(tmp_path: Path) -> None:
+    (tmp_path / "link-secret").write_text("")
+    (tmp_path / "link-secret").chmod(0o600)
+    with pytest.raises(ValueError, match="restore it from a backup") as refused:
+        load_secret(tmp_path, None)
+    assert "delete" not in str(refused.value)
+
+
+def test_a_post_from_another_site_is_refused(web: Web) -> None:
+    """A browser's POST marked Sec-Fetch-Site cross-site or same-site gets 403 and changes
+    nothing; the confirm form's own POST (same-origin) and one without the header work."""
+    one, two = web.store.list_tasks()[:2]
+    for site in ("cross-site", "same-site"):
+        path = urllib.parse.urlparse(web.signer.url(one.id, "done", one.owner_email)).path
+        status, page = raw_post(web, path, {"Sec-Fetch-Site": site, "Content-Length": "0"})
+        assert status == 403 and "data-outcome='refused'" in page, site
+    assert web.store.get_task(one.id).status == "open"
+    path = urllib.parse.urlparse(web.signer.url(one.id, "ack", one.owner_email)).path
+    status, page = raw_post(web, path, {"Sec-Fetch-Site": "same-origin", "Content-Length": "0"})
+    assert status == 200 and web.store.get_task(one.id).status == "acknowledged"
+    assert fetch(web.signer.url(two.id, "done", two.owner_email), "POST")[0] == 200
+
+
+def test_the_chinese_confirmation_says_it_once(web: Web) -> None:
+    """The zh line of the confirmation: 任务已确认接收 (the state word carries 已 already)."""
+    task = web.store.list_tasks()[0]
+    ack = web.signer.url(task.id, "ack", task.owner_email)
+    page = fetch(ack, "POST")[1]
+    assert "任务已确认接收。" in page and "已已" not in page
+    page = fetch(ack, "POST")[1]
+    assert "任务此前已确认接收。" in page and "已已" not in page
+    page = fetch(ack)[1]
+    assert "任务已确认接收。" in page and "已已" not in page
+
+
+# --------------------------------------------------------------------------- a locked store
+
+def test_a_locked_store_gets_503_at_once_and_healthz_never_waits(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: a click is answered 503 with Retry-After in
+    under 2 s (not a 500 after 30 s), /healthz answers at once even while 45 clicks wait, and
+    once the lock is gone the same click works."""
+    import concurrent.futures
+    import sqlite3
+
+    from kamflow.web import web_store
+
+    database = tmp_path / "k.db"
+    store = web_store(f"sqlite:///{database}")
+    dispatch(decisions(), TITLES, OWNERS, store, "web", NOW, BusinessCalendar(),
+             LinkSigner(SECRET))
+    server = make_server(WebApp(store, LinkSigner(SECRET)), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    signer = LinkSigner(SECRET, base)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tasks = store.list_tasks()
+    lock = sqlite3.connect(database, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the write lock, as a long dispatch holds it
+        link = signer.url(tasks[0].id, "done", tasks[0].owner_email)
+        started = time.monotonic()
+        request = urllib.request.Request(link, method="POST", data=b"")
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            urllib.request.urlopen(request, timeout=10)
+        assert time.monotonic() - started < 2
+        assert busy.value.code == 503 and busy.value.headers["Retry-After"] == "5"
+        assert "data-outcome='busy'" in busy.value.read().decode("utf-8")
+
+        clicks = [signer.url(tasks[i % len(tasks)].id, "ack", tasks[i % len(tasks)].owner_email)
+                  for i in range(45)]
+        with concurrent.futures.ThreadPoolExecutor(46) as pool:
+            waiting = [pool.submit(fetch, url, "POST") for url in clicks]
+            time.sleep(0.2)  # the clicks are in; now the health check
+            started = time.monotonic()
+            assert fetch(f"{base}/healthz") == (200, "ok")
+            health = time.monotonic() - started
+            statuses = [f.result(timeout=60)[0] for f in waiting]
+        assert health < 1, health
+        assert set(statuses) == {503}
+    finally:
+        lock.rollback()
+        lock.close()
+    assert fetch(link, "POST")[0] == 200 and store.get_task(tasks[0].id).status == "done"
+    server.shutdown()
+    server.server_close()
+    store.dispose()

@@ -709,6 +709,98 @@ def test_backend_from_env_smtp(tmp_path: Path) -> None:
         backend_from_env(tmp_path, settings({**env, "KAMFLOW_SMTP_PASSWORD": ""}))
 
 
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (the test's own CA)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_smtp_implicit_tls_logs_in_over_tls(tmp_path: Path) -> None:
+    """KAMFLOW_SMTP_SSL: TLS from the first byte (SMTPS, as on port 465), the login inside it;
+    a server certificate the client does not trust is a failure, not a fallback to clear."""
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    logins: list[tuple[bytes, bytes, bool]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        # the password arrives inside TLS (aiosmtpd's auth_require_tls knows only STARTTLS)
+        logins.append((auth_data.login, auth_data.password,
+                       server.transport.get_extra_info("ssl_object") is not None))
+        return AuthResult(success=True)
+
+    sink, port = SmtpSink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port, ssl_context=server_tls,
+                            authenticator=authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert_file))
+        backend = SmtpBackend("127.0.0.1", port, "kam", "s3cret", timeout=5, implicit_tls=True,
+                              tls_context=trusted)
+        backend.send(make_email())
+        with pytest.raises(SendError) as untrusted:  # the system CAs do not know this one
+            SmtpBackend("127.0.0.1", port, "kam", "s3cret", timeout=5,
+                        implicit_tls=True).send(make_email(key="other"))
+    finally:
+        controller.stop()
+    assert len(sink.messages) == 1 and logins == [(b"kam", b"s3cret", True)]
+    assert untrusted.value.permanent is False and "CERTIFICATE_VERIFY_FAILED" in str(
+        untrusted.value)
+
+
+@pytest.mark.parametrize("host", ["relay.operator.example", "10.0.0.25", "smtp.localhost.evil"])
+def test_smtp_login_without_tls_is_refused_except_on_loopback(host: str) -> None:
+    """A login in clear to another machine is refused before any connection; STARTTLS or
+    implicit TLS makes it acceptable; a relay on loopback may be logged in to in clear."""
+    with pytest.raises(ValueError, match="without TLS would send the password in clear"):
+        SmtpBackend(host, 25, "kam", "pw")
+    assert SmtpBackend(host, 587, "kam", "pw", starttls=True).starttls
+    assert SmtpBackend(host, 465, "kam", "pw", implicit_tls=True).implicit_tls
+    assert SmtpBackend(host, 25).username is None  # no login: nothing to protect
+    for loopback in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        SmtpBackend(loopback, 25, "kam", "pw")
+    with pytest.raises(ValueError, match="not both"):
+        SmtpBackend(host, 465, "kam", "pw", starttls=True, implicit_tls=True)
+
+
+def test_backend_from_env_smtp_tls_settings(tmp_path: Path) -> None:
+    """KAMFLOW_SMTP_SSL=1 gives implicit TLS; a login to a remote relay without TLS is a clear
+    error naming the variables to set."""
+    env = {"KAMFLOW_EMAIL_BACKEND": "smtp", "KAMFLOW_SMTP_HOST": "relay.operator.example",
+           "KAMFLOW_SMTP_PORT": "465", "KAMFLOW_SMTP_USER": "kam",
+           "KAMFLOW_SMTP_PASSWORD": "pw"}
+    secure = backend_from_env(tmp_path, settings({**env, "KAMFLOW_SMTP_SSL": "1"}))
+    assert isinstance(secure, SmtpBackend) and secure.implicit_tls and not secure.starttls
+    with pytest.raises(ValueError, match="KAMFLOW_SMTP_STARTTLS=1 .* KAMFLOW_SMTP_SSL=1"):
+        backend_from_env(tmp_path, settings(env))
+
+
 def test_backend_from_env_sendgrid(tmp_path: Path) -> None:
     """sendgrid: needs SENDGRID_API_KEY (clear error without it); host and timeout configurable."""
     backend = backend_from_env(tmp_path, settings({

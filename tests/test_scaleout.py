@@ -81,3 +81,25 @@ def test_partitions_score_with_the_learnt_model(prefect_api, snapshot_dir, tmp_p
     assert results["single"], "the snapshot has accounts at risk: tasks are expected"
     assert results["partitioned"] == results["single"]
     assert results["configured"] != results["single"]
+
+
+def test_the_local_cluster_listens_on_loopback_only():
+    """The local cluster `--partitions` starts: scheduler, workers and dashboard listen on
+    127.0.0.1 only (Dask's default is every interface, the dashboard on 0.0.0.0:8787)."""
+    import psutil
+    from distributed import Client, LocalCluster
+
+    from kamflow.flows.scaleout import local_cluster_kwargs
+
+    with LocalCluster(**local_cluster_kwargs(2)) as cluster:
+        cluster.wait_for_workers(2, timeout=60)
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+        me = psutil.Process()
+        processes = [me, *me.children(recursive=True)]
+        listening = {(c.laddr.ip, c.laddr.port) for p in processes
+                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        with Client(cluster) as client:
+            workers = client.scheduler_info()["workers"]
+    assert len(workers) == 2 and all(a.startswith("tcp://127.0.0.1:") for a in workers)
+    assert listening and {ip for ip, _ in listening} == {"127.0.0.1"}, listening

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,122 @@ def test_configure_prefect_env_fills_in_only_what_is_unset(
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
     configure_prefect_env(Settings.from_env({"KAMFLOW_HOME": str(tmp_path)}))
     assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")
+
+
+# --------------------------------------------------------------------------- private files
+
+_MAKE_STATE = """
+import sys
+from pathlib import Path
+from kamflow.core.links import load_secret
+from kamflow.core.settings import load_settings
+from kamflow.expectations import validate_snapshot
+from kamflow.expectations.files import write_validation_files
+from kamflow.generate import make_snapshot, write_snapshot
+from kamflow.intake import read_snapshot
+from kamflow.notifications import FileOutbox
+from kamflow.notifications.message import Email
+from kamflow.worklist import TaskStore
+
+settings = load_settings()
+load_secret(settings.home)
+store = TaskStore(settings.database_url)
+with store.write_session() as session:  # a write: SQLite makes its -wal and -shm
+    session.connection().exec_driver_sql("CREATE TABLE scratch (x)")
+frames = make_snapshot(30, __import__("datetime").date(2026, 11, 25), seed=1, bad_share=0.2)
+write_snapshot(frames, Path(sys.argv[1]))
+snapshot = read_snapshot(Path(sys.argv[1]))
+outcome = validate_snapshot(snapshot.tables, snapshot.problems)
+write_validation_files(outcome, settings.reports / "r1", settings.quarantine / "r1", "r1")
+# what `kamflow housekeeping` writes: archived tasks and the size history
+import pandas as pd
+from kamflow.flows.housekeeping import measure_space
+store.archive.write("tasks", "2026-01", pd.DataFrame({"id": [1]}), 1, 1)
+measure_space(settings)
+# last: the test reads the modes once the email is there
+FileOutbox(settings.outbox).send(Email(key="k1", sender="k@b.example", to="a@b.example",
+                                       subject="s", text="t", html="<p>t</p>"))
+input()  # keep the store open: -wal and -shm exist while it is
+"""
+
+
+def test_everything_kamflow_writes_under_its_home_is_private(tmp_path: Path) -> None:
+    """A process started with the usual umask 022: the home is 0700, the database, its -wal and
+    -shm, the link key, and every report, quarantine and outbox file are 0600."""
+    home = tmp_path / "home"
+    env = {**os.environ, "KAMFLOW_HOME": str(home)}
+    env.pop("KAMFLOW_DATABASE_URL", None)
+    process = subprocess.Popen([sys.executable, "-c", _MAKE_STATE, str(tmp_path / "snap")],
+                               env=env, cwd=REPO, stdin=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: os.umask(0o022))
+    try:
+        deadline = time.monotonic() + 120
+        while not list((home / "outbox").glob("*.eml")) and time.monotonic() < deadline:
+            assert process.poll() is None, "the state-making process failed"
+            time.sleep(0.2)
+        modes = {str(p.relative_to(home)): p.stat().st_mode & 0o777
+                 for p in [home, *home.rglob("*")]}
+    finally:
+        process.communicate("\n", timeout=30)
+    for name in ("kamflow.db", "kamflow.db-wal", "kamflow.db-shm", "link-secret"):
+        assert modes[name] == 0o600, (name, oct(modes[name]))
+    assert modes["."] == 0o700
+    files = {n for n in modes if n.startswith(("reports/", "quarantine/", "outbox/",
+                                               "archive/", "housekeeping/"))}
+    assert any(n.endswith("quarantine.csv") for n in files)
+    assert any(n.endswith(".eml") for n in files) and any(n.endswith(".html") for n in files)
+    assert any(n.startswith("archive/") and n.endswith(".parquet") for n in files)
+    assert "housekeeping/sizes.jsonl" in files
+    assert modes["archive"] == 0o700 and modes["housekeeping"] == 0o700
+    loose = {n: oct(m) for n, m in modes.items() if m & 0o077}
+    assert loose == {}
+
+
+def test_a_home_others_can_read_is_reported_once(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A home made before (database 0644, outbox 0755) gets one warning naming what is
+    readable and how to fix it; a private home gets none."""
+    from kamflow.core.settings import load_settings
+
+    home = tmp_path / "old-home"
+    (home / "outbox").mkdir(parents=True)
+    (home / "archive").mkdir()
+    (home / "kamflow.db").write_bytes(b"")
+    (home / "kamflow.db").chmod(0o644)
+    (home / "outbox").chmod(0o755)
+    (home / "archive").chmod(0o755)  # archived tasks (kamflow housekeeping)
+    umask = os.umask(0o022)
+    try:
+        with caplog.at_level("WARNING", logger="kamflow.core.settings"):
+            load_settings({"KAMFLOW_HOME": str(home)})
+            load_settings({"KAMFLOW_HOME": str(home)})
+        assert os.umask(0o022) == 0o077  # the files made from now on are private
+    finally:
+        os.umask(umask)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "kamflow.db (0644)" in warnings[0] and "outbox (0755)" in warnings[0]
+    assert "archive (0755)" in warnings[0]
+    assert f"chmod -R go= {home.resolve()}" in warnings[0]
+    caplog.clear()
+    private = tmp_path / "new-home"
+    umask = os.umask(0o022)
+    try:
+        with caplog.at_level("WARNING", logger="kamflow.core.settings"):
+            load_settings({"KAMFLOW_HOME": str(private)})
+    finally:
+        os.umask(umask)
+    assert caplog.records == [] and private.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_sqlite_store_made_outside_the_cli_is_private(tmp_path: Path) -> None:
+    """TaskStore on a new SQLite file creates it 0600 whatever the umask."""
+    from kamflow.worklist import TaskStore
+
+    umask = os.umask(0o022)
+    try:
+        with TaskStore(f"sqlite:///{tmp_path / 'k.db'}") as store:
+            store.list_tasks()
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "k.db").stat().st_mode & 0o777 == 0o600

@@ -9,6 +9,8 @@ several times, and each full ``alembic upgrade`` costs a script-directory load f
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +19,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kamflow.core.errors import disk_full_stops
 
-__all__ = ["MIGRATIONS", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "alembic_config", "aware",
-           "ensure_migrated", "make_engine", "migrate", "utc"]
+__all__ = ["MIGRATIONS", "SQLITE_BUSY_TIMEOUT_MS", "StoreBase", "StoreBusyError",
+           "alembic_config", "aware", "ensure_migrated", "make_engine", "migrate", "utc"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A writer (a national dispatch, sla_watch) may hold SQLite's write lock for a while; another
@@ -30,12 +33,21 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-class StoreBase:
-    """One engine and its sessions; a context manager that disposes of the engine on exit."""
+class StoreBusyError(RuntimeError):
+    """Another writer held the store's write lock longer than this store waits for it (its
+    ``busy_timeout``): try again shortly. Nothing was changed."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+
+class StoreBase:
+    """One engine and its sessions; a context manager that disposes of the engine on exit.
+
+    ``busy_timeout``: seconds a write waits for another writer's lock before `StoreBusyError`
+    (default 30 s; `kamflow web` waits 1 s and answers 503, so a long dispatch does not stall
+    the people clicking links)."""
+
+    def __init__(self, url: str, echo: bool = False, busy_timeout: float | None = None) -> None:
         self.url = url
-        self.engine: Engine = make_engine(url, echo)
+        self.engine: Engine = make_engine(url, echo, busy_timeout)
         try:
             ensure_migrated(self.engine)  # schema from worklist/migrations, never create_all
         except BaseException:
@@ -45,8 +57,10 @@ class StoreBase:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        # a full disk: the transaction is rolled back, then reported naming the database
-        with disk_full_stops(self._where()), self._session.begin() as session:
+        # a full disk: the transaction is rolled back, then reported naming the database;
+        # a lock held past the busy timeout: StoreBusyError (nothing was changed)
+        with disk_full_stops(self._where()), _busy_is_an_error(), \
+                self._session.begin() as session:
             yield session
 
     def _where(self) -> str:
@@ -60,7 +74,8 @@ class StoreBase:
         SQLite ``BEGIN IMMEDIATE`` (a read-then-write in a deferred transaction would let two
         processes read the same state before either writes; waits up to the busy timeout);
         elsewhere a plain transaction (PostgreSQL callers lock rows with ``FOR UPDATE``)."""
-        with disk_full_stops(self._where()), self._session() as session, session.begin():
+        with disk_full_stops(self._where()), _busy_is_an_error(), self._session() as session, \
+                session.begin():
             if self.engine.dialect.name == "sqlite":
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
@@ -78,22 +93,58 @@ class StoreBase:
         self.dispose()
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+@contextmanager
+def _busy_is_an_error() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        orig = exc.orig
+        if "database is locked" in str(orig) or getattr(orig, "sqlstate", None) == "55P03":
+            raise StoreBusyError("the task store is busy (another writer holds its lock); "
+                                 "nothing was changed, try again shortly") from exc
+        raise
+
+
+def make_engine(url: str, echo: bool = False, busy_timeout: float | None = None) -> Engine:
     """An engine for ``url``; SQLite connections in WAL mode (readers do not wait for a writer,
-    so link clicks and sla_watch keep working during a long dispatch) with a busy timeout."""
+    so link clicks and sla_watch keep working during a long dispatch) with a busy timeout
+    (``busy_timeout`` seconds; on PostgreSQL it is the ``lock_timeout``, when given). A new
+    SQLite file is created readable by its owner only (its -wal and -shm files take its mode):
+    it holds working task links."""
     engine = create_engine(url, echo=echo, future=True)
+    wait_ms = SQLITE_BUSY_TIMEOUT_MS if busy_timeout is None else int(busy_timeout * 1000)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        _create_private(engine.url.database)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wait_ms=wait_ms))
+    elif engine.dialect.name == "postgresql" and busy_timeout is not None:
+        event.listen(engine, "connect", functools.partial(_pg_lock_timeout, wait_ms=wait_ms))
     return engine
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _create_private(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():  # else SQLite's own error names the missing folder
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+
+
+def _sqlite_pragmas(connection: Any, _record: Any, wait_ms: int) -> None:
     cursor = connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")  # an in-memory database answers "memory"
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={wait_ms}")
     finally:
         cursor.close()
+
+
+def _pg_lock_timeout(connection: Any, _record: Any, wait_ms: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {wait_ms}")
+    connection.commit()
 
 
 def alembic_config(url: str) -> Any:

@@ -53,7 +53,8 @@ class TaskStore(TaskLifecycle, OutboxStore, DigestStore, RosterStore, Quarantine
     folder of archived tasks (conf/housekeeping.yaml); default ``archive/`` beside a SQLite
     file store, none for another database unless given."""
 
-    def __init__(self, url: str, echo: bool = False, archive: Path | None = None) -> None:
-        super().__init__(url, echo)
+    def __init__(self, url: str, echo: bool = False, archive: Path | None = None,
+                 busy_timeout: float | None = None) -> None:
+        super().__init__(url, echo, busy_timeout)
         folder = archive if archive is not None else default_archive(url)
         self.archive = TaskArchive(Path(folder)) if folder is not None else None

@@ -98,7 +98,10 @@ def _effects(home: Any, ceilings: Any, since: dt.date | None, format_: str) -> i
     elif format_ == "csv":
         import pandas as pd
 
-        print(pd.DataFrame(found.rows).to_csv(index=False), end="")
+        from kamflow.core.spreadsheet import safe_frame
+
+        # for the spreadsheet, like the department report's CSV (the JSON stays exact)
+        print(safe_frame(pd.DataFrame(found.rows)).to_csv(index=False), end="")
     else:
         print(effects_table(found))
     return 0
@@ -158,15 +161,18 @@ def _hours(row: dict[str, Any]) -> str:
 
 
 def _csv(found: Any) -> str:
-    """One table: the periods (dimension ``period``), then every breakdown's rows."""
+    """One table: the periods (dimension ``period``), then every breakdown's rows; formula-like
+    text (a manager's name starting with ``=``) neutralised for the spreadsheet."""
     import pandas as pd
+
+    from kamflow.core.spreadsheet import safe_frame
 
     rows = [{"dimension": "period", "group": p["period"],
              **{k: v for k, v in p.items() if k != "period"}} for p in found.periods]
     for dimension, groups in found.breakdowns.items():
         rows += [{"dimension": dimension, "group": g[dimension],
                   **{k: v for k, v in g.items() if k != dimension}} for g in groups]
-    return pd.DataFrame(rows).to_csv(index=False)
+    return safe_frame(pd.DataFrame(rows)).to_csv(index=False)
 
 
 def _percent(share: float) -> str:

@@ -78,7 +78,10 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
     diff = compare(decided, found.decisions, len(found.scored), current.version,
                    proposed.version)
     if decisions is not None:
-        found.decisions.to_csv(decisions, index=False, encoding="utf-8")
+        from kamflow.core.spreadsheet import safe_frame
+
+        # opened in a spreadsheet to review the change: formula-like text neutralised
+        safe_frame(found.decisions).to_csv(decisions, index=False, encoding="utf-8")
     target = home.reports / "simulations" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     target.mkdir(parents=True, exist_ok=True)
     (target / "simulation.md").write_text(diff.markdown(), encoding="utf-8")

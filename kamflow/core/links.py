@@ -1,11 +1,15 @@
 """One-click links in task emails: signed (HMAC-SHA256) and expiring.
 
 A link is ``<base>/t/<token>``; the token carries the task id, the action (``ack`` or ``done``),
-the recipient the link was made for and an expiry time, and ends in an HMAC of all of them.
-``kamflow web`` serves the links; a forged, altered or expired token is refused.
+the recipient the link was made for, when it was made and when it expires, and ends in an HMAC
+of all of them. ``kamflow web`` serves the links; a forged, altered or expired token is refused,
+and so is a link made before its task got to its current owner (`Claim.issued`): task ids are
+reused when the task store is recreated, and a task can come back to an earlier owner.
 
 The key comes from ``KAMFLOW_LINK_SECRET``; when that is unset, a random key is generated once
-and kept in ``$KAMFLOW_HOME/link-secret`` (mode 0600): never in the repository, never logged.
+and kept in ``$KAMFLOW_HOME/link-secret`` (mode 0600, written whole to a temporary file and then
+linked into place, so a second process never reads it half-written): never in the repository,
+never logged. A key file other users can read is refused (whoever reads it can forge links).
 Rotating the key (changing the variable or deleting the file) invalidates every link sent.
 The settings (kamflow.core.settings) carry the variables:
 
@@ -26,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +62,9 @@ class Claim:
     action: str
     recipient: str
     expires: dt.datetime
+    # When the link was made. Links made before kamflow signed it carry none: their expiry
+    # less the link lifetime is when they were made (exact while KAMFLOW_LINK_TTL_DAYS is kept).
+    issued: dt.datetime
 
 
 def load_secret(home: Path, configured: SecretStr | str | None = None) -> bytes:
@@ -72,15 +80,43 @@ def load_secret(home: Path, configured: SecretStr | str | None = None) -> bytes:
         return value.encode("utf-8")
     path = Path(home) / _SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_urlsafe(48))
+    if not path.exists():
+        _create_secret(path)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise ValueError(
+            f"{path} can be read by other users (mode {path.stat().st_mode & 0o777:04o}), and "
+            f"whoever reads it can forge task links: make it private with `chmod 600 {path}` "
+            "(keep the file: the links already sent were signed with it)")
     secret = path.read_text(encoding="ascii").strip()
-    if not secret:
-        raise ValueError(f"{path} is empty: delete it and a new key is made (old links stop "
-                         "working)")
+    if len(secret) < 16:
+        raise ValueError(
+            f"{path} holds no usable key (it is empty or shorter than 16 characters): restore "
+            "it from a backup, or set KAMFLOW_LINK_SECRET (the links already sent were signed "
+            "with the key this file held)")
     return secret.encode("ascii")
+
+
+def _create_secret(path: Path) -> None:
+    """A new random key at ``path``, atomically: written whole to a private temporary file,
+    then hard-linked into place (a link, unlike a rename, never replaces a key another process
+    made first: that one wins)."""
+    fd, temporary = tempfile.mkstemp(prefix=".link-secret-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:  # mkstemp's file is 0600
+            handle.write(secrets.token_urlsafe(48))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: rename, unless one appeared
+            if not path.exists():
+                os.replace(temporary, path)
+                return
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 class LinkSigner:
@@ -112,15 +148,19 @@ class LinkSigner:
               now: dt.datetime | None = None) -> str:
         if action not in ACTIONS:
             raise ValueError(f"unknown link action {action!r}; use {', '.join(ACTIONS)}")
-        return self._token(int(task_id), action, recipient, self._expiry(now))
+        return self._token(int(task_id), action, recipient, *self._times(now))
 
-    def _expiry(self, now: dt.datetime | None) -> int:
-        return int(((now or dt.datetime.now(dt.UTC)) + self.ttl).timestamp())
+    def _times(self, now: dt.datetime | None) -> tuple[int, int]:
+        """(issued, expires) in whole seconds."""
+        now = now or dt.datetime.now(dt.UTC)
+        return int(now.timestamp()), int((now + self.ttl).timestamp())
 
-    def _token(self, task_id: int, action: str, recipient: str, expires: int) -> str:
-        # The same JSON as json.dumps({"t", "a", "r", "e"}) without its per-call overhead:
+    def _token(self, task_id: int, action: str, recipient: str, issued: int,
+               expires: int) -> str:
+        # The same JSON as json.dumps({"t", "a", "r", "i", "e"}) without its per-call overhead:
         # emails carry two links per task, 200,000 for a 100,000-task run.
-        claim = f'{{"t":{task_id},"a":"{action}","r":{_json_string(recipient)},"e":{expires}}}'
+        claim = (f'{{"t":{task_id},"a":"{action}","r":{_json_string(recipient)},"i":{issued},'
+                 f'"e":{expires}}}')
         body = _b64(claim.encode("utf-8"))
         return f"{_VERSION}.{body}.{self._sign(body)}"
 
@@ -130,9 +170,9 @@ class LinkSigner:
 
     def links(self, task_id: int, recipient: str, now: dt.datetime | None = None) -> dict[str, str]:
         """The ``ack_url`` and ``done_url`` of a task, as the email templates take them."""
-        expires = self._expiry(now)
+        times = self._times(now)
         return {f"{action}_url": f"{self.base_url}/t/"
-                                 f"{self._token(int(task_id), action, recipient, expires)}"
+                                 f"{self._token(int(task_id), action, recipient, *times)}"
                 for action in ACTIONS}
 
     def verify(self, token: str, now: dt.datetime | None = None) -> Claim:
@@ -147,8 +187,10 @@ class LinkSigner:
             raise LinkError("this link's signature is not valid (altered or forged)")
         try:
             data = json.loads(_unb64(body))
-            claim = Claim(int(data["t"]), str(data["a"]), str(data["r"]),
-                          dt.datetime.fromtimestamp(int(data["e"]), dt.UTC))
+            expires = dt.datetime.fromtimestamp(int(data["e"]), dt.UTC)
+            issued = (dt.datetime.fromtimestamp(int(data["i"]), dt.UTC) if "i" in data
+                      else expires - self.ttl)  # a link made before links carried it
+            claim = Claim(int(data["t"]), str(data["a"]), str(data["r"]), expires, issued)
         except (ValueError, KeyError, TypeError):
             raise LinkError("this link is malformed") from None
         if claim.action not in ACTIONS:

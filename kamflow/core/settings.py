@@ -12,6 +12,7 @@ are documented in docs/configuration.md; a bad value is a `ConfigError` naming t
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -30,8 +31,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from kamflow.core.errors import ConfigError
 
-__all__ = ["DEFAULT_CONF_DIR", "EMAIL_BACKENDS", "Settings", "configure_prefect_env",
-           "load_settings"]
+__all__ = ["DEFAULT_CONF_DIR", "EMAIL_BACKENDS", "PRIVATE", "Settings", "configure_prefect_env",
+           "load_settings", "warn_if_shared"]
 
 # The shipped defaults (conf/ in the repo) are package data: found the same way in a checkout
 # and in an installed wheel.
@@ -41,6 +42,13 @@ EMAIL_BACKENDS = ("file", "smtp", "sendgrid")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _UNSTRIPPED = {"smtp_password", "KAMFLOW_SMTP_PASSWORD"}  # a password may hold spaces
+# What under $KAMFLOW_HOME must be the user's alone: the task store (its emails hold working
+# task links), the link key, and the folders of emails, quarantined rows, reports, archived
+# tasks (`kamflow housekeeping`) and the size history the disk warning projects from.
+PRIVATE = ("kamflow.db", "kamflow.db-wal", "kamflow.db-shm", "link-secret", "outbox",
+           "quarantine", "reports", "archive", "housekeeping")
+_warned: set[Path] = set()  # homes already reported as readable by others (once a process)
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -73,6 +81,7 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    smtp_ssl: bool = False  # implicit TLS (SMTPS, port 465)
     sendgrid_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices(
         "SENDGRID_API_KEY", "sendgrid_api_key"))
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -106,8 +115,15 @@ class Settings(BaseSettings):
         return self.conf or DEFAULT_CONF_DIR
 
     def ensure_home(self) -> Settings:
-        """Create ``home`` (the SQLite store and the outbox live there); returns self."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create ``home`` (the SQLite store and the outbox live there) readable by its owner
+        only, and make every file this process creates from now on private too (umask 077:
+        the database and its -wal/-shm, reports, quarantine, outbox, archive, housekeeping,
+        link key, Prefect's home). A home made before, whose files others can read, is
+        reported once (a warning saying how to fix it); returns self."""
+        if os.name == "posix":
+            os.umask(os.umask(0o077) | 0o077)  # keep a stricter umask the operator set
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        warn_if_shared(self.home)
         return self
 
     # -- building ------------------------------------------------------------------------------
@@ -170,7 +186,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be positive, not {value!r}")
         return number
 
-    @field_validator("smtp_starttls", "email_sandbox", mode="before")
+    @field_validator("smtp_starttls", "smtp_ssl", "email_sandbox", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> Any:
         if isinstance(value, bool):
@@ -201,6 +217,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// address, not {value!r}")
         return value.rstrip("/")
+
+
+def warn_if_shared(home: Path) -> list[str]:
+    """The parts of ``home`` other local users can read (or the home itself, if they can write
+    it), logged as one warning the first time a process sees this home; [] on other systems."""
+    if os.name != "posix":
+        return []
+    loose = [f"{path} ({path.stat().st_mode & 0o777:04o})" for path in
+             [home, *(home / name for name in PRIVATE)] if path.exists()
+             and path.stat().st_mode & (0o022 if path == home else 0o077)]
+    if loose and home not in _warned:
+        _warned.add(home)
+        log.warning("KAMFLOW_HOME is readable by other local users, and its task store and "
+                    "emails hold working task links: %s. Make it private: chmod -R go= %s",
+                    ", ".join(loose), home)
+    return loose
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
