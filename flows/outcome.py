@@ -215,8 +215,12 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     scored, ruleset = found.scored, conf.ruleset
     owners = config.load_owners(conf_dir / "owners.yaml")
     now = dt.datetime.combine(as_of, dt.time(9), dt.UTC)
-    # the holdout's control group gets no task in the run, so none here either
-    raised = found.decisions.loc[~found.decisions["held_out"].astype(bool)]
+    # the holdout's control group gets no task in the run, so none here either; the decisions
+    # kamflow withholds (worklist/worth.py) come along, marked, for the orderings that do not
+    raised = found.decisions.loc[~found.decisions["held_out"].astype(bool)] \
+        .assign(withheld=False)
+    if found.withheld is not None and not found.withheld.empty:
+        raised = pd.concat([raised, found.withheld.assign(withheld=True)], ignore_index=True)
     planned = plan_tasks(raised, owners, {a: a for a in ruleset.actions}, now)
     truth = pd.read_csv(labels, dtype={"account_id": str})
     missing = {"account_id", "declining"} - set(truth.columns)
@@ -328,16 +332,36 @@ def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: Ca
     cost = truth["true_cost"].to_numpy(dtype=float)
     hours = pd.to_numeric(candidates.get("effort_hours", pd.Series(0.0, index=candidates.index)),
                           errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    withheld = (candidates["withheld"].fillna(False).astype(bool).to_numpy()
+                if "withheld" in candidates else np.zeros(len(candidates), dtype=bool))
     outcomes = []
     for ordering in orderings:
         frame, order = _ranked_as(ordering, candidates, effect, cost, hours)
-        done_day = play_hours(frame, task_leave, capacity_of, days, order, seed)
+        playable = _playable(ordering, frame, withheld, effect, cost)
+        done_day = np.full(len(frame), -1, dtype=np.int64)
+        done_day[playable] = play_hours(frame.loc[playable].reset_index(drop=True),
+                                        task_leave[playable], capacity_of, days, order, seed)
         outcomes.append(_kept(ordering, ids.to_numpy(), done_day, task_leave, effect, cost, hours,
                               monthly, churner))
     churn_revenue = float(monthly[churner.to_numpy()].sum() * 12)
     return KeptReport(days, len(accounts), int(candidates["owner_email"].astype(str).str.lower()
                                                .nunique()), len(candidates),
                       int(churner.sum()), round(churn_revenue, 2), effects, outcomes)
+
+
+def _playable(ordering: str, frame: pd.DataFrame, withheld: np.ndarray, effect: np.ndarray,
+              cost: np.ndarray) -> np.ndarray:
+    """Which candidates an ordering may do: kamflow not the decisions it withholds (expected to
+    push the account away or to lose money); the oracle not those whose TRUE net is negative
+    (it knows; must-do work aside); the others every one (they never withheld)."""
+    if ordering == "kamflow":
+        return ~withheld
+    if ordering == "oracle":
+        risk = pd.to_numeric(frame["value_at_risk"], errors="coerce").fillna(0.0).to_numpy()
+        must = (frame["must_do"].fillna(False).astype(bool).to_numpy()
+                if "must_do" in frame else np.zeros(len(frame), dtype=bool))
+        return must | frame["urgent"].astype(bool).to_numpy() | (risk * 12.0 * effect - cost >= 0)
+    return np.ones(len(frame), dtype=bool)
 
 
 def _ranked_as(ordering: str, candidates: pd.DataFrame, effect: np.ndarray, cost: np.ndarray,

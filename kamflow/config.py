@@ -350,6 +350,7 @@ class _ActionBeliefSpec(ConfigModel):
 
 class _EffectsFile(ConfigModel):
     prior_strength: Annotated[float, Field(ge=0)] = 2000.0
+    withhold_losses: bool = True
     default_effort_hours: Annotated[float, Field(gt=0)] = 1.0
     must_do: list[str] = []
     actions: dict[str, _ActionBeliefSpec] = {}
@@ -364,7 +365,8 @@ def load_effects(path: Path | None = None) -> Beliefs | None:
         return None
     spec = _parse(_EffectsFile, read_yaml(path), path)
     return Beliefs({name: a.belief() for name, a in spec.actions.items()},
-                   frozenset(spec.must_do), spec.default_effort_hours, spec.prior_strength)
+                   frozenset(spec.must_do), spec.default_effort_hours, spec.prior_strength,
+                   spec.withhold_losses)
 
 
 class _SizingSection(ConfigModel):

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +56,26 @@ def test_expected_net_revenue_kept_per_hour_by_hand() -> None:
 
 def test_an_offer_pays_its_discount() -> None:
     """An offer's cost is 2 % of the account's yearly revenue: on 10,000 CNY/month billed and
-    500 at risk it keeps 500 x 12 x 0.3 - 0.02 x 120,000 = -600: a loss, ranked last."""
+    500 at risk it keeps 500 x 12 x 0.3 - 0.02 x 120,000 = -600: a loss, withheld with that
+    reason (withhold_losses); with withholding off it is raised and ranked last."""
     frame = decisions([("A1", "tailored_offer", 3, 500.0), ("A2", "care_call", 3, 10.0)])
     frame["monthly_revenue"] = [10_000.0, 100.0]
-    appraised = appraise(frame, BELIEFS).kept.set_index("account_id")
-    assert appraised.loc["A1", "expected_retained_cny_yearly"] == -600.0
-    order = ranked(appraised.reset_index(), "net_per_hour")
-    assert appraised.reset_index()["account_id"].to_numpy()[order].tolist() == ["A2", "A1"]
+    appraisal = appraise(frame, BELIEFS)
+    assert appraisal.kept["account_id"].tolist() == ["A2"]
+    assert appraisal.withheld["account_id"].tolist() == ["A1"]
+    assert appraisal.withheld["expected_retained_cny_yearly"].tolist() == [-600.0]
+    assert "net revenue negative" in appraisal.withheld["withheld_why"].iloc[0]
+    assert appraisal.withheld_by_action == {"tailored_offer": 1}
+    appraised = appraise(frame, replace(BELIEFS, withhold_losses=False)).kept
+    assert appraised.set_index("account_id").loc["A1", "expected_retained_cny_yearly"] == -600.0
+    order = ranked(appraised, "net_per_hour")
+    assert appraised["account_id"].to_numpy()[order].tolist() == ["A2", "A1"]
+    # must-do work is never withheld, whatever it is expected to keep
+    must = decisions([("A3", "escalate_to_key_account", 1, 0.0)])
+    assert appraise(must, replace(BELIEFS, actions={
+        **BELIEFS.actions, "escalate_to_key_account": ActionBelief(1.0, Effect(0.2),
+                                                                   cost_cny=500.0)})
+                    ).kept["account_id"].tolist() == ["A3"]
 
 
 def test_sleeping_dogs_are_withheld_and_counted() -> None:

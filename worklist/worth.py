@@ -14,7 +14,9 @@ shrinkage with the prior counting as ``prior_strength`` decisions). Every apprai
 effect came from: ``prior`` or ``measured n=…``.
 
 A decision whose expected effect is negative (a "sleeping dog" a contact pushes away) is
-withheld: no task is raised, and the run counts what was withheld and why.
+withheld: no task is raised, and the run counts what was withheld and why. So is one whose
+expected net revenue is negative (an offer whose discount costs more than the churn it is
+believed to prevent: ``withhold_losses``, on by default). Must-do work never is.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Beliefs:
     must_do: frozenset[str] = frozenset()   # actions ranked first whatever they score
     default_effort_hours: float = 1.0       # an action the file does not name
     prior_strength: float = 2000.0          # decisions the prior counts as
+    # withhold a decision expected to lose money (its cost above what it keeps), not only one
+    # expected to push the account away
+    withhold_losses: bool = True
 
     def measured(self, rows: list[Mapping[str, object]]) -> Beliefs:
         """These beliefs moved toward measured effects: ``rows`` as ``kamflow report
@@ -134,7 +139,9 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None,
     """Each decision's effort, expected effect, expected kept revenue and net per hour;
     decisions with a negative expected effect are withheld. Must-do work (``must_do``
     actions, escalations to the department, urgent actions: ``urgent_tasks``) never is, and
-    ranks first whatever it scores. ``withhold=False`` keeps every row (a simulation's truth).
+    ranks first whatever it scores. Decisions expected to lose money are withheld too unless
+    ``beliefs.withhold_losses`` is off. ``withhold=False`` keeps every row (a simulation's
+    truth).
 
     Vectorised: one pass per action and segment, not per decision."""
     if beliefs is None or decisions.empty:
@@ -178,9 +185,14 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None,
         effort_hours=effort, expected_effect=effect,
         expected_retained_cny_yearly=np.round(kept_yearly, 2), effect_source=source,
         net_per_hour=kept_yearly / np.maximum(effort, 1e-6), must_do=must)
-    held = (effect < 0) & ~must if withhold else np.zeros(n, dtype=bool)
-    withheld = appraised.loc[held].assign(
-        withheld_why="expected effect negative: contact is believed to push this account away")
+    pushes = effect < 0
+    loses = (kept_yearly < 0) & ~pushes if beliefs.withhold_losses else np.zeros(n, dtype=bool)
+    held = (pushes | loses) & ~must if withhold else np.zeros(n, dtype=bool)
+    why = np.where(pushes, "expected effect negative: contact is believed to push this account "
+                           "away",
+                   "expected net revenue negative: the action's cost is more than it is "
+                   "expected to keep")
+    withheld = appraised.loc[held].assign(withheld_why=why[held])
     return Appraisal(appraised.loc[~held].reset_index(drop=True), withheld,
                      {str(k): int(v) for k, v in withheld["action"].value_counts().items()})
 

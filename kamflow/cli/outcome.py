@@ -87,7 +87,10 @@ def outcome(source: Annotated[Path | None, typer.Option(
     kept = simulate_kept(planned, fate, owners.capacity_of, true_effects_of(planned, truth, causes),
                          days, seed, effects=str(effects) if effects else "kamflow's generated "
                          "department (kamflow outcome --print-effects)")
-    report = simulate_outcome(planned, fate, owners.capacity_of, days, work_per_day, seed)
+    # reach: the tasks the run raises (kamflow's withheld decisions are no one's task)
+    raised = planned.loc[~planned["withheld"].fillna(False).astype(bool)] \
+        if "withheld" in planned else planned
+    report = simulate_outcome(raised, fate, owners.capacity_of, days, work_per_day, seed)
     if json_:
         print(json.dumps({**report.as_dict(), **kept.as_dict()}, ensure_ascii=False, indent=2))
     else:
