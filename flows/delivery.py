@@ -36,7 +36,7 @@ from kamflow.core.vocabulary import Wording
 from kamflow.notifications.sendgrid_backend import MAX_PERSONALIZATIONS
 from kamflow.notifications.workers import RenderPool
 from kamflow.worklist import Owner, OwnerDirectory, RaiseResult, TaskStore, plan_tasks
-from kamflow.worklist.calendar import BusinessCalendar, add_business_time
+from kamflow.worklist.calendar import BusinessCalendar, CalendarGap, add_business_time
 from kamflow.worklist.capacity import DEFAULT_ORDER
 from kamflow.worklist.faults import crash_point
 from kamflow.worklist.models import OutboxEmail, Task
@@ -317,6 +317,21 @@ def storm_alert(ops_email: str, overdue: int, open_tasks: int, now: dt.datetime,
     return QueuedEmail(f"storm-{now.astimezone(dt.UTC):%Y%m%dT%H%M%S}", ops_email, "ops",
                        f"[kamflow] Escalation storm: {overdue} of {open_tasks} open tasks "
                        "overdue at once", text, "", "storm_alert")
+
+
+def calendar_alert(ops_email: str, gap: CalendarGap, today: dt.date) -> QueuedEmail:
+    """The email telling ops that the holiday data runs out within the horizon: once per gap
+    (its missing years) and ISO week of the run's date; daily runs repeat it in their summary,
+    not in ops' inbox, and a rerun's outbox key is the same (the outbox keeps one)."""
+    year, week, _ = today.isocalendar()
+    years = "-".join(str(y) for y in gap.years)
+    return QueuedEmail(f"calendar-gap-{years}-{year}w{week:02d}", ops_email, "ops",
+                       f"[kamflow] Business calendar: no holiday arrangement from "
+                       f"{gap.first.isoformat()}",
+                       f"The retention run of {today.isoformat()} found: {gap.message()}."
+                       "\n\nUntil then the deadlines of tasks due on those days may fall on "
+                       "days off, and make-up workdays are not counted as worked.\n", "",
+                       "calendar_alert")
 
 
 def _who(owners: OwnerDirectory, email: str) -> str:

@@ -76,6 +76,8 @@ class RunSummary:
     emails_dead_lettered: int = 0  # refused permanently too often: no longer retried
     email_backend: str = ""
     ruleset_version: str = ""
+    # the business calendar's holiday data runs out within 60 days (BusinessCalendar.data_gap)
+    calendar_warning: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     # the home's size, the store's, the free disk space and the projection (issue 28:
     # flows/housekeeping.py SpaceReport); a warning when the disk would fill within 30 days
@@ -296,6 +298,8 @@ def markdown(summary: RunSummary) -> str:
     ]
     if summary.message:
         lines += [f"> {summary.message}", ""]
+    if summary.calendar_warning:
+        lines += [f"> **Warning:** {summary.calendar_warning}", ""]
     lines += [
         "| stage | count |", "|---|---:|",
         f"| accounts in | {summary.accounts_in:,} |",

@@ -68,6 +68,7 @@ from kamflow.scoring import (
 from kamflow.scoring.learn import LearntChurn, UnusableHistory, history_problem, learn_churn
 from kamflow.scoring.model import ChurnModel
 from kamflow.worklist import OwnerDirectory, RaiseResult, RosterChange, TaskStore
+from kamflow.worklist.calendar import CalendarGap
 from kamflow.worklist.locks import lock_owner, run_lock
 from kamflow.worklist.measures import department_report, headline
 from kamflow.worklist.roster import IdDrift
@@ -361,6 +362,7 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
 
     pipeline = config.load_pipeline(settings.conf_dir / "pipeline.yaml")
     owners = config.load_owners(settings.conf_dir / "owners.yaml")
+    calendar_gap = _calendar_gap(summary, home, snapshot_date)
     conf = plan.PlanConfig.load(settings.conf_dir, rules_dir or RULES_DIR, mapping)
     ruleset = conf.ruleset
     assert ruleset is not None
@@ -426,6 +428,11 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
         summary.tasks_held_out, summary.held_out_before = raised.held_out, raised.held_out_before
         summary.capacity_by_owner = capacity_rows(raised.released_by_owner,
                                                   raised.queued_by_owner)
+        if calendar_gap is not None and settings.ops_email:  # sent with this run's emails;
+            # the outbox keeps one per key (gap and week): a rerun queues nothing more
+            store.queue_email(delivery.calendar_alert(settings.ops_email, calendar_gap,
+                                                      snapshot_date), dt.datetime.now(dt.UTC),
+                              run_id)
         backend = notifications.backend_from_env(home.outbox, settings)
         summary.email_backend = backend.name
         with timer("send"):
@@ -451,6 +458,22 @@ def _retention(summary: RunSummary, source: str, snapshot_date: dt.date,
                            f"retried; ops were alerted at {settings.ops_email}")
         logger.warning("%s", summary.message)
     return Completed(message="retention run completed")
+
+
+def _calendar_gap(summary: RunSummary, settings: Settings,
+                  snapshot_date: dt.date) -> CalendarGap | None:
+    """Warn (log, summary, artifact) when the holiday data ends within the next 60 days from
+    the run's date (the operator's today unless ``as_of`` says otherwise): the same run, rerun,
+    gives the same verdict, and the ops email its same outbox key."""
+    calendar = config.load_calendar(settings.conf_dir / "calendar.yaml", today=snapshot_date)
+    gap = calendar.data_gap(snapshot_date)
+    if gap is not None:
+        summary.calendar_warning = gap.message()
+        get_run_logger().warning("%s", summary.calendar_warning)
+        create_markdown_artifact(f"# Business calendar\n\n> **Warning:** {gap.message()}\n",
+                                 key="calendar-warning",
+                                 description="kamflow: the holiday data runs out")
+    return gap
 
 
 def _learnt_scoring(summary: RunSummary, timer: _Timer, history: HistorySource | None,

@@ -33,7 +33,14 @@ from kamflow.core.settings import Settings
 from kamflow.expectations import ValidationPolicy
 from kamflow.scoring import ScoringConfig
 from kamflow.worklist import Owner, OwnerDirectory
-from kamflow.worklist.calendar import WEEKDAYS, BusinessCalendar, parse_hours
+from kamflow.worklist.calendar import (
+    WEEKDAYS,
+    BusinessCalendar,
+    PublicDays,
+    parse_hours,
+    public_days,
+    public_holiday_countries,
+)
 from kamflow.worklist.capacity import Capacity
 from kamflow.worklist.effects import DEFAULT_EFFORT_HOURS, EffectsConfig
 from kamflow.worklist.housekeeping import HousekeepingPolicy
@@ -88,6 +95,13 @@ def _known_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown timezone {value!r} (use an IANA name such as "
                          "Asia/Shanghai)") from None
+    return value
+
+
+def _country(value: str) -> str:
+    if value != "none" and value not in public_holiday_countries():
+        raise ValueError(f"no public holidays known for {value!r} (use an ISO 3166 country "
+                         "code such as CN, or none)")
     return value
 
 
@@ -286,19 +300,36 @@ class _CalendarFile(ConfigModel):
     timezone: Annotated[str, AfterValidator(_known_timezone)] = "Asia/Shanghai"
     workdays: list[Annotated[str, AfterValidator(_weekday)]] = list(WEEKDAYS[:5])
     working_hours: Hours = "09:00-18:00"
-    holidays: list[Day] = []
-    extra_workdays: list[Day] = []
+    # whose public holidays: an ISO country code the holidays package knows, or "none"
+    public_holidays: Annotated[str, AfterValidator(_country)] = "CN"
+    holidays: list[Day] = []  # the operator's own days off, besides the public holidays
+    extra_workdays: list[Day] = []  # days worked although a weekend or a public holiday
     escalation_due_days: Annotated[float, Field(gt=0)] = 1.0
 
 
-def load_calendar(path: Path | None = None) -> BusinessCalendar:
-    """The business calendar in ``conf/calendar.yaml`` (timezone, working days and hours,
-    holidays, worked weekend days)."""
+# Years of public holidays a loaded calendar holds around its date: deadlines look ahead at most
+# a few weeks, the reports a year back.
+CALENDAR_YEARS_BACK, CALENDAR_YEARS_AHEAD = 1, 2
+
+
+def load_calendar(path: Path | None = None, today: dt.date | None = None) -> BusinessCalendar:
+    """The business calendar: ``conf/calendar.yaml`` (timezone, working days and hours, the
+    operator's own days off and worked days) over the public holidays and make-up workdays of
+    ``public_holidays`` from the holidays package, for the years around ``today`` (default:
+    the host's date)."""
     path = path or conf_dir() / "calendar.yaml"
     spec = _parse(_CalendarFile, read_yaml(path), path)
+    year = (today or dt.date.today()).year
+    years = tuple(range(year - CALENDAR_YEARS_BACK, year + CALENDAR_YEARS_AHEAD + 1))
+    public = (public_days(spec.public_holidays, years) if spec.public_holidays != "none"
+              else PublicDays(frozenset(), frozenset(), frozenset()))
+    # A year the file lists make-up workdays for is arranged too: the operator typed its notice.
+    own_years = {d.year for d in spec.extra_workdays if d.weekday() >= 5}
     try:
-        return BusinessCalendar.build(spec.timezone, spec.workdays, spec.working_hours,
-                                      spec.holidays, spec.extra_workdays)
+        return BusinessCalendar.build(
+            spec.timezone, spec.workdays, spec.working_hours,
+            (public.days_off | set(spec.holidays)) - set(spec.extra_workdays),
+            public.workdays | set(spec.extra_workdays), public.arranged_years | own_years)
     except ValueError as exc:  # no working day at all: a rule across keys
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -57,8 +57,9 @@ def test_plan_tasks_uses_business_time_when_given_a_calendar() -> None:
 
 
 def test_shipped_calendar_loads_with_2026_holidays() -> None:
-    """conf/calendar.yaml: Asia/Shanghai, Mon-Fri 09:00-18:00, National Day off, 调休 days on."""
-    calendar = config.load_calendar()
+    """conf/calendar.yaml: Asia/Shanghai, Mon-Fri 09:00-18:00, National Day off, 调休 days on
+    (the public days from the holidays package: tests/test_calendar_data.py)."""
+    calendar = config.load_calendar(today=dt.date(2026, 10, 1))
     assert calendar.timezone == "Asia/Shanghai" and calendar.start == dt.time(9)
     assert not calendar.is_workday(dt.date(2026, 10, 1))
     assert calendar.is_workday(dt.date(2026, 10, 10))  # a Saturday worked
@@ -70,6 +71,7 @@ def test_shipped_calendar_loads_with_2026_holidays() -> None:
     ("working_hours", "18:00-09:00", "start must be before"),
     ("workdays", ["mon", "funday"], "unknown weekday"),
     ("holidays", ["2026-13-01"], "not a date"),
+    ("public_holidays", "Atlantis", "no public holidays known for 'Atlantis'"),
     ("escalation", 1, "is unknown"),
 ])
 def test_bad_calendar_is_refused_naming_the_problem(tmp_path: Path, key: str, value: object,

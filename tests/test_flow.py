@@ -56,7 +56,8 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
     assert "in 2 worker process(es)" in caplog.text
     tasks = store(kamflow_home).list_tasks()
     assert tasks, "the generated snapshot has declining accounts: tasks are expected"
-    messages = outbox(kamflow_home)
+    # the owners' emails (the ops alert about the calendar, if any, is tested below)
+    messages = [m for m in outbox(kamflow_home) if m["To"] != "ops@operator.example"]
     words, directory = load_wording(), config.load_owners()
     owners = {t.owner_email for t in tasks}
     assert {m["To"] for m in messages} == owners  # one digest per owner
@@ -84,7 +85,48 @@ def test_run_creates_tasks_and_emails_then_rerun_adds_nothing(run, snapshot_dir,
     again = run(snapshot_dir)
     assert again.is_completed(), again.message
     assert store(kamflow_home).counts() == counts
-    assert len(outbox(kamflow_home)) == len(messages)
+    assert len([m for m in outbox(kamflow_home)
+                if m["To"] != "ops@operator.example"]) == len(messages)
+    # AS_OF's next 60 days reach 2027, without its notice (tests/conftest.py): both runs warn,
+    # ops got one email (same outbox key on the rerun)
+    assert len(list((kamflow_home / "outbox").glob("calendar-gap-*.eml"))) == 1
+
+
+def test_run_warns_when_the_holiday_data_runs_out(prefect_api, snapshot_dir, kamflow_home,
+                                                   tmp_path, monkeypatch):
+    """A calendar without holiday data for the next 60 days (here: public_holidays none) is
+    said in the summary, as an artifact and in one email to ops; the run still completes."""
+    import shutil
+
+    import yaml
+
+    from kamflow.core.settings import DEFAULT_CONF_DIR
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    calendar = yaml.safe_load((conf / "calendar.yaml").read_text(encoding="utf-8"))
+    (conf / "calendar.yaml").write_text(yaml.safe_dump({**calendar, "public_holidays": "none"}),
+                                        encoding="utf-8")
+    monkeypatch.setenv("KAMFLOW_CONF", str(conf))
+    state, summary, run_id = run_with(prefect_api, snapshot_dir)
+    assert state.is_completed(), state.message
+    assert "holiday arrangement (days off and make-up workdays, 调休) is missing" in \
+        summary["calendar_warning"]
+    assert f"**Warning:** {summary['calendar_warning']}" in summary_markdown(prefect_api, run_id)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)])))
+    assert summary["calendar_warning"] in {a.key: a for a in artifacts}["calendar-warning"].data
+    alerts = list((kamflow_home / "outbox").glob("calendar-gap-*.eml"))
+    assert len(alerts) == 1
+    again, summary_again, _ = run_with(prefect_api, snapshot_dir)  # a rerun: no second email
+    assert again.is_completed(), again.message
+    assert summary_again["calendar_warning"] == summary["calendar_warning"]
+    assert list((kamflow_home / "outbox").glob("calendar-gap-*.eml")) == alerts
+    alert = email.message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
+    assert alert["To"] == "ops@operator.example"
+    assert summary["calendar_warning"] in alert.get_body(("plain",)).get_content()
 
 
 def test_run_publishes_summary_and_actions_artifacts(run, snapshot_dir, prefect_api):

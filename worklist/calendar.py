@@ -8,23 +8,30 @@ counted only inside working hours on working days. With 09:00-18:00, Monday to F
 - raised Saturday 11:00 with 0.5 day -> counting starts Monday 09:00 -> due Monday 13:30.
 
 Holidays are days off even on a weekday; ``extra_workdays`` are weekend days that are worked
-(China's adjusted working days, 调休). The configuration lives in ``conf/calendar.yaml``.
+(China's adjusted working days, 调休). kamflow.config builds them from the ``holidays`` package
+and the operator's own days in ``conf/calendar.yaml``. ``arranged_years`` are the years whose
+days off and make-up days are known; `BusinessCalendar.data_gap` says when the coming weeks run
+past them (the run warns; such days count weekends and the statutory holidays only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from kamflow.core import vocabulary
 
-__all__ = ["WEEKDAYS", "BusinessCalendar", "add_business_time", "format_local", "parse_hours",
+__all__ = ["HOLIDAY_HORIZON_DAYS", "WEEKDAYS", "BusinessCalendar", "CalendarGap",
+           "PublicDays", "add_business_time", "format_local", "parse_hours", "public_days",
+           "public_holiday_countries",
            "zone_label"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MAX_DAYS_SCANNED = 3 * 366  # a calendar with no working day left would loop forever
+HOLIDAY_HORIZON_DAYS = 60  # how far ahead a run wants the holiday arrangement known
 # How a Chinese reader names the zones of mainland China's one official time.
 
 def parse_hours(text: str) -> tuple[dt.time, dt.time]:
@@ -49,6 +56,9 @@ class BusinessCalendar:
     end: dt.time = dt.time(18, 0)
     holidays: frozenset[dt.date] = field(default_factory=frozenset)
     extra_workdays: frozenset[dt.date] = field(default_factory=frozenset)
+    # Years whose holiday arrangement (days off and make-up workdays) is known; None: not
+    # tracked (a calendar built in code, as in tests: every day counts as known).
+    arranged_years: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         ZoneInfo(self.timezone)  # raises for an unknown zone
@@ -69,6 +79,22 @@ class BusinessCalendar:
         if day in self.extra_workdays:
             return True
         return day.weekday() in self.workdays and day not in self.holidays
+
+    def data_gap(self, today: dt.date, horizon_days: int = HOLIDAY_HORIZON_DAYS,
+                 ) -> CalendarGap | None:
+        """The first day of the next ``horizon_days`` (from ``today``) in a year without a known
+        holiday arrangement, or None when every such day is covered."""
+        if self.arranged_years is None:
+            return None
+        last = today + dt.timedelta(days=horizon_days - 1)
+        missing = tuple(y for y in range(today.year, last.year + 1)
+                        if y not in self.arranged_years)
+        if not missing:
+            return None
+        first = max(today, dt.date(missing[0], 1, 1))
+        known = [y for y in self.arranged_years if y < missing[0]]
+        return CalendarGap(first, missing, dt.date(max(known), 12, 31) if known else None,
+                           horizon_days)
 
     def today(self, now: dt.datetime | None = None) -> dt.date:
         """The operator's date now: in this calendar's zone, not the host's (a UTC host's
@@ -96,7 +122,8 @@ class BusinessCalendar:
     @classmethod
     def build(cls, timezone: str = "Asia/Shanghai", workdays: Iterable[str] = WEEKDAYS[:5],
               hours: str = "09:00-18:00", holidays: Iterable[dt.date] = (),
-              extra_workdays: Iterable[dt.date] = ()) -> BusinessCalendar:
+              extra_workdays: Iterable[dt.date] = (),
+              arranged_years: Iterable[int] | None = None) -> BusinessCalendar:
         """A calendar from configuration-style values (weekday names, ``"09:00-18:00"``)."""
         names = [str(d).strip().lower()[:3] for d in workdays]
         unknown = [n for n in names if n not in WEEKDAYS]
@@ -104,7 +131,63 @@ class BusinessCalendar:
             raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
         start, end = parse_hours(hours)
         return cls(timezone, frozenset(WEEKDAYS.index(n) for n in names), start, end,
-                   frozenset(holidays), frozenset(extra_workdays))
+                   frozenset(holidays), frozenset(extra_workdays),
+                   None if arranged_years is None else frozenset(arranged_years))
+
+
+@dataclass(frozen=True)
+class CalendarGap:
+    """Days ahead with no known holiday arrangement: from ``first``, in ``years``."""
+
+    first: dt.date
+    years: tuple[int, ...]
+    known_through: dt.date | None  # the last day of the last arranged year before the gap
+    horizon_days: int
+
+    def message(self) -> str:
+        years = ", ".join(str(y) for y in self.years)
+        through = (f"ends on {self.known_through.isoformat()}" if self.known_through
+                   else "is missing")
+        return (f"The business calendar's holiday arrangement (days off and make-up workdays, "
+                f"调休) {through}: from {self.first.isoformat()}, within the next "
+                f"{self.horizon_days} days, deadlines count weekends and the statutory public "
+                f"holidays only. Fix: upgrade the holidays package (pip install -U holidays) "
+                f"once it has the State Council's notice for {years}, or add that notice's "
+                f"days to conf/calendar.yaml (holidays, extra_workdays)")
+
+
+@dataclass(frozen=True)
+class PublicDays:
+    """A country's public holidays and make-up workdays over some years, from the maintained
+    ``holidays`` package, and the years whose yearly arrangement it carries."""
+
+    days_off: frozenset[dt.date]
+    workdays: frozenset[dt.date]  # weekend days worked to make up for a holiday (调休)
+    arranged_years: frozenset[int]
+
+
+@functools.lru_cache(maxsize=8)
+def public_days(country: str, years: tuple[int, ...]) -> PublicDays:
+    """``country``'s public holidays over ``years`` (ISO code, e.g. ``CN``).
+
+    For China the package computes the statutory holidays of any year (with the weekday days
+    off the law gives for a festival on a weekend) and carries the State Council's yearly notice
+    (bridging days off and the weekend days worked, 调休) for the years published when it was
+    released. A year counts as arranged when the package lists a make-up workday in it: every
+    notice since 2001 has some, a year computed from the law alone has none."""
+    import holidays as holiday_data  # here: ~0.3 s to import, only when a calendar is loaded
+
+    found = holiday_data.country_holidays(country, years=years)
+    days_off = frozenset(found)  # the keys: dates
+    workdays = frozenset(d for d in found.weekend_workdays if d.year in years)
+    return PublicDays(days_off, workdays, frozenset(d.year for d in workdays))
+
+
+def public_holiday_countries() -> frozenset[str]:
+    """The country codes the holidays package has public holidays for."""
+    import holidays as holiday_data
+
+    return frozenset(holiday_data.list_supported_countries())
 
 
 def add_business_time(start: dt.datetime, days: float, calendar: BusinessCalendar) -> dt.datetime:
