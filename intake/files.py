@@ -1,4 +1,4 @@
-"""Read one export file (CSV or Parquet) into a frame of raw values, one row per record.
+"""Read one export file (CSV, Parquet or Excel) into a frame of raw values, one row per record.
 
 CSV is read as text (every cell a string, blank = missing) so that typing is done in one place,
 with every unparseable cell recorded. The encoding is detected, never guessed: UTF-8 (with or
@@ -41,7 +41,27 @@ def read_table_file(path: Path, *, encoding: str | None = None,
     """The file's records with ``_row`` first; CSV cells as text, Parquet columns as stored."""
     if path.suffix.lower() == ".parquet":
         return _read_parquet(path)
+    if path.suffix.lower() in EXCEL_SUFFIXES:
+        return _read_excel(path)
     return _read_csv(path, encoding, delimiter)
+
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+
+
+def _read_excel(path: Path) -> pd.DataFrame:
+    """The first sheet, every cell as text like a CSV (blank = missing); ``_row`` is the
+    sheet's row number (header = 1), as Excel shows it."""
+    try:
+        frame = pd.read_excel(path, sheet_name=0, dtype=str, engine="openpyxl")
+    except Exception as exc:  # openpyxl raises several types for a damaged or non-Excel file
+        raise InputError(f"not a readable Excel file ({_first_line(exc)})",
+                         file=str(path)) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_duplicate_headers(frame, path)
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, ROW, np.arange(2, len(frame) + 2))
+    return frame
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

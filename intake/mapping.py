@@ -30,8 +30,8 @@ import yaml
 
 from kamflow.core import yamlfile
 from kamflow.core.errors import ConfigError, InputError
-from kamflow.intake.files import ROW, read_table_file
-from kamflow.intake.schema import TABLES, Table
+from kamflow.intake.files import EXCEL_SUFFIXES, ROW, read_table_file
+from kamflow.intake.schema import TABLES, Column, Table
 from kamflow.intake.signals import Signal, parse_signals
 
 PROBLEM_COLUMNS = ["table", "row", "account_id", "column", "value", "reason"]
@@ -552,3 +552,71 @@ def _fill_blanks(values: pd.Series, default: Any) -> pd.Series:
     if _is_numeric(values) or pd.api.types.is_datetime64_any_dtype(values):
         return values.fillna(default)
     return values.where(_text(values).notna(), str(default))
+
+
+# --------------------------------------------------------------------------- outcome files
+
+# The columns of a file of task outcomes (``kamflow tasks import``, worklist/outcomes.py), all
+# read as text: checked row by row against the task store before anything is applied.
+OUTCOME_TABLE = Table("outcomes", tuple(Column(name, "str", required=name in (
+    "task_id", "outcome", "minutes", "owner")) for name in (
+    "task_id", "outcome", "minutes", "note", "owner", "follow_up_date")))
+_OUTCOME_KEYS = ("description", "encoding", "delimiter", "let", "columns")
+
+
+def load_outcome_mapping(path: Path | str) -> TableMapping:
+    """A mapping for outcome files logged in a CRM: the keys of one snapshot table's mapping
+    (``encoding``, ``delimiter``, ``let``, ``columns``; docs/mapping.md) at the top level, no
+    ``file`` (the file is named on the command line). Checked like a snapshot mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"mapping file {path} does not exist")
+    try:
+        doc = yamlfile.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"mapping file {path} is not valid YAML: {exc}") from None
+    fail = _failer(path)
+    if not isinstance(doc, Mapping):
+        fail("columns", "the file must map 'columns' (and optionally let, encoding, delimiter)")
+    unknown = sorted(set(doc) - set(_OUTCOME_KEYS), key=str)
+    if unknown:
+        fail(unknown[0], f"unknown key; allowed: {', '.join(_OUTCOME_KEYS)}")
+    spec = {k: v for k, v in doc.items() if k != "description"}
+    return _table_mapping(OUTCOME_TABLE, {**spec, "file": "outcomes.csv"}, fail)
+
+
+def read_outcome_file(path: Path, mapping: TableMapping | None = None,
+                      mapping_path: Path | None = None
+                      ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
+    """The rows of a file of task outcomes (CSV or Excel), each ``{"_row": its row in the
+    file, task_id, outcome, minutes, note, owner, follow_up_date}`` as text (None when blank),
+    read under kamflow's column names or through ``mapping``, and every value the mapping could
+    not map as (row, kamflow column, reason). A missing required column is an InputError
+    naming the file and column."""
+    if not path.is_file():
+        raise InputError(f"outcome file {path} does not exist", file=str(path))
+    if path.suffix.lower() not in (".csv", *EXCEL_SUFFIXES):
+        raise InputError("an outcome file must be .csv or .xlsx", file=str(path))
+    if mapping is None:
+        raw = read_table_file(path)
+        frame = pd.DataFrame({ROW: raw[ROW].to_numpy()})
+        for column in OUTCOME_TABLE.column_names:
+            if column in raw:
+                frame[column] = raw[column].to_numpy()
+        problems = pd.DataFrame(columns=PROBLEM_COLUMNS)
+    else:
+        mapping = TableMapping(mapping.name, path.name, mapping.encoding, mapping.delimiter,
+                               mapping.helpers, mapping.columns)
+        frame, problems = map_table(mapping, OUTCOME_TABLE, path.parent, None,
+                                    mapping_path or path)
+    missing = [c.name for c in OUTCOME_TABLE.columns if c.required and c.name not in frame]
+    if missing:
+        raise InputError(f"the outcome file has no column {missing[0]!r} (kamflow reads "
+                         f"{', '.join(OUTCOME_TABLE.column_names)}; a mapping can make them "
+                         "from a CRM's own columns)", file=str(path), field=missing[0])
+    targets = {r.source: r.target for r in (mapping.columns if mapping else ()) if r.source}
+    unmapped = [(int(p["row"]), targets.get(str(p["column"]), str(p["column"])),
+                 str(p["reason"])) for p in problems.to_dict("records")]
+    rows = [{k: (int(v) if k == ROW else None if _blank(v) else _plain(v).strip() or None)
+             for k, v in record.items()} for record in frame.to_dict("records")]
+    return rows, unmapped

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from kamflow.core import yamlfile
+from kamflow.core import vocabulary, yamlfile
 from kamflow.core.configmodel import ConfigModel, config_error
 from kamflow.core.errors import ConfigError
 from kamflow.core.settings import Settings
@@ -45,6 +45,7 @@ from kamflow.worklist.capacity import Capacity
 from kamflow.worklist.effects import DEFAULT_EFFORT_HOURS, EffectsConfig
 from kamflow.worklist.housekeeping import HousekeepingPolicy
 from kamflow.worklist.measures import Ceilings
+from kamflow.worklist.outcomes import NEXT_STEPS, Outcome, OutcomeList
 from kamflow.worklist.worth import ActionBelief, Beliefs, Effect
 
 
@@ -448,6 +449,45 @@ def load_escalation_due_days(path: Path | None = None) -> float:
     """Working days each new owner on the escalation ladder gets (``escalation_due_days``)."""
     path = path or conf_dir() / "calendar.yaml"
     return _parse(_CalendarFile, read_yaml(path), path).escalation_due_days
+
+
+class _OutcomeSpec(ConfigModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    zh: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    en: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    then: Literal[NEXT_STEPS]  # type: ignore[valid-type]
+    days: Annotated[float, Field(gt=0, le=365)] | None = None
+
+
+class _OutcomesFile(ConfigModel):
+    note_max_chars: Annotated[int, Field(ge=1, le=2000)] = 500
+    minutes_max: Annotated[int, Field(ge=1, le=10_000)] = 480
+    outcomes: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+                             _OutcomeSpec], Field(min_length=1)]
+
+
+def load_outcomes(path: Path | None = None) -> OutcomeList:
+    """The outcome codes a manager may record when closing a task (``conf/outcomes.yaml``),
+    each with its words (the file's, else the vocabulary's) and what happens next. A code
+    without words in either, or a list with no real contact (``close``/``follow_up``), is
+    refused naming the key."""
+    path = path or conf_dir() / "outcomes.yaml"
+    spec = _parse(_OutcomesFile, read_yaml(path), path)
+    outcomes = []
+    for code, item in spec.outcomes.items():
+        try:
+            zh = item.zh or vocabulary.label("task_outcome", code, "zh")
+            en = item.en or vocabulary.label("task_outcome", code, "en")
+        except vocabulary.UnknownLabel:
+            raise ConfigError(f"{path}: key 'outcomes.{code}': a code of your own needs its "
+                              "words: give zh and en") from None
+        outcomes.append(Outcome(code, vocabulary.Label(zh, en), item.then, item.days))
+    steps = {o.then for o in outcomes}
+    if not steps & {"close", "follow_up"}:
+        raise ConfigError(f"{path}: key 'outcomes': at least one outcome must be a real "
+                          "contact (then: close or follow_up)")
+    return OutcomeList(tuple(outcomes), spec.note_max_chars, spec.minutes_max)
 
 
 class _ValidationSection(ConfigModel):

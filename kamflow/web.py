@@ -1,8 +1,16 @@
 """``kamflow web``: the small web app behind the one-click links in task emails.
 
-    GET  /t/<token>   the task (account, action, deadline, reason, status) and a button to confirm
+    GET  /t/<token>   the task (account, action, deadline, reason, status) and a button to confirm;
+                      a "mark done" link also shows the outcome form (conf/outcomes.yaml)
     POST /t/<token>   acknowledge or finish the task, then a confirmation page
+    POST /t/<token>/outcome   record the outcome form's outcome, minutes and note
     GET  /healthz     "ok" (answered at once, never waiting for the task store)
+
+The outcome form is bound to the task's owner (the link's recipient; and, when a sign-on proxy
+names the user in ``KAMFLOW_WEB_USER_HEADER``, that user), refuses cross-site posts (a
+``Sec-Fetch-Site`` other than same-origin/none, or an ``Origin`` of another host: 403), and
+carries a key made from the link and the task's history as shown: submitted twice, it records
+once.
 
 Opening a link changes nothing: mail scanners and link previews fetch links on their own, so
 the change needs the button (a POST). A forged, altered or expired token gets 403 and changes
@@ -24,13 +32,16 @@ Retry-After (nothing changed). A POST a browser marks as coming from another sit
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import logging
+import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -42,7 +53,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamflow.core.links import Claim, LinkError, LinkSigner
 from kamflow.worklist import TaskStore
+from kamflow.worklist.calendar import BusinessCalendar
 from kamflow.worklist.db import StoreBusyError
+from kamflow.worklist.models import HELD_OUT, OPEN_STATUSES
+from kamflow.worklist.outcomes import OutcomeList, OutcomeRecord
 from kamflow.worklist.store import TaskClosedError
 
 if TYPE_CHECKING:
@@ -83,12 +97,22 @@ _HEADERS = {
 class WebApp:
     """The link handler, independent of the HTTP server (tests call it directly too)."""
 
-    def __init__(self, store: TaskStore, signer: LinkSigner, timezone: str = "UTC") -> None:
+    def __init__(self, store: TaskStore, signer: LinkSigner, timezone: str = "UTC",
+                 outcomes: OutcomeList | None = None, calendar: BusinessCalendar | None = None,
+                 user_header: str | None = None) -> None:
         self.store = store
         self.signer = signer
         self.zone = ZoneInfo(timezone)  # deadlines are shown in the business calendar's zone
+        if outcomes is None:
+            from kamflow import config
 
-    def page(self, method: str, path: str, now: dt.datetime | None = None) -> tuple[int, str]:
+            outcomes = config.load_outcomes()
+        self.outcomes = outcomes
+        self.calendar = calendar or BusinessCalendar(timezone=timezone)
+        self.user_header = user_header
+
+    def page(self, method: str, path: str, now: dt.datetime | None = None,
+             headers: Mapping[str, str] | None = None) -> tuple[int, str]:
         """(HTTP status, HTML page) for a request."""
         if path == "/healthz" and method == "GET":
             return HTTPStatus.OK, "ok"
@@ -104,37 +128,19 @@ class WebApp:
                 "Link refused / 链接无效",
                 f"<p class='bad'>{html.escape(str(exc))}.</p><p>Nothing was changed. "
                 "未做任何更改。</p>", "refused")
-        try:
-            task = self.store.get_task(claim.task_id)
-        except LookupError:
-            return HTTPStatus.NOT_FOUND, _page("No such task / 任务不存在",
-                                               f"<p>There is no task {claim.task_id}.</p>",
-                                               "not-found")
-        if claim.issued < _whole_seconds(task.created_at):
-            # made for an earlier task with this id (the task store was recreated)
-            log.warning("refused a task link of %s made before task %d existed",
-                        claim.recipient, task.id)
-            return HTTPStatus.GONE, _page(
-                "Link refused / 链接无效",
-                f"<p class='bad' id='message'>This link was made for an earlier task "
-                f"{task.id}, which no longer exists. Nothing was changed. "
-                "此链接对应的任务已不存在，未做任何更改。</p>", "stale")
-        if not _same_address(task.owner_email, claim.recipient):
-            return HTTPStatus.CONFLICT, self._moved(claim, task)
-        handed = self._owner_since(task)
-        if claim.issued < handed:
-            # the task left this recipient and came back: only links made since then act
-            log.warning("refused a task link of %s made before task %d came back to them",
-                        claim.recipient, task.id)
-            return HTTPStatus.CONFLICT, _page(
-                f"Task {task.id}: old link / 旧链接", _task_table(task, self.zone) +
-                f"<p class='bad' id='message'>This link was made before task {task.id} was "
-                f"handed to you again on {handed.astimezone(self.zone):%Y-%m-%d %H:%M}: use "
-                "the link in the email about that. Nothing was changed. "
-                "此链接早于任务再次转交给您，请使用最新邮件中的链接，未做任何更改。</p>",
-                "stale", task.status)
+        task, refused = self._task_of(claim, headers)
+        if refused is not None:
+            return refused
         if method == "GET":
-            return HTTPStatus.OK, self._confirm(claim, task, token)
+            page = self._confirm(claim, task, token)
+            form = ""
+            if claim.action == "done" and task.status in OPEN_STATUSES:
+                form = self._outcome_form(task, token)
+            elif task.status == HELD_OUT:
+                form = ("<p class='bad' id='held-out'>This decision is held out (the holdout's "
+                        "control group): nothing is to be done and no outcome is recorded. "
+                        "此客户为对照组，无需处理，也不记录处理结果。</p>")
+            return HTTPStatus.OK, page.replace(_FORM_SLOT, form, 1)
         if method == "POST":
             return self._apply(claim, now)
         return HTTPStatus.METHOD_NOT_ALLOWED, _page("Not allowed", "", "not-allowed")
@@ -144,6 +150,44 @@ class WebApp:
         changes = [e.at for e in self.store.history(task.id)
                    if e.event in ("reassigned", "escalated")]
         return _whole_seconds(max(changes, default=task.created_at))
+
+    def _task_of(self, claim: Claim, headers: Mapping[str, str] | None
+                 ) -> tuple[Any, tuple[int, str] | None]:
+        """(task, None) when the link may act on its task, else (task or None, the refusal):
+        no such task (404), a link made for an earlier task with this id (410), no longer the
+        recipient's (409), made before the task came back to them (409), not the signed-on
+        user's (403). The one place both the confirm button and the outcome form are
+        checked."""
+        try:
+            task = self.store.get_task(claim.task_id)
+        except LookupError:
+            return None, (HTTPStatus.NOT_FOUND, _page(
+                "No such task / 任务不存在", f"<p>There is no task {claim.task_id}.</p>",
+                "not-found"))
+        if claim.issued < _whole_seconds(task.created_at):
+            # made for an earlier task with this id (the task store was recreated)
+            log.warning("refused a task link of %s made before task %d existed",
+                        claim.recipient, task.id)
+            return task, (HTTPStatus.GONE, _page(
+                "Link refused / 链接无效",
+                f"<p class='bad' id='message'>This link was made for an earlier task "
+                f"{task.id}, which no longer exists. Nothing was changed. "
+                "此链接对应的任务已不存在，未做任何更改。</p>", "stale"))
+        if not _same_address(task.owner_email, claim.recipient):
+            return task, (HTTPStatus.CONFLICT, self._moved(claim, task))
+        handed = self._owner_since(task)
+        if claim.issued < handed:
+            # the task left this recipient and came back: only links made since then act
+            log.warning("refused a task link of %s made before task %d came back to them",
+                        claim.recipient, task.id)
+            return task, (HTTPStatus.CONFLICT, _page(
+                f"Task {task.id}: old link / 旧链接", _task_table(task, self.zone) +
+                f"<p class='bad' id='message'>This link was made before task {task.id} was "
+                f"handed to you again on {handed.astimezone(self.zone):%Y-%m-%d %H:%M}: use "
+                "the link in the email about that. Nothing was changed. "
+                "此链接早于任务再次转交给您，请使用最新邮件中的链接，未做任何更改。</p>",
+                "stale", task.status))
+        return task, self._not_the_owner(task, headers)
 
     def _confirm(self, claim: Claim, task: Any, token: str) -> str:
         en, zh, state_en, state_zh = _WORDS[claim.action]
@@ -157,7 +201,8 @@ class WebApp:
                 # proxy that serves kamflow under a path prefix
                 f"<form method='post' action='{html.escape(token)}'>"
                 f"<button type='submit' id='confirm'>{en} / {zh}</button></form>"
-                "<p>Nothing changes until you press the button. 点击按钮后才会生效。</p>")
+                "<p>Nothing changes until you press the button. 点击按钮后才会生效。</p>"
+                + _FORM_SLOT)
         return _page(f"{en} task {task.id} / {zh}", body, "confirm", task.status)
 
     def _moved(self, claim: Claim, task: Any) -> str:
@@ -191,6 +236,160 @@ class WebApp:
         body = _task_table(task, self.zone) + f"<p class='ok' id='message'>{message}</p>"
         return HTTPStatus.OK, _page(f"{state_en.capitalize()} / {state_zh}", body, "changed",
                                     task.status)
+
+    # -- the outcome form ---------------------------------------------------------------------
+    def _not_the_owner(self, task: Any, headers: Mapping[str, str] | None
+                       ) -> tuple[int, str] | None:
+        """With a sign-on proxy naming the user (``user_header``): 403 unless it is the task's
+        owner (a forwarded link opened by a colleague changes nothing)."""
+        if self.user_header is None:
+            return None
+        user = _header(headers, self.user_header)
+        if user and _same_address(user, task.owner_email):
+            return None
+        log.warning("refused a task link of task %d opened by %s", task.id, user or "nobody")
+        return HTTPStatus.FORBIDDEN, _page(
+            "Not your task / 非本人任务", _task_table(task, self.zone) +
+            f"<p class='bad' id='message'>Task {task.id} is {html.escape(task.owner_email)}'s; "
+            f"signed in as {html.escape(user or 'nobody')}, this page changes nothing. "
+            "此任务不属于当前登录用户，未做任何更改。</p>", "not-yours", task.status)
+
+    def _form_key(self, token: str, task_id: int) -> str:
+        """The key of an outcome form: the link and the task's history as the form was shown,
+        so a second submit of the same form records nothing more."""
+        seen = len(self.store.history(task_id))
+        return hashlib.sha256(f"{token}|{seen}".encode()).hexdigest()[:40]
+
+    def _outcome_form(self, task: Any, token: str) -> str:
+        options = "".join(
+            f"<option value='{html.escape(o.code)}'>{html.escape(o.label.zh)} / "
+            f"{html.escape(o.label.en)}</option>" for o in self.outcomes.outcomes)
+        last = ""
+        if task.outcome:
+            last = (f"<p id='last-outcome'>Last recorded / 上次记录："
+                    f"{html.escape(self.outcomes.words(task.outcome, 'zh'))} / "
+                    f"{html.escape(self.outcomes.words(task.outcome, 'en'))}"
+                    f"{', ' + str(task.minutes_spent) + ' min' if task.minutes_spent else ''}"
+                    "</p>")
+        # relative, as the confirm form: /t/<token>/outcome also behind a path prefix
+        return (f"<h2>Record the outcome / 记录处理结果</h2>{last}"
+                f"<form method='post' action='{html.escape(token)}/outcome' id='outcome-form'>"
+                f"<input type='hidden' name='key' value='{self._form_key(token, task.id)}'>"
+                f"<p><label>Outcome / 结果 <select name='outcome' id='outcome' required>"
+                f"<option value=''>—</option>{options}</select></label></p>"
+                f"<p><label>Minutes spent / 用时（分钟） <input type='number' name='minutes' "
+                f"id='minutes' min='0' max='{self.outcomes.minutes_max}' required></label></p>"
+                f"<p><label>Follow-up on / 跟进日期 <input type='date' name='follow_up' "
+                f"id='follow-up'></label></p>"
+                f"<p><label>Note / 备注 <textarea name='note' id='note' rows='2' "
+                f"maxlength='{self.outcomes.note_max_chars}'></textarea></label></p>"
+                "<button type='submit' id='record'>Record / 提交</button></form>")
+
+    def record(self, token: str, form: Mapping[str, str], headers: Mapping[str, str],
+               now: dt.datetime | None = None) -> tuple[int, str]:
+        """POST /t/<token>/outcome: (HTTP status, page). A cross-site post or a bad token is
+        refused (403); the form is checked (400 naming the field); the outcome is recorded
+        for the link's recipient once per form key."""
+        if not _same_site(headers):
+            log.warning("refused a cross-site outcome post")
+            return HTTPStatus.FORBIDDEN, _page(
+                "Refused / 已拒绝", "<p class='bad'>A form from another site cannot record an "
+                "outcome. Nothing was changed. 未做任何更改。</p>", "refused")
+        try:
+            claim = self.signer.verify(token, now)
+        except LinkError as exc:
+            return HTTPStatus.FORBIDDEN, _page(
+                "Link refused / 链接无效", f"<p class='bad'>{html.escape(str(exc))}.</p>"
+                "<p>Nothing was changed. 未做任何更改。</p>", "refused")
+        if claim.action != "done":
+            return HTTPStatus.FORBIDDEN, _page("Link refused / 链接无效",
+                                               "<p class='bad'>This link cannot record an "
+                                               "outcome.</p>", "refused")
+        task, refused = self._task_of(claim, headers)
+        if refused is not None:
+            return refused
+        try:
+            record = self._from_form(claim, form)
+        except ValueError as exc:
+            return HTTPStatus.BAD_REQUEST, _page(
+                "Not recorded / 未记录", _task_table(task, self.zone) +
+                f"<p class='bad' id='message'>{html.escape(str(exc))}. Nothing was recorded; "
+                "go back and correct it. 未记录，请返回修改。</p>", "invalid", task.status)
+        moment = now or dt.datetime.now(dt.UTC)
+        if record.follow_up_on is not None and \
+                record.follow_up_on <= self.calendar.today(moment):
+            return HTTPStatus.BAD_REQUEST, _page(
+                "Not recorded / 未记录", "<p class='bad' id='message'>The follow-up date must "
+                "be after today. 跟进日期须晚于今天。</p>", "invalid", task.status)
+        try:
+            task, recorded = self.store.record_outcome(
+                record, moment, f"{claim.recipient} (email link)", self.calendar)
+        except TaskClosedError as exc:
+            task = self.store.get_task(claim.task_id)
+            return HTTPStatus.CONFLICT, _page(
+                "Not changed / 未更改", _task_table(task, self.zone) +
+                f"<p class='bad' id='message'>{html.escape(str(exc))}.</p>", "conflict",
+                task.status)
+        words = (f"{html.escape(self.outcomes.words(record.outcome.code, 'zh'))} / "
+                 f"{html.escape(self.outcomes.words(record.outcome.code, 'en'))}")
+        message = (f"Recorded: {words}, {record.minutes} min. 已记录。" if recorded else
+                   "This form was already submitted: nothing more was recorded. "
+                   "此表单已提交过，未重复记录。")
+        log.info("task %d outcome %s via email link of %s%s", task.id, record.outcome.code,
+                 claim.recipient, "" if recorded else " (already recorded)")
+        return HTTPStatus.OK, _page(
+            "Outcome recorded / 已记录处理结果", _task_table(task, self.zone) +
+            f"<p class='ok' id='message'>{message}</p>", "recorded" if recorded else "already",
+            task.status)
+
+    def _from_form(self, claim: Claim, form: Mapping[str, str]) -> OutcomeRecord:
+        key = form.get("key", "")
+        if not _FORM_KEY.fullmatch(key):
+            raise ValueError("the form is incomplete (no key): open the link again")
+        try:
+            outcome = self.outcomes.get(form.get("outcome", "").strip())
+        except LookupError:
+            raise ValueError("choose an outcome / 请选择结果") from None
+        try:
+            minutes = self.outcomes.check_minutes(form.get("minutes", ""))
+        except ValueError as exc:
+            raise ValueError(f"minutes spent: {exc}") from None
+        note = self.outcomes.check_note(form.get("note", ""))
+        follow_up = None
+        if form.get("follow_up", "").strip() and outcome.then == "follow_up":
+            try:
+                follow_up = dt.date.fromisoformat(form["follow_up"].strip())
+            except ValueError:
+                raise ValueError("the follow-up date is not a date YYYY-MM-DD") from None
+        return OutcomeRecord(claim.task_id, outcome, minutes, note, follow_up, f"web:{key}",
+                             claim.recipient)
+
+
+_FORM_SLOT = "<!--outcome-form-->"
+_FORM_KEY = re.compile(r"[0-9a-f]{40}")
+_FORM_FIELDS = ("key", "outcome", "minutes", "note", "follow_up")
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str:
+    if not headers:
+        return ""
+    wanted = name.lower()
+    return next((str(v).strip() for k, v in headers.items() if k.lower() == wanted), "")
+
+
+def _same_site(headers: Mapping[str, str]) -> bool:
+    """A post from this site's own page (or typed by hand): Sec-Fetch-Site same-origin or
+    none when the browser says, and an Origin, when sent, of this host. With the pages'
+    no-referrer policy a browser sends ``Origin: null``: then Sec-Fetch-Site decides."""
+    site = _header(headers, "sec-fetch-site")
+    if site and site not in ("same-origin", "none"):
+        return False
+    origin = _header(headers, "origin")
+    if origin == "null":
+        return bool(site)
+    if origin:
+        return origin.split("://", 1)[-1].rstrip("/") == _header(headers, "host")
+    return True
 
 
 def _task_table(task: Any, zone: ZoneInfo) -> str:
@@ -252,11 +451,12 @@ def asgi_app(app: WebApp) -> ASGIApp:
                 "Refused / 已拒绝", "<p class='bad'>This request came from another web site. "
                 "Nothing was changed. 请求来自其他网站，未做任何更改。</p>", "refused"))
         # The task store is synchronous: the page is made in Starlette's thread pool.
-        return await run_in_threadpool(respond, request.method, request.url.path)
+        return await run_in_threadpool(respond, request.method, request.url.path,
+                                       dict(request.headers))
 
-    def respond(method: str, path: str) -> Response:
+    def respond(method: str, path: str, headers: Mapping[str, str]) -> Response:
         try:
-            status, page = app.page(method, path)
+            status, page = app.page(method, path, headers=headers)
         except StoreBusyError:
             log.warning("kamflow web: the task store is busy; answered %s with 503", method)
             return _response(int(HTTPStatus.SERVICE_UNAVAILABLE), _page(*_BUSY_PAGE),
@@ -266,7 +466,27 @@ def asgi_app(app: WebApp) -> ASGIApp:
             status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(*_ERROR_PAGE)
         return _response(int(status), page)
 
-    starlette = Starlette(routes=[Route("/{path:path}", answer,
+    async def outcome(request: Request) -> Response:
+        try:
+            fields = parse_qs((await request.body()).decode("utf-8", "replace"),
+                              max_num_fields=len(_FORM_FIELDS) + 2)
+            form = {k: v[0] for k, v in fields.items() if k in _FORM_FIELDS}
+            status, page = await run_in_threadpool(app.record, request.path_params["token"],
+                                                   form, dict(request.headers))
+        except ValueError:  # too many fields: not our form
+            status, page = HTTPStatus.BAD_REQUEST, _page("Error 400", "<p>Nothing was "
+                                                         "changed.</p>", "refused")
+        except StoreBusyError:
+            log.warning("kamflow web: the task store is busy; answered an outcome with 503")
+            return _response(int(HTTPStatus.SERVICE_UNAVAILABLE), _page(*_BUSY_PAGE),
+                             {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        except Exception:  # noqa: BLE001 - a bug must not leak a traceback to the browser
+            log.exception("kamflow web: error recording an outcome")
+            status, page = HTTPStatus.INTERNAL_SERVER_ERROR, _page(*_ERROR_PAGE)
+        return _response(int(status), page)
+
+    starlette = Starlette(routes=[Route("/t/{token}/outcome", outcome, methods=["POST"]),
+                                  Route("/{path:path}", answer,
                                         methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
     return BodyLimit(starlette, MAX_BODY_BYTES)
 
@@ -424,10 +644,12 @@ def run_server(settings: Settings, host: str, port: int,
     from kamflow import config
 
     signer = LinkSigner.from_settings(settings)
-    timezone = config.load_calendar(settings.conf_dir / "calendar.yaml").timezone
+    calendar = config.load_calendar(settings.conf_dir / "calendar.yaml")
+    outcomes = config.load_outcomes(settings.conf_dir / "outcomes.yaml")
     store = web_store(settings.database_url)
     try:
-        server = make_server(WebApp(store, signer, timezone), host, port)
+        server = make_server(WebApp(store, signer, calendar.timezone, outcomes, calendar,
+                                    settings.web_user_header), host, port)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         announce(f"kamflow web: serving task links on http://{host}:{server.server_address[1]} "
                  f"(links in emails point at {signer.base_url}); Ctrl-C to stop")

@@ -412,11 +412,12 @@ def json_rows(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {"effects": [{k: clean(row[k]) for k in JSON_KEYS} for row in rows]}
 
 
-def reported_vs_fate(fates: pd.DataFrame, kept_codes: tuple[str, ...] = ("kept",)
+def reported_vs_fate(fates: pd.DataFrame, kept_codes: tuple[str, ...] = ("renewed",)
                      ) -> list[dict[str, Any]]:
     """Per action, the released decisions whose manager recorded an outcome in ``kept_codes``
-    (column ``outcome``) and whose fate is known: how many, and how many of those accounts left
-    within the horizon anyway. Empty while tasks carry no outcome."""
+    (column ``outcome``; conf/outcomes.yaml's ``renewed``: renewed or kept) and whose fate is
+    known: how many, and how many of those accounts left within the horizon anyway. Empty while
+    tasks carry no outcome."""
     if "outcome" not in fates or fates.empty:
         return []
     kept = fates.loc[fates["outcome"].isin(kept_codes) & fates["matured"]]

@@ -104,12 +104,20 @@ class KpiStore(StoreBase):
         """Every decision from ``since`` (to ``until``), tasks and held-out ones alike, for the
         effects report (worklist/effects.py): ``account_id``, ``action``, ``status``,
         ``rule_id`` (its reason) and ``created_at`` (its date, UTC), and where the tasks table
-        has them ``value_class``, ``minutes`` and ``outcome``. One query; plain driver tuples into
-        one object array (5M rows: a DataFrame built from tuples costs 5 s more)."""
+        has them ``value_class``, ``minutes`` (spent, over every attempt) and ``outcome``; a
+        follow-up task raised by an outcome is no decision of its own. One query; plain driver
+        tuples into one object array (5M rows: a DataFrame built from tuples costs 5 s more)."""
         columns = ["account_id", "action", "status", "rule_id", "created_at"]
         with self.session() as session:
             present = {c["name"] for c in inspect(session.connection()).get_columns("tasks")}
-            columns += [c for c in DECISION_EXTRAS if c in present]
+            extras = {name: stored for name, stored in DECISION_EXTRAS.items()
+                      if stored in present}
+            columns += list(extras)
+            selected = [*columns[:5], *(f"{stored} AS {name}" if stored != name else name
+                                        for name, stored in extras.items())]
+            # a follow-up task (an outcome's "follow-up needed") continues its decision: not
+            # another one
+            own = " AND follow_up_of IS NULL" if "follow_up_of" in present else ""
             driver = session.connection().connection.driver_connection
             assert driver is not None
             cursor = driver.cursor()
@@ -118,9 +126,9 @@ class KpiStore(StoreBase):
                 bounds = [_stored_time(self.engine, since)]
                 if until is not None:
                     bounds.append(_stored_time(self.engine, until))
-                cursor.execute(f"SELECT {', '.join(columns)} FROM tasks WHERE created_at >= "
-                               f"{marker}" + (f" AND created_at <= {marker}" if until else ""),
-                               tuple(bounds))
+                cursor.execute(f"SELECT {', '.join(selected)} FROM tasks WHERE created_at >= "
+                               f"{marker}" + (f" AND created_at <= {marker}" if until else "")
+                               + own, tuple(bounds))
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -144,7 +152,8 @@ class KpiStore(StoreBase):
             rows = session.execute(
                 select(Task.action, Task.status, func.count(), func.min(Task.created_at),
                        func.coalesce(func.sum(worth), 0.0), func.count(worth))
-                .where(Task.created_at >= utc(since)).group_by(Task.action, Task.status)).all()
+                .where(Task.created_at >= utc(since), Task.follow_up_of.is_(None))
+                .group_by(Task.action, Task.status)).all()
         frame = pd.DataFrame([tuple(r) for r in rows],
                              columns=["action", "status", "decisions", "first_at", "worth_sum",
                                       "worth_n"]).astype({"worth_sum": "float64"})
@@ -196,9 +205,11 @@ class KpiStore(StoreBase):
 
 EFFECTS_LOOKBACK_DAYS = 365  # the effects report pools a year of decisions, plus the horizon
 
-# Optional columns of the tasks table the effects report reads when present (the outcomes
-# and holdout work add them): the decision's value class, the minutes recorded, the outcome.
-DECISION_EXTRAS = ("value_class", "minutes", "outcome")
+# Optional columns of the tasks table the effects report reads when present, by the name the
+# report gives them: the decision's value class, the minutes recorded over every attempt
+# (migration 0012_outcomes: ``minutes_spent``), the outcome last recorded.
+DECISION_EXTRAS = {"value_class": "value_class", "minutes": "minutes_spent",
+                   "outcome": "outcome"}
 
 
 def _stored_time(engine: Any, when: dt.datetime) -> Any:

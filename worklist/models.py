@@ -75,6 +75,16 @@ class Task(Base):
     experiment_period: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # "<account>|<action>|<period>" on a held-out row: a unique index keeps one per period
     holdout_key: Mapped[str | None] = mapped_column(String(220), nullable=True)
+    # The manager's outcome (conf/outcomes.yaml, worklist/outcomes.py): the code last recorded,
+    # when, and the minutes spent over every attempt; NULL until one is recorded
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    outcome_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           nullable=True)
+    minutes_spent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # not reached: when to try again (the task stays open)
+    retry_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # a follow-up task: the task whose outcome "follow-up needed" raised it
+    follow_up_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class TaskEvent(Base):
@@ -85,6 +95,13 @@ class TaskEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     event: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+    # an outcome recorded by this event (conf/outcomes.yaml code), the minutes it took and the
+    # manager's note, as fields; ``outcome_key`` makes a resubmitted form or a re-imported
+    # row record nothing more (unique; NULL for events that carry no outcome)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    minutes_spent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class OutboxEmail(Base):
@@ -205,3 +222,5 @@ Index("ix_tasks_due_at", Task.due_at)  # sla_watch looks for open tasks past the
 Index("ix_tasks_owner_status", Task.owner_email, Task.status)  # capacity: open/queued per owner
 Index("ix_tasks_released_at", Task.released_at)  # capacity: tasks released today per owner
 Index("ix_tasks_holdout_key", Task.holdout_key, unique=True)  # one held-out row a period
+# an outcome recorded once: a resubmitted form or a re-imported row finds its key taken
+Index("ux_task_events_outcome_key", TaskEvent.outcome_key, unique=True)

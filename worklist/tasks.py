@@ -22,6 +22,7 @@ from sqlalchemy import CursorResult, Result, Table, bindparam, func, select, upd
 from sqlalchemy.orm import Session
 
 from kamflow.worklist.bulk import as_datetime, insert_returning_ids, insert_rows, records
+from kamflow.worklist.calendar import BusinessCalendar
 from kamflow.worklist.capacity import DEFAULT_ORDER, UNLIMITED, Capacity, allocate, urgent_tasks
 from kamflow.worklist.db import StoreBase, aware, utc
 from kamflow.worklist.faults import crash_point
@@ -44,9 +45,11 @@ from kamflow.worklist.models import (
     TaskEvent,
 )
 from kamflow.worklist.outbox import QueuedEmail
+from kamflow.worklist.outcomes import NotTheOwnerError, OutcomeRecord, next_dates, not_recordable
 from kamflow.worklist.plan import owner_address
 
-__all__ = ["TASK_FIELDS", "Escalation", "RaiseResult", "TaskClosedError", "TaskLifecycle"]
+__all__ = ["TASK_FIELDS", "Escalation", "HeldOutError", "RaiseResult", "TaskClosedError",
+           "TaskLifecycle"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,10 @@ CapacityOf = Callable[[str, str], Capacity]
 
 class TaskClosedError(ValueError):
     """The task is closed (done or cancelled): it can no longer be acknowledged or moved."""
+
+
+class HeldOutError(TaskClosedError):
+    """An outcome asked for on a held-out decision (the holdout's control group): refused."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,110 @@ class TaskLifecycle(StoreBase):
             session.add(TaskEvent(task_id=task_id, at=now, event=status, detail=detail))
         return self.get_task(task_id), True
 
+    # -- outcomes: what happened, and what comes next (worklist/outcomes.py) ------------------
+    def record_outcome(self, record: OutcomeRecord, now: dt.datetime, actor: str,
+                       calendar: BusinessCalendar | None = None) -> tuple[Task, bool]:
+        """Record one outcome (``record_outcomes``); returns (task, recorded)."""
+        [recorded] = self.record_outcomes([record], now, actor, calendar)
+        return self.get_task(record.task_id), recorded
+
+    def record_outcomes(self, records: Sequence[OutcomeRecord], now: dt.datetime, actor: str,
+                        calendar: BusinessCalendar | None = None) -> list[bool]:
+        """Record the outcomes in ONE transaction (all or none); per record, whether it was
+        recorded (False: an event already carries its ``key``: a second submit or a
+        re-import records nothing more).
+
+        Each goes into its task's history as fields (outcome, minutes, note) and decides what
+        happens next (``Outcome.then``): ``close`` and ``follow_up`` make the task done (a real
+        contact: the action's cooldown starts), ``follow_up`` also raises the follow-up task
+        (open, same account and action, due when the manager said; counted against its
+        owner's capacity like any released task), ``retry`` keeps it open with a retry date,
+        ``cancel`` cancels it without counting as done or starting a cooldown. A task that is
+        not open raises ``TaskClosedError``, one another person owns ``NotTheOwnerError``."""
+        now = utc(now)
+        calendar = calendar or BusinessCalendar()
+        done: list[bool] = []
+        with self.session() as session:
+            for record in records:
+                done.append(self._record_outcome(session, record, now, actor, calendar))
+        return done
+
+    def _record_outcome(self, session: Session, record: OutcomeRecord, now: dt.datetime,
+                        actor: str, calendar: BusinessCalendar) -> bool:
+        if record.key and session.scalar(select(TaskEvent.id).where(
+                TaskEvent.outcome_key == record.key)) is not None:
+            return False
+        task = session.get(Task, record.task_id)
+        if task is None:
+            raise LookupError(f"no task with id {record.task_id}")
+        if record.owner is not None and owner_address(record.owner) != owner_address(
+                task.owner_email):
+            raise NotTheOwnerError(f"task {task.id} is with {task.owner_email}, not "
+                                   f"{record.owner}: nothing was recorded")
+        why = not_recordable(task.id, task.status)
+        if why is not None:
+            raise (HeldOutError if task.status == HELD_OUT else TaskClosedError)(why)
+        outcome = record.outcome
+        retry_at, follow_up_due = next_dates(record, now, calendar)
+        status = {"close": "done", "follow_up": "done", "cancel": "cancelled"}.get(
+            outcome.then, task.status)
+        closing = status != task.status
+        values: dict[str, Any] = {
+            "outcome": outcome.code, "outcome_at": now,
+            "minutes_spent": func.coalesce(Task.minutes_spent, 0) + record.minutes,
+            "retry_at": retry_at}
+        if closing:
+            values.update(status=status, closed_at=now, open_key=None)
+        changed = _changed(session.execute(update(Task).where(
+            Task.id == task.id, Task.status == task.status).values(**values)))
+        if changed != 1:
+            raise TaskClosedError(f"task {task.id} changed while its outcome was being "
+                                  "recorded; try again")
+        detail = f"by {actor}"
+        if retry_at is not None:
+            detail += f"; retry from {retry_at.isoformat()}"
+        if follow_up_due is not None:
+            follow_up = Task(**{k: getattr(task, k) for k in (
+                "account_id", "account_name", "action", "action_title", "owner_role",
+                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version",
+                "cooldown_days", "value_at_risk", *WORTH_FIELDS, "experiment_period")},
+                reason=f"Follow-up of task {task.id}" + (f": {record.note}" if record.note
+                                                         else ""),
+                status="open", created_at=now, due_at=follow_up_due, released_at=now,
+                run_id=f"follow-up-{task.id}", open_key=f"{task.account_id}|{task.action}",
+                escalation_level=0, follow_up_of=task.id)
+            session.add(follow_up)
+            session.flush()
+            session.add(TaskEvent(task_id=follow_up.id, at=now, event="created",
+                                  detail=f"follow-up of task {task.id}, asked by {actor}"))
+            detail += f"; follow-up task {follow_up.id} due {follow_up_due.isoformat()}"
+        session.add(TaskEvent(task_id=task.id, at=now,
+                              event=status if closing else "attempted", detail=detail,
+                              outcome=outcome.code, minutes_spent=record.minutes,
+                              note=record.note or None, outcome_key=record.key))
+        return True
+
+    def applied_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these outcome keys are already recorded (an import's rows done before)."""
+        found: set[str] = set()
+        with self.session() as session:
+            for start in range(0, len(keys), 500):
+                found.update(session.scalars(select(TaskEvent.outcome_key).where(
+                    TaskEvent.outcome_key.in_(keys[start:start + 500]))))
+        return found
+
+    def owners_and_statuses(self, task_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """{task id: (owner address, status)} of those of ``task_ids`` that exist."""
+        found: dict[int, tuple[str, str]] = {}
+        ids = sorted(set(task_ids))
+        with self.session() as session:
+            for start in range(0, len(ids), 500):
+                for task_id, owner, status in session.execute(select(
+                        Task.id, Task.owner_email, Task.status).where(
+                        Task.id.in_(ids[start:start + 500]))).tuples():
+                    found[int(task_id)] = (owner, status)
+        return found
+
     def reassign(self, task_id: int, owner_email: str, owner_name: str, now: dt.datetime,
                  actor: str, note: str = "", due_at: dt.datetime | None = None,
                  email: QueuedEmail | None = None) -> Task:
@@ -541,10 +652,12 @@ def _changed(result: Result[Any]) -> int:
 def _cooling(session: Session, now: dt.datetime) -> dict[str, pd.Timestamp]:
     """Latest close time per (account, action) key among recently closed tasks. A withdrawn
     task (queued, never released to its owner) was never worked: it starts no cooldown, nor a
-    proactive rule's cadence (``every:``, which is this cooldown)."""
+    proactive rule's cadence (``every:``, which is this cooldown). Nor does a task cancelled
+    with an outcome ("not relevant"): only a real contact starts the cooldown."""
     rows = session.execute(
         select(Task.account_id, Task.action, Task.closed_at).where(
             Task.closed_at.is_not(None), Task.status.not_in((*KEYED_STATUSES, WITHDRAWN)),
+            ~((Task.status == "cancelled") & Task.outcome.is_not(None)),
             Task.closed_at > now - dt.timedelta(days=366)))
     latest: dict[str, pd.Timestamp] = {}
     for account_id, action, closed_at in rows:

@@ -4,6 +4,9 @@
     kamflow tasks show ID [--json]          the task, its reason and its whole history
     kamflow tasks ack ID [--note TEXT]      acknowledge (I have it)
     kamflow tasks done ID [--note TEXT]     mark done (closes it; its cooldown starts)
+    kamflow tasks done ID --outcome CODE --minutes N [--note TEXT] [--follow-up DATE]
+                                            record what happened (conf/outcomes.yaml)
+    kamflow tasks import FILE [--mapping M] outcomes logged in a CRM (CSV or Excel)
     kamflow tasks reassign ID --to EMAIL    give it to someone else, who is emailed at once
     kamflow sla-watch [--now ISO]           run the sla_watch flow once
     kamflow digest [--force]                run the daily_digest flow once
@@ -18,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kamflow.cli.app import Verbose, app, command, positive_int, settings, tasks_app
+from kamflow.cli.app import Verbose, app, command, date, positive_int, settings, tasks_app
 from kamflow.core import vocabulary
 from kamflow.core.errors import KamflowError
 from kamflow.core.settings import Settings, configure_prefect_env
@@ -36,7 +39,8 @@ TASK_FIELDS = ("id", "account_id", "account_name", "action", "action_title", "ow
                "owner_name", "owner_email", "priority", "rule_id", "ruleset_version", "reason",
                "status", "created_at", "due_at", "closed_at", "run_id", "value_at_risk",
                "released_at", "effort_hours", "expected_retained_cny_yearly", "effect_source",
-               "must_do", "experiment_period")
+               "must_do", "experiment_period", "outcome", "outcome_at", "minutes_spent",
+               "retry_at", "follow_up_of")
 
 
 def _store(home: Settings | None = None) -> Any:
@@ -100,20 +104,23 @@ def show(task_id: TaskId,
             raise KamflowError(str(exc)) from None
         history = store.history(task_id)
     record = {**task_record(task), "escalation_level": task.escalation_level,
-              "history": [{"at": _iso(e.at), "event": e.event, "detail": e.detail}
-                          for e in history]}
+              "history": [{"at": _iso(e.at), "event": e.event, "detail": e.detail,
+                           "outcome": e.outcome, "minutes_spent": e.minutes_spent,
+                           "note": e.note} for e in history]}
     if json_:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
     calendar = _calendar()  # times as staff read them: the business zone, named
     local = {key: calendar.format_local(getattr(task, key))
-             for key in ("due_at", "created_at", "closed_at", "released_at")}
+             for key in ("due_at", "created_at", "closed_at", "released_at", "outcome_at",
+                         "retry_at")}
     print(f"task {task.id}: {task.action_title} for {task.account_name} ({task.account_id})")
     for label, key in (("status", "status"), ("owner", "owner_email"), ("due", "due_at"),
                        ("priority", "priority"), ("rule", "rule_id"),
                        ("rule set", "ruleset_version"), ("created", "created_at"),
                        ("released", "released_at"), ("closed", "closed_at"),
-                       ("escalations", "escalation_level")):
+                       ("escalations", "escalation_level"), ("retry from", "retry_at"),
+                       ("follow-up of", "follow_up_of")):
         value = local.get(key) or record.get(key)
         if key == "owner_email":
             value = f"{task.owner_name} <{task.owner_email}>"
@@ -125,11 +132,37 @@ def show(task_id: TaskId,
     if task.expected_retained_cny_yearly is not None:  # worklist/worth.py
         worth = vocabulary.worth_line(task.expected_retained_cny_yearly, task.effort_hours, "en")
         print(f"  {'worth:':<13}{worth} (effect: {task.effect_source or 'prior'})")
+    if task.outcome is not None:
+        print(f"  {'outcome:':<13}{_outcome_words(task.outcome)} ({task.outcome}), "
+              f"{task.minutes_spent or 0} min in all, {local['outcome_at']}")
     print(f"  {'reason:':<13}{task.reason}")
     print("history:")
     for event, stored in zip(record["history"], history, strict=True):
-        print(f"  {calendar.format_local(stored.at):<28}{event['event']:<13}{event['detail']}")
+        line = f"  {calendar.format_local(stored.at):<28}{event['event']:<13}{event['detail']}"
+        if stored.outcome is not None:
+            line += (f"; outcome {_outcome_words(stored.outcome)} ({stored.outcome}), "
+                     f"{stored.minutes_spent or 0} min")
+            if stored.note:
+                line += f"; note: {_one_line(stored.note)}"
+        print(line)
     return 0
+
+
+def _outcome_words(code: str) -> str:
+    """An outcome code in the words of conf/outcomes.yaml (the code itself if no longer
+    listed)."""
+    from kamflow import config
+
+    try:
+        return config.load_outcomes(settings().conf_dir / "outcomes.yaml").words(code, "en")
+    except (KamflowError, LookupError):
+        return code
+
+
+def _one_line(text: str) -> str:
+    """A stored note as one line of a terminal: control characters (escapes, new lines) shown,
+    not obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @command(tasks_app, "ack", help="acknowledge a task",
@@ -139,11 +172,67 @@ def ack(task_id: TaskId, note: Note = "", by: By = None, verbose: Verbose = Fals
     return _transition(task_id, "ack", note, by)
 
 
-@command(tasks_app, "done", help="mark a task done",
-         description="Mark a task done: it closes, and the same action is not raised for the "
-                     "account again during its cooldown.")
-def done(task_id: TaskId, note: Note = "", by: By = None, verbose: Verbose = False) -> int:
-    return _transition(task_id, "done", note, by)
+@command(tasks_app, "done", help="close a task, with its outcome",
+         description="Close a task. With --outcome (a code of conf/outcomes.yaml) and --minutes, "
+                     "record what happened, which decides what comes next: a real contact "
+                     "(e.g. renewed) makes it done and starts the action's cooldown; "
+                     "follow_up also raises a follow-up task (due --follow-up, or the "
+                     "outcome's days on); not_reached keeps it open with a retry date; "
+                     "not_relevant cancels it without counting as done. Without --outcome the "
+                     "task is simply marked done.")
+def done(task_id: TaskId, note: Note = "", by: By = None,
+         outcome: Annotated[str | None, typer.Option(
+             help="what happened: a code of conf/outcomes.yaml, e.g. renewed, not_reached")]
+         = None,
+         minutes: Annotated[int | None, typer.Option(
+             min=0, help="minutes spent (with --outcome)")] = None,
+         follow_up: Annotated[dt.date | None, typer.Option(
+             "--follow-up", parser=date, metavar="YYYY-MM-DD",
+             help="outcome follow_up: the day the follow-up task is due")] = None,
+         verbose: Verbose = False) -> int:
+    if outcome is None:
+        if minutes is not None or follow_up is not None:
+            raise KamflowError("--minutes and --follow-up go with --outcome CODE")
+        return _transition(task_id, "done", note, by)
+    return _record_outcome(task_id, outcome, minutes, note, follow_up, by)
+
+
+def _record_outcome(task_id: int, code: str, minutes: int | None, note: str,
+                    follow_up: dt.date | None, by: str | None) -> int:
+    from kamflow import config
+    from kamflow.worklist.outcomes import OutcomeRecord
+    from kamflow.worklist.store import TaskClosedError
+
+    home = settings()
+    outcomes = config.load_outcomes(home.conf_dir / "outcomes.yaml")
+    calendar = config.load_calendar(home.conf_dir / "calendar.yaml")
+    try:
+        chosen = outcomes.get(code)
+        spent = outcomes.check_minutes(minutes if minutes is not None else "")
+        text = outcomes.check_note(note)
+    except LookupError as exc:
+        raise KamflowError(f"--outcome: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise KamflowError(f"--minutes or --note: {exc}" if minutes is not None else
+                           "--minutes N is needed with --outcome (minutes spent)") from None
+    if follow_up is not None and chosen.then != "follow_up":
+        raising = ", ".join(o.code for o in outcomes.outcomes if o.then == "follow_up")
+        raise KamflowError(f"--follow-up goes with an outcome that raises a follow-up task "
+                           f"({raising}), not {code}")
+    now = dt.datetime.now(dt.UTC)
+    if follow_up is not None and follow_up <= calendar.today(now):
+        raise KamflowError(f"--follow-up {follow_up} is not after today")
+    with _store(home) as store:
+        try:
+            task, _ = store.record_outcome(
+                OutcomeRecord(task_id, chosen, spent, text, follow_up), now, _actor(by),
+                calendar)
+        except (LookupError, TaskClosedError) as exc:
+            raise KamflowError(str(exc)) from None
+    print(f"task {task.id}: {outcomes.words(code, 'en')} ({code}), {spent} min; it is now "
+          f"{task.status}" + (f", retry from {calendar.format_local(task.retry_at)}"
+                              if chosen.then == "retry" else ""))
+    return 0
 
 
 def _actor(by: str | None) -> str:
@@ -167,6 +256,61 @@ def _transition(task_id: int, action: str, note: str, by: str | None) -> int:
     state = "acknowledged" if action == "ack" else "done"
     print(f"task {task.id} is {'now' if changed else 'already'} {state} "
           f"({task.account_id}, {task.action})")
+    return 0
+
+
+@command(tasks_app, "import", help="record outcomes logged in a CRM (CSV or Excel)",
+         description="Record the outcomes of tasks from a file (CSV or .xlsx): columns "
+                     "task_id, outcome (a code of conf/outcomes.yaml or its words), minutes, "
+                     "owner (the email of the task's owner, who logged it), and optionally note "
+                     "and follow_up_date; a CRM's own columns are read through --mapping "
+                     "(docs/mapping.md, 'Outcome files'). The whole file is checked first: every "
+                     "bad row (unknown task, unknown outcome, bad number, a task of another "
+                     "owner, a task already closed) is named with its row and field, and then "
+                     "nothing is applied. Rows already imported are skipped, so importing a "
+                     "file again applies nothing twice.")
+def import_outcomes(file: Annotated[Path, typer.Argument(help="the outcome file (.csv, .xlsx)")],
+                    mapping: Annotated[Path | None, typer.Option(
+                        help="mapping of the CRM's columns to kamflow's")] = None,
+                    check: Annotated[bool, typer.Option(
+                        "--check", help="check the file only; apply nothing")] = False,
+                    by: By = None, verbose: Verbose = False) -> int:
+    from kamflow import config
+    from kamflow.intake.mapping import load_outcome_mapping, read_outcome_file
+    from kamflow.worklist.outcomes import OutcomeProblem, check_rows, import_key
+    from kamflow.worklist.store import TaskClosedError
+
+    home = settings()
+    outcomes = config.load_outcomes(home.conf_dir / "outcomes.yaml")
+    calendar = config.load_calendar(home.conf_dir / "calendar.yaml")
+    rows, unmapped = read_outcome_file(file, load_outcome_mapping(mapping) if mapping else None,
+                                       mapping)
+    now = dt.datetime.now(dt.UTC)
+    with _store(home) as store:
+        ids = [int(float(r["task_id"])) for r in rows
+               if r.get("task_id") and str(r["task_id"]).replace(".", "", 1).isdigit()]
+        tasks = store.owners_and_statuses(ids)
+        applied = store.applied_keys([import_key(r) for r in rows])
+        checked = check_rows(rows, tasks, outcomes, applied, calendar.today(now))
+        problems = sorted([OutcomeProblem(*p) for p in unmapped] + checked.problems,
+                          key=lambda p: (p.row, p.field))
+        if problems:
+            shown = "\n".join(f"  {p}" for p in problems[:50])
+            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise KamflowError(f"{file}: {len(problems)} bad row(s); nothing was applied:\n"
+                               f"{shown}{more}")
+        skipped = len(rows) - len(checked.records)
+        if check:
+            print(f"{file}: {len(rows):,} row(s) checked: {len(checked.records):,} to apply, "
+                  f"{skipped:,} already imported; nothing applied (--check)")
+            return 0
+        actor = f"{_actor(by)} (import {file.name})"
+        try:  # one transaction: a task changed since the check fails it all
+            recorded = store.record_outcomes(checked.records, now, actor, calendar)
+        except (LookupError, PermissionError, TaskClosedError) as exc:
+            raise KamflowError(f"{file}: {exc}; nothing was applied") from None
+    before = skipped + len(recorded) - sum(recorded)
+    print(f"{file}: {sum(recorded):,} outcome(s) applied, {before:,} already imported before")
     return 0
 
 
@@ -283,7 +427,7 @@ def task_record(task: Any) -> dict[str, Any]:
     """The task as JSON-ready values: times as ISO 8601 with their offset (naive stored times
     are UTC)."""
     record = {name: getattr(task, name) for name in TASK_FIELDS}
-    for name in ("created_at", "due_at", "closed_at", "released_at"):
+    for name in ("created_at", "due_at", "closed_at", "released_at", "outcome_at", "retry_at"):
         if record[name] is not None:
             record[name] = _iso(record[name])
     return record

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         "KAMFLOW_PUBLIC_URL", "KAMFLOW_WEB_URL", "public_url"))
     link_secret: SecretStr | None = None
     link_ttl_days: float = 7.0
+    # the request header by which a sign-on proxy in front of `kamflow web` names the user
+    # (e.g. X-Forwarded-Email): set, an outcome form acts only for the task's owner
+    web_user_header: str | None = None
     email_backend: str = "file"
     email_from: str = "kamflow@operator.example"
     smtp_host: str = "127.0.0.1"

@@ -38,6 +38,7 @@ __all__ = [
     "factor_phrase",
     "label",
     "language",
+    "outcome_label",
     "parse_factors",
     "timezone_label",
     "yearly_amount",
@@ -102,7 +103,8 @@ KINDS: dict[str, dict[str, Label]] = {
         "key_account_department": Label("大客户部", "key-account department"),
         "sla_team": Label("SLA 保障团队", "SLA team"),
     },
-    # The task store's statuses; queued and withdrawn are those of capacity (issue 12).
+    # The task store's statuses; queued and withdrawn are those of capacity (issue 12), held_out
+    # the holdout's control group (issue 23).
     "task_status": {
         "open": Label("待处理", "open"),
         "acknowledged": Label("已确认", "acknowledged"),
@@ -111,6 +113,25 @@ KINDS: dict[str, dict[str, Label]] = {
         "cancelled": Label("已取消", "cancelled"),
         "queued": Label("排队中", "queued"),
         "withdrawn": Label("已撤回", "withdrawn"),
+        "held_out": Label("对照组（不处理）", "held out (control group)"),
+    },
+    # What a manager records when closing a task (conf/outcomes.yaml lists the codes in use;
+    # a code it adds brings its own words there).
+    "task_outcome": {
+        "renewed": Label("已续约/保持", "renewed or kept"),
+        "offer_accepted": Label("接受方案", "offer accepted"),
+        "problem_solved": Label("问题已解决", "problem solved"),
+        "follow_up": Label("需再跟进", "follow-up needed"),
+        "intends_to_leave": Label("明确流失意向", "customer intends to leave"),
+        "not_reached": Label("未联系上", "not reached"),
+        "not_relevant": Label("无需处理", "not relevant"),
+    },
+    # What an outcome does to its task (worklist/outcomes.py NEXT_STEPS).
+    "outcome_step": {
+        "close": Label("完成，开始冷却期", "done; the action's cooldown starts"),
+        "follow_up": Label("完成，并生成跟进任务", "done; a follow-up task is raised"),
+        "retry": Label("任务保持打开，择日再联系", "stays open with a retry date"),
+        "cancel": Label("取消，不计为完成", "cancelled, not counted as done"),
     },
     # The shipped churn factors (conf/scoring.yaml names them); a factor an operator adds is
     # worded by its signal (see factor_phrase).
@@ -213,6 +234,15 @@ def label(kind: str, code: str, lang: str) -> str:
     if words is None:
         raise UnknownLabel(f"no {kind} {code!r} in the vocabulary (kamflow/core/vocabulary.py); "
                            f"known: {', '.join(_kind(kind))}")
+    return words.zh if language(lang) == "zh" else words.en
+
+
+def outcome_label(code: str, lang: str, configured: Mapping[str, Label] | None = None) -> str:
+    """The words for a task outcome: those conf/outcomes.yaml gives (``configured``), else the
+    vocabulary's; ``UnknownLabel`` for a code neither knows."""
+    words = (configured or {}).get(code)
+    if words is None:
+        return label("task_outcome", code, lang)
     return words.zh if language(lang) == "zh" else words.en
 
 
