@@ -215,12 +215,14 @@ def day_one(source: Path, as_of: dt.date, conf_dir: Path, rules_dir: Path | None
     scored, ruleset = found.scored, conf.ruleset
     owners = config.load_owners(conf_dir / "owners.yaml")
     now = dt.datetime.combine(as_of, dt.time(9), dt.UTC)
-    # the holdout's control group gets no task in the run, so none here either; the decisions
-    # kamflow withholds (worklist/worth.py) come along, marked, for the orderings that do not
-    raised = found.decisions.loc[~found.decisions["held_out"].astype(bool)] \
-        .assign(withheld=False)
+    # the holdout's control group (held_out) gets no task in the run, so none here either, and
+    # the decisions kamflow withholds (worklist/worth.py) none from kamflow: both come along,
+    # marked, for the orderings that never withheld and for the learning mode's own holdout
+    raised = found.decisions.assign(held_out=found.decisions["held_out"].astype(bool),
+                                    withheld=False)
     if found.withheld is not None and not found.withheld.empty:
-        raised = pd.concat([raised, found.withheld.assign(withheld=True)], ignore_index=True)
+        raised = pd.concat([raised, found.withheld.assign(withheld=True, held_out=False)],
+                           ignore_index=True)
     planned = plan_tasks(raised, owners, {a: a for a in ruleset.actions}, now)
     truth = pd.read_csv(labels, dtype={"account_id": str})
     missing = {"account_id", "declining"} - set(truth.columns)
@@ -332,12 +334,12 @@ def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: Ca
     cost = truth["true_cost"].to_numpy(dtype=float)
     hours = pd.to_numeric(candidates.get("effort_hours", pd.Series(0.0, index=candidates.index)),
                           errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    withheld = (candidates["withheld"].fillna(False).astype(bool).to_numpy()
-                if "withheld" in candidates else np.zeros(len(candidates), dtype=bool))
+    withheld, held_out = _flag(candidates, "withheld"), _flag(candidates, "held_out")
     outcomes = []
     for ordering in orderings:
         frame, order = _ranked_as(ordering, candidates, effect, cost, hours)
-        playable = _playable(ordering, frame, withheld, effect, cost)
+        # the control group gets no task whatever the order
+        playable = _playable(ordering, frame, withheld, effect, cost) & ~held_out
         done_day = np.full(len(frame), -1, dtype=np.int64)
         done_day[playable] = play_hours(frame.loc[playable].reset_index(drop=True),
                                         task_leave[playable], capacity_of, days, order, seed)
@@ -347,6 +349,11 @@ def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: Ca
     return KeptReport(days, len(accounts), int(candidates["owner_email"].astype(str).str.lower()
                                                .nunique()), len(candidates),
                       int(churner.sum()), round(churn_revenue, 2), effects, outcomes)
+
+
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return (frame[column].fillna(False).astype(bool).to_numpy() if column in frame
+            else np.zeros(len(frame), dtype=bool))
 
 
 def _playable(ordering: str, frame: pd.DataFrame, withheld: np.ndarray, effect: np.ndarray,
@@ -437,3 +444,180 @@ def true_effects_of(planned: pd.DataFrame, truth: Beliefs,
         cost[rows] = belief.cost_cny + belief.cost_share * 12.0 * monthly[rows]
     return pd.DataFrame({"true_effect": appraised["expected_effect"].to_numpy(dtype=float),
                          "true_cost": cost})
+
+
+# -- the learning mode (issue 24.4) ----------------------------------------------------------
+# Several quarters of the same department: each quarter the randomised holdout (rules/holdout.py,
+# drawn again for the quarter's period) keeps its control group from the plan, the fates of the
+# quarter's decisions are drawn under the TRUE effects, and what the holdout measured so far moves
+# kamflow's priors (Beliefs.measured, weighed by the evidence) for the next quarter. "learning"
+# ranks by the learnt beliefs, "prior" by the priors throughout; "previous" and "oracle" as above.
+LEARNING_ORDERINGS = ("learning", "prior", "previous", "oracle")
+DAYS_PER_QUARTER = 91
+
+
+@dataclass(frozen=True)
+class LearningQuarter:
+    quarter: int
+    held_out: int                                  # decisions in the control group
+    measured: dict[str, int]                       # action -> decisions behind its learnt effect
+    learnt_effect: dict[str, float]                # action -> relative effect ranked by next
+    retained_net_cny_yearly: dict[str, float]      # per ordering
+
+
+@dataclass(frozen=True)
+class LearningReport:
+    prior_scale: float
+    days: int
+    accounts: int
+    quarters: list[LearningQuarter] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"learning": {"prior_scale": self.prior_scale, "days": self.days,
+                             "accounts": self.accounts,
+                             "quarters": [asdict(q) for q in self.quarters]}}
+
+    def text(self) -> str:
+        lines = [f"Learning mode: {len(self.quarters)} quarters of {self.days} days, "
+                 f"{self.accounts:,} accounts, kamflow's priors x {self.prior_scale:g}; net "
+                 "revenue kept, million CNY a year:", "",
+                 f"{'quarter':>7} {'held out':>9} " + " ".join(f"{o:>10}"
+                                                            for o in LEARNING_ORDERINGS)
+                 + "  actions measured (decisions)"]
+        for q in self.quarters:
+            kept = " ".join(f"{q.retained_net_cny_yearly[o] / 1e6:>10,.1f}"
+                            for o in LEARNING_ORDERINGS)
+            measured = ", ".join(f"{a} {n:,}" for a, n in sorted(q.measured.items())) or "none"
+            lines.append(f"{q.quarter:>7} {q.held_out:>9,} {kept}  {measured}")
+        return "\n".join(lines)
+
+
+def scaled_beliefs(beliefs: Beliefs, factor: float) -> Beliefs:
+    """``beliefs`` with every effect (and its range, every segment's) times ``factor``: priors
+    deliberately wrong, for the learning mode."""
+    from dataclasses import replace
+
+    from kamflow.worklist.worth import Effect
+
+    def times(e: Effect) -> Effect:
+        return Effect(e.relative * factor, None if e.low is None else e.low * factor,
+                      None if e.high is None else e.high * factor)
+
+    return replace(beliefs, actions={
+        name: replace(a, effect=times(a.effect),
+                      by_rule={k: times(v) for k, v in a.by_rule.items()},
+                      by_value_class={k: times(v) for k, v in a.by_value_class.items()},
+                      by_churn_band={k: times(v) for k, v in a.by_churn_band.items()})
+        for name, a in beliefs.actions.items()})
+
+
+def simulate_learning(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: CapacityOf,
+                      truth: pd.DataFrame, beliefs: Beliefs, policy: Any, as_of: dt.date,
+                      quarters: int = 4, days: int = 60, seed: int = 0,
+                      prior_scale: float = 1.0) -> LearningReport:
+    """Play ``quarters`` quarters of ``days`` days on the same candidates (a stationary
+    department): see LEARNING_ORDERINGS. ``truth`` is ``true_effects_of(planned, ...)``;
+    ``policy`` the rule set's HoldoutPolicy. The measurement is intent to treat, as the effects
+    report's: churn of the decisions given the task (done or not) against the held-out ones', so
+    it learns the effect of raising the task, diluted by the tasks not done in time."""
+    from kamflow.rules.holdout import hold_out
+    from kamflow.worklist.worth import withheld_mask
+
+    if quarters < 1:
+        raise ValueError("quarters must be >= 1")
+    rng = np.random.default_rng(seed)
+    candidates = planned.assign(urgent=urgent_tasks(planned)).reset_index(drop=True)
+    ids = candidates["account_id"].astype(str)
+    leave = pd.to_numeric(accounts["leave_day"], errors="coerce").to_numpy(dtype=float)
+    monthly = pd.Series(accounts["monthly_revenue"].to_numpy(dtype=float),
+                        index=accounts["account_id"].astype(str))
+    churner = pd.Series(~np.isnan(leave), index=monthly.index)
+    task_leave = ids.map(pd.Series(np.where(np.isnan(leave), np.inf, leave),
+                                   index=monthly.index)).fillna(np.inf).to_numpy()
+    account_of = pd.Index(monthly.index).get_indexer(ids)
+    if (account_of < 0).any():
+        raise KamflowError("a planned task's account is not among the snapshot's accounts")
+    effect = truth["true_effect"].to_numpy(dtype=float)
+    cost = truth["true_cost"].to_numpy(dtype=float)
+    prior = scaled_beliefs(beliefs, prior_scale)
+    learnt = prior
+    value_class = candidates["value_class"].astype(str).to_numpy() \
+        if "value_class" in candidates else np.full(len(candidates), "")
+    action = candidates["action"].astype(str).to_numpy()
+    counts: dict[tuple[str, str], np.ndarray] = {}  # (action, segment) -> t, t_left, h, h_left
+    report = LearningReport(prior_scale, days, len(accounts))
+    for quarter in range(quarters):
+        when = as_of + dt.timedelta(days=DAYS_PER_QUARTER * quarter)
+        held = hold_out(candidates.drop(columns=["held_out", "experiment_period"],
+                                        errors="ignore"), when, policy)["held_out"].to_numpy()
+        kept: dict[str, float] = {}
+        learning_rows = None
+        for name, now in (("learning", learnt), ("prior", prior)):
+            frame = appraise(candidates, now, withhold=False).kept
+            withheld = withheld_mask(frame["expected_effect"].to_numpy(dtype=float),
+                                     frame["expected_retained_cny_yearly"].to_numpy(dtype=float),
+                                     frame["must_do"].to_numpy(dtype=bool), now)
+            control = held & ~withheld  # outside the experiment when withheld
+            done_day = _play(frame, ~withheld & ~control, task_leave, capacity_of, days,
+                             "net_per_hour", seed + quarter)
+            hours = frame["effort_hours"].to_numpy(dtype=float)
+            kept[name] = _kept(name, ids.to_numpy(), done_day, task_leave, effect, cost, hours,
+                               monthly, churner).retained_net_cny_yearly
+            if name == "learning":
+                learning_rows = (withheld, control, done_day)
+        hours = pd.to_numeric(candidates["effort_hours"], errors="coerce").fillna(0.0) \
+            .to_numpy(dtype=float)
+        for name in ("previous", "oracle"):
+            frame, order = _ranked_as(name, candidates, effect, cost, hours)
+            playable = _playable(name, frame, np.zeros(len(frame), dtype=bool), effect,
+                                 cost) & ~held
+            done_day = _play(frame, playable, task_leave, capacity_of, days, order,
+                             seed + quarter)
+            kept[name] = _kept(name, ids.to_numpy(), done_day, task_leave, effect, cost, hours,
+                               monthly, churner).retained_net_cny_yearly
+        assert learning_rows is not None
+        withheld, control, done_day = learning_rows
+        left = _fates(done_day, task_leave, effect, account_of, churner.to_numpy(), rng)
+        treated = ~withheld & ~control
+        for labels in (np.full(len(candidates), "all"),
+                       np.char.add("class:", value_class.astype(str))):
+            frame = pd.DataFrame({"action": action, "segment": labels, "t": treated,
+                                  "tl": treated & left, "h": control, "hl": control & left})
+            for (a, s), row in frame.groupby(["action", "segment"])[["t", "tl", "h", "hl"]] \
+                    .sum().iterrows():
+                counts[(a, s)] = counts.get((a, s), np.zeros(4)) + row.to_numpy(dtype=float)
+        rows = [{"action": a, "segment": s, "treated": int(c[0]), "held_out": int(c[2]),
+                 "churn_held_out": c[3] / c[2] if c[2] else None,
+                 "effect_pp": 100 * (c[3] / c[2] - c[1] / c[0]) if c[0] and c[2] else 0.0}
+                for (a, s), c in counts.items() if c[0] and c[2] and c[3]]
+        learnt = prior.measured(rows)  # always from the prior, with all the evidence so far
+        report.quarters.append(LearningQuarter(
+            quarter + 1, int(control.sum()),
+            {a: b.measured_n["all"] for a, b in learnt.actions.items() if "all" in b.measured_n},
+            {a: round(b.effect.relative, 4) for a, b in learnt.actions.items()},
+            {k: round(v, 2) for k, v in kept.items()}))
+    return report
+
+
+def _play(frame: pd.DataFrame, playable: np.ndarray, task_leave: np.ndarray,
+          capacity_of: CapacityOf, days: int, order: str, seed: int) -> np.ndarray:
+    done_day = np.full(len(frame), -1, dtype=np.int64)
+    done_day[playable] = play_hours(frame.loc[playable].reset_index(drop=True),
+                                    task_leave[playable], capacity_of, days, order, seed)
+    return done_day
+
+
+def _fates(done_day: np.ndarray, task_leave: np.ndarray, effect: np.ndarray,
+           account_of: np.ndarray, churner: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per decision, whether its account left this quarter, drawn under the true effects: a
+    churner leaves unless the tasks done before it left keep it (1 - prod(1 - e)); an account
+    that would stay leaves with the largest push of a task done to it (a negative effect)."""
+    done = (done_day >= 0) & (done_day < task_leave)
+    n = len(churner)
+    keep_log = np.zeros(n)
+    np.add.at(keep_log, account_of[done], np.log1p(-np.clip(effect[done], 0.0, 0.999999)))
+    push = np.zeros(n)
+    np.maximum.at(push, account_of[done], np.clip(-effect[done], 0.0, 1.0))
+    draw = rng.random(n)
+    left = np.where(churner, draw >= 1.0 - np.exp(keep_log), draw < push)
+    return left[account_of]

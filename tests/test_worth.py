@@ -132,11 +132,17 @@ def test_shrinkage_moves_the_prior_by_the_evidence() -> None:
     half = shrink(prior, 0.0, 2000, 2000)
     assert half.relative == pytest.approx(0.10)
     assert half.low == pytest.approx(0.05) and half.high == pytest.approx(0.15)
-    measured = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1900,
-                                  "held_out": 100, "churn_held_out": 0.05, "effect_pp": 1.0}])
+    measured = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1000,
+                                  "held_out": 1000, "churn_held_out": 0.05, "effect_pp": 1.0}])
     call = measured.actions["care_call"]
-    # measured: 1 point of 5 % = 0.2 relative; n = 2000, prior strength 2000: halfway
+    # measured: 1 point of 5 % = 0.2 relative; n = 2000 balanced, prior strength 2000: halfway
     assert call.effect.relative == pytest.approx(0.15)
+    # as many decisions with a small control group are less evidence: 4 / (1/1900 + 1/100)
+    lopsided = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1900,
+                                  "held_out": 100, "churn_held_out": 0.05, "effect_pp": 1.0}])
+    assert lopsided.actions["care_call"].measured_n["all"] == 380
+    assert lopsided.actions["care_call"].effect.relative == pytest.approx(
+        0.10 + 380 / 2380 * (0.20 - 0.10))
     frame = appraise(decisions([("A1", "care_call", 3, 100.0)]), measured).kept
     assert frame["effect_source"].tolist() == ["measured n=2000"]
 
@@ -296,3 +302,70 @@ def test_kamflow_outcome_reports_revenue_kept_per_ordering(tmp_path: Path) -> No
     assert all(oracle >= f["retained_net_cny_yearly"] - 1e-6
                for f in report["orderings"].values())
     assert report["parameters"]["effects"] == str(mine)
+
+
+def test_withheld_and_held_out_decisions_in_the_played_orders() -> None:
+    """kamflow does not do what it withholds; the previous order, which never withheld, does;
+    nobody does the control group's."""
+    from kamflow.flows.outcome import simulate_kept
+    planned = pd.DataFrame({
+        "account_id": ["A", "B", "C"], "owner_email": [WANG] * 3,
+        "owner_role": ["account_manager"] * 3, "priority": [3, 3, 3],
+        "action": ["care_call", "tailored_offer", "care_call"],
+        "value_at_risk": [10.0, 500.0, 300.0], "effort_hours": [1.0, 1.0, 1.0],
+        "net_per_hour": [10.0, -50.0, 30.0], "must_do": [False] * 3, "email": ["digest"] * 3,
+        "withheld": [False, True, False], "held_out": [False, False, True]})
+    accounts = pd.DataFrame({"account_id": ["A", "B", "C"],
+                             "monthly_revenue": [1000.0, 2000.0, 3000.0],
+                             "leave_day": [5.0, 5.0, 5.0]})
+    truth = pd.DataFrame({"true_effect": [0.5, 0.5, 0.5], "true_cost": [0.0, 0.0, 0.0]})
+    report = simulate_kept(planned, accounts, lambda e, r: Capacity(8, 30, 8.0), truth, days=1,
+                           orderings=("kamflow", "previous"))
+    assert report.of("kamflow").tasks_done == 1  # A only
+    assert report.of("kamflow").retained_net_cny_yearly == 1000 * 12 * 0.5
+    assert report.of("previous").tasks_done == 2  # A and B, never C (held out)
+    assert report.of("previous").retained_net_cny_yearly == (1000 + 2000) * 12 * 0.5
+
+
+def test_the_learning_modes_fates_follow_the_true_effects() -> None:
+    """A churner a task fully keeps stays; one nobody worked leaves; a stayer pushed away by a
+    done task (effect -1) leaves; a stayer nobody touched stays."""
+    from kamflow.flows.outcome import _fates
+    done_day = np.array([0, -1, 0, -1])
+    task_leave = np.array([5.0, 5.0, np.inf, np.inf])
+    effect = np.array([1.0, 1.0, -1.0, -1.0])
+    left = _fates(done_day, task_leave, effect, np.arange(4),
+                  np.array([True, True, False, False]), np.random.default_rng(0))
+    assert left.tolist() == [False, True, True, False]
+
+
+def test_scaled_priors_scale_every_effect() -> None:
+    from kamflow.flows.outcome import scaled_beliefs
+    doubled = scaled_beliefs(BELIEFS, 2.0)
+    assert doubled.actions["care_call"].effect == Effect(0.20, 0.04, 0.4)
+    assert doubled.actions["tailored_offer"].by_value_class["low"] == Effect(-0.10)
+    assert doubled.actions["manager_visit"].cost_cny == 200.0  # costs are not beliefs scaled
+
+
+def test_kamflow_outcome_learning_mode(tmp_path: Path) -> None:
+    """Quarters of the same department: the first ranks by the priors (nothing measured yet),
+    the holdout's evidence grows every quarter and moves the effects ranked by."""
+    env = {**os.environ, "KAMFLOW_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "kamflow.cli", "outcome", "--accounts",
+                             "1500", "--churn-rate", "0.1", "--days", "10", "--as-of",
+                             "2026-11-25", "--quarters", "3", "--prior-scale", "2", "--json"],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    learning = json.loads(result.stdout)["learning"]
+    assert learning["prior_scale"] == 2.0 and len(learning["quarters"]) == 3
+    first, *later = learning["quarters"]
+    kept = first["retained_net_cny_yearly"]
+    assert set(kept) == {"learning", "prior", "previous", "oracle"}
+    assert kept["learning"] == kept["prior"]  # quarter one: the same beliefs
+    assert all(q["held_out"] > 0 for q in learning["quarters"])
+    measured = [sum(q["measured"].values()) for q in learning["quarters"]]
+    assert measured[0] > 0 and measured == sorted(measured)  # evidence only accumulates
+    # an action the holdout measured is ranked by an effect moved off the doubled prior
+    doubled = 2 * config.load_effects().actions["care_call"].effect.relative
+    assert "care_call" in later[-1]["measured"]
+    assert later[-1]["learnt_effect"]["care_call"] != pytest.approx(doubled)

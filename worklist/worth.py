@@ -8,10 +8,11 @@ discount, a visit's travel). For one decision
     net per hour               = expected kept / effort hours
 
 The belief starts as the operator's prior and moves toward what the randomised holdout measured
-(``Beliefs.measured``) in proportion to the evidence: a measured relative effect from ``n``
-decisions gets the weight n / (n + prior_strength), the prior the rest (a normal-normal
-shrinkage with the prior counting as ``prior_strength`` decisions). Every appraisal says where its
-effect came from: ``prior`` or ``measured n=…``.
+(``Beliefs.measured``) in proportion to the evidence: a measured relative effect gets the weight
+n / (n + prior_strength), the prior the rest (a normal-normal shrinkage with the prior counting
+as ``prior_strength`` decisions), where n is the size of a balanced experiment as precise as the
+measurement, 4 / (1/treated + 1/held out): 5 % held out of 2,000 decisions is worth 380.
+Every appraisal says where its effect came from: ``prior`` or ``measured n=…``.
 
 A decision whose expected effect is negative (a "sleeping dog" a contact pushes away) is
 withheld: no task is raised, and the run counts what was withheld and why. So is one whose
@@ -29,7 +30,8 @@ import pandas as pd
 
 from kamflow.worklist.capacity import urgent_tasks
 
-__all__ = ["ActionBelief", "Appraisal", "Beliefs", "Effect", "appraise", "shrink"]
+__all__ = ["ActionBelief", "Appraisal", "Beliefs", "Effect", "appraise", "shrink",
+           "withheld_mask"]
 
 # What an appraised decision carries (the task store keeps the first three on the task).
 WORTH_COLUMNS = ("effort_hours", "expected_retained_cny_yearly", "effect_source",
@@ -85,9 +87,13 @@ class Beliefs:
             action = str(row.get("action"))
             belief = actions.get(action)
             base = float(str(row.get("churn_held_out") or 0.0))
-            n = int(str(row.get("held_out") or 0)) + int(str(row.get("treated") or 0))
-            if belief is None or base <= 0 or n <= 0:
+            held, treated = int(str(row.get("held_out") or 0)), int(str(row.get("treated") or 0))
+            if belief is None or base <= 0 or held <= 0 or treated <= 0:
                 continue
+            # the evidence: the decisions of a balanced experiment as precise as this one (a
+            # difference's variance goes with 1/treated + 1/held out, so a small control group
+            # is little evidence however many were treated)
+            n = round(4 / (1 / treated + 1 / held))
             measured = float(row["effect_pp"]) / 100.0 / base  # type: ignore[arg-type]
             segment = str(row.get("segment", "all"))
             if segment == "all":
@@ -186,8 +192,8 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None,
         expected_retained_cny_yearly=np.round(kept_yearly, 2), effect_source=source,
         net_per_hour=kept_yearly / np.maximum(effort, 1e-6), must_do=must)
     pushes = effect < 0
-    loses = (kept_yearly < 0) & ~pushes if beliefs.withhold_losses else np.zeros(n, dtype=bool)
-    held = (pushes | loses) & ~must if withhold else np.zeros(n, dtype=bool)
+    held = withheld_mask(effect, kept_yearly, must, beliefs) if withhold \
+        else np.zeros(n, dtype=bool)
     why = np.where(pushes, "expected effect negative: contact is believed to push this account "
                            "away",
                    "expected net revenue negative: the action's cost is more than it is "
@@ -195,6 +201,14 @@ def appraise(decisions: pd.DataFrame, beliefs: Beliefs | None,
     withheld = appraised.loc[held].assign(withheld_why=why[held])
     return Appraisal(appraised.loc[~held].reset_index(drop=True), withheld,
                      {str(k): int(v) for k, v in withheld["action"].value_counts().items()})
+
+
+def withheld_mask(effect: np.ndarray, kept_yearly: np.ndarray, must: np.ndarray,
+                  beliefs: Beliefs) -> np.ndarray:
+    """Which appraised decisions are not raised: a negative expected effect, or (with
+    ``withhold_losses``) a negative expected net revenue kept; must-do work never."""
+    loses = kept_yearly < 0 if beliefs.withhold_losses else np.zeros(len(effect), dtype=bool)
+    return ((effect < 0) | loses) & ~must
 
 
 def _numbers(frame: pd.DataFrame, column: str, n: int) -> np.ndarray:

@@ -51,8 +51,18 @@ def outcome(source: Annotated[Path | None, typer.Option(
             mapping: Annotated[Path | None, typer.Option(
                 help="mapping file for an operator's own export in --source "
                      "(docs/mapping.md)")] = None,
+            quarters: Annotated[int, typer.Option(
+                min=0, max=12, help="learning mode: play this many quarters, each quarter's "
+                                    "holdout moving the effects kamflow ranks by in the next "
+                                    "(0: off)")] = 0,
+            prior_scale: Annotated[float, typer.Option(
+                min=0.0, max=10.0, help="learning mode: kamflow's priors (conf/effects.yaml) "
+                                        "times this, to see how fast wrong priors are "
+                                        "corrected")] = 1.0,
             json_: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
             verbose: Verbose = False) -> int:
+    import numpy as np
+
     from kamflow import config
     from kamflow.flows.outcome import (
         TRUE_EFFECTS,
@@ -88,13 +98,33 @@ def outcome(source: Annotated[Path | None, typer.Option(
                          days, seed, effects=str(effects) if effects else "kamflow's generated "
                          "department (kamflow outcome --print-effects)")
     # reach: the tasks the run raises (kamflow's withheld decisions are no one's task)
-    raised = planned.loc[~planned["withheld"].fillna(False).astype(bool)] \
-        if "withheld" in planned else planned
+    nobodys = np.zeros(len(planned), dtype=bool)
+    for column in ("withheld", "held_out"):
+        if column in planned:
+            nobodys |= planned[column].fillna(False).astype(bool).to_numpy()
+    raised = planned.loc[~nobodys]
     report = simulate_outcome(raised, fate, owners.capacity_of, days, work_per_day, seed)
+    learning = None
+    if quarters:
+        from kamflow.flows.outcome import simulate_learning
+        from kamflow.rules import RULES_DIR, load_ruleset
+
+        priors = config.load_effects(home.conf_dir / "effects.yaml")
+        if priors is None:
+            raise KamflowError(f"{home.conf_dir / 'effects.yaml'}: the learning mode needs "
+                               "kamflow's beliefs to start from")
+        learning = simulate_learning(planned, fate, owners.capacity_of,
+                                     true_effects_of(planned, truth, causes), priors,
+                                     load_ruleset(RULES_DIR).holdout, as_of, quarters, days,
+                                     seed, prior_scale)
     if json_:
-        print(json.dumps({**report.as_dict(), **kept.as_dict()}, ensure_ascii=False, indent=2))
+        print(json.dumps({**report.as_dict(), **kept.as_dict(),
+                          **(learning.as_dict() if learning else {})},
+                         ensure_ascii=False, indent=2))
     else:
         print(kept.text())
+        if learning is not None:
+            print("\n" + learning.text())
         print("\nreach (a task released before the account left; the previous measure):")
         print(report.text())
     return 0
