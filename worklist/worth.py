@@ -22,7 +22,7 @@ believed to prevent: ``withhold_losses``, on by default). Must-do work never is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -76,7 +76,7 @@ class Beliefs:
     # expected to push the account away
     withhold_losses: bool = True
 
-    def measured(self, rows: list[Mapping[str, object]]) -> Beliefs:
+    def measured(self, rows: Sequence[Mapping[str, object]]) -> Beliefs:
         """These beliefs moved toward measured effects: ``rows`` as ``kamflow report
         --effects --format json`` gives them (action, segment "all", "class:<value class>" or
         "reason:<rule id>", treated, held_out, churn_held_out, effect_pp). The relative effect
