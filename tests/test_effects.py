@@ -330,7 +330,11 @@ def test_measured_effects_move_the_beliefs_the_plan_ranks_by(seeded) -> None:
     assert learnt is not None and measured == {"care_call": 41}
     call, before = learnt.actions["care_call"], prior.actions["care_call"]
     relative = (6 / 20 - 2 / 21) / (6 / 20)  # the relative effect measured
-    weight = 41 / (41 + prior.prior_strength)
+    noise = (0.3 * 0.7 / 20 + 2 / 21 * (1 - 2 / 21) / 21) / 0.3 ** 2  # its sampling variance
+    assert before.effect.low is not None and before.effect.high is not None
+    spread = ((before.effect.high - before.effect.low) / 3.92) ** 2  # the prior's, its range
+    weight = spread / (spread + noise)
+    assert 0 < weight < 0.1  # 41 decisions are little evidence against a stated range
     assert call.effect.relative == pytest.approx(
         (1 - weight) * before.effect.relative + weight * relative)
     # the value-class rows of the report ("class:high") move that class's effect too

@@ -132,17 +132,32 @@ def test_shrinkage_moves_the_prior_by_the_evidence() -> None:
     half = shrink(prior, 0.0, 2000, 2000)
     assert half.relative == pytest.approx(0.10)
     assert half.low == pytest.approx(0.05) and half.high == pytest.approx(0.15)
-    measured = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1000,
-                                  "held_out": 1000, "churn_held_out": 0.05, "effect_pp": 1.0}])
-    call = measured.actions["care_call"]
-    # measured: 1 point of 5 % = 0.2 relative; n = 2000 balanced, prior strength 2000: halfway
-    assert call.effect.relative == pytest.approx(0.15)
+    def row(action: str, treated: int, held: int, effect_pp: float) -> dict:
+        return {"action": action, "segment": "all", "treated": treated, "held_out": held,
+                "churn_held_out": 0.05, "effect_pp": effect_pp}
+
+    measured = BELIEFS.measured([row("care_call", 1000, 1000, 1.0),
+                                 row("manager_visit", 1000, 1000, 2.0)])
+    # the call: 1 point of 5 % = 0.2 relative; its sampling variance is the difference's (5 %
+    # of 1,000 held out, 4 % of 1,000 treated) over 5 % squared; the prior states a range
+    # (0.02-0.20, read as a 95 % interval), whose variance weighs against it
+    noise = (0.05 * 0.95 / 1000 + 0.04 * 0.96 / 1000) / 0.05 ** 2
+    spread = (0.18 / 3.92) ** 2
+    assert measured.actions["care_call"].effect.relative == pytest.approx(
+        0.10 + spread / (spread + noise) * (0.20 - 0.10))
+    assert measured.actions["care_call"].measured_n["all"] == 2000
+    # the visit: 2 points = 0.4 relative; its prior (0.20) has no range, so it counts as a
+    # balanced experiment of prior_strength (2,000) decisions: about halfway
+    noise = (0.05 * 0.95 / 1000 + 0.03 * 0.97 / 1000) / 0.05 ** 2
+    spread = 4 * 0.95 / (0.05 * 2000)
+    w = spread / (spread + noise)
+    assert 0.45 < w < 0.6
+    visit = measured.actions["manager_visit"].effect.relative
+    assert visit == pytest.approx(0.20 + w * (0.40 - 0.20))
     # as many decisions with a small control group are less evidence: 4 / (1/1900 + 1/100)
-    lopsided = BELIEFS.measured([{"action": "care_call", "segment": "all", "treated": 1900,
-                                  "held_out": 100, "churn_held_out": 0.05, "effect_pp": 1.0}])
-    assert lopsided.actions["care_call"].measured_n["all"] == 380
-    assert lopsided.actions["care_call"].effect.relative == pytest.approx(
-        0.10 + 380 / 2380 * (0.20 - 0.10))
+    lopsided = BELIEFS.measured([row("manager_visit", 1900, 100, 2.0)])
+    assert lopsided.actions["manager_visit"].measured_n["all"] == 380
+    assert 0.20 < lopsided.actions["manager_visit"].effect.relative < visit
     frame = appraise(decisions([("A1", "care_call", 3, 100.0)]), measured).kept
     assert frame["effect_source"].tolist() == ["measured n=2000"]
 

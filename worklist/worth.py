@@ -8,10 +8,13 @@ discount, a visit's travel). For one decision
     net per hour               = expected kept / effort hours
 
 The belief starts as the operator's prior and moves toward what the randomised holdout measured
-(``Beliefs.measured``) in proportion to the evidence: a measured relative effect gets the weight
-n / (n + prior_strength), the prior the rest (a normal-normal shrinkage with the prior counting
-as ``prior_strength`` decisions), where n is the size of a balanced experiment as precise as the
-measurement, 4 / (1/treated + 1/held out): 5 % held out of 2,000 decisions is worth 380.
+(``Beliefs.measured``) in proportion to the evidence (normal-normal shrinkage): the measured
+relative effect weighs prior variance / (prior variance + its sampling variance). The prior's
+variance is its stated range's (low..high as a 95 % interval), or, without a range, that of a
+balanced experiment of ``prior_strength`` decisions. The sampling variance is that of the
+difference of the two churn shares over the held-out churn squared: with churn of a few per
+cent and a small control group it is large, and the prior barely moves. The evidence is shown
+as n, the size of a balanced experiment as precise: 4 / (1/treated + 1/held out).
 Every appraisal says where its effect came from: ``prior`` or ``measured n=…``.
 
 A decision whose expected effect is negative (a "sleeping dog" a contact pushes away) is
@@ -22,6 +25,7 @@ believed to prevent: ``withhold_losses``, on by default). Must-do work never is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -94,28 +98,49 @@ class Beliefs:
             # difference's variance goes with 1/treated + 1/held out, so a small control group
             # is little evidence however many were treated)
             n = round(4 / (1 / treated + 1 / held))
-            measured = float(row["effect_pp"]) / 100.0 / base  # type: ignore[arg-type]
+            effect_pp = float(row["effect_pp"])  # type: ignore[arg-type]
+            measured = effect_pp / 100.0 / base
+            # the measured relative effect's variance: the difference's over the base squared
+            treated_churn = min(max(base - effect_pp / 100.0, 0.0), 1.0)
+            noise = (base * (1 - base) / held + treated_churn * (1 - treated_churn) / treated) \
+                / base ** 2
+
+            def moved(prior: Effect, noise: float = noise, measured: float = measured,
+                      base: float = base) -> Effect:
+                return _shrink(prior, measured, self._weight(prior, noise, base))
+
             segment = str(row.get("segment", "all"))
             if segment == "all":
-                prior = belief.effect
-                belief = replace(belief, effect=shrink(prior, measured, n, self.prior_strength),
+                belief = replace(belief, effect=moved(belief.effect),
                                  measured_n={**belief.measured_n, "all": n})
             elif segment.removeprefix("class:") in _VALUE_CLASSES \
                     or segment in belief.by_value_class:
                 segment = segment.removeprefix("class:")  # the effects report's "class:high"
                 prior = belief.by_value_class.get(segment, belief.effect)
                 belief = replace(belief, by_value_class={
-                    **belief.by_value_class,
-                    segment: shrink(prior, measured, n, self.prior_strength)},
+                    **belief.by_value_class, segment: moved(prior)},
                     measured_n={**belief.measured_n, f"value_class:{segment}": n})
             elif segment.startswith("reason:"):  # the rule that fired
                 rule = segment.removeprefix("reason:")
                 prior = belief.by_rule.get(rule, belief.effect)
-                belief = replace(belief, by_rule={
-                    **belief.by_rule, rule: shrink(prior, measured, n, self.prior_strength)},
-                    measured_n={**belief.measured_n, f"rule:{rule}": n})
+                belief = replace(belief, by_rule={**belief.by_rule, rule: moved(prior)},
+                                 measured_n={**belief.measured_n, f"rule:{rule}": n})
             actions[action] = belief
         return replace(self, actions=actions)
+
+    def _weight(self, prior: Effect, noise: float, base: float) -> float:
+        """The measurement's weight against the prior (normal-normal): the prior's variance
+        over both. The prior's variance is its stated range's (low..high read as a 95 %
+        interval) or, without one, that of a balanced experiment of ``prior_strength``
+        decisions at this churn."""
+        if prior.low is not None and prior.high is not None and prior.high > prior.low:
+            spread = ((prior.high - prior.low) / 3.92) ** 2
+        else:
+            spread = 4 * (1 - base) / (base * self.prior_strength) if self.prior_strength \
+                else math.inf
+        if not math.isfinite(spread):
+            return 1.0
+        return spread / (spread + noise) if spread + noise > 0 else 0.0
 
 
 _VALUE_CLASSES = ("high", "secondary", "potential", "low")
@@ -124,7 +149,10 @@ _VALUE_CLASSES = ("high", "secondary", "potential", "low")
 def shrink(prior: Effect, measured: float, n: int, prior_strength: float) -> Effect:
     """The prior moved toward ``measured`` with weight n / (n + prior_strength); the range
     narrows by the same weight around the new mean."""
-    w = n / (n + prior_strength) if n > 0 else 0.0
+    return _shrink(prior, measured, n / (n + prior_strength) if n > 0 else 0.0)
+
+
+def _shrink(prior: Effect, measured: float, w: float) -> Effect:
     mean = (1 - w) * prior.relative + w * measured
     low = None if prior.low is None else mean - (1 - w) * (prior.relative - prior.low)
     high = None if prior.high is None else mean + (1 - w) * (prior.high - prior.relative)
