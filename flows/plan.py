@@ -152,7 +152,8 @@ def decide_accounts(scored: pd.DataFrame, as_of: dt.date, conf: PlanConfig) -> p
     return pd.concat([decided, appraisal.withheld.assign(_withheld=True)], ignore_index=True)
 
 
-def _set_apart_withheld(decisions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def set_apart_withheld(decisions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``decide_accounts``' decisions as (raised, withheld): what a run would see."""
     if "_withheld" not in decisions:
         return decisions, decisions.iloc[0:0]
     withheld = decisions["_withheld"].eq(True).to_numpy()
@@ -219,7 +220,7 @@ def plan_snapshot(source: Path | str, as_of: dt.date, conf: PlanConfig,
         if conf.ruleset is not None:
             found.decisions = stages.run("decide", decide_accounts, found.scored, as_of, conf)
     if found.decisions is not None:
-        found.decisions, found.withheld = _set_apart_withheld(found.decisions)
+        found.decisions, found.withheld = set_apart_withheld(found.decisions)
     # scored: everything later steps need; let the accepted tables go (1 GB at 1M accounts)
     found.validation.accepted, found.validation.view = {}, None
     return found

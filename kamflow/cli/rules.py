@@ -61,7 +61,7 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
                       "per account and action: rule, priority, deadline, reason), exactly as "
                       "`kamflow run` would decide them")] = None,
              verbose: Verbose = False) -> int:
-    from kamflow.flows.plan import PlanConfig, decide_accounts, plan_snapshot
+    from kamflow.flows.plan import PlanConfig, decide_accounts, plan_snapshot, set_apart_withheld
     from kamflow.rules import RULES_DIR, load_ruleset
     from kamflow.rules.simulate import compare
 
@@ -74,7 +74,10 @@ def simulate(source: Annotated[Path, typer.Option(help="snapshot directory")],
     found = plan_snapshot(source, as_of, conf)
     if found.scored is None or found.decisions is None:
         raise BatchRejected(found.validation.message)
-    decided = decide_accounts(found.scored, as_of, dataclasses.replace(conf, ruleset=current))
+    # the current rule set's decisions as the run would raise them (withheld ones set apart,
+    # as plan_snapshot does for the proposed set's)
+    decided, _ = set_apart_withheld(
+        decide_accounts(found.scored, as_of, dataclasses.replace(conf, ruleset=current)))
     diff = compare(decided, found.decisions, len(found.scored), current.version,
                    proposed.version)
     if decisions is not None:
