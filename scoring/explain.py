@@ -76,7 +76,8 @@ def explain_factors(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     detailed = all(f"{c}_{part}" in scored for c in columns for part in ("signal", "value",
                                                                          "level"))
     operator = {s.column: s for s in scored.attrs.get("operator_signals", ())}
-    ranks: list[tuple[np.ndarray, list[tuple[str, Factor | None]]]] = []
+    # Per rank: a code per row, and per code (its text, its JSON object or "" for none).
+    ranks: list[tuple[np.ndarray, list[tuple[str, str]]]] = []
     for column in columns:
         names = scored[column].fillna("").to_numpy(dtype=object)
         if detailed:
@@ -86,7 +87,7 @@ def explain_factors(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
                                    operator))
         else:
             codes, uniques = pd.factorize(names)
-            ranks.append((codes, [(str(name), None) for name in uniques]))
+            ranks.append((codes, [(str(name), "") for name in uniques]))
     # One dense code per distinct combination of the ranks' factors, and a row showing each.
     key = ranks[0][0].astype("int64")
     for codes, entries in ranks[1:]:
@@ -94,22 +95,20 @@ def explain_factors(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     combinations = int(key.max()) + 1 if count else 0
     first = np.empty(combinations, dtype="int64")
     first[key[::-1]] = np.arange(count - 1, -1, -1)
-    texts, data = [], []
-    for row in first:
-        picked = [entries[codes[row]] for codes, entries in ranks]
-        text = picked[0][0]
-        for piece, _ in picked[1:]:
-            if piece:
-                text = f"{text}, {piece}"
-        texts.append(text)
-        data.append(factor_data.dumps(f for _, f in picked if f is not None))
-    return (np.array(texts, dtype=object)[key] if texts else np.full(count, "", dtype=object),
-            np.array(data, dtype=object)[key] if data else np.full(count, "[]", dtype=object))
+    texts = objects = np.full(combinations, "", dtype=object)
+    for rank, (codes, entries) in enumerate(ranks):
+        shown = codes[first]
+        text = np.array([e[0] for e in entries] or [""], dtype=object)[shown]
+        obj = np.array([e[1] for e in entries] or [""], dtype=object)[shown]
+        texts = text if rank == 0 else np.where(text == "", texts, texts + ", " + text)
+        objects = np.where(obj == "", objects,
+                           np.where(objects == "", obj, objects + "," + obj))
+    return texts[key], ("[" + objects + "]")[key]
 
 
 def _distinct(names: np.ndarray, signals: np.ndarray, values: np.ndarray, levels: np.ndarray,
-              operator: dict[str, Signal]) -> tuple[np.ndarray, list[tuple[str, Factor | None]]]:
-    """One rank's factors: per row a code, per code (its text, its Factor or None for a bare
+              operator: dict[str, Signal]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """One rank's factors: per row a code, per code (its text, its JSON object; "" for a bare
     name or none). Many accounts share what they show (3 complaints, level 0.75), so each
     distinct (name, signal, shown value, level) is built once: fast on a million accounts."""
     signals = np.where(pd.isna(signals), "", signals).astype(object)
@@ -136,9 +135,9 @@ def _distinct(names: np.ndarray, signals: np.ndarray, values: np.ndarray, levels
 
 
 def _entry(name: str, signal: str, shown: float, level: float,
-           operator: dict[str, Signal]) -> tuple[str, Factor | None]:
+           operator: dict[str, Signal]) -> tuple[str, str]:
     if not name or not signal or pd.isna(shown):
-        return name, None
+        return name, ""
     if signal in operator:
         words = (signal_words(operator[signal], shown, "en"),
                  signal_words(operator[signal], shown, "zh"))
@@ -146,4 +145,4 @@ def _entry(name: str, signal: str, shown: float, level: float,
     else:
         factor = Factor(name, signal, factor_data.stored_value(signal, shown),
                         float(f"{level:.2f}"))
-    return ops_factor_text((factor,)), factor
+    return ops_factor_text((factor,)), factor_data.dump_one(factor)

@@ -26,7 +26,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FACTORS_MARK", "Factor", "dumps", "from_reason", "loads", "shown", "stored_value"]
+__all__ = ["FACTORS_MARK", "Factor", "dump_one", "dumps", "from_reason", "loads", "shown",
+           "stored_value"]
 
 # Between a reason's matched conditions and its factors (worklist/plan.py writes it).
 FACTORS_MARK = ". Top churn factors: "
@@ -94,8 +95,13 @@ def stored_value(signal: str, shown_number: float) -> float:
 
 def dumps(factors: Iterable[Factor]) -> str:
     """Factors as the task store keeps them: a compact JSON array (``[]`` for none)."""
-    return json.dumps([f.to_dict() for f in factors], ensure_ascii=False,
-                      separators=(",", ":"))
+    return "[" + ",".join(dump_one(f) for f in factors) + "]"
+
+
+def dump_one(factor: Factor) -> str:
+    """One factor's JSON object, as ``dumps`` lists it (joined with "," inside "[...]", so a
+    caller making many arrays of a few distinct factors encodes each factor once)."""
+    return json.dumps(factor.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -137,9 +143,12 @@ def from_reason(text: str) -> tuple[Factor, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def _from_factor_text(text: str) -> tuple[Factor, ...]:
+    # Each factor ends with its level, "(level 0.95)": split there, since words may hold ", "
+    # ("1 billing, price or coverage complaints in a year").
     found = []
-    for piece in text.split(", "):
-        factor = _from_piece(piece.strip().rstrip("."))
+    pieces = text.split("), ")
+    for i, piece in enumerate(pieces):
+        factor = _from_piece(piece.strip().rstrip(".") + (")" if i < len(pieces) - 1 else ""))
         if factor is not None:
             found.append(factor)
     return tuple(found)
@@ -147,6 +156,7 @@ def _from_factor_text(text: str) -> tuple[Factor, ...]:
 
 def _from_piece(piece: str) -> Factor | None:
     name, colon, rest = piece.partition(": ")
+    name = name.rpartition(", ")[2]  # after any bare names (a factor written without a value)
     words, has_level, level_text = rest.rpartition(_LEVEL)
     if not (colon and has_level and level_text.endswith(")") and name and " " not in name):
         return None
