@@ -166,3 +166,31 @@ def test_migration_0015_converts_the_reasons_that_read(old_store: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM tasks")).scalar() == 4
     finally:
         engine.dispose()
+
+
+def test_the_store_keeps_the_factors_and_hands_them_to_the_emails(tmp_path: Path) -> None:
+    """A decision's factors are stored as JSON on its task; the new-task email and the daily
+    digest get them; a decision without factor data (made by hand) stores NULL."""
+    from kamflow.worklist import TaskStore, plan_tasks
+    from kamflow.worklist.models import Task
+    from tests.test_worklist import NOW, OWNERS, TITLES, decisions
+
+    made = decisions([("KA1", "care_call", "account_manager", "wang@operator.example"),
+                      ("KA2", "care_call", "account_manager", "wang@operator.example")])
+    made["churn_factors"] = vocabulary.ops_factor_text(FACTORS[:2])
+    made["factors"] = [factors.dumps(FACTORS[:2]), None]
+    seen: list[dict] = []
+
+    def render(name: str, email: str, tasks: list[dict]) -> tuple[str, str, str]:
+        seen.extend(tasks)
+        return "s", "t", "h"
+
+    with TaskStore(f"sqlite:///{tmp_path / 'tasks.db'}") as store:
+        store.raise_tasks(plan_tasks(made, OWNERS, TITLES, NOW), "run-1", render, NOW)
+        with store.session() as session:
+            stored = {t.account_id: t.factors for t in session.query(Task)}
+        digest = [view for views in store.open_tasks_by_owner().values() for view in views]
+    assert factors.loads(stored["KA1"]) == FACTORS[:2] and stored["KA2"] is None
+    for views in (seen, digest):
+        by_account = {v["account_id"]: v["factors"] for v in views}
+        assert by_account == stored

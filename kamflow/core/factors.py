@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FACTORS_MARK", "Factor", "dump_one", "dumps", "from_reason", "loads", "shown",
            "stored_value"]
@@ -61,11 +62,12 @@ class Factor:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Factor:
-        words = data.get("words") or ()
-        en_zh = (str(words[0]), str(words[1])) if len(words) == 2 else ()  # type: ignore[arg-type]
-        return cls(str(data["name"]), str(data["signal"]), float(data["value"]),  # type: ignore[arg-type]
-                   float(data["level"]), int(data.get("sign", 1)), en_zh)  # type: ignore[call-overload]
+    def from_dict(cls, data: Mapping[str, Any]) -> Factor:
+        words = list(data.get("words") or ())
+        en_zh: tuple[str, str] | tuple[()] = (str(words[0]), str(words[1])) \
+            if len(words) == 2 else ()
+        return cls(str(data["name"]), str(data["signal"]), float(data["value"]),
+                   float(data["level"]), int(data.get("sign", 1)), en_zh)
 
 
 def shown(signal: str, value: float) -> float:
@@ -167,8 +169,8 @@ def _from_piece(piece: str) -> Factor | None:
         en, zh = words.split(SIGNAL_WORDS, 1)
         return Factor(name, name, 0.0, level, 1, (en, zh))
     if words in _FIXED_FORMS:
-        signal, number = _FIXED_FORMS[words]
-        return Factor(name, signal, stored_value(signal, number), level)
+        signal, fixed = _FIXED_FORMS[words]
+        return Factor(name, signal, stored_value(signal, fixed), level)
     for signal, sign, before, after in _TEXT_FORMS:
         if (words.startswith(before) and words.endswith(after)
                 and len(words) > len(before) + len(after)):
