@@ -194,12 +194,3 @@ def test_the_store_keeps_the_factors_and_hands_them_to_the_emails(tmp_path: Path
     for views in (seen, digest):
         by_account = {v["account_id"]: v["factors"] for v in views}
         assert by_account == stored
-
-
-def test_decisions_factor_columns_export_safely() -> None:
-    """The decisions carry their factor text and data as categoricals; a spreadsheet export
-    (`kamflow simulate --decisions`) still neutralises formula-like text in them."""
-    from kamflow.core.spreadsheet import safe_frame
-
-    frame = pd.DataFrame({"churn_factors": pd.Categorical(["=HYPERLINK(1)", "complaints"])})
-    assert safe_frame(frame)["churn_factors"].tolist() == ["'=HYPERLINK(1)", "complaints"]

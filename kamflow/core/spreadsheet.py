@@ -42,8 +42,6 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
         series = frame[column]
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
-        if isinstance(series.dtype, pd.CategoricalDtype):  # the decisions' factor columns
-            series = series.astype(object)
         strings = series.map(lambda v: v if isinstance(v, str) else None).astype("string")
         risky = (strings.str.contains(_RISKY, regex=True)
                  & ~strings.str.fullmatch(_NUMBER)).fillna(False).astype(bool)
