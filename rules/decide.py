@@ -200,23 +200,21 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
 
 
 def _factors(scored: pd.DataFrame, fires: np.ndarray | None = None,
-             ) -> tuple[pd.Categorical, pd.Categorical]:
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Per account: its top churn factors as the ops' text ("revenue_decline: revenue -38%
-    (level 0.95)") and as data (the JSON of kamflow.core.factors), as categoricals (decisions
-    share few distinct factor sets), made only for the accounts some rule fires on: nobody
-    reads the others' (missing there)."""
-    from kamflow.scoring.explain import factor_categories
+    (level 0.95)") and as data (the JSON of kamflow.core.factors), made only for the accounts
+    some rule fires on: nobody reads the others'."""
+    from kamflow.scoring.explain import explain_factors
 
+    text = np.full(len(scored), "", dtype=object)
+    data = np.full(len(scored), "[]", dtype=object)
     rows = np.flatnonzero(fires.any(axis=0)) if fires is not None and fires.size \
         else np.arange(len(scored))
-    # Take only the factor columns: copying every column of a million rows costs more.
-    columns = [i for i, name in enumerate(scored.columns)
-               if str(name).startswith("churn_factor_")]
-    subset = scored.iloc[rows, columns]
-    subset.attrs = scored.attrs
-    out = []
-    for made in factor_categories(subset):
-        codes = np.full(len(scored), -1, dtype="int64")
-        codes[rows] = made.codes
-        out.append(pd.Categorical.from_codes(codes, made.categories))
-    return out[0], out[1]
+    if len(rows):
+        # Take only the factor columns: copying every column of a million rows costs more.
+        columns = [i for i, name in enumerate(scored.columns)
+                   if str(name).startswith("churn_factor_")]
+        subset = scored.iloc[rows, columns]
+        subset.attrs = scored.attrs
+        text[rows], data[rows] = explain_factors(subset)
+    return text, data

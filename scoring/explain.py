@@ -62,16 +62,7 @@ def factor_text(scored: pd.DataFrame) -> np.ndarray:
 
 
 def explain_factors(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per account: (its top churn factors as the ops' text, the same factors as JSON data);
-    ``factor_categories`` has them as categoricals."""
-    text, data = factor_categories(scored)
-    return np.asarray(text, dtype=object), np.asarray(data, dtype=object)
-
-
-def factor_categories(scored: pd.DataFrame) -> tuple[pd.Categorical, pd.Categorical]:
-    """Per account: (its top churn factors as the ops' text, the same factors as JSON data),
-    each a categorical: a million decisions share some thousands of distinct factor sets, so
-    taking, sorting and concatenating them moves integer codes, not strings.
+    """Per account: (its top churn factors as the ops' text, the same factors as JSON data).
 
     With values and levels when the frame carries them; a frame without them gives the bare
     names as text and no factor data (``[]``). An operator signal among them (under a learnt
@@ -81,8 +72,7 @@ def factor_categories(scored: pd.DataFrame) -> tuple[pd.Categorical, pd.Categori
     count = len(scored)
     columns = [c for c in FACTOR_COLUMNS if c in scored]
     if not columns:
-        return (pd.Categorical.from_codes(np.zeros(count, dtype="int64"), [""]),
-                pd.Categorical.from_codes(np.zeros(count, dtype="int64"), ["[]"]))
+        return np.full(count, "", dtype=object), np.full(count, "[]", dtype=object)
     detailed = all(f"{c}_{part}" in scored for c in columns for part in ("signal", "value",
                                                                          "level"))
     operator = {s.column: s for s in scored.attrs.get("operator_signals", ())}
@@ -113,13 +103,7 @@ def factor_categories(scored: pd.DataFrame) -> tuple[pd.Categorical, pd.Categori
         texts = text if rank == 0 else np.where(text == "", texts, texts + ", " + text)
         objects = np.where(obj == "", objects,
                            np.where(objects == "", obj, objects + "," + obj))
-    return _categorical(key, texts), _categorical(key, "[" + objects + "]")
-
-
-def _categorical(key: np.ndarray, values: np.ndarray) -> pd.Categorical:
-    """``values[key]`` as a categorical (distinct combinations may share their words)."""
-    codes, categories = pd.factorize(values)
-    return pd.Categorical.from_codes(codes[key], categories if len(categories) else [""])
+    return texts[key], ("[" + objects + "]")[key]
 
 
 def _distinct(names: np.ndarray, signals: np.ndarray, values: np.ndarray, levels: np.ndarray,
