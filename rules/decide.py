@@ -184,7 +184,9 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
                 "email": action.email,
                 "why": why,
                 "churn_factors": texts[rows],
-                "factors": factors[rows],
+                # JSON text kept as Python strings (object): sorting and taking the decisions
+                # then moves pointers, not a second copy of every factor set's bytes
+                "factors": pd.Series(factors[rows], dtype=object, copy=False),
                 "ruleset_version": ruleset.version,
                 **{name: column[rows] for name, column in values.items()},
                 "proactive": rule.proactive,
