@@ -177,7 +177,7 @@ def task_view(task: Task, **changes: Any) -> dict[str, Any]:
             "escalation_level": task.escalation_level, "value_at_risk": task.value_at_risk,
             "effort_hours": task.effort_hours,
             "expected_retained_cny_yearly": task.expected_retained_cny_yearly,
-            "must_do": bool(task.must_do)}
+            "must_do": bool(task.must_do), "factors": task.factors}
     view.update(changes)
     return view
 

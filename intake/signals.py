@@ -40,7 +40,8 @@ class _Words(ConfigModel):
     @classmethod
     def _plain(cls, words: str) -> str:
         # A task's stored reason separates factors by ", " and a signal's two languages by
-        # " | " (scoring/explain.py): words holding them could not be read back.
+        # " | " (vocabulary.ops_factor_text): words holding them would blur that text, and a
+        # task stored as text only could not be read back (kamflow.core.factors.from_reason).
         if "|" in words or ", " in words or "(" in words:
             raise ValueError(f"{words!r}: words may not contain '|', ', ' or '('")
         return words

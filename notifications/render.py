@@ -65,7 +65,10 @@ OPTIONAL_FIELDS = {"ack_url": "", "done_url": "", "status": "open", "escalation_
                    "value_class": "", "churn_band": "", "value_at_risk": 0.0,
                    # what the task is worth (worklist/worth.py): "预计挽留 ¥X/年 · 约 N 小时"
                    "effort_hours": None, "expected_retained_cny_yearly": None, "must_do": False,
-                   "queued_total": 0}  # the owner's tasks waiting for capacity (new tasks email)
+                   "queued_total": 0,  # the owner's tasks waiting for capacity (new tasks email)
+                   # the top churn factors as data (kamflow.core.factors, or their JSON) the
+                   # reason words; None: a task stored without them, read from its reason
+                   "factors": None}
 # A rule set's words: action titles (en, zh), with rule descriptions when a vocabulary.Wording.
 Titles = Mapping[str, tuple[str, str]]
 _ALIASES = {"zh": "zh-CN", "zh-cn": "zh-CN", "zh-hans": "zh-CN", "zh-hans-cn": "zh-CN"}
@@ -237,7 +240,8 @@ class _Words:
         if self.wording is not None:
             row["action_title"] = self.wording.action_title(row["action"], lang,
                                                             default=row["action_title"])
-        row["reason"] = self.reasons.reason(row["rule_id"], str(row["reason"]), lang)
+        row["reason"] = self.reasons.reason(row["rule_id"], str(row["reason"]), lang,
+                                            row["factors"])
         row["risk_text"] = vocabulary.yearly_risk(row["value_at_risk"], lang)
         row["risk_year"] = vocabulary.yearly_amount(row["value_at_risk"])  # the text's line
         row["worth_text"] = vocabulary.worth_line(row["expected_retained_cny_yearly"],

@@ -27,7 +27,7 @@ Matcher = Callable[[RuleSet, Iterable[Mapping[str, Any]]], list[tuple[int, str]]
 DECISION_COLUMNS = [
     "account_id", "account_name", "account_manager", "manager_email", "value_class",
     "churn_band", "churn_risk", "rule_id", "action", "owner_role", "priority", "due_in_days",
-    "cooldown_days", "email", "why", "churn_factors", "ruleset_version",
+    "cooldown_days", "email", "why", "churn_factors", "factors", "ruleset_version",
     "monthly_revenue", "churn_probability", "value_at_risk", "proactive",
 ]
 # What value at risk a decision carries from its scored account (NaN for accounts scored
@@ -156,7 +156,7 @@ def _facts(representatives: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.DataFrame:
     parts = []
-    factors = _factor_text(scored, fires)
+    texts, factors = _factors(scored, fires)
     values = {name: (scored[name].to_numpy(dtype="float64") if name in scored
                      else np.full(len(scored), np.nan)) for name in VALUE_COLUMNS}
     for i, rule in enumerate(ruleset.rules):
@@ -183,7 +183,10 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
                 "cooldown_days": consequence.cooldown_days,
                 "email": action.email,
                 "why": why,
-                "churn_factors": factors[rows],
+                "churn_factors": texts[rows],
+                # JSON text kept as Python strings (object): sorting and taking the decisions
+                # then moves pointers, not a second copy of every factor set's bytes
+                "factors": pd.Series(factors[rows], dtype=object, copy=False),
                 "ruleset_version": ruleset.version,
                 **{name: column[rows] for name, column in values.items()},
                 "proactive": rule.proactive,
@@ -198,17 +201,22 @@ def _decisions(scored: pd.DataFrame, ruleset: RuleSet, fires: np.ndarray) -> pd.
     return decisions.drop_duplicates(["account_id", "action"]).reset_index(drop=True)
 
 
-def _factor_text(scored: pd.DataFrame, fires: np.ndarray | None = None) -> np.ndarray:
-    """Top churn factors with their values ("revenue_decline: revenue -38% (level 0.95)"),
-    formatted only for the accounts some rule fires on: nobody reads the others'."""
-    from kamflow.scoring.explain import factor_text
+def _factors(scored: pd.DataFrame, fires: np.ndarray | None = None,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: its top churn factors as the ops' text ("revenue_decline: revenue -38%
+    (level 0.95)") and as data (the JSON of kamflow.core.factors), made only for the accounts
+    some rule fires on: nobody reads the others'."""
+    from kamflow.scoring.explain import explain_factors
 
     text = np.full(len(scored), "", dtype=object)
+    data = np.full(len(scored), "[]", dtype=object)
     rows = np.flatnonzero(fires.any(axis=0)) if fires is not None and fires.size \
         else np.arange(len(scored))
     if len(rows):
         # Take only the factor columns: copying every column of a million rows costs more.
         columns = [i for i, name in enumerate(scored.columns)
                    if str(name).startswith("churn_factor_")]
-        text[rows] = factor_text(scored.iloc[rows, columns])
-    return text
+        subset = scored.iloc[rows, columns]
+        subset.attrs = scored.attrs
+        text[rows], data[rows] = explain_factors(subset)
+    return text, data

@@ -1,9 +1,11 @@
 """Churn explanations an account manager can read: each top factor with the value behind it.
 
 ``score_accounts`` stores, for churn_factor_1..3, the factor's signal (``_signal``), its value
-(``_value``) and its warning level 0..1 (``_level``); this turns them into text such as
-``revenue_decline: revenue -38% (level 0.95)``. Pure; called only for the accounts a rule acts
-on, so formatting costs nothing on the accounts nobody will read about.
+(``_value``) and its warning level 0..1 (``_level``); ``explain_factors`` turns them into the
+decisions' factors as data (``kamflow.core.factors.Factor``, as the JSON the task store keeps)
+and, worded by the vocabulary from that data, the ops' text of the stored reason
+(``revenue_decline: revenue -38% (level 0.95)``). Pure; called only for the accounts a rule acts
+on, and each distinct combination of factors is built once, so it costs little on a million.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kamflow.core.vocabulary import SIGNAL_WORDS
+from kamflow.core import factors as factor_data
+from kamflow.core.factors import Factor
+from kamflow.core.vocabulary import ops_factor_text, ops_phrase
 from kamflow.intake.signals import Signal
 
 FACTOR_COLUMNS = ("churn_factor_1", "churn_factor_2", "churn_factor_3")
@@ -32,38 +36,8 @@ def shown_value(signal: str, values: np.ndarray) -> np.ndarray:
 
 
 def describe_signal(signal: str, value: float) -> str:
-    """The signal's value in the words of the account manager."""
-    return _words(signal, float(shown_value(signal, np.array([value], dtype="float64"))[0]))
-
-
-def _words(signal: str, shown: float) -> str:
-    # The stored, ops-facing text; kamflow.core.vocabulary.parse_factors reads it back so
-    # emails can word the factors in their reader's language (a test keeps the two in step).
-    if signal == "revenue_decline":
-        return f"revenue {shown:+.0f}%"
-    if signal == "complaints_90d":
-        return f"{shown:g} complaints in 90 days"
-    if signal == "sla_breaches_90d":
-        return f"{shown:g} SLA breaches in 90 days"
-    if signal == "outage_hours_90d":
-        return f"{shown:.0f} outage hours in 90 days"
-    if signal == "days_to_contract_end":
-        return (f"contract ends in {shown:.0f} days" if shown >= 0
-                else f"contract ended {-shown:.0f} days ago")
-    if signal == "arrears_ratio":
-        return f"arrears {shown:.0f}% of billed"
-    if signal == "days_since_contact":
-        return f"no contact for {shown:.0f} days"
-    if signal == "relationship_months":
-        return f"customer for {shown:.0f} months"
-    if signal == "commitment_months":
-        return ("no commitment (month-to-month or out of contract)" if shown <= 0
-                else f"committed for {shown:.0f} more months")
-    if signal == "competitor_complaints":
-        return f"{shown:g} billing, price or coverage complaints in a year"
-    if signal == "revenue_volatility":
-        return f"monthly bill swings {shown:.0f}%"
-    return f"{signal} {shown:g}"
+    """The signal's value in the words of the ops (``kamflow tasks show``)."""
+    return ops_phrase(signal, float(shown_value(signal, np.array([value], dtype="float64"))[0]))
 
 
 def signal_words(signal: Signal, value: float, lang: str = "en") -> str:
@@ -82,36 +56,61 @@ def signal_words(signal: Signal, value: float, lang: str = "en") -> str:
 
 
 def factor_text(scored: pd.DataFrame) -> np.ndarray:
-    """Per account: its top churn factors, comma-separated; with values and levels when the
-    frame carries them (a frame without them gives the bare names). An operator signal among
-    them (under a learnt model) is worded with its labels from the mapping, in English and
-    Chinese (``contract type = month-to-month | 合约类型为按月``): emails pick their reader's
-    language from it (kamflow.core.vocabulary.parse_factors)."""
+    """Per account: its top churn factors as the stored reason lists them, comma-separated
+    (``explain_factors``'s text)."""
+    return explain_factors(scored)[0]
+
+
+def explain_factors(scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: (its top churn factors as the ops' text, the same factors as JSON data).
+
+    With values and levels when the frame carries them; a frame without them gives the bare
+    names as text and no factor data (``[]``). An operator signal among them (under a learnt
+    model) carries its words from the mapping's labels, in English and Chinese (``contract
+    type = month-to-month`` / ``合约类型为按月``): the vocabulary has none of its own for it.
+    Each distinct combination of factors is worded and encoded once and spread to its rows."""
+    count = len(scored)
     columns = [c for c in FACTOR_COLUMNS if c in scored]
     if not columns:
-        return np.full(len(scored), "", dtype=object)
+        return np.full(count, "", dtype=object), np.full(count, "[]", dtype=object)
     detailed = all(f"{c}_{part}" in scored for c in columns for part in ("signal", "value",
                                                                          "level"))
     operator = {s.column: s for s in scored.attrs.get("operator_signals", ())}
-    pieces = []
+    # Per rank: a code per row, and per code (its text, its JSON object or "" for none).
+    ranks: list[tuple[np.ndarray, list[tuple[str, str]]]] = []
     for column in columns:
         names = scored[column].fillna("").to_numpy(dtype=object)
         if detailed:
-            names = _detailed(names, scored[f"{column}_signal"].to_numpy(dtype=object),
-                              scored[f"{column}_value"].to_numpy(dtype="float64"),
-                              scored[f"{column}_level"].to_numpy(dtype="float64"),
-                              operator)
-        pieces.append(names)
-    text = pieces[0]
-    for piece in pieces[1:]:
-        text = np.where(piece == "", text, text + ", " + piece)
-    return text
+            ranks.append(_distinct(names, scored[f"{column}_signal"].to_numpy(dtype=object),
+                                   scored[f"{column}_value"].to_numpy(dtype="float64"),
+                                   scored[f"{column}_level"].to_numpy(dtype="float64"),
+                                   operator))
+        else:
+            codes, uniques = pd.factorize(names)
+            ranks.append((codes, [(str(name), "") for name in uniques]))
+    # One dense code per distinct combination of the ranks' factors, and a row showing each.
+    key = ranks[0][0].astype("int64")
+    for codes, entries in ranks[1:]:
+        key = pd.factorize(key * max(len(entries), 1) + codes)[0]
+    combinations = int(key.max()) + 1 if count else 0
+    first = np.empty(combinations, dtype="int64")
+    first[key[::-1]] = np.arange(count - 1, -1, -1)
+    texts = objects = np.full(combinations, "", dtype=object)
+    for rank, (codes, entries) in enumerate(ranks):
+        shown = codes[first]
+        text = np.array([e[0] for e in entries] or [""], dtype=object)[shown]
+        obj = np.array([e[1] for e in entries] or [""], dtype=object)[shown]
+        texts = text if rank == 0 else np.where(text == "", texts, texts + ", " + text)
+        objects = np.where(obj == "", objects,
+                           np.where(objects == "", obj, objects + "," + obj))
+    return texts[key], ("[" + objects + "]")[key]
 
 
-def _detailed(names: np.ndarray, signals: np.ndarray, values: np.ndarray,
-              levels: np.ndarray, operator: dict[str, Signal] | None = None) -> np.ndarray:
-    """Names with their values and levels. Many accounts share what they show (3 complaints,
-    level 0.75), so each distinct combination is formatted once: fast on a million accounts."""
+def _distinct(names: np.ndarray, signals: np.ndarray, values: np.ndarray, levels: np.ndarray,
+              operator: dict[str, Signal]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """One rank's factors: per row a code, per code (its text, its JSON object; "" for a bare
+    name or none). Many accounts share what they show (3 complaints, level 0.75), so each
+    distinct (name, signal, shown value, level) is built once: fast on a million accounts."""
     signals = np.where(pd.isna(signals), "", signals).astype(object)
     shown = np.full(len(values), np.nan)
     for signal in pd.unique(signals):
@@ -124,22 +123,26 @@ def _detailed(names: np.ndarray, signals: np.ndarray, values: np.ndarray,
     for codes, uniques in parts:
         key = key * max(len(uniques), 1) + codes
     codes, distinct = pd.factorize(key)
-    texts = []
+    entries = []
     for combined in distinct:
         picked = []
         for _, uniques in reversed(parts):
             combined, code = divmod(int(combined), max(len(uniques), 1))
             picked.append(uniques[code])
         level, number, signal, name = picked
-        texts.append(_detail(name, signal, number, level, operator or {}))
-    return np.array(texts, dtype=object)[codes] if texts else names
+        entries.append(_entry(str(name), str(signal), float(number), float(level), operator))
+    return codes, entries
 
 
-def _detail(name: str, signal: str, shown: float, level: float,
-            operator: dict[str, Signal]) -> str:
+def _entry(name: str, signal: str, shown: float, level: float,
+           operator: dict[str, Signal]) -> tuple[str, str]:
     if not name or not signal or pd.isna(shown):
-        return name
-    words = (f"{signal_words(operator[signal], shown, 'en')}{SIGNAL_WORDS}"
-             f"{signal_words(operator[signal], shown, 'zh')}" if signal in operator
-             else _words(signal, shown))
-    return f"{name}: {words} (level {level:.2f})"
+        return name, ""
+    if signal in operator:
+        words = (signal_words(operator[signal], shown, "en"),
+                 signal_words(operator[signal], shown, "zh"))
+        factor = Factor(name, signal, shown, float(f"{level:.2f}"), 1, words)
+    else:
+        factor = Factor(name, signal, factor_data.stored_value(signal, shown),
+                        float(f"{level:.2f}"))
+    return ops_factor_text((factor,)), factor_data.dump_one(factor)

@@ -12,8 +12,9 @@ import yaml
 
 from kamflow.core import vocabulary
 from kamflow.core.errors import ConfigError
+from kamflow.core.factors import from_reason, loads, stored_value
 from kamflow.core.settings import DEFAULT_CONF_DIR
-from kamflow.core.vocabulary import UnknownLabel, Wording, factor_phrase, label, parse_factors
+from kamflow.core.vocabulary import UnknownLabel, Wording, factor_phrase, label
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -103,9 +104,10 @@ def test_factor_phrases(signal: str, shown: float, zh: str, en: str) -> None:
 
 
 def test_factors_written_by_scoring_are_read_back() -> None:
-    """Whatever scoring/explain.py writes for a factor, parse_factors reads back: same factor,
-    signal, shown value and level (so an email can word it in its reader's language)."""
-    from kamflow.scoring.explain import factor_text, shown_value
+    """Whatever scoring/explain.py makes of a factor, its data (JSON) and the reason's text
+    name the same factor, signal, value (at the precision shown) and level: a task stored as
+    text only reads back as the one stored with data."""
+    from kamflow.scoring.explain import explain_factors, shown_value
 
     cases = [("revenue_decline", "revenue_decline", 0.38), ("revenue_decline", "revenue_decline",
                                                            -0.05),
@@ -114,13 +116,17 @@ def test_factors_written_by_scoring_are_read_back() -> None:
                                                           "days_to_contract_end", -20.0),
              ("contract_ending", "days_to_contract_end", 45.0),
              ("arrears", "arrears_ratio", 0.25), ("no_contact", "days_since_contact", 120.0),
-             ("custom-name", "complaints_90d", 2.5)]
+             ("custom-name", "complaints_90d", 2.5), ("commitment", "commitment_months", 0.0),
+             ("commitment", "commitment_months", 7.4), ("volatility", "revenue_volatility", 0.184)]
     for name, signal, value in cases:
         frame = pd.DataFrame({"churn_factor_1": [name], "churn_factor_1_signal": [signal],
                               "churn_factor_1_value": [value], "churn_factor_1_level": [0.75]})
-        text = "churn_band=critical. Top churn factors: " + factor_text(frame)[0]
+        text, data = (column[0] for column in explain_factors(frame))
         shown = float(shown_value(signal, np.array([value]))[0])
-        assert parse_factors(text) == (vocabulary.Factor(name, signal, shown, 0.75),), text
+        expected = (vocabulary.Factor(name, signal, stored_value(signal, shown), 0.75),)
+        assert loads(data) == expected, data
+        assert from_reason("churn_band=critical. Top churn factors: " + text) == expected, text
+        assert vocabulary.ops_factor_text(expected) == text
 
 
 def test_builtin_actions_take_their_titles_from_the_vocabulary(tmp_path: Path) -> None:

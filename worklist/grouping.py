@@ -46,10 +46,10 @@ DigestRenderer = Renderer
 MAX_TASKS_PER_EMAIL = 200  # tasks listed in one email; more go into further emails
 DIGEST_FIELDS = ("task_id", "account_id", "account_name", "action", "action_title", "priority",
                  "due_at", "reason", "rule_id", "status", "escalation_level", "value_at_risk",
-                 "effort_hours", "expected_retained_cny_yearly", "must_do")
+                 "effort_hours", "expected_retained_cny_yearly", "must_do", "factors")
 _NEW_TASK_COLUMNS = ["account_id", "account_name", "action", "action_title", "priority",
                      "due_at", "reason", "rule_id", "value_at_risk", "owner_email", "owner_name",
-                     "effort_hours", "expected_retained_cny_yearly", "must_do"]
+                     "effort_hours", "expected_retained_cny_yearly", "must_do", "factors"]
 
 
 def one_by_one(render: Renderer) -> ManyRenderer:
@@ -189,7 +189,7 @@ class DigestStore(StoreBase):
                 Task.id, Task.account_id, Task.account_name, Task.action, Task.action_title,
                 Task.priority, Task.due_at, Task.reason, Task.rule_id, Task.status,
                 Task.escalation_level, Task.value_at_risk, Task.effort_hours,
-                Task.expected_retained_cny_yearly, Task.must_do, Task.owner_email,
+                Task.expected_retained_cny_yearly, Task.must_do, Task.factors, Task.owner_email,
                 Task.owner_name).where(
                 Task.status.in_(OPEN_STATUSES)).order_by(
                 Task.owner_email, Task.priority, Task.due_at, Task.id))

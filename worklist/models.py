@@ -43,6 +43,10 @@ class Task(Base):
     rule_id: Mapped[str] = mapped_column(String(128))
     ruleset_version: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
+    # the decision's top churn factors as data (kamflow.core.factors: JSON), from which emails
+    # word them in their reader's language; NULL on a task stored without them, whose reason's
+    # text migration 0015 could not read (emails then read the reason)
+    factors: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kamflow.core.factors import FACTORS_MARK
 from kamflow.worklist.calendar import BusinessCalendar, add_business_time
 from kamflow.worklist.capacity import UNLIMITED, Capacity
 
@@ -146,7 +147,7 @@ def plan_tasks(decisions: pd.DataFrame, owners: OwnerDirectory, action_titles: M
     planned["action_title"] = planned["action"].map(dict(action_titles)).fillna(planned["action"])
     planned["reason"] = np.where(
         planned["churn_factors"].astype(str) != "",
-        planned["why"].astype(str) + ". Top churn factors: " + planned["churn_factors"].astype(str),
+        planned["why"].astype(str) + FACTORS_MARK + planned["churn_factors"].astype(str),
         planned["why"].astype(str))
     planned["created_at"] = now
     if calendar is None:

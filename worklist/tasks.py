@@ -61,10 +61,10 @@ WORTH_FIELDS = ("effort_hours", "expected_retained_cny_yearly", "effect_source",
 TASK_FIELDS = ("account_id", "account_name", "action", "action_title", "owner_role", "owner_name",
                "owner_email", "priority", "rule_id", "ruleset_version", "reason", "created_at",
                "due_at", "cooldown_days", "open_key", "value_at_risk", *WORTH_FIELDS,
-               "experiment_period")
+               "experiment_period", "factors")
 # what a queued task planned again takes from this run's plan
-_RERANKED = ("priority", "value_at_risk", "reason", "owner_email", "owner_name", "due_at",
-             "rule_id", "ruleset_version", "action_title", *WORTH_FIELDS)
+_RERANKED = ("priority", "value_at_risk", "reason", "factors", "owner_email", "owner_name",
+             "due_at", "rule_id", "ruleset_version", "action_title", *WORTH_FIELDS)
 # what decides a queued task's place and words: a change rewrites it (the deadline counts only
 # once it is released)
 _RANKED = ("priority", "value_at_risk", "reason", "owner_email", "rule_id")
@@ -453,7 +453,8 @@ class TaskLifecycle(StoreBase):
                                                          else ""),
                 status="open", created_at=now, due_at=follow_up_due, released_at=now,
                 run_id=f"follow-up-{task.id}", open_key=f"{task.account_id}|{task.action}",
-                escalation_level=0, follow_up_of=task.id)
+                escalation_level=0, follow_up_of=task.id,
+                factors="[]")  # a follow-up names no factors: its note is never read as some
             session.add(follow_up)
             session.flush()
             session.add(TaskEvent(task_id=follow_up.id, at=now, event="created",
@@ -719,6 +720,11 @@ def _with_optional_columns(planned: pd.DataFrame) -> pd.DataFrame:
         extra["held_out"] = False
     if "experiment_period" not in planned:
         extra["experiment_period"] = ""
+    if "factors" not in planned:  # decided without factor data: the reason's text stands
+        extra["factors"] = None
+    elif planned["factors"].isna().any():
+        extra["factors"] = planned["factors"].astype(object).where(planned["factors"].notna(),
+                                                                   None)
     return planned.assign(**extra) if extra else planned
 
 

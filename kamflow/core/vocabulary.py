@@ -9,23 +9,31 @@ CLI), in the reader's language:
     label("value_class", "high", "zh-CN")        -> "高价值"
     factor_phrase("days_to_contract_end", -20, "zh") -> "合同已于 20 天前到期"
 
-A stored task keeps its reason as the text ops read in ``kamflow tasks show`` (the matched
-conditions, then ``Top churn factors: contract_ending: contract ended 20 days ago (level
-1.00)``, written by scoring/explain.py); ``parse_factors`` reads the factors back from it, so an
-email can say them in its reader's language. ``Wording`` adds what only a rule set knows (custom
-action titles, each rule's description) and composes an email's reason.
+A decision carries its churn factors as data (``kamflow.core.factors.Factor``: signal, value,
+level, sign); every word about them is made here from that data: ``factor_words`` in the
+reader's language for emails, ``ops_factor_text`` in the ops' English for the stored reason
+that ``kamflow tasks show`` prints (``contract_ending: contract ended 20 days ago (level
+1.00)``). ``Wording`` adds what only a rule set knows (custom action titles, each rule's
+description) and composes an email's reason.
 
-Core layer: imports nothing else from kamflow. A test fails if a code used by scoring, the
-shipped rules or the task store lacks a label here.
+Core layer: imports nothing else from kamflow but the core's factors. A test fails if a code
+used by scoring, the shipped rules or the task store lacks a label here.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
+
+from kamflow.core.factors import (
+    FACTORS_MARK,
+    SIGNAL_WORDS,
+    Factor,
+    from_reason,
+    loads,
+)
+from kamflow.core.factors import shown as shown_number
 
 __all__ = [
     "KINDS",
@@ -36,10 +44,12 @@ __all__ = [
     "codes",
     "effect_words",
     "factor_phrase",
+    "factor_words",
     "label",
     "language",
+    "ops_factor_text",
+    "ops_phrase",
     "outcome_label",
-    "parse_factors",
     "timezone_label",
     "yearly_amount",
     "yearly_risk",
@@ -263,8 +273,9 @@ def timezone_label(timezone: str, lang: str) -> str:
 
 # -- churn factors ---------------------------------------------------------------------------
 def factor_phrase(signal: str, shown: float, lang: str) -> str:
-    """A churn factor's value in words: ``shown`` is the number as scoring/explain.py shows it
-    (the revenue change and arrears in whole %, days and hours whole, counts as they are)."""
+    """A churn factor's value in words: ``shown`` is the number as a reader sees it
+    (``factors.shown``: the revenue change and arrears in whole %, days and hours whole, counts
+    as they are)."""
     zh = language(lang) == "zh"
     n = _number(abs(shown))
     if signal == "revenue_decline":  # shown: the revenue change in %, -38 = down 38 %
@@ -321,72 +332,54 @@ def _days(n: str) -> str:
     return "1 day" if n == "1" else f"{n} days"
 
 
-@dataclass(frozen=True)
-class Factor:
-    """One top churn factor of a task: the configured factor's name, its signal, the value as
-    shown and its warning level 0..1."""
-
-    name: str
-    signal: str
-    shown: float
-    level: float
-    # An operator signal (a mapping's ``signals:``): its words as explain.py wrote them,
-    # (en, zh), from the mapping's labels; the vocabulary has no words of its own for it.
-    words: tuple[str, str] | tuple[()] = ()
-
-
-# What scoring/explain.py writes per signal (its ``_words``), read back: (signal, pattern, sign).
-_OPS_WORDS = (
-    ("revenue_decline", r"revenue (?P<n>[+-]?[\d.]+)%", 1),
-    ("complaints_90d", r"(?P<n>[\d.]+) complaints in 90 days", 1),
-    ("sla_breaches_90d", r"(?P<n>[\d.]+) SLA breaches in 90 days", 1),
-    ("outage_hours_90d", r"(?P<n>[\d.]+) outage hours in 90 days", 1),
-    ("days_to_contract_end", r"contract ends in (?P<n>[\d.]+) days", 1),
-    ("days_to_contract_end", r"contract ended (?P<n>[\d.]+) days ago", -1),
-    ("arrears_ratio", r"arrears (?P<n>[\d.]+)% of billed", 1),
-    ("days_since_contact", r"no contact for (?P<n>[\d.]+) days", 1),
-    ("relationship_months", r"customer for (?P<n>[\d.]+) months", 1),
-    ("commitment_months", r"committed for (?P<n>[\d.]+) more months", 1),
-    ("commitment_months", r"(?P<n>)no commitment \(month-to-month or out of contract\)", 1),
-    ("competitor_complaints", r"(?P<n>[\d.]+) billing, price or coverage complaints in a year", 1),
-    ("revenue_volatility", r"monthly bill swings (?P<n>[\d.]+)%", 1),
-)
-_OPS_PATTERNS = tuple((signal, re.compile(pattern + "$"), sign)
-                      for signal, pattern, sign in _OPS_WORDS)
-_PIECE = re.compile(r"(?P<name>[\w.-]+): (?P<words>.+) \(level (?P<level>[\d.]+)\)$")
-FACTORS_MARK = ". Top churn factors: "
-# An operator signal's factor, as scoring/explain.py writes it: "signal_<name>: <en> | <zh>".
-SIGNAL_FACTOR = "signal_"
-SIGNAL_WORDS = " | "
+def ops_phrase(signal: str, shown: float) -> str:
+    """A churn factor's value as ``kamflow tasks show`` and the stored reason word it, in the
+    ops' English (``contract ended 20 days ago``); ``shown`` as for ``factor_phrase``."""
+    if signal == "revenue_decline":
+        return f"revenue {shown:+.0f}%"
+    if signal == "complaints_90d":
+        return f"{shown:g} complaints in 90 days"
+    if signal == "sla_breaches_90d":
+        return f"{shown:g} SLA breaches in 90 days"
+    if signal == "outage_hours_90d":
+        return f"{shown:.0f} outage hours in 90 days"
+    if signal == "days_to_contract_end":
+        return (f"contract ends in {shown:.0f} days" if shown >= 0
+                else f"contract ended {-shown:.0f} days ago")
+    if signal == "arrears_ratio":
+        return f"arrears {shown:.0f}% of billed"
+    if signal == "days_since_contact":
+        return f"no contact for {shown:.0f} days"
+    if signal == "relationship_months":
+        return f"customer for {shown:.0f} months"
+    if signal == "commitment_months":
+        return ("no commitment (month-to-month or out of contract)" if shown <= 0
+                else f"committed for {shown:.0f} more months")
+    if signal == "competitor_complaints":
+        return f"{shown:g} billing, price or coverage complaints in a year"
+    if signal == "revenue_volatility":
+        return f"monthly bill swings {shown:.0f}%"
+    return f"{signal} {shown:g}"
 
 
-def parse_factors(text: str) -> tuple[Factor, ...]:
-    """The churn factors in a stored reason (or in its factor part): those scoring/explain.py
-    wrote with a value; a bare factor name or words it does not know are left out."""
-    _, mark, tail = text.rpartition(FACTORS_MARK)
-    return _parse_factor_text(tail if mark else text)
+def factor_words(factor: Factor, lang: str) -> str:
+    """One factor in its reader's words (``合同已于 20 天前到期``): an operator signal's from
+    the mapping's labels it carries, a shipped signal's from ``factor_phrase``."""
+    if factor.words:
+        return factor.words[1] if language(lang) == "zh" else factor.words[0]
+    return factor_phrase(factor.signal, shown_number(factor.signal, factor.value), lang)
 
 
-@functools.lru_cache(maxsize=65536)
-def _parse_factor_text(text: str) -> tuple[Factor, ...]:
-    # Cached: a run's tasks share a few thousand distinct factor texts.
-    found = []
-    for piece in text.split(", "):
-        match = _PIECE.match(piece.strip().rstrip("."))
-        if match is None:
-            continue
-        if match["name"].startswith(SIGNAL_FACTOR) and SIGNAL_WORDS in match["words"]:
-            en, zh = match["words"].split(SIGNAL_WORDS, 1)
-            found.append(Factor(match["name"], match["name"], 0.0, float(match["level"]),
-                                (en, zh)))
-            continue
-        for signal, pattern, sign in _OPS_PATTERNS:
-            value = pattern.match(match["words"])
-            if value is not None:
-                found.append(Factor(match["name"], signal, sign * float(value["n"] or 0) + 0.0,
-                                    float(match["level"])))
-                break
-    return tuple(found)
+def ops_factor_text(factors: Iterable[Factor]) -> str:
+    """Factors as the stored reason and ``kamflow tasks show`` list them, with their names and
+    levels: ``revenue_decline: revenue -38% (level 0.95), complaints: ...``."""
+    return ", ".join(f"{f.name}: {_ops_words(f)} (level {f.level:.2f})" for f in factors)
+
+
+def _ops_words(factor: Factor) -> str:
+    if factor.words:
+        return f"{factor.words[0]}{SIGNAL_WORDS}{factor.words[1]}"
+    return ops_phrase(factor.signal, shown_number(factor.signal, factor.value))
 
 
 # -- a rule set's words ----------------------------------------------------------------------
@@ -434,35 +427,44 @@ class Wording(Mapping[str, tuple[str, str]]):
             return None
         return words[1] if language(lang) == "zh" else words[0]
 
-    def reason(self, rule_id: str, stored: str, lang: str) -> str:
+    def reason(self, rule_id: str, stored: str, lang: str,
+               factors: str | Sequence[Factor] | None = None) -> str:
         """A task's reason for an email in ``lang``: the rule's description, then the top churn
-        factors with their values (read from the ``stored`` reason). No condition, code or
-        warning level: those stay in ``kamflow tasks show``. With neither a description nor a
-        factor, English keeps the stored text and Chinese names the rule."""
-        return _reason(self.rule_description(rule_id, lang), stored, rule_id, language(lang))
+        factors with their values, worded from ``factors`` (the task's, as data or their JSON).
+        No condition, code or warning level: those stay in ``kamflow tasks show``. With
+        neither a description nor a factor, English keeps the ``stored`` reason and Chinese
+        names the rule. A task stored without factors (None: before migration 0015, or text
+        only) has them read from its stored reason (``factors.from_reason``)."""
+        return _reason(self.rule_description(rule_id, lang), stored, rule_id, language(lang),
+                       factors)
 
 
-def _reason(description: str | None, stored: str, rule_id: str, lang: str) -> str:
-    _, mark, tail = stored.rpartition(FACTORS_MARK)
-    phrases = _phrases(tail, lang) if mark else ()
+def _reason(description: str | None, stored: str, rule_id: str, lang: str,
+            factors: str | Sequence[Factor] | None) -> str:
+    data = loads(factors) if isinstance(factors, str) else factors
+    if data is None:  # stored as text only
+        _, mark, tail = stored.rpartition(FACTORS_MARK)
+        data = from_reason(tail) if mark else ()
+    phrases = _phrases(tuple(data), lang)
     zh = lang == "zh"
     if not phrases:
         if description:
             return description
         return f"由规则 {rule_id} 触发" if zh else stored
-    factors = ("；" if zh else "; ").join(phrases)
+    listed = ("；" if zh else "; ").join(phrases)
     if zh:
         head = description.rstrip("。") + "。" if description else ""
-        return f"{head}主要流失因素：{factors}。"
+        return f"{head}主要流失因素：{listed}。"
     head = description.rstrip(".") + ". " if description else ""
-    return f"{head}Main churn factors: {factors}."
+    return f"{head}Main churn factors: {listed}."
 
 
 @functools.lru_cache(maxsize=65536)
-def _phrases(factor_text: str, lang: str) -> tuple[str, ...]:
-    return tuple((f.words[1] if lang == "zh" else f.words[0]) if f.words
-                 else factor_phrase(f.signal, f.shown, lang)
-                 for f in _parse_factor_text(factor_text))
+def _phrases(factors: tuple[Factor, ...], lang: str) -> tuple[str, ...]:
+    # Cached: a run's tasks share a few thousand distinct factor sets. A signal without words
+    # here (none that scoring reads; a test checks) is left out, as the reason's text was.
+    return tuple(factor_words(f, lang) for f in factors
+                 if f.words or f.signal in KINDS["churn_signal"])
 
 
 # A task's value at risk as its reader sees it: the yearly figure (monthly x 12) in CNY.
