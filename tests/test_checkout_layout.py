@@ -1,6 +1,6 @@
 """The checkout reads as the installed package: kamflow/<stage> is a symlink to each stage folder
 that pyproject's package-dir maps to kamflow.<stage>, so mypy and lint-imports check the working
-tree (README, "Three commands") and a new stage folder cannot be left out of both."""
+tree (README, "Two commands") and a new stage folder cannot be left out of both."""
 
 import tomllib
 from pathlib import Path
