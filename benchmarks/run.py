@@ -100,16 +100,14 @@ def e2e(accounts: int, database_url: str | None, again: bool = False) -> dict:
 
 
 def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
-    """One daily run: every stage, timed, in the flow's order and with its memory hand-offs."""
+    """One daily run: every stage, timed, in the flow's order and with its memory hand-offs.
+    Read, validate, score and decide are the run's own plan (flows/plan.py, with the holdout
+    and the appraisal), timed step by step."""
     from kamflow import config, notifications
     from kamflow.core.links import LinkSigner
     from kamflow.core.settings import Settings
-    from kamflow.expectations import validate_snapshot
-    from kamflow.flows import delivery
+    from kamflow.flows import delivery, plan
     from kamflow.flows.retention import roster_columns
-    from kamflow.intake import build_customer_view, read_snapshot
-    from kamflow.rules import decide, load_ruleset
-    from kamflow.scoring import score_accounts
     from kamflow.worklist import TaskStore
 
     seconds: dict[str, float] = {}
@@ -120,25 +118,28 @@ def daily_job(work: Path, database_url: str, now: dt.datetime) -> dict:
         seconds[stage] = round(now - t0, 3)
         return now
 
+    class Timed(plan.Stages):
+        """The plan's steps, each timed under its name (intake, validate, score, decide)."""
+
+        def run(self, name: str, step, *args):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            result = step(*args)
+            lap(name, t0)
+            return result
+
+        def validated(self, found: plan.Plan) -> bool:
+            found.validation.release_gx()  # as the flow does once the results are written
+            return True
+
+    conf = plan.PlanConfig.load(config.conf_dir())
+    assert conf.ruleset is not None
+    ruleset = conf.ruleset
+    found = plan.plan_snapshot(work / "snapshot", AS_OF, conf, Timed())
+    assert found.decisions is not None, found.validation.message
+    outcome, decisions = found.validation, found.decisions
+    roster_accounts = roster_columns(found.accounts)
+    del found
     t = time.perf_counter()
-    snapshot = read_snapshot(work / "snapshot", None, AS_OF)
-    t = lap("intake", t)
-    outcome = validate_snapshot(snapshot.tables, snapshot.problems,
-                                config.load_pipeline().validation, as_of=AS_OF)
-    t = lap("validate", t)
-    roster_accounts = roster_columns(snapshot.tables["accounts"])
-    del snapshot  # as the flow does: what the later stages need is in the outcome, and
-    outcome.release_gx()  # GX results let go once rendered (flow: _write_validation)
-    view = outcome.view.drop(columns=["_row"], errors="ignore") if outcome.view is not None \
-        else build_customer_view(dict(outcome.accepted), AS_OF)
-    outcome.accepted, outcome.view = {}, None
-    scored = score_accounts(view, config.load_scoring())
-    del view
-    t = lap("score", t)
-    ruleset = load_ruleset()
-    decisions = decide(scored, ruleset)
-    del scored
-    t = lap("decide", t)
     with TaskStore(database_url) as store:
         roster = store.record_accounts(roster_accounts, now)
         del roster_accounts
