@@ -322,14 +322,7 @@ def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: Ca
     12 x monthly revenue x its true effect (an account's effects combine as 1 - prod(1 - e));
     a negative effect done on an account that stays loses 12 x monthly revenue x |e|. Costs
     count for every task done."""
-    leave = pd.to_numeric(accounts["leave_day"], errors="coerce").to_numpy(dtype=float)
-    monthly = pd.Series(accounts["monthly_revenue"].to_numpy(dtype=float),
-                        index=accounts["account_id"].astype(str))
-    churner = pd.Series(~np.isnan(leave), index=monthly.index)
-    by_account = pd.Series(np.where(np.isnan(leave), np.inf, leave), index=monthly.index)
-    ids = planned["account_id"].astype(str)
-    task_leave = ids.map(by_account).fillna(np.inf).to_numpy()
-    candidates = planned.assign(urgent=urgent_tasks(planned)).reset_index(drop=True)
+    candidates, ids, task_leave, monthly, churner = _department(planned, accounts)
     effect = truth["true_effect"].to_numpy(dtype=float)
     cost = truth["true_cost"].to_numpy(dtype=float)
     hours = pd.to_numeric(candidates.get("effort_hours", pd.Series(0.0, index=candidates.index)),
@@ -349,6 +342,21 @@ def simulate_kept(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of: Ca
     return KeptReport(days, len(accounts), int(candidates["owner_email"].astype(str).str.lower()
                                                .nunique()), len(candidates),
                       int(churner.sum()), round(churn_revenue, 2), effects, outcomes)
+
+
+def _department(planned: pd.DataFrame, accounts: pd.DataFrame
+                ) -> tuple[pd.DataFrame, pd.Series, np.ndarray, pd.Series, pd.Series]:
+    """What every play of ``planned`` reads: the candidates (with ``urgent``), their account
+    ids, the day each one's account leaves (inf: it stays), and per account its monthly
+    revenue and whether it churns."""
+    leave = pd.to_numeric(accounts["leave_day"], errors="coerce").to_numpy(dtype=float)
+    monthly = pd.Series(accounts["monthly_revenue"].to_numpy(dtype=float),
+                        index=accounts["account_id"].astype(str))
+    churner = pd.Series(~np.isnan(leave), index=monthly.index)
+    candidates = planned.assign(urgent=urgent_tasks(planned)).reset_index(drop=True)
+    ids = candidates["account_id"].astype(str)
+    by_account = pd.Series(np.where(np.isnan(leave), np.inf, leave), index=monthly.index)
+    return candidates, ids, ids.map(by_account).fillna(np.inf).to_numpy(), monthly, churner
 
 
 def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -526,14 +534,7 @@ def simulate_learning(planned: pd.DataFrame, accounts: pd.DataFrame, capacity_of
     if quarters < 1:
         raise ValueError("quarters must be >= 1")
     rng = np.random.default_rng(seed)
-    candidates = planned.assign(urgent=urgent_tasks(planned)).reset_index(drop=True)
-    ids = candidates["account_id"].astype(str)
-    leave = pd.to_numeric(accounts["leave_day"], errors="coerce").to_numpy(dtype=float)
-    monthly = pd.Series(accounts["monthly_revenue"].to_numpy(dtype=float),
-                        index=accounts["account_id"].astype(str))
-    churner = pd.Series(~np.isnan(leave), index=monthly.index)
-    task_leave = ids.map(pd.Series(np.where(np.isnan(leave), np.inf, leave),
-                                   index=monthly.index)).fillna(np.inf).to_numpy()
+    candidates, ids, task_leave, monthly, churner = _department(planned, accounts)
     account_of = pd.Index(monthly.index).get_indexer(ids)
     if (account_of < 0).any():
         raise KamflowError("a planned task's account is not among the snapshot's accounts")
